@@ -1,0 +1,9 @@
+"""ceir: a national IMEI registry (CEIR) and the CheckIMEI service operator EIRs call."""
+
+from __future__ import annotations
+
+from ceir.errors import CeirError, InvalidImeiError
+from ceir.imei import Imei, parse, parse_lenient
+
+__version__ = "0.1.0"
+__all__ = ["CeirError", "Imei", "InvalidImeiError", "__version__", "parse", "parse_lenient"]

@@ -1,0 +1,48 @@
+"""The one exception root of ceir and its specific kinds.
+
+Errors are raised deep and translated only at the edges: the gRPC status table in
+:mod:`ceir.server` and the exit codes in :mod:`ceir.cli`. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class CeirError(Exception):
+    """Root of every error ceir raises on purpose."""
+
+
+class InvalidReason(enum.Enum):
+    """Machine-readable cause of an :class:`InvalidImeiError`."""
+
+    EMPTY = "empty"
+    NON_DIGIT = "non_digit"
+    BAD_LENGTH = "bad_length"
+    BAD_CHECK_DIGIT = "bad_check_digit"
+    OUT_OF_RANGE = "out_of_range"
+
+
+class InvalidImeiError(CeirError, ValueError):
+    """The text is not a 14-digit IMEI, a 15-digit IMEI with a valid check digit, or an IMEISV."""
+
+    def __init__(self, reason: InvalidReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ConfigError(CeirError):
+    """A setting has a value ceir cannot use."""
+
+
+class StoreError(CeirError):
+    """The LMDB store cannot be opened, read or written."""
+
+
+class StoreSchemaError(StoreError):
+    """The store was written by a ceir with a layout this version does not know."""
+
+
+class LimitError(CeirError):
+    """A request goes beyond a configured limit (batch size, message size)."""

@@ -1,0 +1,214 @@
+"""The gRPC server: error -> status table, ``create_server()``, ``serve()``.
+
+Domain errors are translated into gRPC status codes here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from ceir import __version__, demo
+from ceir.config import Settings
+from ceir.errors import (
+    CeirError,
+    ConfigError,
+    InvalidImeiError,
+    LimitError,
+    StoreError,
+    StoreSchemaError,
+)
+from ceir.lookup import Checker
+from ceir.policy import Policy
+from ceir.servicers import DeviceCheck, EquipmentIdentityRegister
+from ceir.store import Store, open_store
+from ceir.v1 import device_check_pb2, device_check_pb2_grpc, eir_pb2, eir_pb2_grpc
+
+log = logging.getLogger("ceir.server")
+S = TypeVar("S")
+
+# The one place where errors become gRPC status codes. Most specific class first.
+STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
+    (InvalidImeiError, grpc.StatusCode.INVALID_ARGUMENT),
+    (LimitError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (StoreSchemaError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StoreError, grpc.StatusCode.UNAVAILABLE),
+    (CeirError, grpc.StatusCode.INTERNAL),
+)
+
+SERVICE_NAMES = (
+    eir_pb2.DESCRIPTOR.services_by_name["EquipmentIdentityRegister"].full_name,
+    device_check_pb2.DESCRIPTOR.services_by_name["DeviceCheck"].full_name,
+)
+
+
+def status_for(exc: CeirError) -> grpc.StatusCode:
+    """The gRPC status code for a domain error."""
+    for cls, code in STATUS_FOR_ERROR:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL  # pragma: no cover - CeirError is in the table
+
+
+def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a servicer method so that a CeirError aborts the call with its status."""
+    if inspect.isasyncgenfunction(method):
+
+        async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                async for item in method(request, context):
+                    yield item
+            except CeirError as exc:
+                await context.abort(status_for(exc), str(exc))
+
+        return streaming
+
+    async def unary(request: Any, context: Any) -> Any:
+        try:
+            return await method(request, context)
+        except CeirError as exc:
+            await context.abort(status_for(exc), str(exc))
+
+    return unary
+
+
+class _Translated:
+    """Holds a servicer's RPC methods, wrapped to translate domain errors."""
+
+
+def translated(servicer: S, descriptor: Any, service: str) -> S:
+    """A stand-in for *servicer* whose RPCs turn a CeirError into its gRPC status.
+
+    Wrapping happens once, at registration, so calls pay one try block and nothing else.
+    """
+    proxy = _Translated()
+    for method in descriptor.services_by_name[service].methods:
+        setattr(proxy, method.name, _translating(getattr(servicer, method.name)))
+    return cast(S, proxy)
+
+
+@dataclass
+class CeirServer:
+    """A created (not yet started) server and its health service."""
+
+    grpc_server: Any
+    health: HealthServicer
+    store: Store
+
+    async def start(self) -> None:
+        await self.grpc_server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float | None) -> None:
+        """Report NOT_SERVING, let in-flight calls finish within *grace* s, then stop."""
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace)
+
+    def wait(self) -> Awaitable[bool]:
+        return self.grpc_server.wait_for_termination()  # type: ignore[no-any-return]
+
+
+def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
+    """Build the aio server on *store* and bind it; returns it and the bound port.
+
+    Bind ``port=0`` to get a free port (tests do).
+    """
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options)
+    policy = Policy(settings.unknown_status.status)
+    eir = EquipmentIdentityRegister(Checker(store, policy), settings.max_batch)
+    eir_pb2_grpc.add_EquipmentIdentityRegisterServicer_to_server(
+        translated(eir, eir_pb2.DESCRIPTOR, "EquipmentIdentityRegister"), server
+    )
+    check = DeviceCheck(store, policy)
+    device_check_pb2_grpc.add_DeviceCheckServicer_to_server(
+        translated(check, device_check_pb2.DESCRIPTOR, "DeviceCheck"), server
+    )
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    try:
+        port = server.add_insecure_port(settings.address)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {settings.address}: {exc}") from exc
+    if port == 0 and settings.port != 0:  # pragma: no cover - grpc raises on most systems
+        raise ConfigError(f"cannot listen on {settings.address}")
+    return CeirServer(server, health, store), port
+
+
+def prepare_store(settings: Settings) -> Store:
+    """Open the configured store; load demo data into it if it is empty and demo is on."""
+    store = open_store(settings.db)
+    if settings.demo and store.device_count() == 0:
+        n = demo.load(store)
+        log.info("empty store: loaded demo data (%d devices, %d TACs)", n, len(demo.TACS))
+    return store
+
+
+async def _serve(settings: Settings, store: Store) -> None:
+    server, port = create_server(settings, store)
+    await server.start()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    log.info(
+        "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); unknown IMEIs are %s; "
+        "no TLS, no authentication (embedded default)",
+        __version__,
+        host,
+        port,
+        settings.db,
+        store.device_count(),
+        store.tac_count(),
+        settings.unknown_status.value,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    started = time.monotonic()
+    log.info("stopping: draining in-flight calls for up to %.1f s", settings.grace)
+    await server.stop(settings.grace)
+    log.info("stopped after %.2f s", time.monotonic() - started)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
+
+
+def serve(settings: Settings) -> None:
+    """Open the store and serve until SIGTERM or SIGINT, then drain and return."""
+    store = prepare_store(settings)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(settings, store))
+    finally:
+        store.close()
