@@ -1,0 +1,72 @@
+"""The ``ceir`` command: thin. Parse flags, call the library, print, exit.
+
+Exit codes (also in ``ceir --help``):
+
+==  =====================================================================
+0   success; for ``ceir check``: the device may connect
+1   ``ceir check``: the device will be refused (not registered, blocked, expired)
+2   usage error (bad flag or argument)
+3   invalid IMEI
+4   the server could not be reached or failed
+5   the store cannot be opened or has an unknown layout
+6   bad configuration (e.g. the address cannot be bound)
+==  =====================================================================
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from ceir import __version__
+from ceir.errors import CeirError, ConfigError, InvalidImeiError, StoreError
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_INVALID_IMEI = 3
+EXIT_UNAVAILABLE = 4
+EXIT_STORE = 5
+EXIT_CONFIG = 6
+
+# The one place where errors become exit codes. Most specific class first.
+EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
+    (InvalidImeiError, EXIT_INVALID_IMEI),
+    (StoreError, EXIT_STORE),
+    (ConfigError, EXIT_CONFIG),
+    (CeirError, EXIT_CONFIG),
+)
+
+EPILOG = """\b
+Exit codes: 0 ok (check: may connect), 1 check: refused, 2 usage,
+3 invalid IMEI, 4 server unreachable, 5 store error, 6 bad configuration.
+Every flag can also be set as CEIR_<FLAG>, e.g. CEIR_DB, CEIR_PORT."""
+
+
+def fail(exc: CeirError) -> NoReturn:
+    """Print what is wrong and exit with the error's code."""
+    for cls, code in EXIT_FOR_ERROR:
+        if isinstance(exc, cls):
+            click.echo(f"ceir: {exc}", err=True)
+            sys.exit(code)
+    raise exc  # pragma: no cover - CeirError is in the table
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(__version__, prog_name="ceir")
+def main() -> None:
+    """ceir: the national IMEI register and the CheckIMEI service operators' EIRs call."""
+
+
+def run() -> None:
+    """Entry point of the ``ceir`` script: flags may also come from CEIR_* variables."""
+    main(auto_envvar_prefix="CEIR")
+
+
+# One module per command family; each adds its commands to `main` when imported.
+from ceir.cli import check, serve  # noqa: E402, F401
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
