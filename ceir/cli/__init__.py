@@ -54,15 +54,24 @@ def fail(exc: CeirError) -> NoReturn:
     raise exc  # pragma: no cover - CeirError is in the table
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+# Every command reads its flags from CEIR_<FLAG> too (CEIR_DB, CEIR_PORT, ...): the
+# same names whatever the command, so one environment configures them all.
+CONTEXT = {
+    "help_option_names": ["-h", "--help"],
+    "auto_envvar_prefix": "CEIR",
+    "show_default": True,
+}
+
+
+@click.group(context_settings=CONTEXT, epilog=EPILOG)
 @click.version_option(__version__, prog_name="ceir")
 def main() -> None:
     """ceir: the national IMEI register and the CheckIMEI service operators' EIRs call."""
 
 
 def run() -> None:
-    """Entry point of the ``ceir`` script: flags may also come from CEIR_* variables."""
-    main(auto_envvar_prefix="CEIR")
+    """Entry point of the ``ceir`` script."""
+    main()
 
 
 # One module per command family; each adds its commands to `main` when imported.
