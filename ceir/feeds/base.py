@@ -133,6 +133,8 @@ class Context:
 
     def text(self, value: str, name: str, *, optional: bool = False) -> str:
         """A free-text field: surrounding spaces trimmed (and counted), no control chars."""
+        if value and value.isprintable() and value[0] != " " and value[-1] != " ":
+            return value
         stripped = value.strip()
         if stripped != value:
             self.trimmed += 1

@@ -127,6 +127,7 @@ class _Import:
         self.clock = clock
         self.name = name
         self.tokenizer: Tokenizer = tokenizer_for(store)
+        self.detail_suffix = bytes((feed.kind.code,))
 
     # -- pass 1 ------------------------------------------------------------------------
 
@@ -285,15 +286,17 @@ class _Import:
         changes: list[audit.Change],
     ) -> None:
         key = cand.key
-        devices[key] = None if outcome.new is None else outcome.new.pack()
-        detail_key = key + bytes((self.feed.kind.code,))
+        new = None if outcome.new is None else outcome.new.pack()
+        devices[key] = new
+        detail_key = key + self.detail_suffix
         action = self.feed.action
         if cand.block is False:
             action = audit.Action.UNBLOCK
             details[detail_key] = None
         else:
             details[detail_key] = cand.details
-        changes.append(audit.Change(key, action, outcome.old, outcome.new, line))
+        old = None if outcome.old is None else outcome.old.pack()
+        changes.append(audit.Change(key, action, old, new, line))
 
 
 def _duplicate(cand: Candidate) -> FeedRowError:

@@ -17,6 +17,9 @@ from ceir.feeds.base import Candidate, Context, Feed, pack_details
 from ceir.feeds.rows import RejectReason, parse_feed_imei, parse_instant, required
 from ceir.record import Reason, Record, Source
 
+# Records are immutable and a file holds few production dates: one Record per date.
+_records: dict[str, Record] = {}
+
 
 class ManufacturerFeed(Feed):
     kind = Kind.MANUFACTURER
@@ -34,12 +37,17 @@ class ManufacturerFeed(Feed):
         model = ctx.text(model, "model")
         tpp = ctx.text(tpp, "tpp_number")
         maker = ctx.text(maker, "maker_id")
-        produced_at = parse_instant(required(produced, "produced_at"), "produced_at")
+        record = _records.get(produced)
+        if record is None:
+            produced_at = parse_instant(required(produced, "produced_at"), "produced_at")
+            record = Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=produced_at)
+            if len(_records) < 100_000:
+                _records[produced] = record
         return Candidate(
             imei.key,
-            Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=produced_at),
+            record,
             pack_details(brand, model, tpp, maker, produced),
-            imei.canonical,
+            imei_text if len(imei_text) == 15 else imei.canonical,
         )
 
 
