@@ -25,16 +25,30 @@ from ceir.config import Settings
 from ceir.errors import (
     CeirError,
     ConfigError,
+    FeedError,
+    FeedRefusedError,
+    FeedRowError,
     InvalidImeiError,
+    InvalidRequestError,
     LimitError,
+    NotFoundError,
+    RuleError,
     StoreError,
     StoreSchemaError,
 )
 from ceir.lookup import Checker
 from ceir.policy import Policy
+from ceir.registry import Registry
 from ceir.servicers import DeviceCheck, EquipmentIdentityRegister
 from ceir.store import Store, open_store
-from ceir.v1 import device_check_pb2, device_check_pb2_grpc, eir_pb2, eir_pb2_grpc
+from ceir.v1 import (
+    device_check_pb2,
+    device_check_pb2_grpc,
+    eir_pb2,
+    eir_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+)
 
 log = logging.getLogger("ceir.server")
 S = TypeVar("S")
@@ -44,6 +58,12 @@ STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
     (InvalidImeiError, grpc.StatusCode.INVALID_ARGUMENT),
     (LimitError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (FeedRowError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (FeedRefusedError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FeedError, grpc.StatusCode.INVALID_ARGUMENT),
+    (RuleError, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (StoreSchemaError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreError, grpc.StatusCode.UNAVAILABLE),
     (CeirError, grpc.StatusCode.INTERNAL),
@@ -52,6 +72,7 @@ STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
 SERVICE_NAMES = (
     eir_pb2.DESCRIPTOR.services_by_name["EquipmentIdentityRegister"].full_name,
     device_check_pb2.DESCRIPTOR.services_by_name["DeviceCheck"].full_name,
+    registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
 )
 
 
@@ -141,6 +162,9 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     check = DeviceCheck(store, policy)
     device_check_pb2_grpc.add_DeviceCheckServicer_to_server(
         translated(check, device_check_pb2.DESCRIPTOR, "DeviceCheck"), server
+    )
+    registry_pb2_grpc.add_RegistryServicer_to_server(
+        translated(Registry(store, policy), registry_pb2.DESCRIPTOR, "Registry"), server
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
