@@ -18,7 +18,7 @@ import socket
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ceir.record import RECORD_SIZE, Record
 from ceir.store import Store
@@ -55,8 +55,7 @@ class Action(enum.IntEnum):
     PURGE = 8
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One device change to append: the caller knows everything but the sequence.
 
     ``old`` and ``new`` are packed records (:meth:`Record.pack`), None for no record.

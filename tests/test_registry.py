@@ -216,3 +216,36 @@ def test_get_device_unknown_is_not_found(stub: registry_pb2_grpc.RegistryStub) -
     with pytest.raises(grpc.RpcError) as info:
         stub.GetDevice(registry_pb2.GetDeviceRequest(imei="12"))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_cli_import_while_serving(tmp_path: Path) -> None:
+    """`ceir import` in another process writes into the store a running server reads;
+    lookups see the devices as soon as the import's batches commit."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "db"
+    store = open_store(db)
+    running = _Running(store, db)
+    try:
+        tacs, maker = tmp_path / "tac.csv", tmp_path / "m.csv"
+        generate(Kind.TAC, POOL, tacs)
+        generate(Kind.MANUFACTURER, 300, maker)
+        code = "import sys; from ceir.cli import run; sys.argv[0] = 'ceir'; run()"
+        for kind, path in (("tac", tacs), ("manufacturer", maker)):
+            subprocess.run(
+                [sys.executable, "-c", code, "import", kind, str(path), "--db", str(db), "-q"],
+                check=True,
+                capture_output=True,
+                cwd=tmp_path,
+            )
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            eir = eir_pb2_grpc.EquipmentIdentityRegisterStub(ch)
+            batch = eir_pb2.CheckIMEIBatchRequest(
+                requests=[eir_pb2.CheckIMEIRequest(imei=r[0]) for r in rows(Kind.MANUFACTURER, 300)]
+            )
+            answers = eir.CheckIMEIBatch(batch).responses
+        assert {a.status for a in answers} == {common_pb2.EQUIPMENT_STATUS_WHITELISTED}
+    finally:
+        running.stop()
+        store.close()

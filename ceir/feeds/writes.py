@@ -38,7 +38,12 @@ class Writes:
             self.tacs.append((cand.key, cand.details))
             return
         key = cand.key
-        new = None if outcome.new is None else outcome.new.pack()
+        if outcome.new is None:
+            new = None
+        elif outcome.new is cand.record and cand.packed:
+            new = cand.packed
+        else:
+            new = outcome.new.pack()
         self.devices[key] = new
         action = self.feed.action
         if cand.block is False:
