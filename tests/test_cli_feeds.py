@@ -79,7 +79,8 @@ def test_audit_prints_history(cli: CliRunner, tmp_path: Path) -> None:
     lines = result.output.splitlines()
     assert lines[0] == f"IMEI     {imei}"
     assert lines[1] == "Now      BLACKLISTED / LOST_STOLEN / source MANUFACTURER"
-    assert "manufacturer brand=Samsung, model=A10, tpp_number=TPP-9" in result.output
+    assert "Details  manufacturer: brand=Samsung, model=A10, tpp_number=TPP-9" in result.output
+    assert "         lost-stolen: report_ref=POLRI/1, reported_at=2024-05-01" in result.output
     assert lines[-2].endswith("(import #2, m.csv line 2)")
     assert " manufacturer none -> REGISTERED/MANUFACTURER by local:" in lines[-2]
     assert " block REGISTERED/MANUFACTURER -> REGISTERED/MANUFACTURER+LOST_STOLEN " in lines[-1]
