@@ -18,6 +18,7 @@ would; a file imported before is a no-op that says so.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import time
@@ -395,6 +396,7 @@ def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
             "rows": found.rows,
             "rows_done": 0,
             "warnings": imp.reader.warnings,
+            "options": dataclasses.asdict(imp.options),
             "counts": {
                 "rows": found.rows,
                 "added": 0,
@@ -412,7 +414,10 @@ def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
         info = store.write(lambda txn: _begin(txn, store, digest, base))
         duplicates = found.duplicates
     else:
-        duplicates = imp.check(decide=False).duplicates  # resuming: the gate was passed
+        # Resuming: the gate was passed under the options of the first run; keep them,
+        # or the file's rows would be judged by two sets of rules.
+        imp.options = Options(**info.get("options", {}))
+        duplicates = imp.check(decide=False).duplicates
     info = imp.write(int(info["id"]), info, duplicates)
     return _finish(imp, digest, int(info["id"]), started, report)
 
