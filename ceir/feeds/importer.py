@@ -137,6 +137,7 @@ class _Import:
         found = _Check()
         seen: set[bytes] = set()
         feed = self.feed
+        i = -1
         self.progress.phase("checking", None)
         with self.store.snapshot() as txn:
             ctx = Context(self.store, txn, self.options, self.tokenizer, self.clock())
@@ -160,10 +161,11 @@ class _Import:
                         else:
                             found.changed += 1
                 except FeedRowError as exc:
-                    found.rejected[_reject(line, exc).reason] += 1
+                    r = _reject(line, exc)
+                    found.rejected[r.reason] += 1
                     found.malformed += _malformed(exc)
-                    found.rejects.append(_reject(line, exc))
-                found.rows = i + 1
+                    found.rejects.append(r)
+            found.rows = i + 1
             found.trimmed, found.fixed = ctx.trimmed, ctx.fixed
         return found
 
