@@ -14,6 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ceir import demo
 from ceir.config import UnknownStatus
@@ -118,6 +120,24 @@ def test_malformed_imei_is_blacklisted_not_an_error(
     r = check(demo_server, imei, request_id="x")
     assert (r.status, r.reason, r.source) == (Status.BLACKLISTED, Reason.INVALID_IMEI, Source.NONE)
     assert (r.imei, r.tac, r.request_id, r.detail) == ("", "", "x", detail)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.one_of(st.text(max_size=20), st.from_regex(r"\A\d{12,17}\Z")), max_size=30))
+def test_any_text_gets_a_definitive_answer(demo_server: RunningServer, imeis: list[str]) -> None:
+    """Whatever strings a batch holds, each gets WHITELISTED/BLACKLISTED, never an RPC error."""
+    batch = Batch(requests=[Request(imei=t) for t in imeis])
+    responses = demo_server.eir.CheckIMEIBatch(batch, timeout=TIMEOUT).responses
+    assert len(responses) == len(imeis)
+    for text, r in zip(imeis, responses, strict=True):
+        assert r.status in (Status.WHITELISTED, Status.BLACKLISTED)
+        try:
+            canonical = parse(text).canonical
+        except ValueError:
+            assert (r.reason, r.imei) == (Reason.INVALID_IMEI, "")
+            assert r.detail
+        else:
+            assert (r.imei, r.detail) == (canonical, "")
 
 
 def test_junk_imei_is_flagged_suspicious(demo_server: RunningServer) -> None:
