@@ -31,7 +31,7 @@ REGISTERED_LINES = [
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), env=env, auto_envvar_prefix="CEIR")
+    return CliRunner().invoke(main, list(args), env=env)
 
 
 def check(server: RunningServer, *args: str) -> Result:
