@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import random
 import time
 from collections.abc import Iterator
@@ -530,3 +531,26 @@ def test_server_stops_and_releases_port(tmp_path: Path) -> None:
         stub = health_pb2_grpc.HealthStub(channel)
         err = rpc_error(lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=2))
         assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_stop_reports_not_serving_and_drains_in_flight_calls(tmp_path: Path) -> None:
+    """On stop, health watchers see NOT_SERVING and an open stream is still answered."""
+    with run_server(tmp_path / "store") as running:
+        watch = health_pb2_grpc.HealthStub(running.channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT
+        )
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        outbox: queue.Queue[Batch | None] = queue.Queue()
+        stream = running.eir.CheckIMEIStream(iter(outbox.get, None), timeout=TIMEOUT)
+        outbox.put(Batch(requests=[Request(imei=REGISTERED)]))
+        assert next(stream).responses[0].reason == Reason.REGISTERED
+
+        stopping = running.begin_stop(grace=5)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()  # a watch never ends by itself; the drain would wait out the grace
+        assert not stopping.done()
+        outbox.put(Batch(requests=[Request(imei=STOLEN)]))
+        assert next(stream).responses[0].reason == Reason.LOST_STOLEN
+        outbox.put(None)
+        assert list(stream) == []
+        stopping.result(timeout=TIMEOUT)
