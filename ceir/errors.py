@@ -71,8 +71,15 @@ class NotFoundError(CeirError):
     """The register holds nothing under the name asked for."""
 
 
-class RequestError(CeirError):
-    """A single registration request breaks a rule (the reject says which)."""
+class InvalidRequestError(CeirError):
+    """A request is malformed as a whole (unknown kind or field names, no header first)."""
+
+
+class RuleError(CeirError):
+    """A well-formed registration breaks a channel rule or conflicts with the register.
+
+    ``reason`` is the reject reason (``quota``, ``cooldown``, ``conflict``, ...).
+    """
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
@@ -92,14 +99,3 @@ class FeedRowError(CeirError):
         self.reason = reason
         self.message = message
         self.fix = fix
-
-
-class InvalidRequestError(CeirError):
-    """A request is malformed as a whole (unknown kind or field names, no header first)."""
-
-
-class RuleError(RequestError):
-    """A well-formed registration breaks a channel rule or conflicts with the register.
-
-    ``reason`` is the reject reason (``quota``, ``cooldown``, ``conflict``, ...).
-    """
