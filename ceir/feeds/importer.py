@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -275,15 +276,11 @@ def _duplicate(cand: Candidate) -> FeedRowError:
 
 
 def _pack_reject(r: Reject) -> bytes:
-    import json
-
     return json.dumps(r.to_dict(), separators=(",", ":")).encode()
 
 
 def rejects_of(store: Store, origin: int) -> Iterator[Reject]:
     """The stored rejects of an import, in row order."""
-    import json
-
     db = store.dbs["rejects"]
     if db is None:
         return
@@ -363,12 +360,21 @@ def import_file(
         imp.progress.close()
 
 
-def _find(store: Store, digest: str) -> dict[str, Any] | None:
+def _index_key(digest: str, kind: str, options: dict[str, Any]) -> bytes:
+    """What makes two imports the same: the file's bytes, its kind and the options that
+    decide outcomes (the batch size does not). The same file again with another option
+    (``--fix-leading-zero``, another cutoff...) is a new import, not a no-op."""
+    rules = {k: v for k, v in options.items() if k != "batch_rows"}
+    text = json.dumps([digest, kind, rules], sort_keys=True)
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _find(store: Store, key: bytes) -> dict[str, Any] | None:
     db = store.dbs["digests"]
     if db is None:
         return None
     with store.snapshot() as txn:
-        found = txn.get(bytes.fromhex(digest), db=db)
+        found = txn.get(key, db=db)
         return (
             None if found is None else audit.read_origin(txn, store, int.from_bytes(found, "big"))
         )
@@ -377,7 +383,7 @@ def _find(store: Store, digest: str) -> dict[str, Any] | None:
 def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
     store = imp.store
     digest = file_digest(imp.path)
-    info = _find(store, digest)
+    info = _find(store, _index_key(digest, imp.feed.kind.value, dataclasses.asdict(imp.options)))
     if info is not None and info["state"] == "done":
         summary = _summary(imp, digest, "already-imported", info, time.monotonic() - started)
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info["finished_at"]))
@@ -425,7 +431,7 @@ def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
 
 
 def _begin(txn: Any, store: Store, digest: str, base: dict[str, Any]) -> dict[str, Any]:
-    key = bytes.fromhex(digest)
+    key = _index_key(digest, base["kind"], base["options"])
     existing = txn.get(key, db=store.dbs["digests"])
     if existing is not None:  # another process began this file meanwhile: join it
         info = audit.read_origin(txn, store, int.from_bytes(existing, "big"))
