@@ -120,7 +120,10 @@ def _cutoff(value: str | None) -> int | None:
     "--visitor-max-days", type=click.IntRange(1), default=90, help="Longest visitor registration."
 )
 @click.option(
-    "--batch-rows", type=click.IntRange(1), default=50_000, help="Rows per write transaction."
+    "--batch-rows",
+    type=click.IntRange(1),
+    default=250_000,
+    help="Rows per write transaction (bigger: fewer pages rewritten, more memory).",
 )
 def import_(
     kind: str,

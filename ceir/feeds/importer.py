@@ -11,7 +11,8 @@ An import runs in two passes over the file:
    counts, audit entries, rejects and the import's progress record together. Lookups
    see a batch as soon as it commits.
 
-The progress record is keyed by the file's SHA-256, so an import killed at any point
+The progress record is keyed by the file's SHA-256 (with its kind and rules), so an
+import killed at any point
 resumes at the first uncommitted batch when run again and ends as one uninterrupted run
 would; a file imported before is a no-op that says so.
 """
