@@ -10,6 +10,7 @@ event loop go on meanwhile. Who asks is the *actor* function's answer for the ca
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 import time
@@ -35,6 +36,8 @@ from ceir.store import Store
 from ceir.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
 __all__ = ["MAX_IMPORT_BYTES", "Registry", "peer_actor"]
+
+log = logging.getLogger("ceir.registry")
 
 MAX_IMPORT_BYTES = 8 << 30
 """Largest feed file ImportFeed accepts (8 GiB)."""
@@ -179,7 +182,9 @@ class Registry(registry_pb2_grpc.RegistryServicer):
                 )
             except FeedRefusedError as exc:
                 refused: Any = exc.summary
+                log.warning("ImportFeed from %s: %s", actor, exc)
                 return _summary(refused)
+            log.info("ImportFeed from %s: %s", actor, summary.line())
             return _summary(summary)
         finally:
             os.unlink(tmp)

@@ -275,6 +275,7 @@ def test_no_personal_number_in_responses_or_logs(
     responses.append((info.value.details() or "").encode())
     device = stub.GetDevice(registry_pb2.GetDeviceRequest(imei=device_imei(100)))
     responses.append(device.SerializeToString())
+    assert "ImportFeed from grpc:" in caplog.text  # the logs were captured and are checked
     for value in (*passports, NIK):
         for data in responses:
             assert value.encode() not in data
