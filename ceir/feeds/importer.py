@@ -392,6 +392,10 @@ def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
             f"{imp.name} (sha256 {digest[:12]}) was already imported as import "
             f"#{info['id']} ({info['kind']}, {when} UTC): nothing to do"
         )
+        if report is not None and summary.rejected_total:
+            # Written again: a run killed after its last batch never wrote it.
+            write_report(report, imp.name, rejects_of(store, summary.origin))
+            summary.report = str(report)
         return summary
     if info is None:
         found = imp.check(decide=True)

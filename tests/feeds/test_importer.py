@@ -47,6 +47,20 @@ def test_reimporting_a_file_is_a_no_op_that_says_so(store: Store, run: Importer)
     assert dump(store) == before
 
 
+def test_reimport_writes_the_reject_report_again(store: Store, run: Importer) -> None:
+    """A no-op re-import still writes the stored reject report (lost if a run was killed
+    after its last batch)."""
+    text = csv_text(HEADER, *rows(30), "352099001761482,B,M,T,X,2024-01-01")
+    first = run("manufacturer", text, name="r.csv")
+    Path(first.report).unlink()
+    again = run("manufacturer", text, name="r.csv")
+    assert again.state == "already-imported"
+    assert again.report == first.report
+    lines = Path(again.report).read_text().splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith("r.csv,32,imei,bad_imei,")
+
+
 def test_more_than_5_percent_bad_refuses_the_file(store: Store, run: Importer) -> None:
     """6 bad rows in 100 (6%) refuse the whole file; nothing is written."""
     before = dump(store)
