@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from ceir import __version__, demo
+from ceir import __version__, access, demo, transport
 from ceir.config import Settings
 from ceir.errors import (
     CeirError,
@@ -107,6 +107,7 @@ class CeirServer:
     grpc_server: Any
     health: HealthServicer
     store: Store
+    security: str = "no TLS, no authentication (embedded default, loopback only)"
 
     async def start(self) -> None:
         await self.grpc_server.start()
@@ -127,12 +128,9 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
 
     Bind ``port=0`` to get a free port (tests do).
     """
-    options = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
-    ]
-    server = grpc.aio.server(options=options)
+    gate, security = access.from_settings(settings)
+    options = transport.server_options(settings.max_message_bytes, transport.TransportLimits())
+    server = grpc.aio.server(options=options, interceptors=[gate])
     policy = Policy(settings.unknown_status.status)
     eir = EquipmentIdentityRegister(Checker(store, policy), settings.max_batch)
     eir_pb2_grpc.add_EquipmentIdentityRegisterServicer_to_server(
@@ -152,13 +150,11 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
         ),
         server,
     )
-    try:
-        port = server.add_insecure_port(settings.address)
-    except RuntimeError as exc:
-        raise ConfigError(f"cannot listen on {settings.address}: {exc}") from exc
+    port = security.bind(server, settings.host, settings.port, authenticated=gate.secure)
     if port == 0 and settings.port != 0:  # pragma: no cover - grpc raises on most systems
         raise ConfigError(f"cannot listen on {settings.address}")
-    return CeirServer(server, health, store), port
+    described = security.describe(tokens=len(gate.tokens or ()))
+    return CeirServer(server, health, store, described), port
 
 
 def prepare_store(settings: Settings) -> Store:
@@ -175,8 +171,7 @@ async def _serve(settings: Settings, store: Store) -> None:
     await server.start()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info(
-        "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); unknown IMEIs are %s; "
-        "no TLS, no authentication (embedded default)",
+        "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); unknown IMEIs are %s; %s",
         __version__,
         host,
         port,
@@ -184,6 +179,7 @@ async def _serve(settings: Settings, store: Store) -> None:
         store.device_count(),
         store.tac_count(),
         settings.unknown_status.value,
+        server.security,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
