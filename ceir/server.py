@@ -168,6 +168,11 @@ def prepare_store(settings: Settings) -> Store:
 
 async def _serve(settings: Settings, store: Store) -> None:
     server, port = create_server(settings, store)
+    # Handlers first: a SIGTERM right after the start-up line must drain, not kill.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     await server.start()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info(
@@ -181,10 +186,6 @@ async def _serve(settings: Settings, store: Store) -> None:
         settings.unknown_status.value,
         server.security,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     started = time.monotonic()
     log.info("stopping: draining in-flight calls for up to %.1f s", settings.grace)

@@ -21,6 +21,12 @@ SERVE = "from ceir.cli import run; run()"
 
 def start_serve(db: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
     """`ceir serve` on a free loopback port; returns the process and its port."""
+    proc, port, _line = start_serve_line(db, *args)
+    return proc, port
+
+
+def start_serve_line(db: Path, *args: str) -> tuple[subprocess.Popen[str], int, str]:
+    """`ceir serve` on a free loopback port; the process, its port and its start-up line."""
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE, "serve", "--db", str(db), "--port", "0", *args],
         stderr=subprocess.PIPE,
@@ -30,7 +36,7 @@ def start_serve(db: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
     for line in proc.stderr:
         found = re.search(r"serving on 127\.0\.0\.1:(\d+)", line)
         if found:
-            return proc, int(found.group(1))
+            return proc, int(found.group(1)), line
     raise AssertionError(f"ceir serve did not start (exit {proc.wait()})")
 
 
@@ -94,3 +100,28 @@ def test_calls_still_running_after_the_grace_period_are_cut_and_exit_is_zero(
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_start_up_line_says_when_nothing_is_secured(tmp_path: Path) -> None:
+    """The embedded default announces that it has no TLS and no authentication."""
+    proc, _port, line = start_serve_line(tmp_path / "db")
+    try:
+        assert line.rstrip().endswith("no TLS, no authentication (embedded default, loopback only)")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        proc.communicate()
+
+
+def test_serve_refuses_a_public_address_in_clear(tmp_path: Path) -> None:
+    """`ceir serve --host 0.0.0.0` without TLS exits 6 and says how to fix it."""
+    from click.testing import CliRunner
+
+    from ceir.cli import EXIT_CONFIG, main
+
+    result = CliRunner().invoke(
+        main, ["serve", "--db", str(tmp_path / "db"), "--host", "0.0.0.0", "--port", "0"]
+    )
+    assert result.exit_code == EXIT_CONFIG
+    assert "refusing to listen on 0.0.0.0 without TLS" in result.output
+    assert "--insecure" in result.output
