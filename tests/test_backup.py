@@ -130,7 +130,7 @@ def test_verify_command_exit_codes(tmp_path: Path) -> None:
     make_store(db)
     ok = CliRunner().invoke(main, ["verify", "--db", str(db)])
     assert ok.exit_code == 0
-    assert ok.output.splitlines()[0] == "devices                207"
+    assert "devices                207" in ok.output.splitlines()
     assert ok.output.splitlines()[-1] == f"{db}: ok"
     with (db / "data.mdb").open("r+b") as f:
         f.truncate(4096 * 3)

@@ -10,6 +10,7 @@ Exit codes (also in ``ceir --help``):
 4   the server could not be reached or failed
 5   the store cannot be opened or has an unknown layout
 6   bad configuration (e.g. the address cannot be bound)
+7   a feed file was refused whole or cannot be read (nothing was imported)
 ==  =====================================================================
 """
 
@@ -21,7 +22,7 @@ from typing import NoReturn
 import click
 
 from ceir import __version__
-from ceir.errors import CeirError, ConfigError, InvalidImeiError, StoreError
+from ceir.errors import CeirError, ConfigError, FeedError, InvalidImeiError, StoreError
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -30,18 +31,21 @@ EXIT_INVALID_IMEI = 3
 EXIT_UNAVAILABLE = 4
 EXIT_STORE = 5
 EXIT_CONFIG = 6
+EXIT_FEED = 7
 
 # The one place where errors become exit codes. Most specific class first.
 EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
     (InvalidImeiError, EXIT_INVALID_IMEI),
     (StoreError, EXIT_STORE),
+    (FeedError, EXIT_FEED),
     (ConfigError, EXIT_CONFIG),
     (CeirError, EXIT_CONFIG),
 )
 
 EPILOG = """\b
 Exit codes: 0 ok (check: may connect), 1 check: refused, 2 usage,
-3 invalid IMEI, 4 server unreachable, 5 store error, 6 bad configuration.
+3 invalid IMEI, 4 server unreachable, 5 store error, 6 bad configuration,
+7 feed refused or unreadable.
 Every flag can also be set as CEIR_<FLAG>, e.g. CEIR_DB, CEIR_PORT."""
 
 
@@ -75,7 +79,7 @@ def run() -> None:
 
 
 # One module per command family; each adds its commands to `main` when imported.
-from ceir.cli import backup, certs, check, serve, token  # noqa: E402, F401
+from ceir.cli import backup, certs, check, feeds, serve, token  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     run()
