@@ -159,8 +159,26 @@ def verify(path: Path) -> Report:
     return report
 
 
-# Checks other layers add (e.g. the audit log's sequence): fn(store, txn, report).
-EXTRA_CHECKS: list[Callable[[Any, Any, Report], None]] = []
+def _check_audit(store: Any, txn: Any, report: Report) -> None:
+    """The audit log is 1..N without gaps, and its index points only at entries."""
+    audit, index = store.dbs.get("audit"), store.dbs.get("audit_idx")
+    if audit is None:
+        return
+    expected = 1
+    for key in txn.cursor(audit).iternext(keys=True, values=False):
+        seq = int.from_bytes(key, "big")
+        if seq != expected:
+            report.add(f"audit: entry {seq} follows {expected - 1}: entries are missing")
+        expected = seq + 1
+    if index is None:
+        return
+    for key, seq in txn.cursor(index):
+        if txn.get(seq, db=audit) is None:
+            report.add(f"audit_idx: device {key.hex()} points at missing entry {seq.hex()}")
+
+
+# Checks beyond the tables' own values: fn(store, txn, report).
+EXTRA_CHECKS: list[Callable[[Any, Any, Report], None]] = [_check_audit]
 
 
 @contextlib.contextmanager

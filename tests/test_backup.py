@@ -174,3 +174,24 @@ def test_restore_refuses_a_store_in_use_and_keeps_the_old_one_aside(tmp_path: Pa
     with open_store(db, readonly=True) as store:
         assert store.device_count() == 3 * BATCH + 7
     assert len(list(tmp_path.glob("db.replaced-*"))) == 1
+
+
+def test_verify_finds_a_gap_in_the_audit_log(tmp_path: Path) -> None:
+    """An audit log with a missing sequence number is reported (it must be append-only)."""
+    from ceir import audit
+
+    db = tmp_path / "db"
+    make_store(db)
+    with open_store(db) as store:
+        record = Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=1)
+        changes = [
+            audit.Change((BASE + i).to_bytes(8, "big"), audit.Action.MANUFACTURER, None, record)
+            for i in range(3)
+        ]
+        store.write(lambda txn: audit.append(txn, store, changes, 1, 1))
+    assert verify(db).ok
+    with open_store(db) as store:
+        store.write(lambda txn: txn.delete((2).to_bytes(8, "big"), db=store.dbs["audit"]))
+    problems = verify(db).problems
+    assert "audit: entry 3 follows 1: entries are missing" in problems
+    assert any("points at missing entry" in p for p in problems)
