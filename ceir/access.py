@@ -65,6 +65,10 @@ METHOD_RULES: dict[str, Rule] = {
     _EIR + "CheckPacked": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
     # The consumer check: anyone authenticated, each client through its bucket.
     "/ceir.v1.DeviceCheck/LookupDevice": Rule(EVERYONE, rate_limited=True),
+    # The two-person rule: the second person (ceir.staging checks it is another one).
+    "/ceir.v1.Approvals/ListStages": Rule(OPERATIONS),
+    "/ceir.v1.Approvals/ApproveStage": Rule(OPERATIONS),
+    "/ceir.v1.Approvals/RejectStage": Rule(OPERATIONS),
     # Load balancers and orchestrators probe without credentials.
     _HEALTH + "Check": Rule(EVERYONE, public=True),
     _HEALTH + "Watch": Rule(EVERYONE, public=True),

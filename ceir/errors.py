@@ -71,6 +71,14 @@ class NotFoundError(CeirError):
     """The register holds nothing under the name asked for."""
 
 
+class ForbiddenError(CeirError):
+    """The principal may not do this (wrong role, another operator's data, its own stage)."""
+
+
+class StageExpiredError(CeirError):
+    """A staged bulk import was not approved in time; it has been dropped."""
+
+
 class RequestError(CeirError):
     """A single registration request breaks a rule (the reject says which)."""
 

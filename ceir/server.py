@@ -21,12 +21,16 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from ceir import __version__, access, demo, transport
+from ceir.approvals import Approvals
 from ceir.config import Settings
 from ceir.errors import (
     CeirError,
     ConfigError,
+    ForbiddenError,
     InvalidImeiError,
     LimitError,
+    NotFoundError,
+    StageExpiredError,
     StoreError,
     StoreSchemaError,
 )
@@ -34,7 +38,14 @@ from ceir.lookup import Checker
 from ceir.policy import Policy
 from ceir.servicers import DeviceCheck, EquipmentIdentityRegister
 from ceir.store import Store, open_store
-from ceir.v1 import device_check_pb2, device_check_pb2_grpc, eir_pb2, eir_pb2_grpc
+from ceir.v1 import (
+    approval_pb2,
+    approval_pb2_grpc,
+    device_check_pb2,
+    device_check_pb2_grpc,
+    eir_pb2,
+    eir_pb2_grpc,
+)
 
 log = logging.getLogger("ceir.server")
 S = TypeVar("S")
@@ -44,6 +55,9 @@ STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
     (InvalidImeiError, grpc.StatusCode.INVALID_ARGUMENT),
     (LimitError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ForbiddenError, grpc.StatusCode.PERMISSION_DENIED),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (StageExpiredError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreSchemaError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreError, grpc.StatusCode.UNAVAILABLE),
     (CeirError, grpc.StatusCode.INTERNAL),
@@ -52,6 +66,7 @@ STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
 SERVICE_NAMES = (
     eir_pb2.DESCRIPTOR.services_by_name["EquipmentIdentityRegister"].full_name,
     device_check_pb2.DESCRIPTOR.services_by_name["DeviceCheck"].full_name,
+    approval_pb2.DESCRIPTOR.services_by_name["Approvals"].full_name,
 )
 
 
@@ -139,6 +154,9 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     check = DeviceCheck(store, policy)
     device_check_pb2_grpc.add_DeviceCheckServicer_to_server(
         translated(check, device_check_pb2.DESCRIPTOR, "DeviceCheck"), server
+    )
+    approval_pb2_grpc.add_ApprovalsServicer_to_server(
+        translated(Approvals(store), approval_pb2.DESCRIPTOR, "Approvals"), server
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
