@@ -87,7 +87,7 @@ def run() -> None:
 
 
 # One module per command family; each adds its commands to `main` when imported.
-from ceir.cli import approve, backup, certs, check, feeds, serve, token  # noqa: E402, F401
+from ceir.cli import approve, backup, certs, check, feeds, purge, serve, token  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     run()
