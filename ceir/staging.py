@@ -9,12 +9,16 @@ rejected or expired stage is deleted: nothing of it ever reaches the devices; th
 log records the decision (who, which file digest, how many devices), no row data.
 
 Layout of ``stages``: 4-byte stage id + 4-byte part number -> part 0 is the JSON
-description, parts 1.. are the file's bytes in 1 MiB pieces.
+description, parts 1.. are the file's bytes in 1 MiB pieces, encrypted (AES-256-GCM,
+the stage id and part number as associated data) with a key kept *outside* the store,
+in ``<db>.stage-key`` (mode 0600): a staged customs or visitor file holds personal
+numbers, and neither the store file nor its backups may hold them in clear.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 import tempfile
 import time
@@ -25,7 +29,7 @@ from typing import Any
 
 from ceir import audit
 from ceir.auth import Principal, Role
-from ceir.errors import ForbiddenError, NotFoundError, StageExpiredError
+from ceir.errors import ConfigError, ForbiddenError, NotFoundError, StageExpiredError
 from ceir.feeds import Format, Kind
 from ceir.feeds.base import Options
 from ceir.feeds.importer import ImportSummary, import_file
@@ -81,6 +85,29 @@ def _db(store: Store) -> Any:
     return store.dbs["stages"]
 
 
+def key_path(store: Store) -> Path:
+    """Where the stage encryption key of *store* lives: beside the store, not in it."""
+    return store.path.with_name(f"{store.path.name}.stage-key")
+
+
+def _cipher(store: Store, *, create: bool) -> Any:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    path = key_path(store)
+    if create and not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(AESGCM.generate_key(bit_length=256))
+    try:
+        return AESGCM(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot use the stage key {path}: {exc}") from exc
+
+
+def _aad(stage_id: int, part: int) -> bytes:
+    return _KEY.pack(stage_id, part)
+
+
 def submit(
     store: Store,
     kind: Kind,
@@ -110,6 +137,10 @@ def submit(
     options: Options = kwargs.get("options") or Options()
     data = path.read_bytes()
     now = int(clock())
+    try:
+        cipher = _cipher(store, create=True)
+    except FileExistsError:  # another process created it just now
+        cipher = _cipher(store, create=False)
 
     def put(txn: Any) -> Stage:
         cursor = txn.cursor(_db(store))
@@ -129,7 +160,10 @@ def submit(
         )
         txn.put(_KEY.pack(stage.id, 0), json.dumps(asdict(stage)).encode(), db=_db(store))
         for i in range(0, max(len(data), 1), _PART):
-            txn.put(_KEY.pack(stage.id, 1 + i // _PART), data[i : i + _PART], db=_db(store))
+            part = 1 + i // _PART
+            nonce = os.urandom(12)
+            sealed = nonce + cipher.encrypt(nonce, data[i : i + _PART], _aad(stage.id, part))
+            txn.put(_KEY.pack(stage.id, part), sealed, db=_db(store))
         _record(txn, store, stage, "staged", actor, now)
         return stage
 
@@ -275,14 +309,25 @@ def purge_expired(store: Store, *, now: float | None = None, actor: str = "purge
 
 
 def _file_bytes(store: Store, stage_id: int) -> bytes:
+    from cryptography.exceptions import InvalidTag
+
+    cipher = _cipher(store, create=False)
     parts = []
     with store.snapshot() as txn:
         cursor = txn.cursor(_db(store))
         if cursor.set_range(_KEY.pack(stage_id, 1)):
             for key, value in cursor:
-                if _KEY.unpack(key)[0] != stage_id:
+                sid, part = _KEY.unpack(key)
+                if sid != stage_id:
                     break
-                parts.append(bytes(value))
+                sealed = bytes(value)
+                try:
+                    parts.append(cipher.decrypt(sealed[:12], sealed[12:], _aad(sid, part)))
+                except InvalidTag as exc:
+                    raise ConfigError(
+                        f"stage {stage_id} cannot be decrypted with {key_path(store)}: "
+                        "wrong key or damaged stage"
+                    ) from exc
     return b"".join(parts)
 
 
