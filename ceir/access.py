@@ -29,8 +29,10 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from ceir.auth import CURRENT, OPEN, Principal, Role, principal_from_certificate
+from ceir.auth import CURRENT, OPEN, Principal, Role, current, principal_from_certificate
 from ceir.config import Settings
+from ceir.errors import ForbiddenError
+from ceir.feeds import Kind
 from ceir.ratelimit import RateLimiter
 from ceir.tokens import TokenBook
 from ceir.transport import Security
@@ -40,6 +42,8 @@ log = logging.getLogger("ceir.access")
 EVERYONE = frozenset(Role)
 OPERATIONS = frozenset({Role.MINISTRY, Role.ADMIN})
 WRITERS = frozenset({Role.OPERATOR, Role.MANUFACTURER, Role.CUSTOMS, Role.MINISTRY, Role.ADMIN})
+REPORTERS = frozenset({Role.OPERATOR, Role.ADMIN})
+"""Lost/stolen reports come through operators (the owner's police letter)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +54,15 @@ class Rule:
     public: bool = False
     """Also callers who are not authenticated at all (health probes)."""
     rate_limited: bool = False
-    """Each client's calls go through its token bucket."""
+    """Each client's calls go through its consumer token bucket."""
+    write_limited: bool = False
+    """Each principal's single writes go through its write token bucket: one request at a
+    time must not become a way around the two-person rule for bulk imports."""
 
 
 _EIR = "/ceir.v1.EquipmentIdentityRegister/"
 _HEALTH = "/grpc.health.v1.Health/"
+_REGISTRY = "/ceir.v1.Registry/"
 
 # The table. Keep it in the README ("Who may call what") when it changes.
 METHOD_RULES: dict[str, Rule] = {
@@ -69,6 +77,15 @@ METHOD_RULES: dict[str, Rule] = {
     "/ceir.v1.Approvals/ListStages": Rule(OPERATIONS),
     "/ceir.v1.Approvals/ApproveStage": Rule(OPERATIONS),
     "/ceir.v1.Approvals/RejectStage": Rule(OPERATIONS),
+    # Writes: the role table below says which feed kinds each role may write.
+    _REGISTRY + "ImportFeed": Rule(WRITERS),
+    _REGISTRY + "Register": Rule(WRITERS, write_limited=True),
+    _REGISTRY + "ReportLostStolen": Rule(
+        frozenset({Role.OPERATOR, Role.ADMIN}), write_limited=True
+    ),
+    _REGISTRY + "ClearLostStolen": Rule(frozenset({Role.OPERATOR, Role.ADMIN}), write_limited=True),
+    # A device's full record and history (tokens, never clear personal data).
+    _REGISTRY + "GetDevice": Rule(OPERATIONS),
     # Load balancers and orchestrators probe without credentials.
     _HEALTH + "Check": Rule(EVERYONE, public=True),
     _HEALTH + "Watch": Rule(EVERYONE, public=True),
@@ -76,6 +93,35 @@ METHOD_RULES: dict[str, Rule] = {
     # The schema helps an attacker as much as a developer: admins only.
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Rule(frozenset({Role.ADMIN})),
 }
+
+# Which feed kinds each role may write (ImportFeed, Register, lost/stolen reports). An
+# operator's writes are stamped with its operator id (its label), so the audit log says
+# which operator reported a visitor, a dump or a theft.
+KIND_ROLES: dict[Role, frozenset[Kind]] = {
+    Role.OPERATOR: frozenset({Kind.OPERATOR_DUMP, Kind.VISITOR, Kind.LOST_STOLEN}),
+    Role.MANUFACTURER: frozenset({Kind.MANUFACTURER}),
+    Role.CUSTOMS: frozenset({Kind.CUSTOMS}),
+    Role.MINISTRY: frozenset({Kind.EXCEPTION, Kind.TAC}),
+    Role.CONSUMER: frozenset(),
+    Role.ADMIN: frozenset(Kind),
+}
+
+
+def allow_kind(kind: Kind) -> None:
+    """Raise ForbiddenError unless the calling principal may write feeds of *kind*."""
+    principal = current()
+    if kind not in KIND_ROLES[principal.role]:
+        log.warning("denied a %s write to %s", kind.value, principal.label)
+        raise ForbiddenError(DENIED)
+
+
+def actor(context: Any) -> str:
+    """Who the audit log names for the call: the principal; without security, the peer."""
+    principal = current()
+    if principal is OPEN:
+        return f"grpc:{context.peer()}"
+    return principal.label
+
 
 UNAUTHENTICATED = "authentication required"
 DENIED = "permission denied"
@@ -99,6 +145,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         tokens: TokenBook | None = None,
         certificates: bool = False,
         limiter: RateLimiter | None = None,
+        write_limiter: RateLimiter | None = None,
         stream_limits: StreamLimits | None = None,
         rules: dict[str, Rule] | None = None,
     ) -> None:
@@ -106,6 +153,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.certificates = certificates
         self.secure = certificates or self.tokens is not None
         self.limiter = limiter
+        self.write_limiter = write_limiter
         self.stream_limits = stream_limits or StreamLimits()
         self.rules = METHOD_RULES if rules is None else rules
         self._cert_cache: OrderedDict[bytes, Principal | None] = OrderedDict()
@@ -159,9 +207,12 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             log.warning("denied %s to %s from %s", method, principal.label, context.peer())
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, DENIED)
         assert rule is not None
-        if rule.rate_limited and self.limiter is not None:
+        limiter = self.limiter if rule.rate_limited else None
+        if rule.write_limited:
+            limiter = self.write_limiter
+        if limiter is not None:
             key = principal.label if self.secure else _peer_host(context.peer())
-            wait = self.limiter.take(key)
+            wait = limiter.take(key)
             if wait:
                 await context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -310,10 +361,14 @@ def from_settings(settings: Settings) -> tuple[AccessInterceptor, Security]:
         if settings.consumer_rate > 0
         else None
     )
+    writes = (
+        RateLimiter(settings.write_rate, settings.write_burst) if settings.write_rate > 0 else None
+    )
     interceptor = AccessInterceptor(
         tokens=tokens,
         certificates=security.mutual,
         limiter=limiter,
+        write_limiter=writes,
         stream_limits=StreamLimits(settings.max_stream_messages, settings.stream_idle),
     )
     return interceptor, security

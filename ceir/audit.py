@@ -18,7 +18,7 @@ import socket
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ceir.record import RECORD_SIZE, Record
 from ceir.store import Store
@@ -55,14 +55,16 @@ class Action(enum.IntEnum):
     PURGE = 8
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One device change to append: the caller knows everything but the sequence."""
+class Change(NamedTuple):
+    """One device change to append: the caller knows everything but the sequence.
+
+    ``old`` and ``new`` are packed records (:meth:`Record.pack`), None for no record.
+    """
 
     key: bytes
     action: Action
-    old: Record | None
-    new: Record | None
+    old: bytes | None
+    new: bytes | None
     line: int = 0
     """Row number in the origin file (1-based data row); 0 for a request."""
 
@@ -83,16 +85,16 @@ class AuditEntry:
 
 
 def _pack(change: Change, at: int, origin: int) -> bytes:
-    presence = (1 if change.old is not None else 0) | (2 if change.new is not None else 0)
+    old, new = change.old, change.new
     return _ENTRY.pack(
         at,
         origin,
         change.line,
         change.action,
-        presence,
+        (old is not None) | (new is not None) << 1,
         change.key,
-        change.old.pack() if change.old is not None else _EMPTY,
-        change.new.pack() if change.new is not None else _EMPTY,
+        _EMPTY if old is None else old,
+        _EMPTY if new is None else new,
     )
 
 
@@ -121,9 +123,10 @@ def append(txn: Any, store: Store, changes: Sequence[Change], at: int, origin: i
     first = 1 if last is None else _SEQ.unpack(last)[0] + 1
     if not changes:
         return first
-    entries = [(_SEQ.pack(first + i), _pack(c, at, origin)) for i, c in enumerate(changes)]
+    seqs = [_SEQ.pack(n) for n in range(first, first + len(changes))]
+    entries = [(seq, _pack(c, at, origin)) for seq, c in zip(seqs, changes, strict=True)]
     txn.cursor(store.dbs["audit"]).putmulti(entries, append=True)
-    index = sorted((c.key, _SEQ.pack(first + i)) for i, c in enumerate(changes))
+    index = sorted([(c.key, seq) for seq, c in zip(seqs, changes, strict=True)])
     txn.cursor(store.dbs["audit_idx"]).putmulti(index, dupdata=True)
     return first
 

@@ -61,6 +61,11 @@ class Settings:
     consumer_rate: float = 10.0
     """DeviceCheck calls per second per client (token bucket refill); 0: unlimited."""
     consumer_burst: int = 50
+    write_rate: float = 5.0
+    """Single writes (Register, lost/stolen) per second per principal; 0: unlimited."""
+    write_burst: int = 500
+    stage_above: int = 100_000
+    """Two-person rule: an ImportFeed adding more new devices is staged; 0: never."""
     max_stream_messages: int = 1_000_000
     """Most messages in one client stream."""
     stream_idle: float = 300.0
@@ -77,6 +82,8 @@ class Settings:
             raise ConfigError(f"grace {self.grace} must not be negative")
         if self.consumer_rate < 0 or self.consumer_burst < 1:
             raise ConfigError("consumer_rate must be >= 0 and consumer_burst >= 1")
+        if self.write_rate < 0 or self.write_burst < 1 or self.stage_above < 0:
+            raise ConfigError("write_rate, stage_above must be >= 0 and write_burst >= 1")
         if self.max_stream_messages < 1 or self.stream_idle <= 0:
             raise ConfigError("max_stream_messages must be >= 1 and stream_idle > 0")
 

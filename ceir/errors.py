@@ -79,8 +79,15 @@ class StageExpiredError(CeirError):
     """A staged bulk import was not approved in time; it has been dropped."""
 
 
-class RequestError(CeirError):
-    """A single registration request breaks a rule (the reject says which)."""
+class InvalidRequestError(CeirError):
+    """A request is malformed as a whole (unknown kind or field names, no header first)."""
+
+
+class RuleError(CeirError):
+    """A well-formed registration breaks a channel rule or conflicts with the register.
+
+    ``reason`` is the reject reason (``quota``, ``cooldown``, ``conflict``, ...).
+    """
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)

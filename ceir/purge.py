@@ -129,7 +129,7 @@ def purge(
             changes = []
             for key, old in batch:
                 if txn.delete(key, db=store.devices):
-                    changes.append(audit.Change(key, audit.Action.PURGE, old, None))
+                    changes.append(audit.Change(key, audit.Action.PURGE, old.pack(), None))
                     txn.delete(key + bytes((Kind.VISITOR.code,)), db=details)
             audit.append(txn, store, changes, now, origin)
 

@@ -26,16 +26,22 @@ from ceir.config import Settings
 from ceir.errors import (
     CeirError,
     ConfigError,
+    FeedError,
+    FeedRefusedError,
+    FeedRowError,
     ForbiddenError,
     InvalidImeiError,
+    InvalidRequestError,
     LimitError,
     NotFoundError,
+    RuleError,
     StageExpiredError,
     StoreError,
     StoreSchemaError,
 )
 from ceir.lookup import Checker
 from ceir.policy import Policy
+from ceir.registry import Registry
 from ceir.servicers import DeviceCheck, EquipmentIdentityRegister
 from ceir.store import Store, open_store
 from ceir.v1 import (
@@ -45,6 +51,8 @@ from ceir.v1 import (
     device_check_pb2_grpc,
     eir_pb2,
     eir_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
 )
 
 log = logging.getLogger("ceir.server")
@@ -58,6 +66,11 @@ STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
     (ForbiddenError, grpc.StatusCode.PERMISSION_DENIED),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (StageExpiredError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FeedRowError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (FeedRefusedError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FeedError, grpc.StatusCode.INVALID_ARGUMENT),
+    (RuleError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreSchemaError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreError, grpc.StatusCode.UNAVAILABLE),
     (CeirError, grpc.StatusCode.INTERNAL),
@@ -67,6 +80,7 @@ SERVICE_NAMES = (
     eir_pb2.DESCRIPTOR.services_by_name["EquipmentIdentityRegister"].full_name,
     device_check_pb2.DESCRIPTOR.services_by_name["DeviceCheck"].full_name,
     approval_pb2.DESCRIPTOR.services_by_name["Approvals"].full_name,
+    registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
 )
 
 
@@ -157,6 +171,20 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     )
     approval_pb2_grpc.add_ApprovalsServicer_to_server(
         translated(Approvals(store), approval_pb2.DESCRIPTOR, "Approvals"), server
+    )
+    registry_pb2_grpc.add_RegistryServicer_to_server(
+        translated(
+            Registry(
+                store,
+                policy,
+                actor=access.actor,
+                allow=access.allow_kind,
+                stage_above=settings.stage_above,
+            ),
+            registry_pb2.DESCRIPTOR,
+            "Registry",
+        ),
+        server,
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

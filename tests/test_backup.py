@@ -185,7 +185,9 @@ def test_verify_finds_a_gap_in_the_audit_log(tmp_path: Path) -> None:
     with open_store(db) as store:
         record = Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=1)
         changes = [
-            audit.Change((BASE + i).to_bytes(8, "big"), audit.Action.MANUFACTURER, None, record)
+            audit.Change(
+                (BASE + i).to_bytes(8, "big"), audit.Action.MANUFACTURER, None, record.pack()
+            )
             for i in range(3)
         ]
         store.write(lambda txn: audit.append(txn, store, changes, 1, 1))

@@ -25,7 +25,10 @@ class Kind(enum.Enum):
     @property
     def code(self) -> int:
         """The one-byte code of the kind in ``details`` keys."""
-        return list(Kind).index(self) + 1
+        return _CODES[self]
+
+
+_CODES = {kind: i for i, kind in enumerate(Kind, 1)}
 
 
 class Format(enum.Enum):

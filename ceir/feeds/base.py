@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ceir.audit import Action
 from ceir.errors import FeedRowError
@@ -55,22 +55,20 @@ class Candidate:
     """The IMEI (or TAC) as shown in messages."""
     block: bool | None = None
     """Lost/stolen feeds: True to block, False to unblock."""
+    packed: bytes = b""
+    """``record.pack()`` when the kind has it at hand (bulk feeds cache it)."""
     identity: tuple[bytes, int] | None = None
     """Customs: (identity token, arrival day) that the quota counts."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a candidate does to the stored record."""
+class Outcome(NamedTuple):
+    """What a candidate does to the stored record. (A tuple: made once per row.)"""
 
     old: Record | None
     new: Record | None
     added: bool = False
     """A new registration (the device was not registered before)."""
     unchanged: bool = False
-
-
-UNCHANGED_NONE = Outcome(None, None, unchanged=True)
 
 
 @dataclass
@@ -133,6 +131,8 @@ class Context:
 
     def text(self, value: str, name: str, *, optional: bool = False) -> str:
         """A free-text field: surrounding spaces trimmed (and counted), no control chars."""
+        if value and value.isprintable() and value[0] != " " and value[-1] != " ":
+            return value
         stripped = value.strip()
         if stripped != value:
             self.trimmed += 1

@@ -17,14 +17,14 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 from ceir.feeds import Format, Kind
 from ceir.imei import check_digit
 
-__all__ = ["POOL", "device_imei", "generate", "tac_entry"]
+__all__ = ["POOL", "device_imei", "generate", "rows", "tac_entry", "write_rows"]
 
 POOL = 500
 """How many TACs the device feeds draw from."""
@@ -245,6 +245,39 @@ def rows(
         yield row
 
 
+def write_rows(
+    kind: Kind,
+    rows: Iterable[Sequence[str]],
+    out: IO[str],
+    fmt: Format = Format.CSV,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write *rows* of *kind* as a feed file (CSV with a header, or JSON Lines); returns
+    how many. The writer the reader (:mod:`ceir.feeds.reader`) must read back exactly."""
+    fields = _FIELDS[kind]
+    n = 0
+    if fmt is Format.JSONL:
+        for row in rows:
+            out.write(json.dumps(dict(zip(fields, row, strict=True)), ensure_ascii=False) + "\n")
+            n += 1
+            if progress is not None and n % 100_000 == 0:
+                progress(100_000)
+        return n
+    writer = csv.writer(out)  # RFC 4180 CRLF: a lone "\r" in a value gets quoted too
+    writer.writerow(fields)
+    batch: list[Sequence[str]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == 100_000:
+            writer.writerows(batch)
+            n += len(batch)
+            batch.clear()
+            if progress is not None:
+                progress(100_000)
+    writer.writerows(batch)
+    return n + len(batch)
+
+
 def generate(
     kind: Kind,
     n: int,
@@ -263,22 +296,5 @@ def generate(
             return generate(
                 kind, n, f, dirt=dirt, seed=seed, fmt=fmt, start=start, now=now, progress=progress
             )
-    fields = _FIELDS[kind]
-    if fmt is Format.JSONL:
-        for i, row in enumerate(rows(kind, n, dirt=dirt, seed=seed, start=start, now=now)):
-            out.write(json.dumps(dict(zip(fields, row, strict=True))) + "\n")
-            if progress is not None and i % 100_000 == 0:
-                progress(i)
-        return n
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(fields)
-    batch: list[list[str]] = []
-    for row in rows(kind, n, dirt=dirt, seed=seed, start=start, now=now):
-        batch.append(row)
-        if len(batch) == 100_000:
-            writer.writerows(batch)
-            batch.clear()
-            if progress is not None:
-                progress(100_000)
-    writer.writerows(batch)
-    return n
+    data = rows(kind, n, dirt=dirt, seed=seed, start=start, now=now)
+    return write_rows(kind, data, out, fmt, progress)

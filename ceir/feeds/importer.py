@@ -30,11 +30,12 @@ from typing import Any, Protocol
 from ceir import audit
 from ceir.errors import FeedFormatError, FeedRefusedError, FeedRowError, StoreError
 from ceir.feeds import Format, Kind
-from ceir.feeds.base import Candidate, Context, Feed, Options, Outcome
+from ceir.feeds.base import Candidate, Context, Feed, Options
 from ceir.feeds.kinds import feed_for
 from ceir.feeds.reader import Row, open_feed
 from ceir.feeds.rows import RejectReason
 from ceir.feeds.summary import ImportSummary, Reject, write_report
+from ceir.feeds.writes import Writes
 from ceir.identity import Tokenizer, tokenizer_for
 from ceir.store import Store
 
@@ -229,10 +230,7 @@ class _Import:
         ctx = Context(store, txn, self.options, self.tokenizer, float(info["started_at"]))
         counts: dict[str, Any] = info["counts"]
         rejected: Counter[str] = Counter(counts["rejected"])
-        devices: dict[bytes, bytes | None] = {}
-        details: dict[bytes, bytes | None] = {}
-        tacs: list[tuple[bytes, bytes]] = []
-        changes: list[audit.Change] = []
+        writes = Writes(feed)
         rejects: list[tuple[bytes, bytes]] = []
         origin_key = origin.to_bytes(4, "big")
         for i, (line, values) in batch:
@@ -253,47 +251,16 @@ class _Import:
                 counts["unchanged"] += 1
                 continue
             counts["added" if outcome.added else "changed"] += 1
-            if feed.kind is Kind.TAC:
-                tacs.append((cand.key, cand.details))
-                continue
-            self._stage(cand, outcome, line, devices, details, changes)
+            writes.add(cand, outcome, line)
         counts["rejected"] = dict(rejected)
         counts["trimmed"] += ctx.trimmed
         counts["fixed"] += ctx.fixed
-        _put_sorted(txn, store.devices, devices)
-        if store.dbs["details"] is not None:
-            _put_sorted(txn, store.dbs["details"], details)
-        if tacs:
-            txn.cursor(store.tacs).putmulti(sorted(tacs))
-        identities = ctx.identity_items()
-        if identities:
-            txn.cursor(store.dbs["identities"]).putmulti(identities)
-        audit.append(txn, store, changes, int(self.clock()), origin)
+        writes.flush(txn, store, ctx, origin, int(self.clock()))
         if rejects:
             txn.cursor(store.dbs["rejects"]).putmulti(rejects)
         info["rows_done"] = start + len(batch)
         audit.put_origin(txn, store, origin, info)
         return info
-
-    def _stage(
-        self,
-        cand: Candidate,
-        outcome: Outcome,
-        line: int,
-        devices: dict[bytes, bytes | None],
-        details: dict[bytes, bytes | None],
-        changes: list[audit.Change],
-    ) -> None:
-        key = cand.key
-        devices[key] = None if outcome.new is None else outcome.new.pack()
-        detail_key = key + bytes((self.feed.kind.code,))
-        action = self.feed.action
-        if cand.block is False:
-            action = audit.Action.UNBLOCK
-            details[detail_key] = None
-        else:
-            details[detail_key] = cand.details
-        changes.append(audit.Change(key, action, outcome.old, outcome.new, line))
 
 
 def _duplicate(cand: Candidate) -> FeedRowError:
@@ -302,14 +269,6 @@ def _duplicate(cand: Candidate) -> FeedRowError:
         RejectReason.DUPLICATE,
         f"{cand.label} appears on an earlier row of this file",
     )
-
-
-def _put_sorted(txn: Any, db: Any, items: dict[bytes, bytes | None]) -> None:
-    puts = sorted((k, v) for k, v in items.items() if v is not None)
-    if puts:
-        txn.cursor(db).putmulti(puts)
-    for key in sorted(k for k, v in items.items() if v is None):
-        txn.delete(key, db=db)
 
 
 def _pack_reject(r: Reject) -> bytes:
