@@ -49,10 +49,12 @@ def _setup() -> None:
     from ceir.servicers import DeviceCheck
     from ceir.store import open_store
 
-    store = open_store(Path(tempfile.mkdtemp(prefix="ceir-fuzz-")) / "db")
+    tmp = Path(tempfile.mkdtemp(prefix="ceir-fuzz-"))
+    store = open_store(tmp / "db")
     demo.load(store)
     policy = Policy(UnknownStatus.BLACKLISTED.status)
     _STATE.update(
+        tmp=tmp,
         store=store,
         checker=Checker(store, policy),
         device_check=DeviceCheck(store, policy),
@@ -180,12 +182,63 @@ def fuzz_credentials(data: bytes) -> None:
     principal_from_certificate(data)
 
 
+def _feed_target(kind_name: str) -> Target:
+    """Reading and checking a feed file of one kind: rows become candidates and
+    decisions, or FeedRowError (one row) / FeedFormatError (the file)."""
+
+    def fuzz(data: bytes) -> None:
+        _setup()
+        from ceir.errors import FeedFormatError, FeedRowError
+        from ceir.feeds import Format, Kind
+        from ceir.feeds.base import Context, Options
+        from ceir.feeds.kinds import feed_for
+        from ceir.feeds.reader import open_feed
+        from ceir.identity import Tokenizer
+
+        kind = Kind(kind_name)
+        feed = feed_for(kind)
+        path = _STATE["tmp"] / f"fuzz.{'jsonl' if data[:1] == b'{' else 'csv'}"
+        header = ",".join(feed.fields).encode() + b"\n"
+        path.write_bytes(data if data[:1] in (b"{", b"#") else header + data)
+        store = _STATE["store"]
+        with store.snapshot() as txn:
+            ctx = Context(store, txn, Options(), Tokenizer(b"k" * 32), 1.79e9)
+            try:
+                reader = open_feed(path, feed, Format.JSONL if data[:1] == b"{" else None)
+                for _line, values in reader.rows():
+                    if isinstance(values, FeedRowError):
+                        continue
+                    try:
+                        candidate = feed.parse(values, ctx)
+                        feed.decide(candidate, ctx)
+                    except FeedRowError:
+                        continue
+            except FeedFormatError:
+                return
+
+    fuzz.__name__ = f"fuzz_feed_{kind_name.replace('-', '_')}"
+    fuzz.__doc__ = f"The {kind_name} feed reader and rules on arbitrary file contents."
+    return fuzz
+
+
+for _kind in ("tac", "manufacturer", "customs", "operator-dump", "visitor", "exception",
+              "lost-stolen"):  # fmt: skip
+    target(_feed_target(_kind))
+
+
 # -- engines ---------------------------------------------------------------------------
 
 _SEEDS = [
     b"352099001761481", b"35209900176148", b"3520990017614812", b"35-209900-176148-1",
     b"35 209900 176148 1", b"\xef\xbc\x93\xef\xbc\x95", b"000000000000000", b"12345678901234",
     b"35209900176148\n352099001761499\n86012345000002", b"\x0a\x0f352099001761481",
+    b"352099001761481,Nusantara,N1,TPP-1,M1,2025-01-01\n",
+    b"352099001761481,BC-1,NIK,3171012345678901,2025-01-10,PASSENGER,true\n",
+    b"352099001761481,510101234567890,+6281200000001,2019-05-01\n",
+    b"352099001761481,X1234567,2026-11-01,2027-01-01\n",
+    b"352099001761481,DIPLOMAT,REF-1,\n352099001761481,POL-1,BLOCK,2026-01-01\n",
+    b"35209900,Nusantara,N1,Smartphone\n3520990,\"A,B\",\"x\n",
+    b'{"imei": "352099001761481", "brand": "N", "model": 1}\n',
 ]  # fmt: skip
 _ALPHABET = b"0123456789 -*#abcdefABCDEF\n\x00\xff"
 
@@ -259,6 +312,8 @@ def atheris_child(name: str, argv: list[str]) -> None:
     import atheris
 
     with atheris.instrument_imports():
+        import ceir.feeds.reader
+        import ceir.feeds.rows
         import ceir.imei
         import ceir.lookup
         import ceir.record

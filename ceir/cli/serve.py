@@ -97,6 +97,20 @@ def _tokens_file(given: Path | None) -> Path | None:
 )
 @click.option("--consumer-burst", type=int, default=50, help="DeviceCheck burst per client.")
 @click.option(
+    "--write-rate",
+    type=float,
+    default=5.0,
+    help="Single writes (Register, lost/stolen) per second per principal; 0: unlimited.",
+)
+@click.option("--write-burst", type=int, default=500, help="Single-write burst per principal.")
+@click.option(
+    "--stage-above",
+    type=click.IntRange(0),
+    default=100_000,
+    help="Two-person rule: an ImportFeed adding more new devices is staged until a second "
+    "principal approves it; 0: never stage.",
+)
+@click.option(
     "--max-stream-messages", type=int, default=1_000_000, help="Most messages in one stream."
 )
 @click.option(
@@ -127,6 +141,9 @@ def serve(
     insecure: bool,
     consumer_rate: float,
     consumer_burst: int,
+    write_rate: float,
+    write_burst: int,
+    stage_above: int,
     max_stream_messages: int,
     stream_idle: float,
     log_level: str,
@@ -154,6 +171,9 @@ def serve(
             insecure=insecure,
             consumer_rate=consumer_rate,
             consumer_burst=consumer_burst,
+            write_rate=write_rate,
+            write_burst=write_burst,
+            stage_above=stage_above,
             max_stream_messages=max_stream_messages,
             stream_idle=stream_idle,
         )
