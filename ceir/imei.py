@@ -42,14 +42,16 @@ _DIGITS = frozenset("0123456789")
 # taken as is, the right one doubled (digits summed), because the check digit that
 # follows sits at position 0 from the right. _PAIR[n] is the contribution of pair n.
 _PAIR = tuple((n // 10) + sum(divmod(2 * (n % 10), 10)) for n in range(100))
+# The same by text, four digits (two pairs) at a time: three dict lookups and one more
+# replace seven int() calls, the bulk of a per-IMEI lookup's cost.
+_QUAD = {f"{n:04d}": _PAIR[n // 100] + _PAIR[n % 100] for n in range(10_000)}
+_DUO = {f"{n:02d}": _PAIR[n] for n in range(100)}
 
 
 def check_digit(body: str) -> int:
     """The Luhn check digit of a 14-digit body (ISO/IEC 7812, as TS 23.003 specifies)."""
-    total = 0
-    for i in range(0, BODY_LENGTH, 2):
-        total += _PAIR[int(body[i : i + 2])]
-    return -total % 10
+    quad = _QUAD
+    return -(quad[body[0:4]] + quad[body[4:8]] + quad[body[8:12]] + _DUO[body[12:14]]) % 10
 
 
 def body_key(body: str) -> bytes:
@@ -236,6 +238,27 @@ def normalize_lenient(text: str) -> str:
 def parse_lenient(text: str) -> Imei:
     """Parse what a person typed: ``35-209900-176148-1``, ``35 209900 176148 1``, ...
 
-    Raises :class:`InvalidImeiError` saying what is wrong.
+    Raises :class:`InvalidImeiError` saying what is wrong; a stray character's position
+    is counted in *text* as typed, not in its normalized form.
     """
-    return parse(normalize_lenient(text))
+    try:
+        return parse(normalize_lenient(text))
+    except InvalidImeiError as exc:
+        if exc.reason is not InvalidReason.NON_DIGIT:
+            raise
+        position = _typed_position(text, normalize_lenient(text))
+    raise InvalidImeiError(
+        InvalidReason.NON_DIGIT,
+        f"IMEI must be digits only; found {text[position - 1]!r} at position {position}",
+    )
+
+
+def _typed_position(text: str, normalized: str) -> int:
+    """The 1-based position in *text* of the first non-digit of its *normalized* form."""
+    # Each character of text is dropped or mapped to exactly one character, and the
+    # normalized form is what is kept, less leading whitespace: map the index back.
+    kept = [i for i, ch in enumerate(text) if ch.translate(_LENIENT)]
+    translated = text.translate(_LENIENT)
+    leading = len(translated) - len(translated.lstrip())
+    first_bad = next(i for i, ch in enumerate(normalized) if ch not in _DIGITS)
+    return kept[leading + first_bad] + 1
