@@ -32,9 +32,9 @@ from ceir.errors import (
 )
 from ceir.lookup import Checker
 from ceir.policy import Policy
-from ceir.servicers import DeviceCheck, EquipmentIdentityRegister
+from ceir.servicers import DeviceCheck, EquipmentIdentityRegister, add_eir_to_server
 from ceir.store import Store, open_store
-from ceir.v1 import device_check_pb2, device_check_pb2_grpc, eir_pb2, eir_pb2_grpc
+from ceir.v1 import device_check_pb2, device_check_pb2_grpc, eir_pb2
 
 log = logging.getLogger("ceir.server")
 S = TypeVar("S")
@@ -135,9 +135,7 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     server = grpc.aio.server(options=options)
     policy = Policy(settings.unknown_status.status)
     eir = EquipmentIdentityRegister(Checker(store, policy), settings.max_batch)
-    eir_pb2_grpc.add_EquipmentIdentityRegisterServicer_to_server(
-        translated(eir, eir_pb2.DESCRIPTOR, "EquipmentIdentityRegister"), server
-    )
+    add_eir_to_server(translated(eir, eir_pb2.DESCRIPTOR, "EquipmentIdentityRegister"), server)
     check = DeviceCheck(store, policy)
     device_check_pb2_grpc.add_DeviceCheckServicer_to_server(
         translated(check, device_check_pb2.DESCRIPTOR, "DeviceCheck"), server
