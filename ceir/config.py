@@ -48,6 +48,8 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     grace: float = 10.0
     """Seconds in-flight calls get to finish after SIGTERM/SIGINT."""
+    workers: int = 0
+    """Server processes sharing the port (SO_REUSEPORT); 0: one per core."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -56,6 +58,8 @@ class Settings:
             raise ConfigError(f"max_batch {self.max_batch} must be between 1 and {MAX_BATCH}")
         if self.max_message_bytes < 1024:
             raise ConfigError(f"max_message_bytes {self.max_message_bytes} is below 1024")
+        if self.workers < 0:
+            raise ConfigError(f"workers {self.workers} must not be negative (0: one per core)")
         if self.grace < 0:
             raise ConfigError(f"grace {self.grace} must not be negative")
 

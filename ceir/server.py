@@ -130,7 +130,8 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        # Worker processes share the port; a lone server must find it free.
+        ("grpc.so_reuseport", int(settings.workers > 1)),
     ]
     server = grpc.aio.server(options=options)
     policy = Policy(settings.unknown_status.status)

@@ -60,6 +60,13 @@ from ceir.errors import CeirError
     help="Seconds in-flight calls get to finish on SIGTERM/SIGINT.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Server processes sharing the port (0: one per core).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -74,13 +81,14 @@ def serve(
     max_batch: int,
     max_message_bytes: int,
     grace: float,
+    workers: int,
     log_level: str,
 ) -> None:
     """Serve CheckIMEI, DeviceCheck, health and reflection over gRPC."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from ceir.server import serve as run
+    from ceir.workers import serve as run
 
     try:
         settings = Settings(
@@ -92,6 +100,7 @@ def serve(
             max_batch=max_batch,
             max_message_bytes=max_message_bytes,
             grace=grace,
+            workers=workers,
         )
         run(settings)
     except CeirError as exc:
