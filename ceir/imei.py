@@ -236,6 +236,27 @@ def normalize_lenient(text: str) -> str:
 def parse_lenient(text: str) -> Imei:
     """Parse what a person typed: ``35-209900-176148-1``, ``35 209900 176148 1``, ...
 
-    Raises :class:`InvalidImeiError` saying what is wrong.
+    Raises :class:`InvalidImeiError` saying what is wrong; a stray character's position
+    is counted in *text* as typed, not in its normalized form.
     """
-    return parse(normalize_lenient(text))
+    try:
+        return parse(normalize_lenient(text))
+    except InvalidImeiError as exc:
+        if exc.reason is not InvalidReason.NON_DIGIT:
+            raise
+        position = _typed_position(text, normalize_lenient(text))
+    raise InvalidImeiError(
+        InvalidReason.NON_DIGIT,
+        f"IMEI must be digits only; found {text[position - 1]!r} at position {position}",
+    )
+
+
+def _typed_position(text: str, normalized: str) -> int:
+    """The 1-based position in *text* of the first non-digit of its *normalized* form."""
+    # Each character of text is dropped or mapped to exactly one character, and the
+    # normalized form is what is kept, less leading whitespace: map the index back.
+    kept = [i for i, ch in enumerate(text) if ch.translate(_LENIENT)]
+    translated = text.translate(_LENIENT)
+    leading = len(translated) - len(translated.lstrip())
+    first_bad = next(i for i, ch in enumerate(normalized) if ch not in _DIGITS)
+    return kept[leading + first_bad] + 1

@@ -34,6 +34,7 @@ def _check_result(response: Any) -> dict[str, Any]:
 @click.option(
     "--server",
     "address",
+    envvar="CEIR_SERVER",  # named after the flag, not the parameter
     default=f"127.0.0.1:{DEFAULT_PORT}",
     show_default=True,
     help="Address of a running ceir server.",

@@ -1,0 +1,145 @@
+"""ceir.store: round trips, key order, schema versions, read-only opens and map growth."""
+
+from __future__ import annotations
+
+import string
+import tempfile
+from pathlib import Path
+
+import lmdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ceir.errors import StoreError, StoreSchemaError
+from ceir.imei import body_from_key, body_key
+from ceir.record import Reason, Record, Source
+from ceir.store import SCHEMA_VERSION, Store, TacInfo, open_store
+
+bodies = st.text(alphabet=string.digits, min_size=14, max_size=14)
+u32 = st.integers(0, 2**32 - 1)
+records = st.builds(
+    Record,
+    reason=st.sampled_from(Reason),
+    source=st.sampled_from(Source),
+    lost_stolen=st.booleans(),
+    registered_at=u32,
+    expires_at=u32,
+)
+
+
+@settings(max_examples=40)
+@given(st.dictionaries(bodies, records, max_size=60), st.lists(bodies, max_size=10))
+def test_put_get_round_trip(devices: dict[str, Record], absent: list[str]) -> None:
+    """What put_devices stores, get and get_many return; other keys read as None."""
+    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "s") as store:
+        assert store.put_devices((body_key(b), r) for b, r in devices.items()) == len(devices)
+        assert store.device_count() == len(devices)
+        for body, record in devices.items():
+            assert store.get(body_key(body)) == record
+        missing = [b for b in absent if b not in devices]
+        keys = [body_key(b) for b in [*missing, *devices, *missing]]
+        packed = store.get_many(keys)
+        expected = (
+            [None] * len(missing) + [r.pack() for r in devices.values()] + [None] * len(missing)
+        )
+        assert packed == expected
+
+
+@settings(max_examples=20)
+@given(st.sets(bodies, max_size=80))
+def test_iteration_is_in_numeric_order(body_set: set[str]) -> None:
+    """iter_devices yields keys in the numeric order of the bodies (TAC ranges contiguous)."""
+    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "s") as store:
+        store.put_devices((body_key(b), Record(Reason.REGISTERED)) for b in body_set)
+        assert [body_from_key(k) for k, _ in store.iter_devices()] == sorted(body_set, key=int)
+
+
+def test_put_overwrites(store: Store) -> None:
+    """Writing a key again replaces its record."""
+    key = body_key("35209900176148")
+    store.put_devices([(key, Record(Reason.REGISTERED, Source.CUSTOMS))])
+    store.put_devices([(key, Record(Reason.REGISTERED, Source.CUSTOMS, lost_stolen=True))])
+    assert store.get(key) == Record(Reason.REGISTERED, Source.CUSTOMS, lost_stolen=True)
+    assert store.device_count() == 1
+
+
+def test_tac_round_trip(store: Store) -> None:
+    """TAC entries, non-ASCII names included, come back as stored; unknown TACs are None."""
+    entries = [
+        TacInfo("35209900", "Nusantara", "N1", "Smartphone"),
+        TacInfo("86012345", "Garuda Électronique", "Tab 10 ✓", ""),
+    ]
+    assert store.put_tacs(entries) == 2
+    assert [store.tac(e.tac) for e in entries] == entries
+    assert store.tac("00000000") is None
+    assert store.tac_count() == 2
+
+
+def test_new_store_has_the_schema_version(store: Store) -> None:
+    """A created store records this ceir's schema version in meta."""
+    txn = store.env.begin(db=store.meta)
+    try:
+        assert txn.get(b"schema") == str(SCHEMA_VERSION).encode()
+    finally:
+        txn.abort()
+
+
+def test_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    """Opening a store of an unknown layout fails with a message naming both versions."""
+    path = tmp_path / "s"
+    with open_store(path) as store:
+        store.write(lambda txn: txn.put(b"schema", b"99", db=store.meta))
+    for readonly in (False, True):
+        with pytest.raises(StoreSchemaError) as caught:
+            open_store(path, readonly=readonly)
+        assert str(caught.value) == (
+            f"store {path} has schema version '99'; this ceir reads version {SCHEMA_VERSION}. "
+            "Use a matching ceir release or a new store path."
+        )
+
+
+def test_readonly_open_of_missing_store_fails(tmp_path: Path) -> None:
+    """A read-only open of a directory without a store says there is none, and creates nothing."""
+    path = tmp_path / "nothing"
+    with pytest.raises(StoreError, match=f"^no ceir store at {path}$"):
+        open_store(path, readonly=True)
+    assert not path.exists()
+
+
+def test_readonly_open_of_foreign_lmdb_fails(tmp_path: Path) -> None:
+    """An LMDB environment that is not a ceir store is refused with a StoreError."""
+    env = lmdb.open(str(tmp_path / "other"))
+    with env.begin(write=True) as txn:
+        txn.put(b"k", b"v")
+    env.close()
+    with pytest.raises(StoreError, match="other"):
+        open_store(tmp_path / "other", readonly=True)
+
+
+def test_readonly_store_reads_and_refuses_writes(tmp_path: Path) -> None:
+    """A read-only store serves reads and refuses writes with a StoreError."""
+    key = body_key("35209900176148")
+    with open_store(tmp_path / "s") as store:
+        store.put_devices([(key, Record(Reason.REGISTERED, Source.MANUFACTURER))])
+    with open_store(tmp_path / "s", readonly=True) as ro:
+        assert ro.get(key) == Record(Reason.REGISTERED, Source.MANUFACTURER)
+        with pytest.raises(StoreError, match="read-only"):
+            ro.put_devices([(key, Record())])
+
+
+def test_map_grows_instead_of_failing(store: Store) -> None:
+    """Writes beyond a tiny map grow it; no MapFullError escapes and nothing is lost."""
+    store.env.set_mapsize(64 * 1024)
+    small = store.env.info()["map_size"]
+    n = 40_000
+    items = [
+        (body_key(f"{i * 7919:014d}"), Record(Reason.REGISTERED, Source.CUSTOMS, registered_at=i))
+        for i in range(n)
+    ]
+    assert store.put_devices(items) == n
+    assert store.env.info()["map_size"] > small
+    assert store.device_count() == n
+    assert store.get(items[-1][0]) == items[-1][1]
+    store.put_tacs(TacInfo(f"{i:08d}", "Brand" * 10, "Model" * 10) for i in range(5_000))
+    assert store.tac_count() == 5_000
