@@ -111,18 +111,21 @@ class _Supervisor:
             self._start_all()
             host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
             log.info(
-                "ceir %s serving on %s:%d with %d worker processes (pids %s); "
-                "store %s (%d devices, %d TACs); unknown IMEIs are %s",
+                "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); "
+                "unknown IMEIs are %s; %d worker processes (pids %s)",
                 __version__,
                 host,
                 self.settings.port,
-                self.count,
-                " ".join(map(str, sorted(self.workers))),
                 self.settings.db,
                 *self.counts,
                 self.settings.unknown_status.value,
+                self.count,
+                " ".join(map(str, sorted(self.workers))),
             )
             self._supervise()
+            started = time.monotonic()
+            self._stop_all()
+            log.info("stopped after %.2f s", time.monotonic() - started)
         finally:
             self._stop_all()
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
@@ -166,7 +169,12 @@ class _Supervisor:
             if info.si_signo == signal.SIGCHLD:
                 self._reap()
             else:
-                log.info("stopping %d workers (signal %d)", len(self.workers), info.si_signo)
+                log.info(
+                    "stopping: draining in-flight calls for up to %.1f s (%d workers, signal %d)",
+                    self.settings.grace,
+                    len(self.workers),
+                    info.si_signo,
+                )
                 return
 
     def _reap(self) -> None:

@@ -90,7 +90,7 @@ def _alive(pid: int) -> bool:
 def test_two_workers_share_the_port_and_answer(served: Served) -> None:
     """With --workers 2 the parent has two worker processes and the port answers."""
     assert len(served.children()) == 2
-    assert "with 2 worker processes" in served.log.read_text()
+    assert "; 2 worker processes (pids " in served.log.read_text()
     assert {_check(served.port) for _ in range(10)} == {1}
 
 
@@ -116,7 +116,7 @@ def test_sigterm_drains_all_workers_and_exits_zero(served: Served) -> None:
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(timeout=20) == 0
     assert not any(_alive(pid) for pid in workers)
-    assert "stopping 2 workers" in served.log.read_text()
+    assert "(2 workers, signal 15)" in served.log.read_text()
 
 
 def test_killed_parent_leaves_no_orphans(served: Served) -> None:
