@@ -20,6 +20,7 @@ the ordinary way (the tests compare the two).
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
@@ -184,24 +185,47 @@ class Checker:
         """The serialized CheckIMEIBatchResponse for *requests*: same answers as
         :meth:`check_many`, built without a message object per IMEI."""
         texts = list(map(_IMEI, requests))
-        joined = "".join(texts)
         count = len(texts)
-        width = len(joined) // count if count else 0
+        if not count or any(map(_REQUEST_ID, requests)):
+            return b"".join(self._mixed(texts, requests))
+        joined = "".join(texts)
+        width = len(joined) // count
         if (
             14 <= width <= 16
             and len(joined) == width * count
             and joined.isascii()
             and joined.isdigit()
             and set(map(len, texts)) == {width}
-            and not any(map(_REQUEST_ID, requests))
         ):
             raw = joined.encode()
             digits = check_digits(raw, width)
             if width != 15 or digits == raw[14::15]:
-                return self._plain(raw, width, digits)
-        return self._mixed(texts, requests)
+                return b"".join(self._plain(raw, width, digits))
+        return b"".join(self._split(texts, requests))
 
-    def _plain(self, raw: bytes, width: int, digits: bytes) -> bytes:
+    def _split(self, texts: list[str], requests: Sequence[eir_pb2.CheckIMEIRequest]) -> list[bytes]:
+        """A batch of mostly plain IMEIs of one width and a few others (malformed, bad
+        check digit, another width): the plain ones in bulk, the others one by one."""
+        width = collections.Counter(map(len, texts)).most_common(1)[0][0]
+        if not 14 <= width <= 16:
+            return self._mixed(texts, requests)
+        plain = [i for i, t in enumerate(texts) if len(t) == width and t.isascii() and t.isdigit()]
+        raw = "".join([texts[i] for i in plain]).encode()
+        digits = check_digits(raw, width)
+        if width == 15 and digits != raw[14::15]:
+            plain = [i for k, i in enumerate(plain) if digits[k] == raw[15 * k + 14]]
+            raw = "".join([texts[i] for i in plain]).encode()
+            digits = check_digits(raw, width)
+        elements = [b""] * len(texts)
+        for i, element in zip(plain, self._plain(raw, width, digits), strict=True):
+            elements[i] = element
+        rest = [i for i, element in enumerate(elements) if not element]
+        others = self._mixed([texts[i] for i in rest], [requests[i] for i in rest])
+        for i, element in zip(rest, others, strict=True):
+            elements[i] = element
+        return elements
+
+    def _plain(self, raw: bytes, width: int, digits: bytes) -> list[bytes]:
         """Elements for IMEIs of one *width*, laid out in *raw*, all valid, no ids."""
         ends = range(14, len(raw) + 14, width)  # end of each body in raw
         keys = [int(raw[end - 14 : end]).to_bytes(8, "big") for end in ends]
@@ -212,7 +236,7 @@ class Checker:
         svn = width == 16
         heads = self._heads[svn]
         unknown = self._unknown_heads[svn]
-        parts = []
+        elements = []
         for i, (end, value) in enumerate(zip(ends, values, strict=True)):
             if value is None:
                 head = unknown
@@ -221,13 +245,26 @@ class Checker:
             else:
                 head = b""
             if not head or i in special:
-                parts.append(self._special(raw, end, width, digits[i], value, now))
-                continue
-            parts.append(head + raw[end - 14 : end] + digits[i : i + 1] + b"*\x08")
-            parts.append(raw[end - 14 : end - 6])
-            if svn:
-                parts.append(b"J\x02" + raw[end : end + 2])
-        return b"".join(parts)
+                elements.append(self._special(raw, end, width, digits[i], value, now))
+            elif svn:
+                elements.append(
+                    head
+                    + raw[end - 14 : end]
+                    + digits[i : i + 1]
+                    + b"*\x08"
+                    + raw[end - 14 : end - 6]
+                    + b"J\x02"
+                    + raw[end : end + 2]
+                )
+            else:
+                elements.append(
+                    head
+                    + raw[end - 14 : end]
+                    + digits[i : i + 1]
+                    + b"*\x08"
+                    + raw[end - 14 : end - 6]
+                )
+        return elements
 
     def _head_for(self, value: bytes, now: float, svn: bool) -> bytes:
         head = _head(self._decide(value, now), _TAIL_SVN if svn else _TAIL)
@@ -271,7 +308,7 @@ class Checker:
             response.suspicious = True
         return _element(response)
 
-    def _mixed(self, texts: list[str], requests: Sequence[eir_pb2.CheckIMEIRequest]) -> bytes:
+    def _mixed(self, texts: list[str], requests: Sequence[eir_pb2.CheckIMEIRequest]) -> list[bytes]:
         """Elements for any batch: one protobuf element per IMEI (the general path)."""
         now = self.clock()
         decide = self._decide
@@ -311,7 +348,7 @@ class Checker:
                         )
                     )
                 )
-        return b"".join(parts)
+        return parts
 
     # -- the packed form -------------------------------------------------------------
 

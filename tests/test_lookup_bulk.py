@@ -146,3 +146,23 @@ def test_packed_equals_string_answers(store: Store) -> None:
         (r.reason << 2) | r.status for r in checker.check_many(_batch(bodies).requests).responses
     ]
     assert list(packed) == [*expected, (Reason.INVALID_IMEI << 2) | Status.BLACKLISTED]
+
+
+@pytest.mark.parametrize("form", [0, 1, 2])
+def test_mostly_plain_batch_with_strays_equals_protobuf(store: Store, form: int) -> None:
+    """Plain IMEIs of one width mixed with malformed, bad-check-digit and other-width ones
+    still serialize byte for byte as protobuf would."""
+    checker = Checker(store, Policy(), clock=lambda: NOW)
+    texts = [_forms(body)[form] for body in STORED + UNKNOWN]
+    strays = [
+        "35209900176148X",
+        "3520990017",
+        _forms(STORED[0])[3],
+        _forms(STORED[1])[(form + 1) % 3],
+    ]
+    for n, stray in enumerate(strays):
+        texts.insert(5 + 7 * n, stray)
+    message = _batch(texts)
+    assert checker.check_batch(message.requests) == (
+        checker.check_many(message.requests).SerializeToString()
+    )
