@@ -66,3 +66,49 @@ class RejectedError(RemoteError):
 
 class ClientClosedError(RemoteError):
     """The client was closed before the answer arrived."""
+
+
+class FeedError(CeirError):
+    """A feed file cannot be imported as a whole (unreadable, wrong columns, refused)."""
+
+
+class FeedFormatError(FeedError):
+    """A feed file is not in the format its kind expects (encoding, header, columns)."""
+
+
+class FeedRefusedError(FeedError):
+    """A whole feed file was refused by a threshold; nothing was written.
+
+    ``summary`` is the :class:`ceir.feeds.importer.ImportSummary` of the check pass.
+    """
+
+    def __init__(self, message: str, summary: object) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class NotFoundError(CeirError):
+    """The register holds nothing under the name asked for."""
+
+
+class RequestError(CeirError):
+    """A single registration request breaks a rule (the reject says which)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class FeedRowError(CeirError):
+    """One feed row is bad or breaks a channel rule: which field, why, and the fix if obvious.
+
+    ``reason`` is a :class:`ceir.feeds.rows.RejectReason`; the importer adds the line.
+    The message never contains a personal number.
+    """
+
+    def __init__(self, field: str, reason: object, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+        self.message = message
+        self.fix = fix

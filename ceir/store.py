@@ -9,6 +9,31 @@ Layout (named sub-databases of one LMDB environment, a directory):
 ``meta``
     ``schema`` -> the layout version; a store of another version is refused.
 
+Registry sub-databases (written by the feeds; see :mod:`ceir.audit`, :mod:`ceir.identity`,
+:mod:`ceir.feeds.importer`). Lookups never read them, so the hot record stays 12 bytes:
+
+``details``
+    device key + 1-byte feed kind -> that channel's fields (``\x1f``-joined UTF-8;
+    personal numbers only as tokens).
+``audit``
+    8-byte big-endian sequence number -> one change (append-only).
+``audit_idx``
+    device key -> sequence numbers of its changes (dupsort).
+``imports``
+    4-byte big-endian origin id -> JSON: one file import or one request, its principal,
+    progress and summary.
+``digests``
+    SHA-256 of a feed file -> its origin id (re-imports are no-ops).
+``identities``
+    16-byte identity token + 4-byte day number -> devices registered for that arrival.
+``rejects``
+    origin id + 4-byte row number -> JSON reject (no personal data).
+``config``
+    store-wide settings and secrets (the token key).
+
+Adding these to an older store needs no migration: they are created on the first
+writable open, and a read-only open of a store without them sees them as empty.
+
 Reads use one read transaction per request or batch and never write. Writes go in
 sorted batches, one write transaction each. The map grows by itself: nobody sees
 ``MapFullError``; readers in other processes follow a grown map transparently.
@@ -36,6 +61,17 @@ _CREATED_KEY = b"created_at"
 _SEP = "\x1f"
 _INITIAL_MAP = 1 << 30  # address space only: the file grows with the data
 _MAX_DBS = 16
+# name -> dupsort. Opened (created) with the store; see the module docstring.
+REGISTRY_DBS: dict[str, bool] = {
+    "details": False,
+    "audit": False,
+    "audit_idx": True,
+    "imports": False,
+    "digests": False,
+    "identities": False,
+    "rejects": False,
+    "config": False,
+}
 
 T = TypeVar("T")
 
@@ -68,6 +104,14 @@ class Store:
         self.devices = env.open_db(b"devices", create=not readonly)
         self.tacs = env.open_db(b"tacs", create=not readonly)
         self.meta = env.open_db(b"meta", create=not readonly)
+        self.dbs: dict[str, Any] = {}
+        for name, dupsort in REGISTRY_DBS.items():
+            try:
+                self.dbs[name] = env.open_db(
+                    name.encode(), create=not readonly, dupsort=dupsort, dupfixed=dupsort
+                )
+            except lmdb.NotFoundError:
+                self.dbs[name] = None  # an older read-only store: nothing recorded yet
 
     # -- process life ------------------------------------------------------------
 
@@ -122,6 +166,15 @@ class Store:
             for key, value in txn.cursor():
                 yield key, Record.unpack(value)
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Any]:
+        """A read transaction on the whole environment (pass ``db=`` to each ``get``)."""
+        txn = self._begin_read(None)
+        try:
+            yield txn
+        finally:
+            txn.abort()
+
     def tac(self, tac: str) -> TacInfo | None:
         """The TAC database entry for an 8-digit TAC, or None."""
         txn = self._begin_read(self.tacs)
@@ -153,6 +206,8 @@ class Store:
                     return fn(txn)
             except lmdb.MapFullError:
                 self._grow()
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)  # another process grew the map; adopt it
             except lmdb.Error as exc:
                 raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
 

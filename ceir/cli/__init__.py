@@ -10,6 +10,7 @@ Exit codes (also in ``ceir --help``):
 4   the server could not be reached or failed
 5   the store cannot be opened or has an unknown layout
 6   bad configuration (e.g. the address cannot be bound)
+7   a feed file was refused whole or cannot be read (nothing was imported)
 ==  =====================================================================
 """
 
@@ -21,7 +22,14 @@ from typing import Any, NoReturn
 import click
 
 from ceir import __version__
-from ceir.errors import CeirError, ConfigError, InvalidImeiError, StoreError
+from ceir.errors import (
+    CeirError,
+    ConfigError,
+    FeedError,
+    InvalidImeiError,
+    RemoteError,
+    StoreError,
+)
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -30,18 +38,22 @@ EXIT_INVALID_IMEI = 3
 EXIT_UNAVAILABLE = 4
 EXIT_STORE = 5
 EXIT_CONFIG = 6
+EXIT_FEED = 7
 
 # The one place where errors become exit codes. Most specific class first.
 EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
     (InvalidImeiError, EXIT_INVALID_IMEI),
     (StoreError, EXIT_STORE),
+    (FeedError, EXIT_FEED),
+    (RemoteError, EXIT_UNAVAILABLE),
     (ConfigError, EXIT_CONFIG),
     (CeirError, EXIT_CONFIG),
 )
 
 EPILOG = """\b
 Exit codes: 0 ok (check: may connect), 1 check: refused, 2 usage,
-3 invalid IMEI, 4 server unreachable, 5 store error, 6 bad configuration.
+3 invalid IMEI, 4 server unreachable, 5 store error, 6 bad configuration,
+7 feed refused or unreadable.
 Every flag can also be set as CEIR_<FLAG>, e.g. CEIR_DB, CEIR_PORT."""
 
 
@@ -52,6 +64,15 @@ def fail(exc: CeirError) -> NoReturn:
             click.echo(f"ceir: {exc}", err=True)
             sys.exit(code)
     raise exc  # pragma: no cover - CeirError is in the table
+
+
+# Every command reads its flags from CEIR_<FLAG> too (CEIR_DB, CEIR_PORT, ...): the
+# same names whatever the command, so one environment configures them all.
+CONTEXT = {
+    "help_option_names": ["-h", "--help"],
+    "auto_envvar_prefix": "CEIR",
+    "show_default": True,
+}
 
 
 class _Context(click.Context):
@@ -77,19 +98,19 @@ class _Group(click.Group):
     group_class = type  # subgroups are _Group too, so their commands share the prefix
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.group(cls=_Group, context_settings=CONTEXT, epilog=EPILOG)
 @click.version_option(__version__, prog_name="ceir")
 def main() -> None:
     """ceir: the national IMEI register and the CheckIMEI service operators' EIRs call."""
 
 
 def run() -> None:
-    """Entry point of the ``ceir`` script: flags may also come from CEIR_* variables."""
-    main(auto_envvar_prefix="CEIR")
+    """Entry point of the ``ceir`` script."""
+    main()
 
 
 # One module per command family; each adds its commands to `main` when imported.
-from ceir.cli import check, serve  # noqa: E402, F401
+from ceir.cli import check, feeds, serve  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     run()

@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from ceir.cli import EPILOG, EXIT_INVALID_IMEI, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, main
+from ceir.cli import (
+    CONTEXT,
+    EPILOG,
+    EXIT_INVALID_IMEI,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    main,
+)
 from ceir.config import DEFAULT_PORT
 from ceir.errors import InvalidImeiError
 
@@ -29,7 +37,7 @@ def _check_result(response: Any) -> dict[str, Any]:
     return result
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG, context_settings=CONTEXT)
 @click.argument("imei")
 @click.option(
     "--server",

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from ceir.cli import EPILOG, fail, main
+from ceir.cli import CONTEXT, EPILOG, fail, main
 from ceir.config import DEFAULT_DB, DEFAULT_PORT, Settings, UnknownStatus
 from ceir.errors import CeirError
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG, context_settings=CONTEXT)
 @click.option(
     "--db",
     type=click.Path(path_type=Path),

@@ -1,0 +1,533 @@
+"""The importer: one for the CLI and the gRPC ``Registry`` service.
+
+An import runs in two passes over the file:
+
+1. **check** — every row parsed and decided against a read snapshot, without writing:
+   bad rows, duplicates within the file, channel rules, how many new devices it adds.
+   A file with too many malformed rows, or adding more new devices than its channel
+   may, is refused whole here, before anything is written.
+2. **write** — batches of ``batch_rows`` rows, each decided again against the store and
+   written in **one** write transaction, sorted by key: devices, details, identity
+   counts, audit entries, rejects and the import's progress record together. Lookups
+   see a batch as soon as it commits.
+
+The progress record is keyed by the file's SHA-256, so an import killed at any point
+resumes at the first uncommitted batch when run again and ends as one uninterrupted run
+would; a file imported before is a no-op that says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ceir import audit
+from ceir.errors import FeedFormatError, FeedRefusedError, FeedRowError, StoreError
+from ceir.feeds import Format, Kind
+from ceir.feeds.base import Candidate, Context, Feed, Options, Outcome
+from ceir.feeds.kinds import feed_for
+from ceir.feeds.reader import Row, open_feed
+from ceir.feeds.rows import RejectReason
+from ceir.feeds.summary import ImportSummary, Reject, write_report
+from ceir.identity import Tokenizer, tokenizer_for
+from ceir.store import Store
+
+__all__ = ["ImportSummary", "Options", "Progress", "file_digest", "import_file", "rejects_of"]
+
+_ROW = 4  # bytes of the row number in ``rejects`` keys
+FIRST_REJECTS = 20
+
+
+class Progress(Protocol):
+    """Where an import reports how far it is (a progress bar, or nothing)."""
+
+    def phase(self, name: str, total: int | None) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class NoProgress:
+    def phase(self, name: str, total: int | None) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, hex."""
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise FeedFormatError(f"cannot read {path}: {exc.strerror}") from exc
+    return h.hexdigest()
+
+
+@dataclass
+class _Check:
+    """What the check pass found."""
+
+    rows: int = 0
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    malformed: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    duplicates: set[int] = field(default_factory=set)
+    """Row numbers (0-based) repeating a device already on an earlier row."""
+    trimmed: int = 0
+    fixed: int = 0
+
+
+def _reject(line: int, exc: FeedRowError) -> Reject:
+    reason = exc.reason.value if isinstance(exc.reason, RejectReason) else str(exc.reason)
+    return Reject(line, exc.field, reason, exc.message, exc.fix)
+
+
+def _malformed(exc: FeedRowError) -> bool:
+    return isinstance(exc.reason, RejectReason) and exc.reason.malformed
+
+
+class _Import:
+    """One run of one file: the state both passes share."""
+
+    def __init__(
+        self,
+        store: Store,
+        feed: Feed,
+        path: Path,
+        *,
+        fmt: Format | None,
+        actor: str,
+        options: Options,
+        progress: Progress,
+        clock: Callable[[], float],
+        name: str,
+    ) -> None:
+        self.store = store
+        self.feed = feed
+        self.path = path
+        self.reader = open_feed(path, feed, fmt)
+        self.actor = actor
+        self.options = options
+        self.progress = progress
+        self.clock = clock
+        self.name = name
+        self.tokenizer: Tokenizer = tokenizer_for(store)
+        self.detail_suffix = bytes((feed.kind.code,))
+
+    # -- pass 1 ------------------------------------------------------------------------
+
+    def check(self, *, decide: bool) -> _Check:
+        """The check pass; *decide* False only finds duplicates (a resumed import)."""
+        found = _Check()
+        seen: set[bytes] = set()
+        feed = self.feed
+        self.progress.phase("checking", None)
+        with self.store.snapshot() as txn:
+            ctx = Context(self.store, txn, self.options, self.tokenizer, self.clock())
+            for i, (line, values) in enumerate(self.reader.rows()):
+                if i % 10_000 == 0 and i:
+                    self.progress.advance(10_000)
+                try:
+                    if isinstance(values, FeedRowError):
+                        raise values
+                    cand = feed.parse(values, ctx)
+                    if cand.key in seen:
+                        found.duplicates.add(i)
+                        raise _duplicate(cand)
+                    seen.add(cand.key)
+                    if decide:
+                        outcome = feed.decide(cand, ctx)
+                        if outcome.unchanged:
+                            found.unchanged += 1
+                        elif outcome.added:
+                            found.added += 1
+                        else:
+                            found.changed += 1
+                except FeedRowError as exc:
+                    found.rejected[_reject(line, exc).reason] += 1
+                    found.malformed += _malformed(exc)
+                    found.rejects.append(_reject(line, exc))
+                found.rows = i + 1
+            found.trimmed, found.fixed = ctx.trimmed, ctx.fixed
+        return found
+
+    def refusal(self, found: _Check) -> str:
+        """Why the file must be refused whole, or ``""``."""
+        opts = self.options
+        if found.rows and found.malformed / found.rows > opts.max_bad_ratio:
+            share = 100 * found.malformed / found.rows
+            return (
+                f"{self.name}: {found.malformed:,} of {found.rows:,} rows ({share:.1f}%) are "
+                f"malformed, above the limit of {100 * opts.max_bad_ratio:g}%; nothing was "
+                "imported. Fix the rows listed in the reject report and send the file again"
+            )
+        limit = (
+            opts.max_new_devices if opts.max_new_devices is not None else self.feed.default_max_new
+        )
+        if found.added > limit:
+            noun = "TACs" if self.feed.kind is Kind.TAC else "devices"
+            return (
+                f"{self.name}: would add {found.added:,} new {noun}, above the limit of "
+                f"{limit:,} for one {self.feed.kind.value} file; nothing was imported. Split "
+                "the file, or raise the limit with --max-new-devices if this volume is expected"
+            )
+        return ""
+
+    # -- pass 2 ------------------------------------------------------------------------
+
+    def write(self, origin: int, info: dict[str, Any], duplicates: set[int]) -> dict[str, Any]:
+        """Write every batch not yet committed; returns the final origin record."""
+        done = int(info["rows_done"])
+        batch_rows = self.options.batch_rows
+        self.progress.phase("importing", int(info.get("rows", 0)) or None)
+        self.progress.advance(done)
+        rows = enumerate(self.reader.rows())
+        for _skipped in itertools.islice(rows, done):
+            pass
+        while True:
+            batch = list(itertools.islice(rows, batch_rows))
+            if not batch:
+                break
+            start = batch[0][0]
+
+            def write_batch(txn: Any, b: list[tuple[int, Row]] = batch, s: int = start) -> Any:
+                return self._write_batch(txn, origin, s, b, duplicates)
+
+            info = self.store.write(write_batch)
+            self.progress.advance(len(batch))
+        return info
+
+    def _write_batch(
+        self,
+        txn: Any,
+        origin: int,
+        start: int,
+        batch: Sequence[tuple[int, Row]],
+        duplicates: set[int],
+    ) -> dict[str, Any]:
+        info = audit.read_origin(txn, self.store, origin)
+        if info is None or info["rows_done"] != start:
+            raise StoreError(
+                f"import #{origin} of {self.name} was advanced by another process; "
+                "run the import again to resume it"
+            )
+        feed, store = self.feed, self.store
+        ctx = Context(store, txn, self.options, self.tokenizer, float(info["started_at"]))
+        counts: dict[str, Any] = info["counts"]
+        rejected: Counter[str] = Counter(counts["rejected"])
+        devices: dict[bytes, bytes | None] = {}
+        details: dict[bytes, bytes | None] = {}
+        tacs: list[tuple[bytes, bytes]] = []
+        changes: list[audit.Change] = []
+        rejects: list[tuple[bytes, bytes]] = []
+        origin_key = origin.to_bytes(4, "big")
+        for i, (line, values) in batch:
+            try:
+                if isinstance(values, FeedRowError):
+                    raise values
+                cand = feed.parse(values, ctx)
+                if i in duplicates:
+                    raise _duplicate(cand)
+                outcome = feed.decide(cand, ctx)
+            except FeedRowError as exc:
+                r = _reject(line, exc)
+                rejected[r.reason] += 1
+                counts["malformed"] += _malformed(exc)
+                rejects.append((origin_key + i.to_bytes(_ROW, "big"), _pack_reject(r)))
+                continue
+            if outcome.unchanged:
+                counts["unchanged"] += 1
+                continue
+            counts["added" if outcome.added else "changed"] += 1
+            if feed.kind is Kind.TAC:
+                tacs.append((cand.key, cand.details))
+                continue
+            self._stage(cand, outcome, line, devices, details, changes)
+        counts["rejected"] = dict(rejected)
+        counts["trimmed"] += ctx.trimmed
+        counts["fixed"] += ctx.fixed
+        _put_sorted(txn, store.devices, devices)
+        if store.dbs["details"] is not None:
+            _put_sorted(txn, store.dbs["details"], details)
+        if tacs:
+            txn.cursor(store.tacs).putmulti(sorted(tacs))
+        identities = ctx.identity_items()
+        if identities:
+            txn.cursor(store.dbs["identities"]).putmulti(identities)
+        audit.append(txn, store, changes, int(self.clock()), origin)
+        if rejects:
+            txn.cursor(store.dbs["rejects"]).putmulti(rejects)
+        info["rows_done"] = start + len(batch)
+        audit.put_origin(txn, store, origin, info)
+        return info
+
+    def _stage(
+        self,
+        cand: Candidate,
+        outcome: Outcome,
+        line: int,
+        devices: dict[bytes, bytes | None],
+        details: dict[bytes, bytes | None],
+        changes: list[audit.Change],
+    ) -> None:
+        key = cand.key
+        new = None if outcome.new is None else outcome.new.pack()
+        devices[key] = new
+        detail_key = key + self.detail_suffix
+        action = self.feed.action
+        if cand.block is False:
+            action = audit.Action.UNBLOCK
+            details[detail_key] = None
+        else:
+            details[detail_key] = cand.details
+        old = None if outcome.old is None else outcome.old.pack()
+        changes.append(audit.Change(key, action, old, new, line))
+
+
+def _duplicate(cand: Candidate) -> FeedRowError:
+    return FeedRowError(
+        "tac" if len(cand.key) != 8 else "imei",
+        RejectReason.DUPLICATE,
+        f"{cand.label} appears on an earlier row of this file",
+    )
+
+
+def _put_sorted(txn: Any, db: Any, items: dict[bytes, bytes | None]) -> None:
+    puts = sorted((k, v) for k, v in items.items() if v is not None)
+    if puts:
+        txn.cursor(db).putmulti(puts)
+    for key in sorted(k for k, v in items.items() if v is None):
+        txn.delete(key, db=db)
+
+
+def _pack_reject(r: Reject) -> bytes:
+    import json
+
+    return json.dumps(r.to_dict(), separators=(",", ":")).encode()
+
+
+def rejects_of(store: Store, origin: int) -> Iterator[Reject]:
+    """The stored rejects of an import, in row order."""
+    import json
+
+    db = store.dbs["rejects"]
+    if db is None:
+        return
+    prefix = origin.to_bytes(4, "big")
+    with store.snapshot() as txn:
+        cursor = txn.cursor(db)
+        if not cursor.set_range(prefix):
+            return
+        for key, value in cursor:
+            if key[:4] != prefix:
+                break
+            yield Reject(**json.loads(value))
+
+
+def _summary(
+    imp: _Import, digest: str, state: str, info: dict[str, Any], elapsed: float
+) -> ImportSummary:
+    counts = info["counts"]
+    return ImportSummary(
+        kind=imp.feed.kind.value,
+        file=imp.name,
+        digest=digest,
+        format=imp.reader.format.value,
+        state=state,
+        origin=int(info.get("id", 0)),
+        rows=int(counts["rows"]),
+        added=int(counts["added"]),
+        changed=int(counts["changed"]),
+        unchanged=int(counts["unchanged"]),
+        rejected=dict(counts["rejected"]),
+        malformed=int(counts["malformed"]),
+        trimmed=int(counts["trimmed"]),
+        fixed=int(counts["fixed"]),
+        warnings=list(imp.reader.warnings),
+        elapsed=elapsed,
+    )
+
+
+def import_file(
+    store: Store,
+    kind: Kind,
+    path: Path,
+    *,
+    actor: str,
+    fmt: Format | None = None,
+    options: Options | None = None,
+    progress: Progress | None = None,
+    report: Path | None = None,
+    clock: Callable[[], float] = time.time,
+    name: str | None = None,
+) -> ImportSummary:
+    """Import feed file *path* of *kind* into *store* on behalf of *actor*.
+
+    *actor* names who asks, as the audit log shall record it (``local:user@host`` for
+    the CLI, the authenticated principal's label for the server).
+
+    Returns the summary. Raises :class:`FeedRefusedError` (nothing written) when a
+    threshold refuses the file, :class:`FeedFormatError` when it cannot be read. The
+    reject report is written to *report* when there are rejects. *name* is the file
+    name recorded in the audit log (default: *path*'s name).
+    """
+    started = time.monotonic()
+    imp = _Import(
+        store,
+        feed_for(kind),
+        path,
+        fmt=fmt,
+        actor=actor,
+        options=options or Options(),
+        progress=progress or NoProgress(),
+        clock=clock,
+        name=name or path.name,
+    )
+    try:
+        return _run(imp, started, report)
+    finally:
+        imp.progress.close()
+
+
+def _find(store: Store, digest: str) -> dict[str, Any] | None:
+    db = store.dbs["digests"]
+    if db is None:
+        return None
+    with store.snapshot() as txn:
+        found = txn.get(bytes.fromhex(digest), db=db)
+        return (
+            None if found is None else audit.read_origin(txn, store, int.from_bytes(found, "big"))
+        )
+
+
+def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
+    store = imp.store
+    digest = file_digest(imp.path)
+    info = _find(store, digest)
+    if info is not None and info["state"] == "done":
+        summary = _summary(imp, digest, "already-imported", info, time.monotonic() - started)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info["finished_at"]))
+        summary.message = (
+            f"{imp.name} (sha256 {digest[:12]}) was already imported as import "
+            f"#{info['id']} ({info['kind']}, {when} UTC): nothing to do"
+        )
+        return summary
+    if info is None:
+        found = imp.check(decide=True)
+        base = {
+            "kind": imp.feed.kind.value,
+            "file": imp.name,
+            "digest": digest,
+            "format": imp.reader.format.value,
+            "actor": imp.actor,
+            "started_at": int(imp.clock()),
+            "rows": found.rows,
+            "rows_done": 0,
+            "warnings": imp.reader.warnings,
+            "counts": {
+                "rows": found.rows,
+                "added": 0,
+                "changed": 0,
+                "unchanged": 0,
+                "rejected": {},
+                "malformed": 0,
+                "trimmed": 0,
+                "fixed": 0,
+            },
+        }
+        why = imp.refusal(found)
+        if why:
+            return _refuse(imp, found, base, why, started, report)
+        info = store.write(lambda txn: _begin(txn, store, digest, base))
+        duplicates = found.duplicates
+    else:
+        duplicates = imp.check(decide=False).duplicates  # resuming: the gate was passed
+    info = imp.write(int(info["id"]), info, duplicates)
+    return _finish(imp, digest, int(info["id"]), started, report)
+
+
+def _begin(txn: Any, store: Store, digest: str, base: dict[str, Any]) -> dict[str, Any]:
+    key = bytes.fromhex(digest)
+    existing = txn.get(key, db=store.dbs["digests"])
+    if existing is not None:  # another process began this file meanwhile: join it
+        info = audit.read_origin(txn, store, int.from_bytes(existing, "big"))
+        if info is not None:
+            return info
+    origin = audit.new_origin(txn, store, {**base, "state": "writing"})
+    txn.put(key, origin.to_bytes(4, "big"), db=store.dbs["digests"])
+    return {**base, "state": "writing", "id": origin}
+
+
+def _finish(
+    imp: _Import, digest: str, origin: int, started: float, report: Path | None
+) -> ImportSummary:
+    store = imp.store
+
+    def finish(txn: Any) -> dict[str, Any]:
+        info = audit.read_origin(txn, store, origin)
+        if info is None:  # pragma: no cover - written by _begin
+            raise StoreError(f"import #{origin} vanished from the store")
+        if info["state"] != "done":
+            info["state"] = "done"
+            info["finished_at"] = int(imp.clock())
+            audit.put_origin(txn, store, origin, info)
+        return info
+
+    info = store.write(finish)
+    summary = _summary(imp, digest, "done", info, time.monotonic() - started)
+    if summary.rejected_total:
+        summary.first_rejects = list(itertools.islice(rejects_of(store, origin), FIRST_REJECTS))
+        if report is not None:
+            write_report(report, imp.name, rejects_of(store, origin))
+            summary.report = str(report)
+    return summary
+
+
+def _refuse(
+    imp: _Import,
+    found: _Check,
+    base: dict[str, Any],
+    why: str,
+    started: float,
+    report: Path | None,
+) -> ImportSummary:
+    counts = base["counts"]
+    counts.update(
+        added=found.added,
+        changed=found.changed,
+        unchanged=found.unchanged,
+        rejected=dict(found.rejected),
+        malformed=found.malformed,
+        trimmed=found.trimmed,
+        fixed=found.fixed,
+    )
+    # The register is untouched; the refused attempt itself is logged as an origin.
+    origin = imp.store.write(
+        lambda txn: audit.new_origin(
+            txn, imp.store, {**base, "state": "refused", "refusal": why, "rows_done": 0}
+        )
+    )
+    summary = _summary(
+        imp, base["digest"], "refused", {**base, "id": origin}, time.monotonic() - started
+    )
+    summary.message = why
+    summary.first_rejects = found.rejects[:FIRST_REJECTS]
+    if report is not None and found.rejects:
+        write_report(report, imp.name, found.rejects)
+        summary.report = str(report)
+    raise FeedRefusedError(why, summary)

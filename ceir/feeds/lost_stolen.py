@@ -1,0 +1,59 @@
+"""``lost-stolen``: owners' reports through an operator, with a police reference.
+
+``imei,report_ref,action,reported_at`` — BLOCK sets the lost/stolen flag (BLACKLISTED /
+LOST_STOLEN whatever else is known; the registration is kept underneath). UNBLOCK clears
+it, restoring exactly what the device was before; a device known only from its report
+is removed again. UNBLOCK of a device that is not blocked is ``not_blocked``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from ceir.audit import Action
+from ceir.errors import FeedRowError
+from ceir.feeds import Kind
+from ceir.feeds.base import Candidate, Context, Feed, Outcome, pack_details
+from ceir.feeds.rows import RejectReason, parse_choice, parse_feed_imei, parse_instant, required
+from ceir.record import Record
+
+_ACTIONS = ("BLOCK", "UNBLOCK")
+
+
+class LostStolenFeed(Feed):
+    kind = Kind.LOST_STOLEN
+    fields = ("imei", "report_ref", "action", "reported_at")
+    detail_fields = ("report_ref", "reported_at")
+    action = Action.BLOCK
+    default_max_new: ClassVar[int] = 1_000_000
+
+    def parse(self, values: Sequence[str], ctx: Context) -> Candidate:
+        imei_text, report_ref, action, reported_at = values
+        imei = parse_feed_imei(imei_text)
+        report_ref = ctx.text(report_ref, "report_ref")
+        block = parse_choice(action, "action", _ACTIONS) == "BLOCK"
+        reported = parse_instant(required(reported_at, "reported_at"), "reported_at")
+        return Candidate(
+            imei.key,
+            Record(lost_stolen=True, registered_at=reported),
+            pack_details(report_ref, reported_at),
+            imei.canonical,
+            block=block,
+        )
+
+    def decide(self, cand: Candidate, ctx: Context) -> Outcome:
+        current = ctx.current(cand.key)
+        if cand.block:
+            if current is not None and current.lost_stolen:
+                return Outcome(current, current, unchanged=True)
+            new = Record(lost_stolen=True) if current is None else current.with_block(blocked=True)
+            return Outcome(current, new)
+        if current is None or not current.lost_stolen:
+            raise FeedRowError(
+                "action",
+                RejectReason.NOT_BLOCKED,
+                f"UNBLOCK of {cand.label}, which is not reported lost or stolen",
+            )
+        restored = current.with_block(blocked=False)
+        return Outcome(current, restored if restored.registered else None)

@@ -1,0 +1,212 @@
+"""Reading feed files: CSV with a header row or JSON Lines, UTF-8, and the TAC dialects.
+
+A reader yields ``(line, values)`` per data row, *values* being the kind's fields in
+order (``""`` when absent), or ``(line, FeedRowError)`` for a row that cannot be read
+(a CSV row with the wrong number of fields, a JSONL line that is not an object). A file
+that cannot be read at all (not UTF-8, a required column missing) raises
+:class:`~ceir.errors.FeedFormatError`. Unknown columns are ignored with a warning.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ceir.errors import FeedFormatError, FeedRowError
+from ceir.feeds import Format, Kind
+from ceir.feeds.base import Feed
+from ceir.feeds.rows import RejectReason
+
+__all__ = ["FeedReader", "detect_format", "open_feed"]
+
+Row = tuple[int, list[str] | FeedRowError]
+
+# GSMA TAC database column names -> ours.
+_GSMA_NAMES = {
+    "tac": ("tac",),
+    "brand": ("brand", "brand_name", "manufacturer"),
+    "model": ("model", "model_name", "marketing_name"),
+    "device_type": ("device_type", "devicetype", "equipment_type"),
+}
+_OSMOCOM_HEADER = "tac,name,name"
+
+
+def detect_format(path: Path, kind: Kind) -> Format:
+    """The format of *path*, from its extension and first lines."""
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return Format.JSONL
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+            head = [f.readline().strip() for _ in range(2)]
+    except OSError as exc:
+        raise FeedFormatError(f"cannot read {path}: {exc.strerror}") from exc
+    first = head[0]
+    if first.startswith("{"):
+        return Format.JSONL
+    if kind is Kind.TAC:
+        if head[1].lower().startswith(_OSMOCOM_HEADER):
+            return Format.OSMOCOM
+        if "|" in first and "," not in first.split("|", 1)[0]:
+            return Format.GSMA
+    return Format.CSV
+
+
+@dataclass
+class FeedReader:
+    """One feed file opened for reading. Iterate :meth:`rows`; read :attr:`warnings`."""
+
+    path: Path
+    feed: Feed
+    format: Format
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        """Note a warning once (the file is read more than once)."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def rows(self) -> Iterator[Row]:
+        try:
+            with self.path.open(encoding="utf-8-sig", newline="") as f:
+                if self.format is Format.JSONL:
+                    yield from self._jsonl(f)
+                else:
+                    yield from self._csv(f)
+        except UnicodeDecodeError as exc:
+            raise FeedFormatError(
+                f"{self.path} is not UTF-8 (byte {exc.start} of a chunk: "
+                f"{exc.object[exc.start : exc.start + 1]!r}); save it as UTF-8"
+            ) from exc
+        except csv.Error as exc:
+            raise FeedFormatError(f"{self.path} is not readable CSV: {exc}") from exc
+        except OSError as exc:
+            raise FeedFormatError(f"cannot read {self.path}: {exc.strerror}") from exc
+
+    # -- CSV and the TAC dialects ------------------------------------------------------
+
+    def _columns(self, header: list[str], names: dict[str, tuple[str, ...]]) -> list[int]:
+        lowered = [h.strip().lower() for h in header]
+        index: list[int] = []
+        missing = []
+        for name in self.feed.fields:
+            found = next((lowered.index(n) for n in names.get(name, (name,)) if n in lowered), -1)
+            if found < 0 and name not in self.feed.optional_columns:
+                missing.append(name)
+            index.append(found)
+        if missing:
+            raise FeedFormatError(
+                f"{self.path}: column(s) {', '.join(missing)} missing from the header; a "
+                f"{self.feed.kind.value} feed has columns {','.join(self.feed.fields)}"
+            )
+        known = {n for name in self.feed.fields for n in names.get(name, (name,))}
+        unknown = [h for h in header if h.strip().lower() not in known]
+        if unknown and self.format is not Format.GSMA:
+            self.warn(f"ignored unknown column(s): {', '.join(unknown)}")
+        return index
+
+    def _csv(self, f: io.TextIOBase) -> Iterator[Row]:
+        delimiter = "|" if self.format is Format.GSMA else ","
+        reader = csv.reader(f, delimiter=delimiter)
+        fields = self.feed.fields
+        if self.format is Format.OSMOCOM:
+            next(reader, None)  # the licence banner
+            header = next(reader, None)
+            if header is None:
+                raise FeedFormatError(f"{self.path}: no header after the Osmocom banner")
+            width = len(header)
+            index = [0, 1, 2, -1]  # tac, name (brand), name (model); no device type
+        else:
+            header = next(reader, None)
+            if header is None:
+                return
+            width = len(header)
+            if self.format is Format.GSMA and header[0].strip().lower() != "tac":
+                index = [0, 1, 2, 3]  # no header: tac|brand|model|device_type
+                width = -1
+                yield from self._csv_row(reader.line_num, header, index, width)
+            else:
+                names = _GSMA_NAMES if self.format is Format.GSMA else {}
+                index = self._columns(header, names)
+        plain = index == list(range(len(fields))) and width == len(fields)
+        previous = reader.line_num
+        for row in reader:
+            line = previous + 1
+            previous = reader.line_num
+            if not row:
+                continue  # a blank line
+            if plain and len(row) == width:
+                yield line, row
+            else:
+                yield from self._csv_row(line, row, index, width)
+
+    def _csv_row(self, line: int, row: list[str], index: list[int], width: int) -> Iterator[Row]:
+        if width >= 0 and len(row) != width:
+            yield (
+                line,
+                FeedRowError(
+                    "",
+                    RejectReason.MALFORMED_ROW,
+                    f"row has {len(row)} fields; the header has {width}",
+                ),
+            )
+            return
+        yield line, [row[i] if 0 <= i < len(row) else "" for i in index]
+
+    # -- JSON Lines --------------------------------------------------------------------
+
+    def _jsonl(self, f: io.TextIOBase) -> Iterator[Row]:
+        fields = self.feed.fields
+        known = set(fields)
+        unknown: set[str] = set()
+        for line, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except ValueError as exc:
+                yield line, FeedRowError("", RejectReason.MALFORMED_ROW, f"not JSON: {exc}")
+                continue
+            if not isinstance(obj, dict):
+                yield (
+                    line,
+                    FeedRowError(
+                        "", RejectReason.MALFORMED_ROW, "a JSON Lines row must be an object"
+                    ),
+                )
+                continue
+            for key in obj.keys() - known - unknown:
+                unknown.add(key)
+                self.warn(f"ignored unknown field {key!r} (first on line {line})")
+            try:
+                yield line, [_json_text(obj.get(name), name) for name in fields]
+            except FeedRowError as exc:
+                yield line, exc
+
+
+def _json_text(value: Any, name: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    raise FeedRowError(
+        name, RejectReason.BAD_VALUE, f"{name} must be a string, not {type(value).__name__}"
+    )
+
+
+def open_feed(path: Path, feed: Feed, fmt: Format | None = None) -> FeedReader:
+    """A reader of *path* as a *feed* file, in *fmt* or the detected format."""
+    if not path.is_file():
+        raise FeedFormatError(f"no feed file at {path}")
+    chosen = fmt or detect_format(path, feed.kind)
+    if chosen in (Format.OSMOCOM, Format.GSMA) and feed.kind is not Kind.TAC:
+        raise FeedFormatError(f"format {chosen.value} is for TAC databases only")
+    return FeedReader(path, feed, chosen)
