@@ -209,7 +209,10 @@ class Client:
         if self._closed or self._loop is None:
             callback(None, ClientClosedError(f"client for ceir at {self.address} is not open"))
             return
-        self._pending.requests.add(imei=imei, imsi=imsi, msisdn=msisdn, request_id=request_id)
+        if msisdn or request_id:
+            self._pending.requests.add(imei=imei, imsi=imsi, msisdn=msisdn, request_id=request_id)
+        else:
+            self._pending.requests.add(imei=imei, imsi=imsi)
         self._pending_callbacks.append(callback)
         if len(self._pending_callbacks) >= self.max_batch:
             self._flush()

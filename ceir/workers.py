@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import gc
 import logging
 import os
 import select
@@ -63,6 +64,7 @@ def serve(settings: Settings) -> None:
     if count == 1:
         from ceir.server import serve as serve_here
 
+        gc.freeze()  # what is loaded now lives for good: keep it out of collections
         serve_here(dataclasses.replace(settings, workers=1))
         return
     counts = _prepare_store(settings)
@@ -229,6 +231,7 @@ def _worker(settings: Settings, slot: int, parent: int, ready_fd: int) -> int:
     from ceir import server
 
     store = open_store(settings.db)
+    gc.freeze()  # modules and tables live for good: full collections need not walk them
     try:
 
         async def main() -> None:
