@@ -42,14 +42,16 @@ _DIGITS = frozenset("0123456789")
 # taken as is, the right one doubled (digits summed), because the check digit that
 # follows sits at position 0 from the right. _PAIR[n] is the contribution of pair n.
 _PAIR = tuple((n // 10) + sum(divmod(2 * (n % 10), 10)) for n in range(100))
+# The same by text, four digits (two pairs) at a time: three dict lookups and one more
+# replace seven int() calls, the bulk of a per-IMEI lookup's cost.
+_QUAD = {f"{n:04d}": _PAIR[n // 100] + _PAIR[n % 100] for n in range(10_000)}
+_DUO = {f"{n:02d}": _PAIR[n] for n in range(100)}
 
 
 def check_digit(body: str) -> int:
     """The Luhn check digit of a 14-digit body (ISO/IEC 7812, as TS 23.003 specifies)."""
-    total = 0
-    for i in range(0, BODY_LENGTH, 2):
-        total += _PAIR[int(body[i : i + 2])]
-    return -total % 10
+    quad = _QUAD
+    return -(quad[body[0:4]] + quad[body[4:8]] + quad[body[8:12]] + _DUO[body[12:14]]) % 10
 
 
 def body_key(body: str) -> bytes:

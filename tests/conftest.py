@@ -8,6 +8,7 @@ it over real gRPC with a plain synchronous channel.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 import time
@@ -53,10 +54,16 @@ class RunningServer:
     device_check: device_check_pb2_grpc.DeviceCheckStub
     loaded_at: int
     """Unix seconds the demo data was dated from (0 if no demo data)."""
+    server: CeirServer
+    loop: asyncio.AbstractEventLoop
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def begin_stop(self, grace: float | None) -> concurrent.futures.Future[None]:
+        """Start the graceful stop (as SIGTERM does) without waiting for it to finish."""
+        return asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop)
 
 
 class _LoopThread:
@@ -103,6 +110,8 @@ def run_server(path: Path, *, load_demo: bool = True, **overrides: Any) -> Itera
                         eir=eir_pb2_grpc.EquipmentIdentityRegisterStub(channel),
                         device_check=device_check_pb2_grpc.DeviceCheckStub(channel),
                         loaded_at=loaded_at,
+                        server=server,
+                        loop=loop.loop,
                     )
             finally:
                 loop.run(server.stop(None))

@@ -31,7 +31,7 @@ REGISTERED_LINES = [
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), env=env, auto_envvar_prefix="CEIR")
+    return CliRunner().invoke(main, list(args), env=env)
 
 
 def check(server: RunningServer, *args: str) -> Result:
@@ -346,8 +346,11 @@ def test_serve_sigint_and_existing_store(tmp_path: Path) -> None:
         demo.load(store)
     server = ServeProcess("--db", str(db), "--port", "0")
     try:
-        server.wait_for(r"serving on 127\.0\.0\.1:\d+; store .* \(7 devices, 5 TACs\)")
+        start = server.wait_for(r"serving on 127\.0\.0\.1:(\d+); store .* \(7 devices, 5 TACs\)")
         assert not any("loaded demo data" in line for line in server.seen)
+        # An answer means the event loop is past start-up, signal handlers included.
+        result = invoke("check", "352099001761499", "--server", f"127.0.0.1:{start.group(1)}")
+        assert result.exit_code == 1
         server.process.send_signal(signal.SIGINT)
         assert server.process.wait(timeout=15) == 0
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import random
 import time
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ceir import demo
 from ceir.config import UnknownStatus
@@ -118,6 +121,24 @@ def test_malformed_imei_is_blacklisted_not_an_error(
     r = check(demo_server, imei, request_id="x")
     assert (r.status, r.reason, r.source) == (Status.BLACKLISTED, Reason.INVALID_IMEI, Source.NONE)
     assert (r.imei, r.tac, r.request_id, r.detail) == ("", "", "x", detail)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.one_of(st.text(max_size=20), st.from_regex(r"\A\d{12,17}\Z")), max_size=30))
+def test_any_text_gets_a_definitive_answer(demo_server: RunningServer, imeis: list[str]) -> None:
+    """Whatever strings a batch holds, each gets WHITELISTED/BLACKLISTED, never an RPC error."""
+    batch = Batch(requests=[Request(imei=t) for t in imeis])
+    responses = demo_server.eir.CheckIMEIBatch(batch, timeout=TIMEOUT).responses
+    assert len(responses) == len(imeis)
+    for text, r in zip(imeis, responses, strict=True):
+        assert r.status in (Status.WHITELISTED, Status.BLACKLISTED)
+        try:
+            canonical = parse(text).canonical
+        except ValueError:
+            assert (r.reason, r.imei) == (Reason.INVALID_IMEI, "")
+            assert r.detail
+        else:
+            assert (r.imei, r.detail) == (canonical, "")
 
 
 def test_junk_imei_is_flagged_suspicious(demo_server: RunningServer) -> None:
@@ -510,3 +531,26 @@ def test_server_stops_and_releases_port(tmp_path: Path) -> None:
         stub = health_pb2_grpc.HealthStub(channel)
         err = rpc_error(lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=2))
         assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_stop_reports_not_serving_and_drains_in_flight_calls(tmp_path: Path) -> None:
+    """On stop, health watchers see NOT_SERVING and an open stream is still answered."""
+    with run_server(tmp_path / "store") as running:
+        watch = health_pb2_grpc.HealthStub(running.channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT
+        )
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        outbox: queue.Queue[Batch | None] = queue.Queue()
+        stream = running.eir.CheckIMEIStream(iter(outbox.get, None), timeout=TIMEOUT)
+        outbox.put(Batch(requests=[Request(imei=REGISTERED)]))
+        assert next(stream).responses[0].reason == Reason.REGISTERED
+
+        stopping = running.begin_stop(grace=5)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()  # a watch never ends by itself; the drain would wait out the grace
+        assert not stopping.done()
+        outbox.put(Batch(requests=[Request(imei=STOLEN)]))
+        assert next(stream).responses[0].reason == Reason.LOST_STOLEN
+        outbox.put(None)
+        assert list(stream) == []
+        stopping.result(timeout=TIMEOUT)

@@ -17,7 +17,7 @@ Exit codes (also in ``ceir --help``):
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 
@@ -75,30 +75,7 @@ CONTEXT = {
 }
 
 
-class _Context(click.Context):
-    """Subcommands read CEIR_<FLAG> (CEIR_PORT), not click's CEIR_<COMMAND>_<FLAG>.
-
-    One environment name per setting, as Settings and the epilog promise.
-    """
-
-    def __init__(self, *args: Any, **extra: Any) -> None:
-        parent = extra.get("parent", args[1] if len(args) > 1 else None)
-        if parent is not None and extra.get("auto_envvar_prefix") is None:
-            extra["auto_envvar_prefix"] = parent.auto_envvar_prefix
-        super().__init__(*args, **extra)
-
-
-class _Command(click.Command):
-    context_class = _Context
-
-
-class _Group(click.Group):
-    context_class = _Context
-    command_class = _Command
-    group_class = type  # subgroups are _Group too, so their commands share the prefix
-
-
-@click.group(cls=_Group, context_settings=CONTEXT, epilog=EPILOG)
+@click.group(context_settings=CONTEXT, epilog=EPILOG)
 @click.version_option(__version__, prog_name="ceir")
 def main() -> None:
     """ceir: the national IMEI register and the CheckIMEI service operators' EIRs call."""
