@@ -75,6 +75,27 @@ def check_digits(bodies: bytes, stride: int) -> bytes:
     return total.to_bytes(count, "big").translate(_TO_CHECK_DIGIT)
 
 
+def _tails(raw: bytes, width: int, digits: bytes) -> bytes:
+    """Every element's bytes after its head, laid out back to back, built column by column:
+    the canonical IMEI's value, the TAC field, and for IMEISVs (*width* 16) the SVN field."""
+    count = len(digits)
+    size = _TAIL_SVN if width == 16 else _TAIL
+    block = bytearray(count * size)
+    for k in range(14):
+        block[k::size] = raw[k::width]
+    block[14::size] = digits
+    block[15::size] = b"*" * count  # field 5 (tac), 8 bytes
+    block[16::size] = b"\x08" * count
+    for k in range(8):
+        block[17 + k :: size] = raw[k::width]
+    if width == 16:
+        block[25::size] = b"J" * count  # field 9 (svn), 2 bytes
+        block[26::size] = b"\x02" * count
+        block[27::size] = raw[14::width]
+        block[28::size] = raw[15::width]
+    return bytes(block)
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while n > 0x7F:
@@ -236,8 +257,11 @@ class Checker:
         svn = width == 16
         heads = self._heads[svn]
         unknown = self._unknown_heads[svn]
+        tails = _tails(raw, width, digits)
+        size = _TAIL_SVN if svn else _TAIL
         elements = []
-        for i, (end, value) in enumerate(zip(ends, values, strict=True)):
+        at = 0
+        for i, value in enumerate(values):
             if value is None:
                 head = unknown
             elif value[_EXPIRY] == _NO_EXPIRY:
@@ -245,25 +269,11 @@ class Checker:
             else:
                 head = b""
             if not head or i in special:
+                end = i * width + 14
                 elements.append(self._special(raw, end, width, digits[i], value, now))
-            elif svn:
-                elements.append(
-                    head
-                    + raw[end - 14 : end]
-                    + digits[i : i + 1]
-                    + b"*\x08"
-                    + raw[end - 14 : end - 6]
-                    + b"J\x02"
-                    + raw[end : end + 2]
-                )
             else:
-                elements.append(
-                    head
-                    + raw[end - 14 : end]
-                    + digits[i : i + 1]
-                    + b"*\x08"
-                    + raw[end - 14 : end - 6]
-                )
+                elements.append(head + tails[at : at + size])
+            at += size
         return elements
 
     def _head_for(self, value: bytes, now: float, svn: bool) -> bytes:
