@@ -372,3 +372,15 @@ def from_settings(settings: Settings) -> tuple[AccessInterceptor, Security]:
         stream_limits=StreamLimits(settings.max_stream_messages, settings.stream_idle),
     )
     return interceptor, security
+
+
+def check_settings(settings: Settings) -> str:
+    """Validate the security *settings* before any port is opened; the start-up description.
+
+    For a supervisor that opens the port itself (``ceir serve --workers``).
+    """
+    gate, security = from_settings(settings)
+    security.check(settings.host, authenticated=gate.secure)
+    if security.tls:
+        security.credentials()  # unreadable or mismatched files fail here, not in a worker
+    return security.describe(tokens=len(gate.tokens or ()))

@@ -70,6 +70,8 @@ class Settings:
     """Most messages in one client stream."""
     stream_idle: float = 300.0
     """Seconds a client stream may stay silent before the server ends it."""
+    workers: int = 0
+    """Server processes sharing the port (SO_REUSEPORT); 0: one per core."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -78,6 +80,8 @@ class Settings:
             raise ConfigError(f"max_batch {self.max_batch} must be between 1 and {MAX_BATCH}")
         if self.max_message_bytes < 1024:
             raise ConfigError(f"max_message_bytes {self.max_message_bytes} is below 1024")
+        if self.workers < 0:
+            raise ConfigError(f"workers {self.workers} must not be negative (0: one per core)")
         if self.grace < 0:
             raise ConfigError(f"grace {self.grace} must not be negative")
         if self.consumer_rate < 0 or self.consumer_burst < 1:

@@ -42,7 +42,7 @@ from ceir.errors import (
 from ceir.lookup import Checker
 from ceir.policy import Policy
 from ceir.registry import Registry
-from ceir.servicers import DeviceCheck, EquipmentIdentityRegister
+from ceir.servicers import DeviceCheck, EquipmentIdentityRegister, add_eir_to_server
 from ceir.store import Store, open_store
 from ceir.v1 import (
     approval_pb2,
@@ -50,7 +50,6 @@ from ceir.v1 import (
     device_check_pb2,
     device_check_pb2_grpc,
     eir_pb2,
-    eir_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
 )
@@ -158,13 +157,16 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     Bind ``port=0`` to get a free port (tests do).
     """
     gate, security = access.from_settings(settings)
-    options = transport.server_options(settings.max_message_bytes, transport.TransportLimits())
+    options = transport.server_options(
+        settings.max_message_bytes,
+        transport.TransportLimits(),
+        # Worker processes share the port; a lone server must find it free.
+        reuseport=settings.workers > 1,
+    )
     server = grpc.aio.server(options=options, interceptors=[gate])
     policy = Policy(settings.unknown_status.status)
     eir = EquipmentIdentityRegister(Checker(store, policy), settings.max_batch)
-    eir_pb2_grpc.add_EquipmentIdentityRegisterServicer_to_server(
-        translated(eir, eir_pb2.DESCRIPTOR, "EquipmentIdentityRegister"), server
-    )
+    add_eir_to_server(translated(eir, eir_pb2.DESCRIPTOR, "EquipmentIdentityRegister"), server)
     check = DeviceCheck(store, policy)
     device_check_pb2_grpc.add_DeviceCheckServicer_to_server(
         translated(check, device_check_pb2.DESCRIPTOR, "DeviceCheck"), server

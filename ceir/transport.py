@@ -46,7 +46,9 @@ class TransportLimits:
     max_metadata_bytes: int = 16 * 1024
 
 
-def server_options(max_message_bytes: int, limits: TransportLimits) -> list[tuple[str, int]]:
+def server_options(
+    max_message_bytes: int, limits: TransportLimits, *, reuseport: bool = False
+) -> list[tuple[str, int]]:
     """Channel arguments for ``grpc.aio.server``."""
 
     def ms(seconds: float) -> int:
@@ -55,7 +57,7 @@ def server_options(max_message_bytes: int, limits: TransportLimits) -> list[tupl
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuseport)),
         ("grpc.keepalive_time_ms", ms(limits.keepalive_time)),
         ("grpc.keepalive_timeout_ms", ms(limits.keepalive_timeout)),
         ("grpc.keepalive_permit_without_calls", 1),
@@ -116,9 +118,8 @@ class Security:
             [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
         )
 
-    def bind(self, server: Any, host: str, port: int, *, authenticated: bool) -> int:
-        """Add the listening port to *server*, enforcing the rules; returns the port."""
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    def check(self, host: str, *, authenticated: bool) -> None:
+        """Raise ConfigError if *host* may not be listened on this way; warn if --insecure."""
         local = is_loopback(host)
         if not local and not self.tls:
             if not self.insecure:
@@ -135,6 +136,11 @@ class Security:
                     "or pass --insecure if the network is trusted"
                 )
             log.warning("listening on %s WITHOUT authentication (--insecure)", host)
+
+    def bind(self, server: Any, host: str, port: int, *, authenticated: bool) -> int:
+        """Add the listening port to *server*, enforcing the rules; returns the port."""
+        self.check(host, authenticated=authenticated)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             if self.tls:
                 return int(server.add_secure_port(address, self.credentials()))

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ceir.v1 import eir_pb2, eir_pb2_grpc
@@ -102,11 +103,13 @@ def test_calls_still_running_after_the_grace_period_are_cut_and_exit_is_zero(
         proc.communicate()
 
 
-def test_start_up_line_says_when_nothing_is_secured(tmp_path: Path) -> None:
-    """The embedded default announces that it has no TLS and no authentication."""
-    proc, _port, line = start_serve_line(tmp_path / "db")
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_start_up_line_says_when_nothing_is_secured(tmp_path: Path, workers: str) -> None:
+    """The embedded default announces that it has no TLS and no authentication, with one
+    worker process or several."""
+    proc, _port, line = start_serve_line(tmp_path / "db", "--workers", workers)
     try:
-        assert line.rstrip().endswith("no TLS, no authentication (embedded default, loopback only)")
+        assert "; no TLS, no authentication (embedded default, loopback only)" in line
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
@@ -125,3 +128,19 @@ def test_serve_refuses_a_public_address_in_clear(tmp_path: Path) -> None:
     assert result.exit_code == EXIT_CONFIG
     assert "refusing to listen on 0.0.0.0 without TLS" in result.output
     assert "--insecure" in result.output
+    several = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--db",
+            str(tmp_path / "db"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--workers",
+            "2",
+        ],
+    )
+    assert several.exit_code == EXIT_CONFIG, "the supervisor must check before it opens the port"
+    assert "refusing to listen on 0.0.0.0 without TLS" in several.output

@@ -25,7 +25,14 @@ from typing import NoReturn
 import click
 
 from ceir import __version__
-from ceir.errors import CeirError, ConfigError, FeedError, InvalidImeiError, StoreError
+from ceir.errors import (
+    CeirError,
+    ConfigError,
+    FeedError,
+    InvalidImeiError,
+    RemoteError,
+    StoreError,
+)
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -44,6 +51,7 @@ EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
     (InvalidImeiError, EXIT_INVALID_IMEI),
     (StoreError, EXIT_STORE),
     (FeedError, EXIT_FEED),
+    (RemoteError, EXIT_UNAVAILABLE),
     (ConfigError, EXIT_CONFIG),
     (CeirError, EXIT_CONFIG),
 )

@@ -120,6 +120,13 @@ def _tokens_file(given: Path | None) -> Path | None:
     help="Seconds a client stream may stay silent before it is ended.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Server processes sharing the port (0: one per core).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -146,13 +153,14 @@ def serve(
     stage_above: int,
     max_stream_messages: int,
     stream_idle: float,
+    workers: int,
     log_level: str,
 ) -> None:
     """Serve CheckIMEI, DeviceCheck, health and reflection over gRPC."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from ceir.server import serve as run
+    from ceir.workers import serve as run
 
     try:
         settings = Settings(
@@ -176,6 +184,7 @@ def serve(
             stage_above=stage_above,
             max_stream_messages=max_stream_messages,
             stream_idle=stream_idle,
+            workers=workers,
         )
         run(settings)
     except CeirError as exc:
