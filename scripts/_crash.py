@@ -1,8 +1,10 @@
 """Crash safety: SIGKILL `ceir serve` and running imports at random moments, many rounds.
 
-Each round starts `ceir serve` and one to three `ceir import` processes on the same
+Each round starts `ceir serve` (one or two worker processes) and one to three
+`ceir import` processes on the same
 store (new feed files, and files whose import an earlier round killed), waits a random
-time, then SIGKILLs every one of them that is still running. After each kill:
+time, then SIGKILLs every one of them that is still running (the server's whole process
+group). After each kill:
 
 - ``ceir verify`` must pass: the store opens cleanly, every table decodes, the audit log
   is 1..N without gaps;
@@ -19,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -78,10 +82,12 @@ def make_feeds(workdir: Path, files: int, rows: int) -> list[Feed]:
     return feeds
 
 
-def start_server(db: Path) -> tuple[subprocess.Popen[str], int]:
+def start_server(db: Path, workers: int) -> tuple[subprocess.Popen[str], int]:
+    """`ceir serve` (its supervisor and workers in their own process group)."""
     proc = subprocess.Popen(
-        [*CLI, "serve", "--db", str(db), "--port", "0", "--no-demo", "--grace", "1"],
-        stderr=subprocess.PIPE, text=True,
+        [*CLI, "serve", "--db", str(db), "--port", "0", "--no-demo", "--grace", "1",
+         "--workers", str(workers)],
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -131,7 +137,7 @@ def check_served(port: int, feeds: list[Feed], result: Result, rng: random.Rando
 
 def one_round(db: Path, feeds: list[Feed], result: Result, rng: random.Random,
               max_wait: float) -> None:  # fmt: skip
-    server, port = start_server(db)
+    server, port = start_server(db, rng.choice((1, 2)))
     check_served(port, feeds, result, rng)
     pending = [f for f in feeds if not f.acknowledged]
     chosen = rng.sample(pending, min(len(pending), rng.randint(1, 3)))
@@ -157,7 +163,7 @@ def one_round(db: Path, feeds: list[Feed], result: Result, rng: random.Random,
         else:
             result.problems.append(f"import of {feed.path.name} failed: {proc.stderr.read()}")
         proc.communicate()
-    server.kill()
+    os.killpg(server.pid, signal.SIGKILL)  # the supervisor and every worker at once
     server.communicate()
     result.kills += 1 + sum(1 for _, p in imports if p.returncode == -9)
     check_store(db, feeds, result)

@@ -1,10 +1,11 @@
 """Soak: serve under steady mixed load for a while; report errors and the server's memory.
 
-Starts ``ceir serve`` on a fresh store (demo data), then runs a bounded closed-loop load
-on loopback: unary CheckIMEI, batches, streams, CheckPacked and DeviceCheck, with
-connection churn (a new channel every few seconds) and every answer checked against the
-demo data. Every ``--interval`` seconds it samples the server's RSS from /proc. At the
-end it compares the RSS after warm-up with the RSS at the end: memory must stay flat.
+Starts ``ceir serve`` (default: one worker per core) on a fresh store (demo data), then
+runs a bounded closed-loop load on loopback: unary CheckIMEI, batches, streams,
+CheckPacked and DeviceCheck, with connection churn (a new channel every few seconds)
+and every answer checked against the demo data. Every ``--interval`` seconds it samples
+the RSS of the server's processes (supervisor and workers) from /proc. At the end it
+compares the RSS after warm-up with the RSS at the end: memory must stay flat.
 """
 
 from __future__ import annotations
@@ -49,11 +50,29 @@ class Tally:
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """RSS of *pid* and all its descendants (the supervisor and its workers), KiB."""
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+        if p != pid:
+            total += sum(rss_kib(c) for c in _children(p))
+    return total
 
 
 def expected_answers(db: Path) -> dict[str, tuple[int, int]]:
@@ -162,6 +181,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=0.0, help="s before the memory baseline")
     parser.add_argument("--max-growth", type=float, default=0.10, help="allowed RSS growth")
     parser.add_argument("--json", type=Path, help="write the result here")
+    parser.add_argument("--workers", type=int, default=0, help="ceir serve --workers")
     args = parser.parse_args()
     args.interval = args.interval or max(1.0, args.duration / 20)
     args.warmup = args.warmup or min(60.0, args.duration * 0.2)
@@ -169,7 +189,8 @@ def main() -> int:
     db = workdir / "db"
     server = subprocess.Popen(
         [sys.executable, "-c", "from ceir.cli import run; run()", "serve", "--db", str(db),
-         "--port", "0", "--consumer-rate", "200", "--consumer-burst", "400", "--grace", "5"],
+         "--port", "0", "--consumer-rate", "200", "--consumer-burst", "400", "--grace", "5",
+         "--workers", str(args.workers)],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert server.stderr is not None
