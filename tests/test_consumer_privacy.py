@@ -77,3 +77,61 @@ def test_no_consumer_answer_carries_internals_or_personal_data(tmp_path: Path) -
             )
             summaries.add(answer.summary)
     assert len(summaries) >= 5
+
+
+def test_consumer_answers_for_imported_devices_hold_no_tokens_or_declarations(
+    tmp_path: Path,
+) -> None:
+    """Customs, visitor and operator registrations: no field of the consumer's answer holds
+    a declaration number, an identity token, a clear number or who registered it."""
+    from ceir.feeds import Kind
+    from ceir.feeds.importer import import_file
+    from ceir.identity import IdKind, tokenizer_for
+    from ceir.imei import check_digit
+    from ceir.store import TacInfo
+
+    def imei(serial: int) -> str:
+        body = f"35209900{serial:06d}"
+        return f"{body}{check_digit(body)}"
+
+    feeds = {
+        Kind.CUSTOMS: "imei,declaration_no,id_type,id_number,arrival_date,channel,tax_paid\n"
+        + "".join(f"{imei(i)},BC-7{i:05d},NIK,31710123456{i:05d},2025-01-10,PASSENGER,true\n"
+                  for i in range(10)),
+        Kind.VISITOR: "imei,passport_number,registered_at,valid_until\n"
+        + "".join(f"{imei(100 + i)},X9{i:06d},2026-11-01,2027-01-01\n" for i in range(10)),
+        Kind.OPERATOR_DUMP: "imei,imsi,msisdn,first_seen\n"
+        + "".join(f"{imei(200 + i)},51010987{i:07d},+6281377{i:06d},2019-05-01\n"
+                  for i in range(10)),
+    }  # fmt: skip
+    forbidden = {"BC-7", "tok_", "customs:", "operator:", "local:", "grpc:"}
+    db = tmp_path / "db"
+    with open_store(db) as store:
+        store.put_tacs([TacInfo("35209900", "Nusantara", "N1", "Smartphone")])
+        tokenizer = tokenizer_for(store)
+        for i in range(10):
+            forbidden |= {
+                f"31710123456{i:05d}",
+                f"X9{i:06d}",
+                f"51010987{i:07d}",
+                f"6281377{i:06d}",
+            }
+            for kind, number in (
+                (IdKind.NIK, f"31710123456{i:05d}"),
+                (IdKind.PASSPORT, f"X9{i:06d}"),
+            ):
+                forbidden.add(tokenizer.token(kind, number).hex()[:12])
+        for kind, text in feeds.items():
+            path = tmp_path / f"{kind.value}.csv"
+            path.write_text(text)
+            summary = import_file(store, kind, path, actor=f"customs:bea-{kind.value}")
+            assert summary.added == 10
+    with serving(Settings(db=db, consumer_rate=0, demo=False)) as running, running.channel() as ch:
+        stub = device_check_pb2_grpc.DeviceCheckStub(ch)
+        for serial in [*range(10), *range(100, 110), *range(200, 210)]:
+            answer = stub.LookupDevice(device_check_pb2.LookupDeviceRequest(imei=imei(serial)))
+            assert answer.allowed
+            for path, value in scalars(answer):
+                assert path.split(".")[0] in CONSUMER_FIELDS
+                text = str(value)
+                assert not any(f in text for f in forbidden), (path, value)
