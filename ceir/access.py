@@ -29,11 +29,15 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from ceir.audit import Action
 from ceir.auth import CURRENT, OPEN, Principal, Role, current, principal_from_certificate
 from ceir.config import Settings
 from ceir.errors import ForbiddenError
 from ceir.feeds import Kind
+from ceir.feeds.history import device_history
+from ceir.imei import parse_lenient
 from ceir.ratelimit import RateLimiter
+from ceir.store import Store
 from ceir.tokens import TokenBook
 from ceir.transport import Security
 
@@ -113,6 +117,23 @@ def allow_kind(kind: Kind) -> None:
     if kind not in KIND_ROLES[principal.role]:
         log.warning("denied a %s write to %s", kind.value, principal.label)
         raise ForbiddenError(DENIED)
+
+
+def unblock_guard(store: Store) -> Callable[[str], None]:
+    """A check for ClearLostStolen on *store*: an operator may clear only a lost/stolen
+    report that its own operator id (MCC-MNC) made; admins may clear any."""
+
+    def allow(imei_text: str) -> None:
+        principal = current()
+        if principal.role is not Role.OPERATOR:
+            return
+        history = device_history(store, parse_lenient(imei_text))
+        blocks = [h for h in history.entries if h.entry.action is Action.BLOCK]
+        if blocks and not blocks[-1].actor.endswith(f"@{principal.operator_id}"):
+            log.warning("denied clearing %s's block to %s", blocks[-1].actor, principal.label)
+            raise ForbiddenError(DENIED)
+
+    return allow
 
 
 def actor(context: Any) -> str:

@@ -152,6 +152,7 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         actor: Callable[[Any], str] = peer_actor,
         max_import_bytes: int = MAX_IMPORT_BYTES,
         allow: Callable[[Kind], None] = lambda kind: None,
+        allow_unblock: Callable[[str], None] = lambda imei: None,
         stage_above: int = 0,
     ) -> None:
         self.store = store
@@ -160,6 +161,8 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         self.max_import_bytes = max_import_bytes
         self.allow = allow
         """Raises ForbiddenError when the caller may not write *kind* (ceir.access)."""
+        self.allow_unblock = allow_unblock
+        """Raises ForbiddenError when the caller may not clear this IMEI's report."""
         self.stage_above = stage_above
         """Two-person rule: files adding more new devices are staged (0: never)."""
 
@@ -259,6 +262,7 @@ class Registry(registry_pb2_grpc.RegistryServicer):
     async def ClearLostStolen(
         self, request: registry_pb2.LostStolenRequest, context: Any
     ) -> registry_pb2.DeviceChange:
+        self.allow_unblock(request.imei)
         fields = self._lost_stolen(request, "UNBLOCK")
         name = f"ClearLostStolen {request.request_id}".strip()
         return await self._apply(context, Kind.LOST_STOLEN, fields, name)

@@ -181,6 +181,7 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
                 policy,
                 actor=access.actor,
                 allow=access.allow_kind,
+                allow_unblock=access.unblock_guard(store),
                 stage_above=settings.stage_above,
             ),
             registry_pb2.DESCRIPTOR,

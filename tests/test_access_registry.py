@@ -29,6 +29,7 @@ from tests._serving import Running, serving
 
 PRINCIPALS = (
     ("telkomsel", Role.OPERATOR, "510-10"),
+    ("indosat", Role.OPERATOR, "510-01"),
     ("nusantara", Role.MANUFACTURER, ""),
     ("bea", Role.CUSTOMS, ""),
     ("kemenperin", Role.MINISTRY, ""),
@@ -208,3 +209,19 @@ def test_get_device_is_for_ministry_and_admin_only(
     assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
     md = (("authorization", f"Bearer {tokens['kemenperin']}"),)
     assert stub.GetDevice(request, metadata=md).imei == "352099001761481"
+
+
+def test_an_operator_clears_only_its_own_lost_stolen_reports(
+    secured: tuple[Running, dict[str, str]],
+) -> None:
+    """Telkomsel's block cannot be cleared by Indosat; Telkomsel and an admin can."""
+    running, tokens = secured
+    md = {name: (("authorization", f"Bearer {t}"),) for name, t in tokens.items()}
+    stub = registry_pb2_grpc.RegistryStub(running.channel())
+    request = registry_pb2.LostStolenRequest(imei="352099001761481", report_ref="POL-9")
+    stub.ReportLostStolen(request, metadata=md["telkomsel"])
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ClearLostStolen(request, metadata=md["indosat"])
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    cleared = stub.ClearLostStolen(request, metadata=md["telkomsel"])
+    assert cleared.status == common_pb2.EQUIPMENT_STATUS_WHITELISTED
