@@ -8,8 +8,9 @@ group). After each kill:
 
 - ``ceir verify`` must pass: the store opens cleanly, every table decodes, the audit log
   is 1..N without gaps;
-- every write acknowledged before the kill (an import that exited 0) is present with
-  the record its file asked for;
+- every write acknowledged before the kill is present: each import that exited 0, with
+  the records its file asked for, and each lost/stolen report the server answered OK
+  (a thread sends them over gRPC throughout the round);
 - the restarted server answers those devices (checked by CheckIMEIBatch at the start of
   the next round).
 
@@ -28,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +37,13 @@ from pathlib import Path
 import grpc
 
 from ceir.audit import entries
-from ceir.imei import parse
+from ceir.imei import check_digit, parse
 from ceir.record import Reason
 from ceir.store import open_store
-from ceir.v1 import common_pb2, eir_pb2, eir_pb2_grpc
+from ceir.v1 import common_pb2, eir_pb2, eir_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 CLI = [sys.executable, "-c", "from ceir.cli import run; run()"]
+REPORT_TAC = "86999999"  # lost/stolen reports over gRPC: apart from the feed files' devices
 
 
 @dataclass
@@ -52,11 +55,20 @@ class Feed:
 
 
 @dataclass
+class Reports:
+    """Lost/stolen reports sent over gRPC: the ones the server acknowledged."""
+
+    next_serial: int = 0
+    acknowledged: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Result:
     rounds: int = 0
     kills: int = 0
     killed_imports: int = 0
     acknowledged_imports: int = 0
+    acknowledged_rpcs: int = 0
     checked_writes: int = 0
     losses: int = 0
     problems: list[str] = field(default_factory=list)
@@ -86,7 +98,7 @@ def start_server(db: Path, workers: int) -> tuple[subprocess.Popen[str], int]:
     """`ceir serve` (its supervisor and workers in their own process group)."""
     proc = subprocess.Popen(
         [*CLI, "serve", "--db", str(db), "--port", "0", "--no-demo", "--grace", "1",
-         "--workers", str(workers)],
+         "--workers", str(workers), "--write-rate", "0"],
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     assert proc.stderr is not None
@@ -97,12 +109,34 @@ def start_server(db: Path, workers: int) -> tuple[subprocess.Popen[str], int]:
     raise RuntimeError(f"ceir serve did not start (exit {proc.wait()})")
 
 
-def check_store(db: Path, feeds: list[Feed], result: Result) -> None:
+def report_writer(port: int, reports: Reports, stop: threading.Event) -> None:
+    """Send ReportLostStolen for fresh IMEIs until stopped (or the server dies)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = registry_pb2_grpc.RegistryStub(ch)
+        while not stop.is_set():
+            body = f"{REPORT_TAC}{reports.next_serial:06d}"
+            imei = body + str(check_digit(body))
+            reports.next_serial += 1
+            request = registry_pb2.LostStolenRequest(imei=imei, report_ref=f"POL-{imei}")
+            try:
+                stub.ReportLostStolen(request, timeout=5)
+            except grpc.RpcError:
+                return  # killed mid-call: not acknowledged
+            reports.acknowledged.append(imei)
+
+
+def check_store(db: Path, feeds: list[Feed], result: Result, reports: Reports) -> None:
     """verify passes, and every acknowledged device is stored as its feed asked."""
     verified = ceir("verify", "--db", str(db), check=False)
     if verified.returncode != 0:
         result.problems.append(f"round {result.rounds}: verify failed: {verified.stderr}")
     with open_store(db, readonly=True) as store:
+        for imei in reports.acknowledged:
+            result.checked_writes += 1
+            record = store.get(parse(imei).key)
+            if record is None or not record.lost_stolen:
+                result.losses += 1
+                result.problems.append(f"round {result.rounds}: acknowledged report {imei} lost")
         for feed in feeds:
             if not feed.acknowledged:
                 continue
@@ -136,9 +170,13 @@ def check_served(port: int, feeds: list[Feed], result: Result, rng: random.Rando
 
 
 def one_round(db: Path, feeds: list[Feed], result: Result, rng: random.Random,
-              max_wait: float) -> None:  # fmt: skip
+              max_wait: float, reports: Reports) -> None:  # fmt: skip
     server, port = start_server(db, rng.choice((1, 2)))
     check_served(port, feeds, result, rng)
+    stop = threading.Event()
+    before = len(reports.acknowledged)
+    writer = threading.Thread(target=report_writer, args=(port, reports, stop))
+    writer.start()
     pending = [f for f in feeds if not f.acknowledged]
     chosen = rng.sample(pending, min(len(pending), rng.randint(1, 3)))
     imports = []
@@ -165,18 +203,21 @@ def one_round(db: Path, feeds: list[Feed], result: Result, rng: random.Random,
         proc.communicate()
     os.killpg(server.pid, signal.SIGKILL)  # the supervisor and every worker at once
     server.communicate()
+    stop.set()
+    writer.join()
+    result.acknowledged_rpcs += len(reports.acknowledged) - before
     result.kills += 1 + sum(1 for _, p in imports if p.returncode == -9)
-    check_store(db, feeds, result)
+    check_store(db, feeds, result, reports)
 
 
-def finish(db: Path, feeds: list[Feed], result: Result) -> None:
+def finish(db: Path, feeds: list[Feed], result: Result, reports: Reports) -> None:
     """Complete every import; the audit log must hold exactly one entry per device."""
     for feed in feeds:
         if not feed.acknowledged:
             ceir("import", "manufacturer", str(feed.path), "--db", str(db), "-q",
                  "--rejects", str(feed.path.with_suffix(".rejects.csv")))  # fmt: skip
             feed.acknowledged = True
-    check_store(db, feeds, result)
+    check_store(db, feeds, result, reports)
     with open_store(db, readonly=True) as store:
         keys = [
             e.key for e in entries(store) if e.new is not None and e.new.reason == Reason.REGISTERED
@@ -205,20 +246,25 @@ def main() -> int:
     ceir("import", "tac", str(tacs), "--db", str(db), "-q")
     feeds = make_feeds(workdir, args.files or 2 * args.rounds, args.rows)
     result = Result()
+    reports = Reports()
     print(
         f"crash test: {args.rounds} rounds, {len(feeds)} files of {args.rows:,} rows, in {workdir}"
     )
     for _ in range(args.rounds):
         result.rounds += 1
-        one_round(db, feeds, result, rng, args.max_wait)
+        one_round(db, feeds, result, rng, args.max_wait, reports)
         print(f"  round {result.rounds:>3}: acknowledged imports {result.acknowledged_imports:>3}, "
+              f"acknowledged RPC reports {result.acknowledged_rpcs:>5}, "
               f"killed imports {result.killed_imports:>3}, writes checked "
               f"{result.checked_writes:>10,}, losses {result.losses}", flush=True)  # fmt: skip
-    finish(db, feeds, result)
+    distinct = sum(len(f.imeis) for f in feeds if f.acknowledged) + len(reports.acknowledged)
+    finish(db, feeds, result, reports)
     for problem in result.problems[:20]:
         print(f"PROBLEM: {problem}")
     print(f"rounds {result.rounds}, processes SIGKILLed {result.kills} (imports "
-          f"{result.killed_imports}), acknowledged writes checked {result.checked_writes:,}, "
+          f"{result.killed_imports}), acknowledged imports {result.acknowledged_imports}, "
+          f"acknowledged RPC writes {result.acknowledged_rpcs:,}, distinct acknowledged "
+          f"writes {distinct:,} (checked {result.checked_writes:,} times over all rounds), "
           f"losses {result.losses}, problems {len(result.problems)}")  # fmt: skip
     return 1 if result.problems or result.losses else 0
 
