@@ -273,7 +273,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         iterator = aiter(requests)
         while True:
             try:
-                message = await asyncio.wait_for(anext(iterator), limits.idle)
+                async with asyncio.timeout(limits.idle):  # a timer, not a task per message
+                    message = await anext(iterator)
             except StopAsyncIteration:
                 return
             except TimeoutError:
