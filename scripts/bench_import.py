@@ -32,6 +32,25 @@ def bare_read(path: Path) -> tuple[int, float]:
     return n - 1, time.perf_counter() - started
 
 
+def live_bytes(db: Path) -> int:
+    """Bytes of the pages the store's databases use (the file also holds free pages)."""
+    import lmdb
+
+    from ceir.store import REGISTRY_DBS
+
+    env = lmdb.open(str(db), readonly=True, max_dbs=32, lock=False)
+    try:
+        total = 0
+        with env.begin() as txn:
+            for name in ("devices", "tacs", "meta", *REGISTRY_DBS):
+                st = txn.stat(env.open_db(name.encode(), txn=txn, create=False))
+                total += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+            total += sum(txn.stat().get(k, 0) for k in ("branch_pages", "leaf_pages"))
+        return total * int(env.stat()["psize"])
+    finally:
+        env.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -67,6 +86,7 @@ def main() -> None:
         )
         import_s = time.perf_counter() - started
         devices = store.device_count()
+    live = live_bytes(db)
     data = db / "data.mdb"
     file_bytes = data.stat().st_size
     disk_bytes = os.stat(data).st_blocks * 512
@@ -79,7 +99,8 @@ def main() -> None:
     print(
         f"store       {devices:,} devices; data.mdb {file_bytes / 1e9:.2f} GB "
         f"({file_bytes / devices:.0f} B/device), on disk {disk_bytes / 1e9:.2f} GB "
-        f"({disk_bytes / devices:.0f} B/device)"
+        f"({disk_bytes / devices:.0f} B/device); pages in use {live / 1e9:.2f} GB "
+        f"({live / devices:.0f} B/device; the rest is LMDB's free list, reused as it grows)"
     )
 
 

@@ -249,3 +249,33 @@ def test_cli_import_while_serving(tmp_path: Path) -> None:
     finally:
         running.stop()
         store.close()
+
+
+def test_no_personal_number_in_responses_or_logs(
+    stub: registry_pb2_grpc.RegistryStub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Identity numbers sent in a feed and in requests appear in no response and no log."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    header = "imei,declaration_no,id_type,id_number,arrival_date,channel,tax_paid\n"
+    passports = [f"C{n:07d}" for n in range(5)]
+    body = "".join(
+        f"{device_imei(100 + i)},BC-{i},PASSPORT,{p},2024-02-01,SHIPMENT,true\n"
+        for i, p in enumerate(passports)
+    )
+    body += f"{device_imei(99)},BC-9,PASSPORT,{passports[0]},2024-03-01,SHIPMENT,true\n"
+    summary = _upload(stub, registry_pb2.FEED_KIND_CUSTOMS, (header + body).encode(), "c.csv")
+    assert summary.state == registry_pb2.IMPORT_STATE_DONE
+    assert (summary.added, dict(summary.rejected_by_reason)) == (5, {"cooldown": 1})
+    responses = [summary.SerializeToString(), str(summary).encode()]
+    responses.extend(stub.Register(_customs(i)).SerializeToString() for i in (1, 2))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Register(_customs(3))  # over the quota: the message must not name the NIK
+    responses.append((info.value.details() or "").encode())
+    device = stub.GetDevice(registry_pb2.GetDeviceRequest(imei=device_imei(100)))
+    responses.append(device.SerializeToString())
+    for value in (*passports, NIK):
+        for data in responses:
+            assert value.encode() not in data
+        assert value not in caplog.text

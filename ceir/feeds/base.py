@@ -41,7 +41,10 @@ class Options:
     customs_cooldown_days: int = 180
     cutoff: int = DEFAULT_CUTOFF
     visitor_max_days: int = 90
-    batch_rows: int = 50_000
+    batch_rows: int = 250_000
+    """Rows per write transaction. Each commit copies every B-tree page its random keys
+    touch; at national scale (10M+ devices) a bigger batch writes far less in total
+    (1M rows into an 11M-device store: 207 s with 50k-row batches, 114 s with 500k)."""
 
 
 @dataclass(slots=True)

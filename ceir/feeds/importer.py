@@ -11,15 +11,18 @@ An import runs in two passes over the file:
    counts, audit entries, rejects and the import's progress record together. Lookups
    see a batch as soon as it commits.
 
-The progress record is keyed by the file's SHA-256, so an import killed at any point
+The progress record is keyed by the file's SHA-256 (with its kind and rules), so an
+import killed at any point
 resumes at the first uncommitted batch when run again and ends as one uninterrupted run
 would; a file imported before is a no-op that says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -136,6 +139,7 @@ class _Import:
         found = _Check()
         seen: set[bytes] = set()
         feed = self.feed
+        i = -1
         self.progress.phase("checking", None)
         with self.store.snapshot() as txn:
             ctx = Context(self.store, txn, self.options, self.tokenizer, self.clock())
@@ -159,10 +163,11 @@ class _Import:
                         else:
                             found.changed += 1
                 except FeedRowError as exc:
-                    found.rejected[_reject(line, exc).reason] += 1
+                    r = _reject(line, exc)
+                    found.rejected[r.reason] += 1
                     found.malformed += _malformed(exc)
-                    found.rejects.append(_reject(line, exc))
-                found.rows = i + 1
+                    found.rejects.append(r)
+            found.rows = i + 1
             found.trimmed, found.fixed = ctx.trimmed, ctx.fixed
         return found
 
@@ -272,15 +277,11 @@ def _duplicate(cand: Candidate) -> FeedRowError:
 
 
 def _pack_reject(r: Reject) -> bytes:
-    import json
-
     return json.dumps(r.to_dict(), separators=(",", ":")).encode()
 
 
 def rejects_of(store: Store, origin: int) -> Iterator[Reject]:
     """The stored rejects of an import, in row order."""
-    import json
-
     db = store.dbs["rejects"]
     if db is None:
         return
@@ -363,12 +364,21 @@ def import_file(
         imp.progress.close()
 
 
-def _find(store: Store, digest: str) -> dict[str, Any] | None:
+def _index_key(digest: str, kind: str, options: dict[str, Any]) -> bytes:
+    """What makes two imports the same: the file's bytes, its kind and the options that
+    decide outcomes (the batch size does not). The same file again with another option
+    (``--fix-leading-zero``, another cutoff...) is a new import, not a no-op."""
+    rules = {k: v for k, v in options.items() if k != "batch_rows"}
+    text = json.dumps([digest, kind, rules], sort_keys=True)
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _find(store: Store, key: bytes) -> dict[str, Any] | None:
     db = store.dbs["digests"]
     if db is None:
         return None
     with store.snapshot() as txn:
-        found = txn.get(bytes.fromhex(digest), db=db)
+        found = txn.get(key, db=db)
         return (
             None if found is None else audit.read_origin(txn, store, int.from_bytes(found, "big"))
         )
@@ -379,7 +389,7 @@ def _run(
 ) -> ImportSummary:
     store = imp.store
     digest = file_digest(imp.path)
-    info = _find(store, digest)
+    info = _find(store, _index_key(digest, imp.feed.kind.value, dataclasses.asdict(imp.options)))
     if info is not None and info["state"] == "done":
         summary = _summary(imp, digest, "already-imported", info, time.monotonic() - started)
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info["finished_at"]))
@@ -400,6 +410,7 @@ def _run(
             "rows": found.rows,
             "rows_done": 0,
             "warnings": imp.reader.warnings,
+            "options": dataclasses.asdict(imp.options),
             "counts": {
                 "rows": found.rows,
                 "added": 0,
@@ -419,13 +430,16 @@ def _run(
         info = store.write(lambda txn: _begin(txn, store, digest, base))
         duplicates = found.duplicates
     else:
-        duplicates = imp.check(decide=False).duplicates  # resuming: the gate was passed
+        # Resuming: the gate was passed under the options of the first run; keep them,
+        # or the file's rows would be judged by two sets of rules.
+        imp.options = Options(**info.get("options", {}))
+        duplicates = imp.check(decide=False).duplicates
     info = imp.write(int(info["id"]), info, duplicates)
     return _finish(imp, digest, int(info["id"]), started, report)
 
 
 def _begin(txn: Any, store: Store, digest: str, base: dict[str, Any]) -> dict[str, Any]:
-    key = bytes.fromhex(digest)
+    key = _index_key(digest, base["kind"], base["options"])
     existing = txn.get(key, db=store.dbs["digests"])
     if existing is not None:  # another process began this file meanwhile: join it
         info = audit.read_origin(txn, store, int.from_bytes(existing, "big"))
