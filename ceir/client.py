@@ -81,6 +81,13 @@ class _Batch:
         self.deadline = deadline
         self.attempts = 0
 
+    def absorb(self, other: _Batch) -> None:
+        """Take *other*'s IMEIs into this message (protobuf repeated fields concatenate)."""
+        self.message += other.message
+        self.callbacks += other.callbacks
+        self.deadline = min(self.deadline, other.deadline)
+        self.attempts = max(self.attempts, other.attempts)
+
     def fail(self, error: CeirError) -> None:
         callbacks, self.callbacks = self.callbacks, []
         for callback in callbacks:
@@ -304,9 +311,18 @@ class Client:
 
     async def _write(self, call: Any, reader: asyncio.Task[None]) -> None:
         outbox, inflight = self._outbox, self._inflight
+        limit = self.max_batch
         while not reader.done():
             while outbox and not reader.done():
                 batch = outbox.popleft()
+                if not batch.callbacks:
+                    continue  # every IMEI in it is past its deadline: not worth sending
+                # Batches that queued up while the last write was under way go out as one
+                # message: under load, messages grow instead of multiplying.
+                while outbox and len(batch.callbacks) + len(outbox[0].callbacks) <= limit:
+                    queued = outbox.popleft()
+                    if queued.callbacks:
+                        batch.absorb(queued)
                 batch.attempts += 1
                 inflight.append(batch)
                 await call.write(batch.message)
