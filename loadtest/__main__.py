@@ -26,6 +26,8 @@ from loadtest.engine import ClientSettings, Mode, RunResult, run_load
 from loadtest.population import DEFAULT_MIX, OPERATORS, Operator, format_mix, parse_mix
 from loadtest.serverproc import ServerProcess
 
+WARMUP = 1.0  # seconds of uncounted load at the step's rate before each measured run
+
 
 def _operators(value: str) -> tuple[Operator, ...]:
     if value.isdigit():
@@ -79,6 +81,7 @@ def _run(
                 settings=settings,
                 seed=seed,
                 server_cpu=cpu,
+                warmup=WARMUP,
             )
         )
 
