@@ -194,7 +194,14 @@ def _channels(address: str, count: int) -> list[Any]:
 
 
 async def ceir_rows(
-    address: str, cpu: Callable[[], float], req: Requests, workers: int, seconds: float, group: str
+    address: str,
+    cpu: Callable[[], float],
+    req: Requests,
+    workers: int,
+    seconds: float,
+    group: str,
+    *,
+    only_batch: bool = False,
 ) -> list[Row]:
     channels = _channels(address, max(2, 4 * workers))
     n = len(channels)
@@ -212,8 +219,6 @@ async def ceir_rows(
                 raise AssertionError("wrong answer")
             return 1
 
-        rows.append(await _measure("CheckIMEI unary, 64 in flight", cpu, one, 64, seconds, group))
-
         async def many(i: int) -> int:
             data = await batch[i % n](req.batches[i % len(req.batches)])
             answers = eir_pb2.CheckIMEIBatchResponse.FromString(data).responses
@@ -222,6 +227,9 @@ async def ceir_rows(
             return req.batch
 
         name = f"CheckIMEIBatch {req.batch:,}/call, {2 * n} in flight"
+        if only_batch:
+            return [await _measure(name, cpu, many, 2 * n, seconds, group)]
+        rows.append(await _measure("CheckIMEI unary, 64 in flight", cpu, one, 64, seconds, group))
         rows.append(await _measure(name, cpu, many, 2 * n, seconds, group))
         for per_message, messages in ((1, req.one), (req.batch, req.batches)):
             calls = [stream[i % n]() for i in range(2 * n if per_message > 1 else 8 * n)]
@@ -373,12 +381,15 @@ async def empty_row(seconds: float, group: str) -> Row:
         process.stderr.close()
 
 
-def grpc_rows(db: Path, work: Workload, workers: int, seconds: float, group: str) -> list[Row]:
+def grpc_rows(
+    db: Path, work: Workload, workers: int, seconds: float, group: str, *, only_batch: bool = False
+) -> list[Row]:
     req = Requests(work)
     with ServerProcess(db, workers=workers) as server:
-        return _run_async(
-            ceir_rows(server.address, server.cpu_seconds, req, workers, seconds, group)
+        rows = ceir_rows(
+            server.address, server.cpu_seconds, req, workers, seconds, group, only_batch=only_batch
         )
+        return _run_async(rows)
 
 
 def _run_async(coro: Awaitable[Any]) -> Any:
@@ -719,8 +730,7 @@ def main(argv: list[str] | None = None) -> None:
     rows += grpc_rows(big_db, big, 1, args.seconds, groups["w1"])
     rows += grpc_rows(big_db, big, workers, args.seconds, groups["wn"])
     rows += inprocess_rows(small_db, small, groups["1m"], full=False)[:3]
-    small_grpc = grpc_rows(small_db, small, workers, args.seconds, groups["1m"])
-    rows += [r for r in small_grpc if r.name.startswith("CheckIMEIBatch")]
+    rows += grpc_rows(small_db, small, workers, args.seconds, groups["1m"], only_batch=True)
     if not args.no_redis:
         with redis_server(args.dir / "redis") as (port, pid):
             t = time.perf_counter()
