@@ -687,7 +687,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dir",
         type=Path,
-        default=Path(tempfile.gettempdir()) / "ceir-bench",
+        default=Path(tempfile.gettempdir()) / "ceir-lookup-bench",
         help="where the stores are built once and reused (not in the repository)",
     )
     parser.add_argument("--entries", type=int, default=10_000_000, help="devices, big store")
