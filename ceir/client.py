@@ -137,6 +137,8 @@ class Client:
         self._metadata = tuple(metadata) or None
         self._options = list(options)
         self._channel: Any = None
+        self._unary: Any = None
+        self._batch: Any = None
         self._pending = eir_pb2.CheckIMEIBatchRequest()
         self._pending_callbacks: list[Callback] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -171,6 +173,16 @@ class Client:
         self._stream = self._channel.stream_stream(
             _SERVICE + "CheckIMEIStream",
             request_serializer=None,  # messages are serialized when flushed
+            response_deserializer=eir_pb2.CheckIMEIBatchResponse.FromString,
+        )
+        self._unary = self._channel.unary_unary(
+            _SERVICE + "CheckIMEI",
+            request_serializer=eir_pb2.CheckIMEIRequest.SerializeToString,
+            response_deserializer=Response.FromString,
+        )
+        self._batch = self._channel.unary_unary(
+            _SERVICE + "CheckIMEIBatch",
+            request_serializer=eir_pb2.CheckIMEIBatchRequest.SerializeToString,
             response_deserializer=eir_pb2.CheckIMEIBatchResponse.FromString,
         )
         self._tasks = [
@@ -384,15 +396,16 @@ class Client:
 
     # -- plain RPCs ------------------------------------------------------------------
 
+    def _rpc(self, rpc: Any) -> Any:
+        if self._closed or self._channel is None:
+            raise ClientClosedError(f"client for ceir at {self.address} is not open")
+        return rpc
+
     async def check_unary(
         self, imei: str, *, imsi: str = "", msisdn: str = "", request_id: str = ""
     ) -> Response:
         """One CheckIMEI call for one IMEI (no coalescing)."""
-        rpc = self._channel.unary_unary(
-            _SERVICE + "CheckIMEI",
-            request_serializer=eir_pb2.CheckIMEIRequest.SerializeToString,
-            response_deserializer=Response.FromString,
-        )
+        rpc = self._rpc(self._unary)
         request = eir_pb2.CheckIMEIRequest(
             imei=imei, imsi=imsi, msisdn=msisdn, request_id=request_id
         )
@@ -408,11 +421,7 @@ class Client:
         self, requests: Sequence[eir_pb2.CheckIMEIRequest] | eir_pb2.CheckIMEIBatchRequest
     ) -> Sequence[Response]:
         """One CheckIMEIBatch call; answers in request order."""
-        rpc = self._channel.unary_unary(
-            _SERVICE + "CheckIMEIBatch",
-            request_serializer=eir_pb2.CheckIMEIBatchRequest.SerializeToString,
-            response_deserializer=eir_pb2.CheckIMEIBatchResponse.FromString,
-        )
+        rpc = self._rpc(self._batch)
         if isinstance(requests, eir_pb2.CheckIMEIBatchRequest):
             message = requests
         else:
