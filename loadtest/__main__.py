@@ -277,6 +277,7 @@ def _single(args: tuple[Any, ...], rate: float, duration: float, out: Path, work
     run = _run(population, addr, cpu, rate, duration, the_mode, ops, settings, seed, procs)
     summary = report.summarize(run)
     summary["workers"] = workers if cpu else None
+    summary["client"] = {**vars(settings), "processes": procs}
     click.echo(f"\n{the_mode.value}, {rate:,.0f} attaches/s offered for {duration:g} s")
     click.echo(report.table(summary))
     report.write_json(out / "result.json", summary)
@@ -334,7 +335,13 @@ def _ramp(
         time.sleep(0.5)
     report.write_json(
         out / "ramp.json",
-        {"p99_limit_ms": limit_ms, "steps": steps, "best": best, "workers": workers},
+        {
+            "p99_limit_ms": limit_ms,
+            "steps": steps,
+            "best": best,
+            "workers": workers,
+            "client": {**vars(settings), "processes": procs},
+        },
     )
     title = f"ceir ramp: {the_mode.value}, {len(ops)} operators"
     report.ramp_chart(out / "ramp.png", steps, limit_ms, title)
