@@ -81,6 +81,13 @@ class _Batch:
         self.deadline = deadline
         self.attempts = 0
 
+    def absorb(self, other: _Batch) -> None:
+        """Take *other*'s IMEIs into this message (protobuf repeated fields concatenate)."""
+        self.message += other.message
+        self.callbacks += other.callbacks
+        self.deadline = min(self.deadline, other.deadline)
+        self.attempts = max(self.attempts, other.attempts)
+
     def fail(self, error: CeirError) -> None:
         callbacks, self.callbacks = self.callbacks, []
         for callback in callbacks:
@@ -130,6 +137,8 @@ class Client:
         self._metadata = tuple(metadata) or None
         self._options = list(options)
         self._channel: Any = None
+        self._unary: Any = None
+        self._batch: Any = None
         self._pending = eir_pb2.CheckIMEIBatchRequest()
         self._pending_callbacks: list[Callback] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -164,6 +173,16 @@ class Client:
         self._stream = self._channel.stream_stream(
             _SERVICE + "CheckIMEIStream",
             request_serializer=None,  # messages are serialized when flushed
+            response_deserializer=eir_pb2.CheckIMEIBatchResponse.FromString,
+        )
+        self._unary = self._channel.unary_unary(
+            _SERVICE + "CheckIMEI",
+            request_serializer=eir_pb2.CheckIMEIRequest.SerializeToString,
+            response_deserializer=Response.FromString,
+        )
+        self._batch = self._channel.unary_unary(
+            _SERVICE + "CheckIMEIBatch",
+            request_serializer=eir_pb2.CheckIMEIBatchRequest.SerializeToString,
             response_deserializer=eir_pb2.CheckIMEIBatchResponse.FromString,
         )
         self._tasks = [
@@ -304,9 +323,18 @@ class Client:
 
     async def _write(self, call: Any, reader: asyncio.Task[None]) -> None:
         outbox, inflight = self._outbox, self._inflight
+        limit = self.max_batch
         while not reader.done():
             while outbox and not reader.done():
                 batch = outbox.popleft()
+                if not batch.callbacks:
+                    continue  # every IMEI in it is past its deadline: not worth sending
+                # Batches that queued up while the last write was under way go out as one
+                # message: under load, messages grow instead of multiplying.
+                while outbox and len(batch.callbacks) + len(outbox[0].callbacks) <= limit:
+                    queued = outbox.popleft()
+                    if queued.callbacks:
+                        batch.absorb(queued)
                 batch.attempts += 1
                 inflight.append(batch)
                 await call.write(batch.message)
@@ -368,15 +396,16 @@ class Client:
 
     # -- plain RPCs ------------------------------------------------------------------
 
+    def _rpc(self, rpc: Any) -> Any:
+        if self._closed or self._channel is None:
+            raise ClientClosedError(f"client for ceir at {self.address} is not open")
+        return rpc
+
     async def check_unary(
         self, imei: str, *, imsi: str = "", msisdn: str = "", request_id: str = ""
     ) -> Response:
         """One CheckIMEI call for one IMEI (no coalescing)."""
-        rpc = self._channel.unary_unary(
-            _SERVICE + "CheckIMEI",
-            request_serializer=eir_pb2.CheckIMEIRequest.SerializeToString,
-            response_deserializer=Response.FromString,
-        )
+        rpc = self._rpc(self._unary)
         request = eir_pb2.CheckIMEIRequest(
             imei=imei, imsi=imsi, msisdn=msisdn, request_id=request_id
         )
@@ -392,11 +421,7 @@ class Client:
         self, requests: Sequence[eir_pb2.CheckIMEIRequest] | eir_pb2.CheckIMEIBatchRequest
     ) -> Sequence[Response]:
         """One CheckIMEIBatch call; answers in request order."""
-        rpc = self._channel.unary_unary(
-            _SERVICE + "CheckIMEIBatch",
-            request_serializer=eir_pb2.CheckIMEIBatchRequest.SerializeToString,
-            response_deserializer=eir_pb2.CheckIMEIBatchResponse.FromString,
-        )
+        rpc = self._rpc(self._batch)
         if isinstance(requests, eir_pb2.CheckIMEIBatchRequest):
             message = requests
         else:

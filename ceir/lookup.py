@@ -135,6 +135,7 @@ class Checker:
         self._heads: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
         self._unknown_heads = (_head(policy.unknown, _TAIL), _head(policy.unknown, _TAIL_SVN))
         self._codes: dict[bytes, int] = {}
+        self._expiring: dict[bytes, tuple[int, tuple[bytes, bytes], tuple[bytes, bytes]]] = {}
 
     def _decide(self, value: bytes | None, now: float) -> Decision:
         if value is None:
@@ -266,6 +267,15 @@ class Checker:
                 head = unknown
             elif value[_EXPIRY] == _NO_EXPIRY:
                 head = heads.get(value[_HEADER]) or self._head_for(value, now, svn)
+            elif not svn and i not in special:
+                # An expiry: the answer flips when it passes, and carries expires_at
+                # after the TAC (before an SVN, hence not for IMEISVs).
+                key = value[_HEADER] + value[_EXPIRY]
+                entry = self._expiring.get(key) or self._expiring_for(key, value)
+                head, extra = entry[1] if now < entry[0] else entry[2]
+                elements.append(head + tails[at : at + size] + extra)
+                at += size
+                continue
             else:
                 head = b""
             if not head or i in special:
@@ -275,6 +285,25 @@ class Checker:
                 elements.append(head + tails[at : at + size])
             at += size
         return elements
+
+    def _expiring_for(
+        self, key: bytes, value: bytes
+    ) -> tuple[int, tuple[bytes, bytes], tuple[bytes, bytes]]:
+        """Head and trailing expires_at field of a record with an expiry, before and
+        from its expiry on (the policy decides both now; the clock picks one later)."""
+        reason, source, flags, expires_at = unpack_header(value)
+        sides = []
+        for moment in (expires_at - 1, expires_at):
+            decision = self.policy.decide_fields(reason, source, flags, expires_at, moment)
+            extra = b""
+            if decision.expires_at:
+                stamp = b"\x08" + _varint(decision.expires_at)
+                extra = b"B" + _varint(len(stamp)) + stamp  # field 8 (expires_at)
+            sides.append((_head(decision, _TAIL + len(extra)), extra))
+        entry = (expires_at, sides[0], sides[1])
+        if len(self._expiring) < 4096:
+            self._expiring[key] = entry
+        return entry
 
     def _head_for(self, value: bytes, now: float, svn: bool) -> bytes:
         head = _head(self._decide(value, now), _TAIL_SVN if svn else _TAIL)

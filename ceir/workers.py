@@ -171,7 +171,8 @@ class _Supervisor:
         finally:
             os.close(fd)
         if line != "ready":
-            detail = line.removeprefix("error ").strip() or "no word within 60 s"
+            silent = "it exited without a word" if ready else "no word within 60 s"
+            detail = line.removeprefix("error ").strip() or silent
             raise ConfigError(f"worker {slot} (pid {pid}) did not start: {detail}")
 
     def _supervise(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +25,9 @@ from ceir.workers import default_workers
 from loadtest import registry, report
 from loadtest.engine import ClientSettings, Mode, RunResult, run_load
 from loadtest.population import DEFAULT_MIX, OPERATORS, Operator, format_mix, parse_mix
-from loadtest.serverproc import ServerProcess
+from loadtest.serverproc import ServerProcess, cpu_seconds
+
+WARMUP = 1.0  # seconds of uncounted load at the step's rate before each measured run
 
 
 def _operators(value: str) -> tuple[Operator, ...]:
@@ -43,18 +46,77 @@ def _operators(value: str) -> tuple[Operator, ...]:
 
 
 @contextlib.contextmanager
-def _server(address: str | None, db: Path, workers: int) -> Iterator[tuple[str, Any]]:
+def _server(address: str | None, db: Path, workers: int) -> Iterator[tuple[str, int | None]]:
     if address:
         yield address, None
         return
     with ServerProcess(db, workers=workers) as server:
-        yield server.address, server.cpu_seconds
+        yield server.address, server.process.pid
+
+
+_POPULATION: Any = None  # set before forking client processes, which inherit it
 
 
 def _run(
     population: Any,
     address: str,
-    cpu: Any,
+    server_pid: int | None,
+    rate: float,
+    duration: float,
+    mode: Mode,
+    operators: tuple[Operator, ...],
+    settings: ClientSettings,
+    seed: int,
+    procs: int = 1,
+) -> RunResult:
+    """One measured run, from this process or split over *procs* client processes
+    (operators shared out by market share; each process runs its nodes' event loop)."""
+    if procs <= 1 or len(operators) == 1:
+        return _run_here(
+            population, address, server_pid, rate, duration, mode, operators, settings, seed
+        )
+    groups: list[list[Operator]] = [[] for _ in range(min(procs, len(operators)))]
+    for op in sorted(operators, key=lambda o: -o.share):
+        min(groups, key=lambda g: sum(o.share for o in g)).append(op)
+    total = sum(op.share for op in operators)
+    global _POPULATION  # noqa: PLW0603 - handed to forked children without pickling it
+    _POPULATION = population
+    context = multiprocessing.get_context("fork")
+    jobs = [
+        (
+            address,
+            server_pid if k == 0 else None,
+            rate * sum(o.share for o in g) / total,
+            duration,
+            mode,
+            tuple(g),
+            settings,
+            seed + 1000 * k,
+        )
+        for k, g in enumerate(groups)
+    ]
+    with context.Pool(len(groups)) as pool:
+        results = pool.starmap(_run_child, jobs)
+    return RunResult(
+        [node for r in results for node in r.nodes],
+        duration,
+        max(r.elapsed for r in results),
+        sum(r.client_cpu for r in results),
+        # The first process measured the server over its window, which the others' share.
+        results[0].server_cpu,
+        mode,
+        rate,
+    )
+
+
+def _run_child(address: str, server_pid: int | None, *args: Any) -> RunResult:
+    return _run_here(_POPULATION, address, server_pid, *args)
+
+
+def _run_here(
+    population: Any,
+    address: str,
+    server_pid: int | None,
     rate: float,
     duration: float,
     mode: Mode,
@@ -62,6 +124,7 @@ def _run(
     settings: ClientSettings,
     seed: int,
 ) -> RunResult:
+    cpu = None if server_pid is None else (lambda: cpu_seconds(server_pid))
     loop_factory = None
     with contextlib.suppress(ImportError):
         import uvloop
@@ -79,6 +142,7 @@ def _run(
                 settings=settings,
                 seed=seed,
                 server_cpu=cpu,
+                warmup=WARMUP,
             )
         )
 
@@ -152,6 +216,13 @@ def _loud(summary: dict[str, Any]) -> None:
     "--ramp-max", type=float, default=1_000_000, show_default=True, help="Stop ramping here."
 )
 @click.option("--p99-limit-ms", type=float, default=10.0, show_default=True)
+@click.option(
+    "--client-procs",
+    type=click.IntRange(1, 5),
+    default=1,
+    show_default=True,
+    help="Load-generator processes (operators shared out between them).",
+)
 @click.option("--quiet", is_flag=True, help="Only the table.")
 def main(
     rate: float,
@@ -172,6 +243,7 @@ def main(
     ramp_factor: float,
     ramp_max: float,
     p99_limit_ms: float,
+    client_procs: int,
     quiet: bool,
 ) -> None:
     """Simulated operator EIR nodes against ceir: open-loop load, every answer checked."""
@@ -193,7 +265,7 @@ def main(
             click.echo(
                 f"ceir at {addr} ({where}); {devices:,} devices; mix {format_mix(chosen_mix)}"
             )
-        args = (population, addr, cpu, the_mode, ops, settings, seed)
+        args = (population, addr, cpu, the_mode, ops, settings, seed, client_procs)
         if ramp:
             _ramp(args, rate, duration, ramp_factor, ramp_max, p99_limit_ms, out, workers)
         else:
@@ -201,10 +273,11 @@ def main(
 
 
 def _single(args: tuple[Any, ...], rate: float, duration: float, out: Path, workers: int) -> None:
-    population, addr, cpu, the_mode, ops, settings, seed = args
-    run = _run(population, addr, cpu, rate, duration, the_mode, ops, settings, seed)
+    population, addr, cpu, the_mode, ops, settings, seed, procs = args
+    run = _run(population, addr, cpu, rate, duration, the_mode, ops, settings, seed, procs)
     summary = report.summarize(run)
     summary["workers"] = workers if cpu else None
+    summary["client"] = {**vars(settings), "processes": procs}
     click.echo(f"\n{the_mode.value}, {rate:,.0f} attaches/s offered for {duration:g} s")
     click.echo(report.table(summary))
     report.write_json(out / "result.json", summary)
@@ -231,12 +304,12 @@ def _ramp(
     out: Path,
     workers: int,
 ) -> None:
-    population, addr, cpu, the_mode, ops, settings, seed = args
+    population, addr, cpu, the_mode, ops, settings, seed, procs = args
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     current = rate
     while current <= ceiling:
-        run = _run(population, addr, cpu, current, duration, the_mode, ops, settings, seed)
+        run = _run(population, addr, cpu, current, duration, the_mode, ops, settings, seed, procs)
         summary = report.summarize(run)
         steps.append(summary)
         total = summary["total"]
@@ -262,7 +335,13 @@ def _ramp(
         time.sleep(0.5)
     report.write_json(
         out / "ramp.json",
-        {"p99_limit_ms": limit_ms, "steps": steps, "best": best, "workers": workers},
+        {
+            "p99_limit_ms": limit_ms,
+            "steps": steps,
+            "best": best,
+            "workers": workers,
+            "client": {**vars(settings), "processes": procs},
+        },
     )
     title = f"ceir ramp: {the_mode.value}, {len(ops)} operators"
     report.ramp_chart(out / "ramp.png", steps, limit_ms, title)

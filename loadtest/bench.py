@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,36 +44,15 @@ from ceir.store import open_store
 from ceir.v1 import eir_pb2
 from ceir.workers import default_workers
 from loadtest import bench_core
+from loadtest.alternatives import build_sqlite, load_redis, redis_rows, redis_server, sqlite_rows
 from loadtest.bench_core import WRONG, Workload, build_store
+from loadtest.rows import Row, inproc, pct
 from loadtest.serverproc import ServerProcess, cpu_seconds
 
 SERVICE = "/ceir.v1.EquipmentIdentityRegister/"
 
 
-@dataclass
-class Row:
-    name: str
-    imeis_per_s: float
-    cpu_us: float | None
-    """Server CPU per IMEI (µs); in-process rows: this process's CPU."""
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    """Latency of one call (one message for streams, one IMEI for the coalescing client)."""
-    group: str = ""
-
-
-def _pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    values.sort()
-    return values[min(len(values) - 1, int(len(values) * p))] * 1000
-
-
 # -- in-process rows -------------------------------------------------------------------
-
-
-def _inproc(row: bench_core.Row, group: str) -> Row:
-    return Row(row.name, row.imeis_per_s, row.cpu_us, group=group)
 
 
 def row_check_batch(checker: Checker, work: Workload) -> bench_core.Row:
@@ -111,7 +86,7 @@ def inprocess_rows(db: Path, work: Workload, group: str, *, full: bool) -> list[
                 bench_core.row_check_many(checker, work),
                 bench_core.row_check_packed(checker, work),
             ]
-    return [_inproc(r, group) for r in rows]
+    return [inproc(r, group) for r in rows]
 
 
 # -- gRPC rows ---------------------------------------------------------------------------
@@ -155,7 +130,7 @@ async def _measure(
     done, elapsed, latencies = await _closed_loop(call, concurrency, seconds)
     used = cpu() - before
     return Row(
-        name, done / elapsed, used / done * 1e6, _pct(latencies, 0.5), _pct(latencies, 0.99), group
+        name, done / elapsed, used / done * 1e6, pct(latencies, 0.5), pct(latencies, 0.99), group
     )
 
 
@@ -194,7 +169,14 @@ def _channels(address: str, count: int) -> list[Any]:
 
 
 async def ceir_rows(
-    address: str, cpu: Callable[[], float], req: Requests, workers: int, seconds: float, group: str
+    address: str,
+    cpu: Callable[[], float],
+    req: Requests,
+    workers: int,
+    seconds: float,
+    group: str,
+    *,
+    only_batch: bool = False,
 ) -> list[Row]:
     channels = _channels(address, max(2, 4 * workers))
     n = len(channels)
@@ -212,8 +194,6 @@ async def ceir_rows(
                 raise AssertionError("wrong answer")
             return 1
 
-        rows.append(await _measure("CheckIMEI unary, 64 in flight", cpu, one, 64, seconds, group))
-
         async def many(i: int) -> int:
             data = await batch[i % n](req.batches[i % len(req.batches)])
             answers = eir_pb2.CheckIMEIBatchResponse.FromString(data).responses
@@ -222,6 +202,9 @@ async def ceir_rows(
             return req.batch
 
         name = f"CheckIMEIBatch {req.batch:,}/call, {2 * n} in flight"
+        if only_batch:
+            return [await _measure(name, cpu, many, 2 * n, seconds, group)]
+        rows.append(await _measure("CheckIMEI unary, 64 in flight", cpu, one, 64, seconds, group))
         rows.append(await _measure(name, cpu, many, 2 * n, seconds, group))
         for per_message, messages in ((1, req.one), (req.batch, req.batches)):
             calls = [stream[i % n]() for i in range(2 * n if per_message > 1 else 8 * n)]
@@ -316,8 +299,8 @@ async def _coalesced(
         f"ceir.client coalesced, {clients} x 2,000 outstanding",
         done / elapsed,
         used / done * 1e6,
-        _pct(latencies, 0.5),
-        _pct(latencies, 0.99),
+        pct(latencies, 0.5),
+        pct(latencies, 0.99),
         group,
     )
 
@@ -373,209 +356,21 @@ async def empty_row(seconds: float, group: str) -> Row:
         process.stderr.close()
 
 
-def grpc_rows(db: Path, work: Workload, workers: int, seconds: float, group: str) -> list[Row]:
+def grpc_rows(
+    db: Path, work: Workload, workers: int, seconds: float, group: str, *, only_batch: bool = False
+) -> list[Row]:
     req = Requests(work)
     with ServerProcess(db, workers=workers) as server:
-        return _run_async(
-            ceir_rows(server.address, server.cpu_seconds, req, workers, seconds, group)
+        rows = ceir_rows(
+            server.address, server.cpu_seconds, req, workers, seconds, group, only_batch=only_batch
         )
+        return _run_async(rows)
 
 
 def _run_async(coro: Awaitable[Any]) -> Any:
     import uvloop
 
     return uvloop.run(coro)  # type: ignore[arg-type]
-
-
-# -- Redis -------------------------------------------------------------------------------
-
-
-def _redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    print("redis-server missing: apt-get update && apt-get install -y redis-server", flush=True)
-    # The Debian package, through the system's package manager (on PATH by design).
-    subprocess.run(["apt-get", "update", "-qq"], check=True)  # noqa: S607
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "redis-server"],  # noqa: S607
-        check=True,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
-    found = shutil.which("redis-server")
-    if not found:
-        raise RuntimeError("redis-server is not installed and apt-get did not install it")
-    return found
-
-
-@contextlib.contextmanager
-def redis_server(folder: Path) -> Iterator[tuple[int, int]]:
-    """A throwaway redis-server on loopback: (port, pid). Stopped on exit."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    folder.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(  # noqa: S603 - the installed redis-server, fixed args
-        [
-            _redis_binary(),
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-            "--daemonize",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            with contextlib.suppress(redis.ConnectionError):
-                client.ping()
-                break
-            time.sleep(0.05)
-        client.close()
-        yield port, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _load_redis(port: int, db: Path) -> None:
-    import redis
-
-    client = redis.Redis(port=port)
-    with open_store(db, readonly=True) as store, store.read() as txn:
-        cursor = txn.cursor()
-        chunk: dict[bytes, bytes] = {}
-        for key, value in cursor:
-            chunk[key] = value
-            if len(chunk) == 20_000:
-                client.mset(chunk)
-                chunk = {}
-        if chunk:
-            client.mset(chunk)
-    client.close()
-
-
-def redis_rows(port: int, pid: int, work: Workload, seconds: float, group: str) -> list[Row]:
-    import redis
-
-    chunks = work.chunks()
-    rows = []
-    for name, per_call in (
-        ("Redis MGET 1,000 (redis-py), 2 clients", True),
-        ("Redis GET per key (redis-py), 2 clients", False),
-    ):
-        counts = [0, 0]
-        latencies: list[float] = []
-        stop = time.monotonic() + seconds
-
-        def client_loop(
-            slot: int,
-            per_call: bool = per_call,
-            stop: float = stop,
-            counts: list[int] = counts,
-            latencies: list[float] = latencies,
-        ) -> None:
-            client = redis.Redis(port=port)
-            i = slot
-            while time.monotonic() < stop:
-                started = time.perf_counter()
-                if per_call:
-                    values = client.mget(chunks[i % len(chunks)])
-                    if values[-1] is None:
-                        raise AssertionError("Redis lost a key")
-                    counts[slot] += len(values)
-                else:
-                    if client.get(work.keys[i % len(work.keys)]) is None:
-                        raise AssertionError("Redis lost a key")
-                    counts[slot] += 1
-                latencies.append(time.perf_counter() - started)
-                i += 2
-            client.close()
-
-        before = cpu_seconds(pid)
-        started = time.perf_counter()
-        threads = [threading.Thread(target=client_loop, args=(s,)) for s in (0, 1)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
-        done = sum(counts)
-        used = cpu_seconds(pid) - before
-        rows.append(
-            Row(
-                name,
-                done / elapsed,
-                used / done * 1e6,
-                _pct(latencies, 0.5),
-                _pct(latencies, 0.99),
-                group,
-            )
-        )
-    return rows
-
-
-# -- SQLite ------------------------------------------------------------------------------
-
-
-def build_sqlite(path: Path, db: Path) -> None:
-    if path.exists():
-        return
-    partial = path.with_suffix(".partial")
-    partial.unlink(missing_ok=True)
-    con = sqlite3.connect(partial)
-    con.execute("PRAGMA journal_mode=OFF")
-    con.execute("PRAGMA synchronous=OFF")
-    con.execute("CREATE TABLE devices (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
-    with open_store(db, readonly=True) as store, store.read() as txn:
-        con.executemany("INSERT INTO devices VALUES (?, ?)", txn.cursor())
-    con.commit()
-    con.close()
-    partial.rename(path)
-
-
-def sqlite_rows(path: Path, work: Workload, group: str) -> list[Row]:
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    con.execute("PRAGMA cache_size=-262144")  # 256 MiB, as a tuned user would
-    keys = work.keys
-
-    def point() -> None:
-        cur = con.cursor()
-        cur.execute("BEGIN")
-        execute = cur.execute
-        for key in keys:
-            if execute("SELECT value FROM devices WHERE key = ?", (key,)).fetchone() is None:
-                raise AssertionError("SQLite lost a key")
-        cur.execute("COMMIT")
-
-    marks = ",".join("?" * work.batch)  # placeholders only: the keys are bound parameters
-    query = f"SELECT key, value FROM devices WHERE key IN ({marks})"  # noqa: S608
-
-    def batched() -> None:
-        for chunk in work.chunks():
-            if len(chunk) == work.batch and len(con.execute(query, chunk).fetchall()) != len(
-                set(chunk)
-            ):
-                raise AssertionError("SQLite lost a key")
-
-    rows = [
-        bench_core._rate("SQLite WITHOUT ROWID point lookups, one txn", len(keys), point),
-        bench_core._rate("SQLite WITHOUT ROWID IN (1,000 keys)", len(keys), batched),
-    ]
-    con.close()
-    return [_inproc(r, group) for r in rows]
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -667,6 +462,13 @@ def targets(rows: list[Row], groups: dict[str, str]) -> list[tuple[str, bool, st
     return out
 
 
+def warm(path: Path) -> None:
+    """Read a file once so every row starts from the page cache, not from the disk."""
+    with path.open("rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench",
@@ -676,7 +478,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dir",
         type=Path,
-        default=Path(tempfile.gettempdir()) / "ceir-bench",
+        default=Path(tempfile.gettempdir()) / "ceir-lookup-bench",
         help="where the stores are built once and reused (not in the repository)",
     )
     parser.add_argument("--entries", type=int, default=10_000_000, help="devices, big store")
@@ -699,6 +501,8 @@ def main(argv: list[str] | None = None) -> None:
     big_keys = build_store(big_db, args.entries)
     print(f"store {big_db}: {args.entries:,} devices ({time.perf_counter() - started:.0f} s)")
     small_keys = build_store(small_db, args.small)
+    warm(big_db / "data.mdb")
+    warm(small_db / "data.mdb")
     import random
 
     rng = random.Random(bench_core.SEED + 1)
@@ -719,18 +523,18 @@ def main(argv: list[str] | None = None) -> None:
     rows += grpc_rows(big_db, big, 1, args.seconds, groups["w1"])
     rows += grpc_rows(big_db, big, workers, args.seconds, groups["wn"])
     rows += inprocess_rows(small_db, small, groups["1m"], full=False)[:3]
-    small_grpc = grpc_rows(small_db, small, workers, args.seconds, groups["1m"])
-    rows += [r for r in small_grpc if r.name.startswith("CheckIMEIBatch")]
+    rows += grpc_rows(small_db, small, workers, args.seconds, groups["1m"], only_batch=True)
     if not args.no_redis:
         with redis_server(args.dir / "redis") as (port, pid):
             t = time.perf_counter()
-            _load_redis(port, big_db)
+            load_redis(port, big_db)
             print(f"redis: loaded {args.entries:,} keys in {time.perf_counter() - t:.0f} s")
             rows += redis_rows(port, pid, big, args.seconds, groups["alt"])
     if not args.no_sqlite:
         path = args.dir / f"sqlite-{args.entries}.db"
         t = time.perf_counter()
         build_sqlite(path, big_db)
+        warm(path)
         print(f"sqlite: {path} ready in {time.perf_counter() - t:.0f} s")
         rows += sqlite_rows(path, big, groups["alt"])
     print(

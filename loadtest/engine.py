@@ -204,6 +204,38 @@ class Node:
         self.result.error_times.append(t - self.start)
 
 
+async def _drive(nodes: list[Node], duration: float, rng: random.Random, timeout: float) -> float:
+    """Fire Poisson arrivals at every node for *duration* s, then wait for the answers;
+    returns the seconds from the first arrival slot to the last answer."""
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.01
+    end = start + duration
+    for node in nodes:
+        node.start = start
+    gaps = [1.0 / n.result.rate for n in nodes]
+    nexts = [start + rng.expovariate(1.0) * g for g in gaps]
+    expo = rng.expovariate
+    while True:
+        now = loop.time()
+        for i, node in enumerate(nodes):
+            t = nexts[i]
+            fire = node.fire
+            while t <= now and t < end:
+                fire(t)
+                t += expo(1.0) * gaps[i]
+            nexts[i] = t
+        soonest = min(nexts)
+        if soonest >= end:
+            break
+        # Fire in ticks of at least TICK: an attach fired late by the tick still counts
+        # its wait in its latency (measured from the scheduled time).
+        await asyncio.sleep(max(TICK, soonest - loop.time()))
+    drain_until = loop.time() + timeout + 1
+    while any(n.outstanding for n in nodes) and loop.time() < drain_until:
+        await asyncio.sleep(0.01)
+    return loop.time() - start
+
+
 @dataclass
 class RunResult:
     nodes: list[NodeResult]
@@ -228,6 +260,7 @@ async def run_load(
     settings: ClientSettings | None = None,
     seed: int = 1,
     server_cpu: Any = None,
+    warmup: float = 0.0,
 ) -> RunResult:
     """Offer *rate* attaches/s for *duration* s across *operators* (by market share)."""
     settings = settings or ClientSettings()
@@ -238,41 +271,20 @@ async def run_load(
     ]
     for node in nodes:
         await node.open()
-    loop = asyncio.get_running_loop()
     gc.collect()
     gc.freeze()  # the population tables live for the whole run: keep them out of collections
     try:
-        # Warm up: one answered attach per node, untimed, so connections are up.
-        warm = [asyncio.ensure_future(n.client.check(n.texts[0])) for n in nodes]
-        await asyncio.gather(*warm)
+        # Connections up (one answered attach per node), then *warmup* seconds of load at
+        # the same rate whose answers are not counted: start-up transients (HTTP/2 window
+        # growth, first page touches) are not what a long-running EIR sees.
+        await asyncio.gather(*(n.client.check(n.texts[0]) for n in nodes))
         rng = random.Random(seed)
+        if warmup > 0:
+            await _drive(nodes, warmup, rng, settings.timeout)
+            for node in nodes:
+                node.result = NodeResult(node.result.operator, node.result.rate)
         cpu0, server0 = time.process_time(), server_cpu() if server_cpu else None
-        start = loop.time() + 0.01
-        end = start + duration
-        for node in nodes:
-            node.start = start
-        gaps = [1.0 / n.result.rate for n in nodes]
-        nexts = [start + rng.expovariate(1.0) * g for g in gaps]
-        expo = rng.expovariate
-        while True:
-            now = loop.time()
-            for i, node in enumerate(nodes):
-                t = nexts[i]
-                fire = node.fire
-                while t <= now and t < end:
-                    fire(t)
-                    t += expo(1.0) * gaps[i]
-                nexts[i] = t
-            soonest = min(nexts)
-            if soonest >= end:
-                break
-            # Fire in ticks of at least TICK: an attach fired late by the tick still counts
-            # its wait in its latency (measured from the scheduled time).
-            await asyncio.sleep(max(TICK, soonest - loop.time()))
-        drain_until = loop.time() + settings.timeout + 1
-        while any(n.outstanding for n in nodes) and loop.time() < drain_until:
-            await asyncio.sleep(0.01)
-        elapsed = loop.time() - start
+        elapsed = await _drive(nodes, duration, rng, settings.timeout)
         client = time.process_time() - cpu0
         server = server_cpu() - server0 if server_cpu else None
     finally:

@@ -169,7 +169,9 @@ def prepare(
     spec = {"seed": seed, "devices": devices, "mix": format_mix(mix)}
     if marker.exists() and (db / "data.mdb").exists():
         saved = json.loads(marker.read_text())
-        if {k: saved.get(k) for k in spec} == spec:
+        # Temporary registrations run 60 days from the build: rebuild well before that.
+        fresh = time.time() - saved.get("now", 0) < 30 * DAY
+        if fresh and {k: saved.get(k) for k in spec} == spec:
             population = generate(devices=devices, mix=mix, seed=seed, now=saved["now"])
             return population, db
     now = int(time.time())

@@ -83,6 +83,44 @@ def test_concurrent_checks_are_coalesced_and_answered(
     run(test)
 
 
+def test_queued_batches_go_out_as_one_message(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches flushed while no write could go out are merged up to max_batch per message."""
+    sizes: list[int] = []
+    original = Checker.check_batch
+
+    def counting(self: Checker, requests: Any) -> bytes:
+        sizes.append(len(requests))
+        return original(self, requests)
+
+    monkeypatch.setattr(Checker, "check_batch", counting)
+    expected = _expected()
+    imeis = [list(expected)[i % len(expected)] for i in range(90)]
+
+    async def test() -> None:
+        server, port = await _serving(store)
+        try:
+            async with Client(f"127.0.0.1:{port}", max_batch=60, max_delay=0.01) as client:
+                await client.check(imeis[0])
+                sizes.clear()
+                loop = asyncio.get_running_loop()
+                waiting: list[asyncio.Future[Any]] = []
+                for start in range(0, 90, 30):  # three flushes before the writer can run
+                    for imei in imeis[start : start + 30]:
+                        future: asyncio.Future[Any] = loop.create_future()
+                        client.submit(lambda r, e, f=future: f.set_result(r), imei)
+                        waiting.append(future)
+                    client._flush()
+                answers = await asyncio.gather(*waiting)
+        finally:
+            await server.stop(0)
+        assert [(a.status, a.reason) for a in answers] == [expected[i] for i in imeis]
+        assert sizes == [60, 30]
+
+    run(test)
+
+
 def test_lone_check_is_flushed_after_max_delay(store: Store) -> None:
     """A single check() below max_batch is sent once max_delay has passed."""
 

@@ -166,3 +166,20 @@ def test_mostly_plain_batch_with_strays_equals_protobuf(store: Store, form: int)
     assert checker.check_batch(message.requests) == (
         checker.check_many(message.requests).SerializeToString()
     )
+
+
+def test_cached_expiry_answer_flips_when_the_expiry_passes(store: Store) -> None:
+    """One checker, one temporary device: WHITELISTED/TEMPORARY before its expiry and
+    BLACKLISTED/EXPIRED from it on, the same as the message path each time."""
+    temporary = RECORDS[3]
+    body = next(b for i, b in enumerate(STORED) if RECORDS[i % len(RECORDS)] is temporary)
+    now = [float(temporary.expires_at - 5)]
+    checker = Checker(store, Policy(), clock=lambda: now[0])
+    message = _batch([_forms(body)[1], _forms(STORED[0])[1]])
+    reasons = []
+    for moment in (temporary.expires_at - 5, temporary.expires_at - 1, temporary.expires_at):
+        now[0] = float(moment)
+        got = checker.check_batch(message.requests)
+        assert got == checker.check_many(message.requests).SerializeToString()
+        reasons.append(eir_pb2.CheckIMEIBatchResponse.FromString(got).responses[0].reason)
+    assert reasons == [Reason.TEMPORARY, Reason.TEMPORARY, Reason.EXPIRED]
