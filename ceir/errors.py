@@ -48,6 +48,26 @@ class LimitError(CeirError):
     """A request goes beyond a configured limit (batch size, message size)."""
 
 
+class RemoteError(CeirError):
+    """A ceir server did not give an answer (raised by :mod:`ceir.client`)."""
+
+
+class UnavailableError(RemoteError):
+    """The server cannot be reached, or the connection broke and retries ran out."""
+
+
+class DeadlineError(RemoteError):
+    """No answer arrived within the deadline."""
+
+
+class RejectedError(RemoteError):
+    """The server refused the request (limits, authentication, permission)."""
+
+
+class ClientClosedError(RemoteError):
+    """The client was closed before the answer arrived."""
+
+
 class FeedError(CeirError):
     """A feed file cannot be imported as a whole (unreadable, wrong columns, refused)."""
 
@@ -69,6 +89,14 @@ class FeedRefusedError(FeedError):
 
 class NotFoundError(CeirError):
     """The register holds nothing under the name asked for."""
+
+
+class ForbiddenError(CeirError):
+    """The principal may not do this (wrong role, another operator's data, its own stage)."""
+
+
+class StageExpiredError(CeirError):
+    """A staged bulk import was not approved in time; it has been dropped."""
 
 
 class InvalidRequestError(CeirError):

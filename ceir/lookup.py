@@ -1,14 +1,29 @@
 """The lookup path: CheckIMEI requests in, CheckIMEI responses out. The hot core.
 
-Per IMEI it does the minimum: a fast parse for plain digit strings, one ``get`` in a
-read transaction shared by the whole message, and a decision cached per distinct
-record value (only records with an expiry are decided afresh, against the clock).
+Per IMEI it does the minimum. :meth:`Checker.check_batch` answers a whole batch message
+and returns the serialized ``CheckIMEIBatchResponse``:
+
+- the common message (every IMEI plain 14, 15 or 16 ASCII digits of one length, no
+  request ids) is handled column-wise: the Luhn check digits of all IMEIs come from 14
+  byte-column slices summed as big integers (the sum per IMEI is at most 126, so the
+  base-256 "digits" never carry), the store keys from one ``int()`` each, the records
+  from one ``txn.get`` each inside one read transaction;
+- a response element is the precomputed bytes of its decision (status, reason, source
+  and the field tags) plus the canonical IMEI and TAC bytes, encoded exactly as
+  protobuf would (fields in number order), so no per-IMEI message object is built;
+- everything else (request ids, mixed lengths, malformed or junk IMEIs, records with an
+  expiry) goes through :func:`_element`, which builds the element with protobuf itself.
+
+The answers are identical to :meth:`Checker.check_many`, which builds response messages
+the ordinary way (the tests compare the two).
 """
 
 from __future__ import annotations
 
+import collections
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
 
 from ceir import imei as imei_mod
 from ceir.errors import InvalidImeiError
@@ -19,6 +34,90 @@ from ceir.store import Store
 from ceir.v1 import eir_pb2
 
 Response = eir_pb2.CheckIMEIResponse
+# The record's IntEnums are the proto numbers; the generated stubs want their own NewType.
+_response: Callable[..., Response] = Response
+
+_TAIL = 15 + 10  # an element's bytes after the head: IMEI value, TAC tag and value
+_TAIL_SVN = _TAIL + 4  # ... and the SVN's tag, length and value
+_IMEI = attrgetter("imei")
+_REQUEST_ID = attrgetter("request_id")
+_NO_EXPIRY = b"\x00\x00\x00\x00"
+_HEADER = slice(0, 4)  # reason, source, flags, pad: the decision when there is no expiry
+_EXPIRY = slice(8, 12)
+
+# Luhn in columns: digit value as is, doubled (digits summed), and sum -> ASCII check digit.
+_AS_IS = bytes.maketrans(b"0123456789", bytes(range(10)))
+_DOUBLED = bytes.maketrans(b"0123456789", bytes((0, 2, 4, 6, 8, 1, 3, 5, 7, 9)))
+_TO_CHECK_DIGIT = bytes(48 + (-s % 10) for s in range(256))
+_IS_ZERO = bytes.maketrans(b"0123456789", b"\x01" + bytes(9))
+
+# The bodies junk_flags marks without a test TAC: one digit repeated, counting sequences.
+_JUNK_KEYS = frozenset(
+    imei_mod.body_key(body)
+    for body in (
+        *(str(d) * 14 for d in range(10)),
+        *("01234567890123456789"[i : i + 14] for i in range(7)),
+        *("98765432109876543210"[i : i + 14] for i in range(7)),
+    )
+)
+
+
+def check_digits(bodies: bytes, stride: int) -> bytes:
+    """The ASCII Luhn check digits of the 14-digit bodies starting every *stride* bytes.
+
+    *bodies* holds ASCII digits only and its length is a multiple of *stride* (>= 14).
+    """
+    count = len(bodies) // stride
+    total = 0
+    for position in range(imei_mod.BODY_LENGTH):
+        column = bodies[position::stride].translate(_DOUBLED if position % 2 else _AS_IS)
+        total += int.from_bytes(column, "big")
+    return total.to_bytes(count, "big").translate(_TO_CHECK_DIGIT)
+
+
+def _tails(raw: bytes, width: int, digits: bytes) -> bytes:
+    """Every element's bytes after its head, laid out back to back, built column by column:
+    the canonical IMEI's value, the TAC field, and for IMEISVs (*width* 16) the SVN field."""
+    count = len(digits)
+    size = _TAIL_SVN if width == 16 else _TAIL
+    block = bytearray(count * size)
+    for k in range(14):
+        block[k::size] = raw[k::width]
+    block[14::size] = digits
+    block[15::size] = b"*" * count  # field 5 (tac), 8 bytes
+    block[16::size] = b"\x08" * count
+    for k in range(8):
+        block[17 + k :: size] = raw[k::width]
+    if width == 16:
+        block[25::size] = b"J" * count  # field 9 (svn), 2 bytes
+        block[26::size] = b"\x02" * count
+        block[27::size] = raw[14::width]
+        block[28::size] = raw[15::width]
+    return bytes(block)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _element(response: Response) -> bytes:
+    """One ``responses`` element of a serialized CheckIMEIBatchResponse."""
+    data = response.SerializeToString()
+    return b"\n" + _varint(len(data)) + data
+
+
+def _head(decision: Decision, tail: int) -> bytes:
+    """The bytes of an element up to the IMEI's value, for a body of *tail* more bytes."""
+    fields = bytearray((0x08, decision.status, 0x10, decision.reason))
+    if decision.source:
+        fields += bytes((0x18, decision.source))
+    fields += b'"\x0f'  # field 4 (imei), 15 bytes
+    return b"\n" + _varint(len(fields) + tail) + bytes(fields)
 
 
 class Checker:
@@ -31,6 +130,12 @@ class Checker:
         self.policy = policy
         self.clock = clock
         self._decisions: dict[bytes, Decision] = {}
+        # Element heads by record header (records without expiry) for plain IMEIs,
+        # without and with an SVN; result bytes of the packed form likewise.
+        self._heads: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
+        self._unknown_heads = (_head(policy.unknown, _TAIL), _head(policy.unknown, _TAIL_SVN))
+        self._codes: dict[bytes, int] = {}
+        self._expiring: dict[bytes, tuple[int, tuple[bytes, bytes], tuple[bytes, bytes]]] = {}
 
     def _decide(self, value: bytes | None, now: float) -> Decision:
         if value is None:
@@ -59,7 +164,7 @@ class Checker:
         self.check_into(response.responses, requests)
         return response
 
-    def check_into(self, out: object, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> None:
+    def check_into(self, out: object, requests: Iterable[eir_pb2.CheckIMEIRequest]) -> None:
         """Append one response per request to the repeated field *out*."""
         add = out.add  # type: ignore[attr-defined]
         now = self.clock()
@@ -96,22 +201,218 @@ class Checker:
                     detail=_problem(text),
                 )
 
+    # -- the bulk path -------------------------------------------------------------
+
+    def check_batch(self, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> bytes:
+        """The serialized CheckIMEIBatchResponse for *requests*: same answers as
+        :meth:`check_many`, built without a message object per IMEI."""
+        texts = list(map(_IMEI, requests))
+        count = len(texts)
+        if not count or any(map(_REQUEST_ID, requests)):
+            return b"".join(self._mixed(texts, requests))
+        joined = "".join(texts)
+        width = len(joined) // count
+        if (
+            14 <= width <= 16
+            and len(joined) == width * count
+            and joined.isascii()
+            and joined.isdigit()
+            and set(map(len, texts)) == {width}
+        ):
+            raw = joined.encode()
+            digits = check_digits(raw, width)
+            if width != 15 or digits == raw[14::15]:
+                return b"".join(self._plain(raw, width, digits))
+        return b"".join(self._split(texts, requests))
+
+    def _split(self, texts: list[str], requests: Sequence[eir_pb2.CheckIMEIRequest]) -> list[bytes]:
+        """A batch of mostly plain IMEIs of one width and a few others (malformed, bad
+        check digit, another width): the plain ones in bulk, the others one by one."""
+        width = collections.Counter(map(len, texts)).most_common(1)[0][0]
+        if not 14 <= width <= 16:
+            return self._mixed(texts, requests)
+        plain = [i for i, t in enumerate(texts) if len(t) == width and t.isascii() and t.isdigit()]
+        raw = "".join([texts[i] for i in plain]).encode()
+        digits = check_digits(raw, width)
+        if width == 15 and digits != raw[14::15]:
+            plain = [i for k, i in enumerate(plain) if digits[k] == raw[15 * k + 14]]
+            raw = "".join([texts[i] for i in plain]).encode()
+            digits = check_digits(raw, width)
+        elements = [b""] * len(texts)
+        for i, element in zip(plain, self._plain(raw, width, digits), strict=True):
+            elements[i] = element
+        rest = [i for i, element in enumerate(elements) if not element]
+        others = self._mixed([texts[i] for i in rest], [requests[i] for i in rest])
+        for i, element in zip(rest, others, strict=True):
+            elements[i] = element
+        return elements
+
+    def _plain(self, raw: bytes, width: int, digits: bytes) -> list[bytes]:
+        """Elements for IMEIs of one *width*, laid out in *raw*, all valid, no ids."""
+        ends = range(14, len(raw) + 14, width)  # end of each body in raw
+        keys = [int(raw[end - 14 : end]).to_bytes(8, "big") for end in ends]
+        now = self.clock()
+        with self.store.read() as txn:
+            values = list(map(txn.get, keys))
+        special = self._suspects(raw, width, keys)
+        svn = width == 16
+        heads = self._heads[svn]
+        unknown = self._unknown_heads[svn]
+        tails = _tails(raw, width, digits)
+        size = _TAIL_SVN if svn else _TAIL
+        elements = []
+        at = 0
+        for i, value in enumerate(values):
+            if value is None:
+                head = unknown
+            elif value[_EXPIRY] == _NO_EXPIRY:
+                head = heads.get(value[_HEADER]) or self._head_for(value, now, svn)
+            elif not svn and i not in special:
+                # An expiry: the answer flips when it passes, and carries expires_at
+                # after the TAC (before an SVN, hence not for IMEISVs).
+                key = value[_HEADER] + value[_EXPIRY]
+                entry = self._expiring.get(key) or self._expiring_for(key, value)
+                head, extra = entry[1] if now < entry[0] else entry[2]
+                elements.append(head + tails[at : at + size] + extra)
+                at += size
+                continue
+            else:
+                head = b""
+            if not head or i in special:
+                end = i * width + 14
+                elements.append(self._special(raw, end, width, digits[i], value, now))
+            else:
+                elements.append(head + tails[at : at + size])
+            at += size
+        return elements
+
+    def _expiring_for(
+        self, key: bytes, value: bytes
+    ) -> tuple[int, tuple[bytes, bytes], tuple[bytes, bytes]]:
+        """Head and trailing expires_at field of a record with an expiry, before and
+        from its expiry on (the policy decides both now; the clock picks one later)."""
+        reason, source, flags, expires_at = unpack_header(value)
+        sides = []
+        for moment in (expires_at - 1, expires_at):
+            decision = self.policy.decide_fields(reason, source, flags, expires_at, moment)
+            extra = b""
+            if decision.expires_at:
+                stamp = b"\x08" + _varint(decision.expires_at)
+                extra = b"B" + _varint(len(stamp)) + stamp  # field 8 (expires_at)
+            sides.append((_head(decision, _TAIL + len(extra)), extra))
+        entry = (expires_at, sides[0], sides[1])
+        if len(self._expiring) < 4096:
+            self._expiring[key] = entry
+        return entry
+
+    def _head_for(self, value: bytes, now: float, svn: bool) -> bytes:
+        head = _head(self._decide(value, now), _TAIL_SVN if svn else _TAIL)
+        if len(self._heads[svn]) < 4096:
+            self._heads[svn][value[_HEADER]] = head
+        return head
+
+    @staticmethod
+    def _suspects(raw: bytes, width: int, keys: list[bytes]) -> set[int]:
+        """Positions of IMEIs that may be junk: a repeated or counting body, or a TAC
+        starting ``00`` (where the test TACs are). :func:`junk_flags` decides later."""
+        special: set[int] = set()
+        if not _JUNK_KEYS.isdisjoint(keys):
+            special.update(i for i, key in enumerate(keys) if key in _JUNK_KEYS)
+        zeros = raw[0::width].translate(_IS_ZERO)
+        both = int.from_bytes(zeros, "big") & int.from_bytes(
+            raw[1::width].translate(_IS_ZERO), "big"
+        )
+        if both:
+            flags = both.to_bytes(len(zeros), "big")
+            special.update(i for i, flag in enumerate(flags) if flag)
+        return special
+
+    def _special(
+        self, raw: bytes, end: int, width: int, digit: int, value: bytes | None, now: float
+    ) -> bytes:
+        body = raw[end - 14 : end].decode()
+        decision = self._decide(value, now)
+        response = _response(
+            status=decision.status,
+            reason=decision.reason,
+            source=decision.source,
+            imei=body + chr(digit),
+            tac=body[:8],
+        )
+        if decision.expires_at:
+            response.expires_at.seconds = decision.expires_at
+        if width == 16:
+            response.svn = raw[end : end + 2].decode()
+        if imei_mod.junk_flags(body) is not Junk.NONE:
+            response.suspicious = True
+        return _element(response)
+
+    def _mixed(self, texts: list[str], requests: Sequence[eir_pb2.CheckIMEIRequest]) -> list[bytes]:
+        """Elements for any batch: one protobuf element per IMEI (the general path)."""
+        now = self.clock()
+        decide = self._decide
+        parts = []
+        with self.store.read() as txn:
+            get = txn.get
+            for text, request in zip(texts, requests, strict=True):
+                n = len(text)
+                if 14 <= n <= 16 and text.isascii() and text.isdigit():
+                    body = text[:14]
+                    cd = check_digit(body)
+                    if n != 15 or ord(text[14]) - 48 == cd:
+                        decision = decide(get(int(body).to_bytes(8, "big")), now)
+                        r = _response(
+                            status=decision.status,
+                            reason=decision.reason,
+                            source=decision.source,
+                            imei=body + chr(48 + cd),
+                            tac=body[:8],
+                            request_id=request.request_id,
+                        )
+                        if decision.expires_at:
+                            r.expires_at.seconds = decision.expires_at
+                        if n == 16:
+                            r.svn = text[14:]
+                        if imei_mod.junk_flags(body) is not Junk.NONE:
+                            r.suspicious = True
+                        parts.append(_element(r))
+                        continue
+                parts.append(
+                    _element(
+                        _response(
+                            status=INVALID.status,
+                            reason=Reason.INVALID_IMEI,
+                            request_id=request.request_id,
+                            detail=_problem(text),
+                        )
+                    )
+                )
+        return parts
+
+    # -- the packed form -------------------------------------------------------------
+
     def check_packed(self, keys: bytes) -> bytes:
         """One result byte, ``(reason << 2) | status``, per 8-byte key in *keys*."""
         now = self.clock()
-        decide = self._decide
         invalid = (Reason.INVALID_IMEI << 2) | INVALID.status
+        unknown = (self.policy.unknown.reason << 2) | self.policy.unknown.status
+        split = [keys[i : i + 8] for i in range(0, len(keys), 8)]
+        with self.store.read() as txn:
+            values = list(map(txn.get, split))
+        codes = self._codes
         out = bytearray()
         append = out.append
-        with self.store.read() as txn:
-            get = txn.get
-            for i in range(0, len(keys), 8):
-                key = keys[i : i + 8]
-                if key > _MAX_KEY:
-                    append(invalid)
-                    continue
-                decision = decide(get(key), now)
-                append((decision.reason << 2) | decision.status)
+        for key, value in zip(split, values, strict=True):
+            if value is None:
+                append(invalid if key > _MAX_KEY else unknown)
+            elif value[_EXPIRY] == _NO_EXPIRY and value[_HEADER] in codes:
+                append(codes[value[_HEADER]])
+            else:
+                decision = self._decide(value, now)
+                code = (decision.reason << 2) | decision.status
+                if value[_EXPIRY] == _NO_EXPIRY and len(codes) < 4096:
+                    codes[value[_HEADER]] = code
+                append(code)
         return bytes(out)
 
 

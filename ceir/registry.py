@@ -26,12 +26,12 @@ from ceir.errors import (
 )
 from ceir.feeds import Format, Kind
 from ceir.feeds.history import HistoryEntry, device_history
-from ceir.feeds.importer import import_file
 from ceir.feeds.single import OneChange, apply_one
 from ceir.feeds.summary import ImportSummary
 from ceir.imei import parse_lenient
 from ceir.policy import Policy
 from ceir.record import Record
+from ceir.staging import Stage, submit
 from ceir.store import Store
 from ceir.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
@@ -62,6 +62,7 @@ _STATES = {
     "done": registry_pb2.IMPORT_STATE_DONE,
     "already-imported": registry_pb2.IMPORT_STATE_ALREADY_IMPORTED,
     "refused": registry_pb2.IMPORT_STATE_REFUSED,
+    "needs-approval": registry_pb2.IMPORT_STATE_STAGED,
 }
 
 
@@ -88,6 +89,18 @@ def _record(record: Record | None) -> registry_pb2.DeviceRecord:
         if record.expires_at:
             out.expires_at.seconds = record.expires_at
     return out
+
+
+def _staged(stage: Stage) -> registry_pb2.ImportFeedResponse:
+    return registry_pb2.ImportFeedResponse(
+        state=registry_pb2.IMPORT_STATE_STAGED,
+        digest=stage.digest,
+        format=stage.format,
+        rows=stage.rows,
+        added=stage.new_devices,
+        message=stage.line(),
+        stage_id=stage.id,
+    )
 
 
 def _summary(s: ImportSummary) -> registry_pb2.ImportFeedResponse:
@@ -141,11 +154,20 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         *,
         actor: Callable[[Any], str] = peer_actor,
         max_import_bytes: int = MAX_IMPORT_BYTES,
+        allow: Callable[[Kind], None] = lambda kind: None,
+        allow_unblock: Callable[[str], None] = lambda imei: None,
+        stage_above: int = 0,
     ) -> None:
         self.store = store
         self.policy = policy
         self.actor = actor
         self.max_import_bytes = max_import_bytes
+        self.allow = allow
+        """Raises ForbiddenError when the caller may not write *kind* (ceir.access)."""
+        self.allow_unblock = allow_unblock
+        """Raises ForbiddenError when the caller may not clear this IMEI's report."""
+        self.stage_above = stage_above
+        """Two-person rule: files adding more new devices are staged (0: never)."""
 
     async def ImportFeed(
         self, request_iterator: AsyncIterator[registry_pb2.ImportFeedRequest], context: Any
@@ -156,6 +178,7 @@ class Registry(registry_pb2_grpc.RegistryServicer):
             raise InvalidRequestError("the first ImportFeed message must carry the header")
         header = first.header
         kind = _kind(header.kind)
+        self.allow(kind)
         name = Path(header.filename).name or f"{kind.value}-feed"
         fd, tmp = tempfile.mkstemp(prefix="ceir-import-", suffix=Path(name).suffix)
         try:
@@ -171,12 +194,13 @@ class Registry(registry_pb2_grpc.RegistryServicer):
                         )
                     f.write(message.chunk)
             try:
-                summary = await asyncio.to_thread(
-                    import_file,
+                result = await asyncio.to_thread(
+                    submit,
                     self.store,
                     kind,
                     Path(tmp),
                     actor=actor,
+                    stage_above=self.stage_above,
                     fmt=_FORMATS.get(header.format),
                     name=name,
                 )
@@ -184,14 +208,18 @@ class Registry(registry_pb2_grpc.RegistryServicer):
                 refused: Any = exc.summary
                 log.warning("ImportFeed from %s: %s", actor, exc)
                 return _summary(refused)
-            log.info("ImportFeed from %s: %s", actor, summary.line())
-            return _summary(summary)
+            if isinstance(result, Stage):
+                log.info("ImportFeed from %s: staged as %s", actor, result.id)
+                return _staged(result)
+            log.info("ImportFeed from %s: %s", actor, result.line())
+            return _summary(result)
         finally:
             os.unlink(tmp)
 
     async def _apply(
         self, context: Any, kind: Kind, fields: dict[str, str], request: str
     ) -> registry_pb2.DeviceChange:
+        self.allow(kind)
         change: OneChange = await asyncio.to_thread(
             apply_one, self.store, kind, fields, actor=self.actor(context), request=request
         )
@@ -240,6 +268,7 @@ class Registry(registry_pb2_grpc.RegistryServicer):
     async def ClearLostStolen(
         self, request: registry_pb2.LostStolenRequest, context: Any
     ) -> registry_pb2.DeviceChange:
+        self.allow_unblock(request.imei)
         fields = self._lost_stolen(request, "UNBLOCK")
         name = f"ClearLostStolen {request.request_id}".strip()
         return await self._apply(context, Kind.LOST_STOLEN, fields, name)

@@ -75,6 +75,7 @@ REGISTRY_DBS: dict[str, bool] = {
     "identities": False,
     "rejects": False,
     "config": False,
+    "stages": False,  # bulk imports waiting for a second principal (ceir.staging)
 }
 
 T = TypeVar("T")

@@ -180,7 +180,19 @@ class ServerProcess:
     def __init__(self, db: Path) -> None:
         command = [sys.executable, "-c", "from ceir.cli import run; run()", "serve"]
         self.process = subprocess.Popen(  # noqa: S603 - this interpreter running ceir, fixed args
-            [*command, "--db", str(db), "--port", "0", "--no-demo", "--grace", "1"],
+            # One process: the CPU read below is this process's own.
+            [
+                *command,
+                "--db",
+                str(db),
+                "--port",
+                "0",
+                "--no-demo",
+                "--grace",
+                "1",
+                "--workers",
+                "1",
+            ],
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

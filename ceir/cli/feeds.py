@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, EXIT_FEED, fail, main
+from ceir.cli import CONTEXT, EPILOG, EXIT_FEED, EXIT_STAGED, fail, main
 from ceir.config import DEFAULT_DB
 from ceir.errors import CeirError, FeedRefusedError
 from ceir.feeds import Format, Kind  # enums only: cheap to import
@@ -125,6 +125,13 @@ def _cutoff(value: str | None) -> int | None:
     default=250_000,
     help="Rows per write transaction (bigger: fewer pages rewritten, more memory).",
 )
+@click.option(
+    "--stage-above",
+    type=click.IntRange(0),
+    default=100_000,
+    help="Two-person rule: a file adding more new devices is staged (exit 8) until another "
+    "principal runs `ceir approve`; 0: never stage.",
+)
 def import_(
     kind: str,
     file: Path,
@@ -141,6 +148,7 @@ def import_(
     cutoff: str | None,
     visitor_max_days: int,
     batch_rows: int,
+    stage_above: int,
 ) -> None:
     """Import a feed FILE of KIND into the register.
 
@@ -160,7 +168,7 @@ def import_(
     """
     from ceir.audit import local_actor
     from ceir.feeds.base import DEFAULT_CUTOFF, Options
-    from ceir.feeds.importer import import_file
+    from ceir.staging import Stage, submit
     from ceir.store import open_store
 
     options = Options(
@@ -178,11 +186,12 @@ def import_(
     progress = BarProgress(enabled=not quiet and sys.stderr.isatty())
     try:
         with open_store(db) as store:
-            summary = import_file(
+            result = submit(
                 store,
                 Kind(kind),
                 file,
                 actor=local_actor(),
+                stage_above=stage_above,
                 fmt=Format(fmt) if fmt else None,
                 options=options,
                 progress=progress,
@@ -195,7 +204,10 @@ def import_(
         sys.exit(EXIT_FEED)
     except CeirError as exc:
         fail(exc)
-    _print_summary(summary, quiet)
+    if isinstance(result, Stage):
+        click.echo(result.line())
+        sys.exit(EXIT_STAGED)
+    _print_summary(result, quiet)
 
 
 def _print_summary(summary: Any, quiet: bool) -> None:

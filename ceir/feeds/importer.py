@@ -332,6 +332,7 @@ def import_file(
     report: Path | None = None,
     clock: Callable[[], float] = time.time,
     name: str | None = None,
+    stage_above: int | None = None,
 ) -> ImportSummary:
     """Import feed file *path* of *kind* into *store* on behalf of *actor*.
 
@@ -341,7 +342,9 @@ def import_file(
     Returns the summary. Raises :class:`FeedRefusedError` (nothing written) when a
     threshold refuses the file, :class:`FeedFormatError` when it cannot be read. The
     reject report is written to *report* when there are rejects. *name* is the file
-    name recorded in the audit log (default: *path*'s name).
+    name recorded in the audit log (default: *path*'s name). A file that would add more
+    than *stage_above* new devices is not written: its summary has the state
+    ``needs-approval`` (the two-person rule, :mod:`ceir.staging`).
     """
     started = time.monotonic()
     imp = _Import(
@@ -356,7 +359,7 @@ def import_file(
         name=name or path.name,
     )
     try:
-        return _run(imp, started, report)
+        return _run(imp, started, report, stage_above)
     finally:
         imp.progress.close()
 
@@ -381,7 +384,9 @@ def _find(store: Store, key: bytes) -> dict[str, Any] | None:
         )
 
 
-def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
+def _run(
+    imp: _Import, started: float, report: Path | None, stage_above: int | None = None
+) -> ImportSummary:
     store = imp.store
     digest = file_digest(imp.path)
     info = _find(store, _index_key(digest, imp.feed.kind.value, dataclasses.asdict(imp.options)))
@@ -424,6 +429,8 @@ def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
         why = imp.refusal(found)
         if why:
             return _refuse(imp, found, base, why, started, report)
+        if stage_above is not None and found.added > stage_above:
+            return _needs_approval(imp, found, base, stage_above, started)
         info = store.write(lambda txn: _begin(txn, store, digest, base))
         duplicates = found.duplicates
     else:
@@ -469,6 +476,25 @@ def _finish(
         if report is not None:
             write_report(report, imp.name, rejects_of(store, origin))
             summary.report = str(report)
+    return summary
+
+
+def _needs_approval(
+    imp: _Import, found: _Check, base: dict[str, Any], limit: int, started: float
+) -> ImportSummary:
+    """The summary of a file held for a second principal's approval; nothing is written."""
+    base["counts"].update(
+        added=found.added,
+        changed=found.changed,
+        unchanged=found.unchanged,
+        rejected=dict(found.rejected),
+        malformed=found.malformed,
+    )
+    summary = _summary(imp, base["digest"], "needs-approval", base, time.monotonic() - started)
+    summary.message = (
+        f"{imp.name}: would add {found.added:,} new devices, above the two-person threshold "
+        f"of {limit:,}: held for approval by a second principal (ministry or admin)"
+    )
     return summary
 
 

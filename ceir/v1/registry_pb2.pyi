@@ -89,6 +89,10 @@ class _ImportStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImportSta
     """The same bytes were imported before: nothing done."""
     IMPORT_STATE_REFUSED: _ImportState.ValueType  # 3
     """Refused whole (too many malformed rows, too many new devices): nothing written."""
+    IMPORT_STATE_STAGED: _ImportState.ValueType  # 4
+    """Above the two-person threshold: held as stage_id until a second principal (ministry
+    or admin) approves it with Approvals.ApproveStage; nothing written yet.
+    """
 
 class ImportState(_ImportState, metaclass=_ImportStateEnumTypeWrapper): ...
 
@@ -99,6 +103,10 @@ IMPORT_STATE_ALREADY_IMPORTED: ImportState.ValueType  # 2
 """The same bytes were imported before: nothing done."""
 IMPORT_STATE_REFUSED: ImportState.ValueType  # 3
 """Refused whole (too many malformed rows, too many new devices): nothing written."""
+IMPORT_STATE_STAGED: ImportState.ValueType  # 4
+"""Above the two-person threshold: held as stage_id until a second principal (ministry
+or admin) approves it with Approvals.ApproveStage; nothing written yet.
+"""
 Global___ImportState: _TypeAlias = ImportState  # noqa: Y015
 
 class _ChangeOutcome:
@@ -247,6 +255,7 @@ class ImportFeedResponse(_message.Message):
     WARNINGS_FIELD_NUMBER: _builtins.int
     ELAPSED_SECONDS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    STAGE_ID_FIELD_NUMBER: _builtins.int
     state: Global___ImportState.ValueType
     import_id: _builtins.int
     digest: _builtins.str
@@ -259,7 +268,9 @@ class ImportFeedResponse(_message.Message):
     rejected: _builtins.int
     elapsed_seconds: _builtins.float
     message: _builtins.str
-    """Why the file was refused, or that it was imported before."""
+    """Why the file was refused, or that it was imported before, or staged."""
+    stage_id: _builtins.int
+    """IMPORT_STATE_STAGED: the stage to approve."""
     @_builtins.property
     def rejected_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
     @_builtins.property
@@ -285,10 +296,11 @@ class ImportFeedResponse(_message.Message):
         warnings: _abc.Iterable[_builtins.str] | None = ...,
         elapsed_seconds: _builtins.float = ...,
         message: _builtins.str = ...,
+        stage_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "changed", b"changed", "digest", b"digest", "elapsed_seconds", b"elapsed_seconds", "first_rejects", b"first_rejects", "format", b"format", "import_id", b"import_id", "message", b"message", "rejected", b"rejected", "rejected_by_reason", b"rejected_by_reason", "rows", b"rows", "state", b"state", "unchanged", b"unchanged", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "changed", b"changed", "digest", b"digest", "elapsed_seconds", b"elapsed_seconds", "first_rejects", b"first_rejects", "format", b"format", "import_id", b"import_id", "message", b"message", "rejected", b"rejected", "rejected_by_reason", b"rejected_by_reason", "rows", b"rows", "stage_id", b"stage_id", "state", b"state", "unchanged", b"unchanged", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
