@@ -231,6 +231,36 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert command.help, f"`ceir {' '.join(path)}` has no description"
 
 
+def leaf_contexts(
+    group: click.Group, parent: click.Context | None = None
+) -> Iterator[click.Context]:
+    """A context for every leaf command, built the way click builds it for a real call."""
+    for name, command in group.commands.items():
+        ctx = click.Context(command, info_name=name, parent=parent, **command.context_settings)
+        if isinstance(command, click.Group):
+            yield from leaf_contexts(command, ctx)
+        else:
+            yield ctx
+
+
+def test_every_flag_reads_ceir_flag_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each flag of each command reads CEIR_<FLAG> (--tokens: CEIR_TOKENS), whatever the
+    name of its parameter, as the help's epilog promises."""
+    root = click.Context(main, info_name="ceir", **main.context_settings)
+    wrong = []
+    for ctx in leaf_contexts(main, root):
+        for option in ctx.command.params:
+            if not isinstance(option, click.Option) or option.name == "help":
+                continue
+            flag = max(option.opts, key=len).removeprefix("--")
+            envvar = "CEIR_" + flag.upper().replace("-", "_")
+            monkeypatch.setenv(envvar, "from-env")
+            if option.resolve_envvar_value(ctx) != "from-env":
+                wrong.append(f"{ctx.command_path} --{flag}")
+            monkeypatch.delenv(envvar)
+    assert wrong == []
+
+
 def test_help_documents_exit_codes() -> None:
     """`ceir --help` lists the commands and the exit codes."""
     result = invoke("--help")

@@ -26,6 +26,7 @@ def _server(fn: F) -> F:
     return click.option(
         "--server",
         "address",
+        envvar="CEIR_SERVER",  # named after the flag, not the parameter
         default=f"127.0.0.1:{DEFAULT_PORT}",
         help="Address of the running ceir server.",
     )(fn)

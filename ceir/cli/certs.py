@@ -16,6 +16,7 @@ from ceir.cli import CONTEXT, EPILOG, main
 @click.option(
     "--host",
     "hosts",
+    envvar="CEIR_HOST",  # named after the flag; several names: separated by spaces
     multiple=True,
     default=("localhost", "127.0.0.1", "::1"),
     show_default=True,

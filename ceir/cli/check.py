@@ -49,7 +49,13 @@ def _check_result(response: Any) -> dict[str, Any]:
     show_default=True,
     help="Address of a running ceir server.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
+@click.option(
+    "--json",
+    "as_json",
+    envvar="CEIR_JSON",
+    is_flag=True,
+    help="Print the answer as one JSON object.",
+)
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait.")
 @client_options
 def check(

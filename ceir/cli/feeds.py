@@ -61,6 +61,7 @@ def _cutoff(value: str | None) -> int | None:
 @click.option(
     "--format",
     "fmt",
+    envvar="CEIR_FORMAT",  # named after the flag, not the parameter
     type=click.Choice(FORMATS),
     default=None,
     show_default="auto",
@@ -263,7 +264,9 @@ def audit(imei: str, db: Path) -> None:
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
 @click.argument("kind", type=click.Choice(KINDS), metavar="KIND")
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
-@click.option("--rows", "n", type=click.IntRange(0), default=1000, help="How many rows.")
+@click.option(
+    "--rows", "n", envvar="CEIR_ROWS", type=click.IntRange(0), default=1000, help="How many rows."
+)
 @click.option(
     "--dirt",
     type=click.FloatRange(0, 1),
@@ -271,7 +274,9 @@ def audit(imei: str, db: Path) -> None:
     help="Share of rows with one realistic defect (0.02: 2%).",
 )
 @click.option("--seed", type=int, default=0, help="Same seed, same file.")
-@click.option("--format", "fmt", type=click.Choice(("csv", "jsonl")), default="csv")
+@click.option(
+    "--format", "fmt", envvar="CEIR_FORMAT", type=click.Choice(("csv", "jsonl")), default="csv"
+)
 @click.option(
     "--start",
     type=int,

@@ -14,6 +14,7 @@ from ceir.errors import CeirError
 _FILE = click.option(
     "--tokens",
     "path",
+    envvar="CEIR_TOKENS",  # the same file `ceir serve --tokens` reads
     type=click.Path(path_type=Path, dir_okay=False),
     default=DEFAULT_TOKENS,
     show_default=True,
@@ -34,7 +35,13 @@ def token() -> None:
     type=click.Choice(["operator", "manufacturer", "customs", "ministry", "consumer", "admin"]),
     help="What the principal may do.",
 )
-@click.option("--operator", "operator_id", default="", help="MCC-MNC of an operator, e.g. 510-10.")
+@click.option(
+    "--operator",
+    "operator_id",
+    envvar="CEIR_OPERATOR",
+    default="",
+    help="MCC-MNC of an operator, e.g. 510-10.",
+)
 @_FILE
 def add(name: str, role: str, operator_id: str, path: Path) -> None:
     """Create a token for principal NAME and print it once (only its hash is kept).
