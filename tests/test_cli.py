@@ -19,8 +19,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ceir import __version__, demo
+from ceir.auth import Role
 from ceir.cli import main
+from ceir.config import Settings
 from ceir.store import open_store
+from ceir.tokens import TokenBook
+from tests._serving import serving
 from tests.conftest import RunningServer
 
 REGISTERED_LINES = [
@@ -171,6 +175,24 @@ def test_check_unreachable_server_exits_4() -> None:
     assert result.stdout == ""
     assert result.stderr.startswith(f"ceir: no answer from the ceir server at {address} (")
     assert result.stderr.endswith("); is `ceir serve` running?\n")
+
+
+def test_check_without_credentials_on_a_secured_server_exits_9(tmp_path: Path) -> None:
+    """A server with bearer tokens refuses an anonymous `ceir check` (exit 9, saying how to
+    authenticate, not that the server is down) and answers one with a token (exit 0)."""
+    book, secret = TokenBook().add("portal", Role.CONSUMER)
+    book.save(tmp_path / "tokens.json")
+    with serving(Settings(db=tmp_path / "db", tokens=tmp_path / "tokens.json")) as running:
+        server = ["--server", running.address]
+        anonymous = invoke("check", "352099001761481", *server)
+        assert anonymous.exit_code == 9
+        assert anonymous.stderr == (
+            f"ceir: the ceir server at {running.address} does not allow this call "
+            "(UNAUTHENTICATED: authentication required); give --token, or --cert and --key, "
+            "of a principal that may make it\n"
+        )
+        allowed = invoke("check", "352099001761481", *server, "--token", secret)
+        assert (allowed.exit_code, allowed.stdout.splitlines()) == (0, REGISTERED_LINES)
 
 
 def test_check_server_from_environment(demo_server: RunningServer) -> None:

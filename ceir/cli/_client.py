@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
+
+from ceir.cli import EXIT_FORBIDDEN, EXIT_UNAVAILABLE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,3 +62,25 @@ def auth_from(
 ) -> ClientAuth:
     """The ClientAuth for the flags :func:`client_options` added."""
     return ClientAuth(ca, cert, key, token or None)
+
+
+def call_failed(exc: Any, address: str) -> NoReturn:
+    """Say why the call to *address* failed (a ``grpc.RpcError``) and exit: 9 when the
+    server does not allow it (no or wrong credentials), else 4 (no answer)."""
+    import grpc
+
+    code = exc.code()
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        click.echo(
+            f"ceir: the ceir server at {address} does not allow this call "
+            f"({code.name}: {exc.details()}); give --token, or --cert and --key, of a "
+            "principal that may make it",
+            err=True,
+        )
+        sys.exit(EXIT_FORBIDDEN)
+    click.echo(
+        f"ceir: no answer from the ceir server at {address} "
+        f"({code.name}: {exc.details()}); is `ceir serve` running?",
+        err=True,
+    )
+    sys.exit(EXIT_UNAVAILABLE)

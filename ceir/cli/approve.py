@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, EXIT_FORBIDDEN, EXIT_NO_STAGE, EXIT_UNAVAILABLE, main
-from ceir.cli._client import auth_from, client_options
+from ceir.cli import CONTEXT, EPILOG, EXIT_NO_STAGE, main
+from ceir.cli._client import auth_from, call_failed, client_options
 from ceir.config import DEFAULT_PORT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,14 +42,10 @@ def _call(address: str, auth: Any, method: str, request: Any) -> Any:
         try:
             return getattr(stub, method)(request, metadata=auth.metadata, timeout=600)
         except grpc.RpcError as exc:
-            code = exc.code()
-            click.echo(f"ceir: {code.name}: {exc.details()}", err=True)
-            forbidden = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
-            if code in forbidden:
-                sys.exit(EXIT_FORBIDDEN)
-            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                click.echo(f"ceir: {exc.details()}", err=True)
                 sys.exit(EXIT_NO_STAGE)
-            sys.exit(EXIT_UNAVAILABLE)
+            call_failed(exc, address)
 
 
 def _describe(stage: Any) -> str:

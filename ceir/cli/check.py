@@ -9,16 +9,8 @@ from typing import Any
 
 import click
 
-from ceir.cli import (
-    CONTEXT,
-    EPILOG,
-    EXIT_INVALID_IMEI,
-    EXIT_OK,
-    EXIT_REFUSED,
-    EXIT_UNAVAILABLE,
-    main,
-)
-from ceir.cli._client import auth_from, client_options
+from ceir.cli import CONTEXT, EPILOG, EXIT_INVALID_IMEI, EXIT_OK, EXIT_REFUSED, main
+from ceir.cli._client import auth_from, call_failed, client_options
 from ceir.config import DEFAULT_PORT
 from ceir.errors import InvalidImeiError
 
@@ -71,7 +63,7 @@ def check(
     """Check an IMEI the way a buyer would: is this phone registered?
 
     IMEI may be written with spaces or dashes (35-209900-176148-1). Exits 0 when the
-    device may connect, 1 when it will be refused.
+    device may connect, 1 when it will be refused, 9 when the server wants credentials.
     """
     import grpc
 
@@ -96,12 +88,7 @@ def check(
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 click.echo(f"ceir: {imei!r} is not a valid IMEI: {exc.details()}", err=True)
                 sys.exit(EXIT_INVALID_IMEI)
-            click.echo(
-                f"ceir: no answer from the ceir server at {address} "
-                f"({exc.code().name}: {exc.details()}); is `ceir serve` running?",
-                err=True,
-            )
-            sys.exit(EXIT_UNAVAILABLE)
+            call_failed(exc, address)
     if as_json:
         click.echo(json.dumps(_check_result(response), sort_keys=True))
     else:
