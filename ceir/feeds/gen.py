@@ -208,25 +208,6 @@ def _dirty(row: list[str], kind: Kind, rng: random.Random, previous: list[str] |
     return row
 
 
-_FIELDS = {
-    Kind.TAC: ("tac", "brand", "model", "device_type"),
-    Kind.MANUFACTURER: ("imei", "brand", "model", "tpp_number", "maker_id", "produced_at"),
-    Kind.CUSTOMS: (
-        "imei",
-        "declaration_no",
-        "id_type",
-        "id_number",
-        "arrival_date",
-        "channel",
-        "tax_paid",
-    ),
-    Kind.OPERATOR_DUMP: ("imei", "imsi", "msisdn", "first_seen"),
-    Kind.VISITOR: ("imei", "passport_number", "registered_at", "valid_until"),
-    Kind.EXCEPTION: ("imei", "category", "reference", "valid_until"),
-    Kind.LOST_STOLEN: ("imei", "report_ref", "action", "reported_at"),
-}
-
-
 def rows(
     kind: Kind, n: int, *, dirt: float = 0.0, seed: int = 0, start: int = -1, now: int = 0
 ) -> Iterator[list[str]]:
@@ -254,7 +235,9 @@ def write_rows(
 ) -> int:
     """Write *rows* of *kind* as a feed file (CSV with a header, or JSON Lines); returns
     how many. The writer the reader (:mod:`ceir.feeds.reader`) must read back exactly."""
-    fields = _FIELDS[kind]
+    from ceir.feeds.kinds import feed_for  # the column names are the feed's own
+
+    fields = feed_for(kind).fields
     n = 0
     if fmt is Format.JSONL:
         for row in rows:

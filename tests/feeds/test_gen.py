@@ -23,6 +23,26 @@ from .conftest import ACTOR
 DEVICE_KINDS = [k for k in Kind if k is not Kind.TAC]
 
 
+# The feed formats are fixed (customs and industry systems are built against them).
+HEADERS = {
+    Kind.TAC: "tac,brand,model,device_type",
+    Kind.MANUFACTURER: "imei,brand,model,tpp_number,maker_id,produced_at",
+    Kind.CUSTOMS: "imei,declaration_no,id_type,id_number,arrival_date,channel,tax_paid",
+    Kind.OPERATOR_DUMP: "imei,imsi,msisdn,first_seen",
+    Kind.VISITOR: "imei,passport_number,registered_at,valid_until",
+    Kind.EXCEPTION: "imei,category,reference,valid_until",
+    Kind.LOST_STOLEN: "imei,report_ref,action,reported_at",
+}
+
+
+@pytest.mark.parametrize("kind", list(Kind), ids=lambda k: k.value)
+def test_generated_header_is_the_fixed_feed_format(kind: Kind) -> None:
+    """Each kind's generated CSV starts with exactly the column names of the feed format."""
+    out = io.StringIO()
+    generate(kind, 1, out, seed=1, now=1_700_000_000)
+    assert out.getvalue().splitlines()[0] == HEADERS[kind]
+
+
 def test_same_seed_same_file() -> None:
     """A seed fixes every byte; another seed changes the file."""
     a, b, c = io.StringIO(), io.StringIO(), io.StringIO()
