@@ -30,6 +30,8 @@ Registry sub-databases (written by the feeds; see :mod:`ceir.audit`, :mod:`ceir.
     origin id + 4-byte row number -> JSON reject (no personal data).
 ``config``
     store-wide settings and secrets (the token key).
+``stages``
+    bulk imports waiting for a second principal's approval (:mod:`ceir.staging`).
 
 Adding these to an older store needs no migration: they are created on the first
 writable open, and a read-only open of a store without them sees them as empty.
