@@ -84,10 +84,8 @@ METHOD_RULES: dict[str, Rule] = {
     # Writes: the role table below says which feed kinds each role may write.
     _REGISTRY + "ImportFeed": Rule(WRITERS),
     _REGISTRY + "Register": Rule(WRITERS, write_limited=True),
-    _REGISTRY + "ReportLostStolen": Rule(
-        frozenset({Role.OPERATOR, Role.ADMIN}), write_limited=True
-    ),
-    _REGISTRY + "ClearLostStolen": Rule(frozenset({Role.OPERATOR, Role.ADMIN}), write_limited=True),
+    _REGISTRY + "ReportLostStolen": Rule(REPORTERS, write_limited=True),
+    _REGISTRY + "ClearLostStolen": Rule(REPORTERS, write_limited=True),
     # A device's full record and history (tokens, never clear personal data).
     _REGISTRY + "GetDevice": Rule(OPERATIONS),
     # Load balancers and orchestrators probe without credentials.

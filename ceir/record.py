@@ -48,11 +48,6 @@ class Source(enum.IntEnum):
     MINISTRY = 4
 
 
-# The kinds of registration a record can hold (a subset of Reason).
-REGISTRATION_REASONS = frozenset(
-    {Reason.REGISTERED, Reason.GRANDFATHERED, Reason.TEMPORARY, Reason.EXEMPT}
-)
-
 FLAG_LOST_STOLEN = 0x01
 
 # reason, source, flags, pad, registered_at, expires_at (both Unix seconds, u32;
