@@ -18,7 +18,7 @@ import socket
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ceir.record import RECORD_SIZE, Record
 from ceir.store import Store
@@ -55,17 +55,17 @@ class Action(enum.IntEnum):
     PURGE = 8
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One device change to append: the caller knows everything but the sequence.
 
-    ``old`` and ``new`` are packed records (:meth:`Record.pack`), None for no record.
+    ``old`` and ``new`` are records, packed (:meth:`Record.pack`, what bulk writers have
+    at hand) or not; None for no record.
     """
 
     key: bytes
     action: Action
-    old: bytes | None
-    new: bytes | None
+    old: Record | bytes | None
+    new: Record | bytes | None
     line: int = 0
     """Row number in the origin file (1-based data row); 0 for a request."""
 
@@ -85,8 +85,12 @@ class AuditEntry:
     new: Record | None
 
 
+def _packed(record: Record | bytes | None) -> bytes | None:
+    return record.pack() if isinstance(record, Record) else record
+
+
 def _pack(change: Change, at: int, origin: int) -> bytes:
-    old, new = change.old, change.new
+    old, new = _packed(change.old), _packed(change.new)
     return _ENTRY.pack(
         at,
         origin,

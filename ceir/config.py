@@ -15,6 +15,7 @@ from ceir.record import Status
 
 DEFAULT_DB = Path("var/ceir")
 DEFAULT_PORT = 50051
+DEFAULT_TOKENS = Path("var/tokens.json")
 MAX_BATCH = 10_000
 
 
@@ -48,6 +49,27 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     grace: float = 10.0
     """Seconds in-flight calls get to finish after SIGTERM/SIGINT."""
+    # -- security and hostile-input limits (ceir.transport, ceir.access) --
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    """With TLS: clients must present a certificate signed by this CA (mutual TLS)."""
+    tokens: Path | None = None
+    """Bearer-token file (``ceir token add``); None: no token authentication."""
+    insecure: bool = False
+    """Allow a non-loopback address without TLS or without authentication."""
+    consumer_rate: float = 10.0
+    """DeviceCheck calls per second per client (token bucket refill); 0: unlimited."""
+    consumer_burst: int = 50
+    write_rate: float = 5.0
+    """Single writes (Register, lost/stolen) per second per principal; 0: unlimited."""
+    write_burst: int = 500
+    stage_above: int = 100_000
+    """Two-person rule: an ImportFeed adding more new devices is staged; 0: never."""
+    max_stream_messages: int = 1_000_000
+    """Most messages in one client stream."""
+    stream_idle: float = 300.0
+    """Seconds a client stream may stay silent before the server ends it."""
     workers: int = 0
     """Server processes sharing the port (SO_REUSEPORT); 0: one per core."""
 
@@ -62,6 +84,12 @@ class Settings:
             raise ConfigError(f"workers {self.workers} must not be negative (0: one per core)")
         if self.grace < 0:
             raise ConfigError(f"grace {self.grace} must not be negative")
+        if self.consumer_rate < 0 or self.consumer_burst < 1:
+            raise ConfigError("consumer_rate must be >= 0 and consumer_burst >= 1")
+        if self.write_rate < 0 or self.write_burst < 1 or self.stage_above < 0:
+            raise ConfigError("write_rate, stage_above must be >= 0 and write_burst >= 1")
+        if self.max_stream_messages < 1 or self.stream_idle <= 0:
+            raise ConfigError("max_stream_messages must be >= 1 and stream_idle > 0")
 
     @property
     def address(self) -> str:

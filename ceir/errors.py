@@ -91,8 +91,23 @@ class NotFoundError(CeirError):
     """The register holds nothing under the name asked for."""
 
 
-class RequestError(CeirError):
-    """A single registration request breaks a rule (the reject says which)."""
+class ForbiddenError(CeirError):
+    """The principal may not do this (wrong role, another operator's data, its own stage)."""
+
+
+class StageExpiredError(CeirError):
+    """A staged bulk import was not approved in time; it has been dropped."""
+
+
+class InvalidRequestError(CeirError):
+    """A request is malformed as a whole (unknown kind or field names, no header first)."""
+
+
+class RuleError(CeirError):
+    """A well-formed registration breaks a channel rule or conflicts with the register.
+
+    ``reason`` is the reject reason (``quota``, ``cooldown``, ``conflict``, ...).
+    """
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)

@@ -20,21 +20,39 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from ceir import __version__, demo
+from ceir import __version__, access, demo, transport
+from ceir.approvals import Approvals
 from ceir.config import Settings
 from ceir.errors import (
     CeirError,
     ConfigError,
+    FeedError,
+    FeedRefusedError,
+    FeedRowError,
+    ForbiddenError,
     InvalidImeiError,
+    InvalidRequestError,
     LimitError,
+    NotFoundError,
+    RuleError,
+    StageExpiredError,
     StoreError,
     StoreSchemaError,
 )
 from ceir.lookup import Checker
 from ceir.policy import Policy
+from ceir.registry import Registry
 from ceir.servicers import DeviceCheck, EquipmentIdentityRegister, add_eir_to_server
 from ceir.store import Store, open_store
-from ceir.v1 import device_check_pb2, device_check_pb2_grpc, eir_pb2
+from ceir.v1 import (
+    approval_pb2,
+    approval_pb2_grpc,
+    device_check_pb2,
+    device_check_pb2_grpc,
+    eir_pb2,
+    registry_pb2,
+    registry_pb2_grpc,
+)
 
 log = logging.getLogger("ceir.server")
 S = TypeVar("S")
@@ -44,6 +62,14 @@ STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
     (InvalidImeiError, grpc.StatusCode.INVALID_ARGUMENT),
     (LimitError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ForbiddenError, grpc.StatusCode.PERMISSION_DENIED),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (StageExpiredError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FeedRowError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (FeedRefusedError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FeedError, grpc.StatusCode.INVALID_ARGUMENT),
+    (RuleError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreSchemaError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreError, grpc.StatusCode.UNAVAILABLE),
     (CeirError, grpc.StatusCode.INTERNAL),
@@ -52,6 +78,8 @@ STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
 SERVICE_NAMES = (
     eir_pb2.DESCRIPTOR.services_by_name["EquipmentIdentityRegister"].full_name,
     device_check_pb2.DESCRIPTOR.services_by_name["DeviceCheck"].full_name,
+    approval_pb2.DESCRIPTOR.services_by_name["Approvals"].full_name,
+    registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
 )
 
 
@@ -107,6 +135,7 @@ class CeirServer:
     grpc_server: Any
     health: HealthServicer
     store: Store
+    security: str = "no TLS, no authentication (embedded default, loopback only)"
 
     async def start(self) -> None:
         await self.grpc_server.start()
@@ -127,19 +156,38 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
 
     Bind ``port=0`` to get a free port (tests do).
     """
-    options = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
+    gate, security = access.from_settings(settings)
+    options = transport.server_options(
+        settings.max_message_bytes,
+        transport.TransportLimits(),
         # Worker processes share the port; a lone server must find it free.
-        ("grpc.so_reuseport", int(settings.workers > 1)),
-    ]
-    server = grpc.aio.server(options=options)
+        reuseport=settings.workers > 1,
+    )
+    server = grpc.aio.server(options=options, interceptors=[gate])
     policy = Policy(settings.unknown_status.status)
     eir = EquipmentIdentityRegister(Checker(store, policy), settings.max_batch)
     add_eir_to_server(translated(eir, eir_pb2.DESCRIPTOR, "EquipmentIdentityRegister"), server)
     check = DeviceCheck(store, policy)
     device_check_pb2_grpc.add_DeviceCheckServicer_to_server(
         translated(check, device_check_pb2.DESCRIPTOR, "DeviceCheck"), server
+    )
+    approval_pb2_grpc.add_ApprovalsServicer_to_server(
+        translated(Approvals(store), approval_pb2.DESCRIPTOR, "Approvals"), server
+    )
+    registry_pb2_grpc.add_RegistryServicer_to_server(
+        translated(
+            Registry(
+                store,
+                policy,
+                actor=access.actor,
+                allow=access.allow_kind,
+                allow_unblock=access.unblock_guard(store),
+                stage_above=settings.stage_above,
+            ),
+            registry_pb2.DESCRIPTOR,
+            "Registry",
+        ),
+        server,
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -151,13 +199,11 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
         ),
         server,
     )
-    try:
-        port = server.add_insecure_port(settings.address)
-    except RuntimeError as exc:
-        raise ConfigError(f"cannot listen on {settings.address}: {exc}") from exc
+    port = security.bind(server, settings.host, settings.port, authenticated=gate.secure)
     if port == 0 and settings.port != 0:  # pragma: no cover - grpc raises on most systems
         raise ConfigError(f"cannot listen on {settings.address}")
-    return CeirServer(server, health, store), port
+    described = security.describe(tokens=len(gate.tokens or ()))
+    return CeirServer(server, health, store, described), port
 
 
 def prepare_store(settings: Settings) -> Store:
@@ -171,11 +217,15 @@ def prepare_store(settings: Settings) -> Store:
 
 async def _serve(settings: Settings, store: Store) -> None:
     server, port = create_server(settings, store)
+    # Handlers first: a SIGTERM right after the start-up line must drain, not kill.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     await server.start()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info(
-        "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); unknown IMEIs are %s; "
-        "no TLS, no authentication (embedded default)",
+        "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); unknown IMEIs are %s; %s",
         __version__,
         host,
         port,
@@ -183,11 +233,8 @@ async def _serve(settings: Settings, store: Store) -> None:
         store.device_count(),
         store.tac_count(),
         settings.unknown_status.value,
+        server.security,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     started = time.monotonic()
     log.info("stopping: draining in-flight calls for up to %.1f s", settings.grace)

@@ -59,7 +59,11 @@ SCHEMA_VERSION = 1
 _SCHEMA_KEY = b"schema"
 _CREATED_KEY = b"created_at"
 _SEP = "\x1f"
-_INITIAL_MAP = 1 << 30  # address space only: the file grows with the data
+# Address space only (the file grows with the data). 1 TiB, so that a register of
+# billions of devices never has to grow the map in a serving process: LMDB remaps on a
+# grow, which is unsafe while other threads of the process are inside read transactions
+# (the Registry service imports in a worker thread while lookups run).
+_INITIAL_MAP = 1 << 40
 _MAX_DBS = 16
 # name -> dupsort. Opened (created) with the store; see the module docstring.
 REGISTRY_DBS: dict[str, bool] = {
@@ -71,6 +75,7 @@ REGISTRY_DBS: dict[str, bool] = {
     "identities": False,
     "rejects": False,
     "config": False,
+    "stages": False,  # bulk imports waiting for a second principal (ceir.staging)
 }
 
 T = TypeVar("T")

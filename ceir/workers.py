@@ -67,9 +67,16 @@ def serve(settings: Settings) -> None:
         gc.freeze()  # what is loaded now lives for good: keep it out of collections
         serve_here(dataclasses.replace(settings, workers=1))
         return
+    from ceir.access import check_settings
+
+    security = check_settings(settings)  # before the port is reserved
     counts = _prepare_store(settings)
     with _reserve_port(settings) as port:
-        _Supervisor(dataclasses.replace(settings, port=port, workers=count), count, counts).run()
+        supervisor = _Supervisor(
+            dataclasses.replace(settings, port=port, workers=count), count, counts
+        )
+        supervisor.security = security
+        supervisor.run()
 
 
 def _prepare_store(settings: Settings) -> tuple[int, int]:
@@ -106,6 +113,7 @@ class _Supervisor:
         self.workers: dict[int, int] = {}  # pid -> slot
         self.stopping = False
         self.deaths: list[float] = []
+        self.security = ""
 
     def run(self) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
@@ -114,13 +122,14 @@ class _Supervisor:
             host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
             log.info(
                 "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); "
-                "unknown IMEIs are %s; %d worker processes (pids %s)",
+                "unknown IMEIs are %s; %s; %d worker processes (pids %s)",
                 __version__,
                 host,
                 self.settings.port,
                 self.settings.db,
                 *self.counts,
                 self.settings.unknown_status.value,
+                self.security,
                 self.count,
                 " ".join(map(str, sorted(self.workers))),
             )

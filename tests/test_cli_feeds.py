@@ -79,7 +79,8 @@ def test_audit_prints_history(cli: CliRunner, tmp_path: Path) -> None:
     lines = result.output.splitlines()
     assert lines[0] == f"IMEI     {imei}"
     assert lines[1] == "Now      BLACKLISTED / LOST_STOLEN / source MANUFACTURER"
-    assert "manufacturer brand=Samsung, model=A10, tpp_number=TPP-9" in result.output
+    assert "Details  manufacturer: brand=Samsung, model=A10, tpp_number=TPP-9" in result.output
+    assert "         lost-stolen: report_ref=POLRI/1, reported_at=2024-05-01" in result.output
     assert lines[-2].endswith("(import #2, m.csv line 2)")
     assert " manufacturer none -> REGISTERED/MANUFACTURER by local:" in lines[-2]
     assert " block REGISTERED/MANUFACTURER -> REGISTERED/MANUFACTURER+LOST_STOLEN " in lines[-1]
@@ -91,3 +92,37 @@ def test_every_feed_command_has_help(cli: CliRunner) -> None:
         result = cli.invoke(main, [command, "--help"])
         assert result.exit_code == 0
         assert "Usage: main " + command in result.output or "Usage: " in result.output
+
+
+def test_progress_bar_shows_rows_per_second(capsys: pytest.CaptureFixture[str]) -> None:
+    """On a terminal the bar names the phase and its rate in rows/s; disabled it is silent."""
+    from ceir.cli.feeds import BarProgress
+
+    bar = BarProgress(enabled=True)
+    bar.phase("importing", 1000)
+    bar.advance(1000)
+    bar.close()
+    shown = capsys.readouterr().err
+    assert "importing" in shown
+    assert "rows/s" in shown
+    quiet = BarProgress(enabled=False)
+    quiet.phase("importing", 1000)
+    quiet.advance(1000)
+    quiet.close()
+    assert capsys.readouterr().err == ""
+
+
+def test_quiet_import_prints_the_summary_only(cli: CliRunner, tmp_path: Path) -> None:
+    """--quiet: no warnings, no reject lines, one summary line and the report path."""
+    text = "tac,brand,model,device_type,colour\n" + "".join(
+        f"8600{i:04d}, Brand ,M,Phone,red\n" for i in range(30)
+    )
+    Path("t.csv").write_text(text + "123,B,M,P,red\n")
+    db = str(tmp_path / "db")
+    result = cli.invoke(main, ["import", "tac", "t.csv", "--db", db, "-q"])
+    assert result.exit_code == 0
+    assert result.output.splitlines()[1:] == ["reject report: t.csv.rejects.csv"]
+    Path("u.csv").write_text(text.replace("8600", "8700"))
+    loud = cli.invoke(main, ["import", "tac", "u.csv", "--db", db])
+    assert "warning: u.csv: ignored unknown column(s): colour" in loud.output
+    assert "warning: u.csv: trimmed surrounding spaces in 30 field(s)" in loud.output

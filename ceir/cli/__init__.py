@@ -11,6 +11,9 @@ Exit codes (also in ``ceir --help``):
 5   the store cannot be opened or has an unknown layout
 6   bad configuration (e.g. the address cannot be bound)
 7   a feed file was refused whole or cannot be read (nothing was imported)
+8   a feed file was staged for a second principal's approval (nothing written yet)
+9   not allowed: unauthenticated, or permission denied
+10  no such stage, or it expired
 ==  =====================================================================
 """
 
@@ -39,6 +42,9 @@ EXIT_UNAVAILABLE = 4
 EXIT_STORE = 5
 EXIT_CONFIG = 6
 EXIT_FEED = 7
+EXIT_STAGED = 8
+EXIT_FORBIDDEN = 9
+EXIT_NO_STAGE = 10
 
 # The one place where errors become exit codes. Most specific class first.
 EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
@@ -53,7 +59,9 @@ EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
 EPILOG = """\b
 Exit codes: 0 ok (check: may connect), 1 check: refused, 2 usage,
 3 invalid IMEI, 4 server unreachable, 5 store error, 6 bad configuration,
-7 feed refused or unreadable.
+7 feed refused or unreadable, 8 import staged for approval (nothing
+written yet), 9 not allowed (permission denied, unauthenticated),
+10 no such stage or it expired.
 Every flag can also be set as CEIR_<FLAG>, e.g. CEIR_DB, CEIR_PORT."""
 
 
@@ -87,7 +95,7 @@ def run() -> None:
 
 
 # One module per command family; each adds its commands to `main` when imported.
-from ceir.cli import check, feeds, serve  # noqa: E402, F401
+from ceir.cli import approve, backup, certs, check, feeds, purge, serve, token  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -17,6 +18,7 @@ from ceir.cli import (
     EXIT_UNAVAILABLE,
     main,
 )
+from ceir.cli._client import auth_from, client_options
 from ceir.config import DEFAULT_PORT
 from ceir.errors import InvalidImeiError
 
@@ -49,7 +51,17 @@ def _check_result(response: Any) -> dict[str, Any]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait.")
-def check(imei: str, address: str, as_json: bool, timeout: float) -> None:
+@client_options
+def check(
+    imei: str,
+    address: str,
+    as_json: bool,
+    timeout: float,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    token: str | None,
+) -> None:
     """Check an IMEI the way a buyer would: is this phone registered?
 
     IMEI may be written with spaces or dashes (35-209900-176148-1). Exits 0 when the
@@ -65,11 +77,14 @@ def check(imei: str, address: str, as_json: bool, timeout: float) -> None:
     except InvalidImeiError as exc:
         click.echo(f"ceir: {imei!r} is not a valid IMEI: {exc}", err=True)
         sys.exit(EXIT_INVALID_IMEI)
-    with grpc.insecure_channel(address) as channel:
+    auth = auth_from(ca, cert, key, token)
+    with auth.channel(address) as channel:
         stub = device_check_pb2_grpc.DeviceCheckStub(channel)
         try:
             response = stub.LookupDevice(
-                device_check_pb2.LookupDeviceRequest(imei=parsed.canonical), timeout=timeout
+                device_check_pb2.LookupDeviceRequest(imei=parsed.canonical),
+                timeout=timeout,
+                metadata=auth.metadata,
             )
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:

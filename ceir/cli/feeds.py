@@ -8,12 +8,13 @@ from typing import Any
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, EXIT_FEED, fail, main
+from ceir.cli import CONTEXT, EPILOG, EXIT_FEED, EXIT_STAGED, fail, main
 from ceir.config import DEFAULT_DB
 from ceir.errors import CeirError, FeedRefusedError
+from ceir.feeds import Format, Kind  # enums only: cheap to import
 
-KINDS = ("tac", "manufacturer", "customs", "operator-dump", "visitor", "exception", "lost-stolen")
-FORMATS = ("csv", "jsonl", "osmocom", "gsma")
+KINDS = tuple(k.value for k in Kind)
+FORMATS = tuple(f.value for f in Format)
 
 
 class BarProgress:
@@ -55,7 +56,7 @@ def _cutoff(value: str | None) -> int | None:
 
 
 @main.command("import", epilog=EPILOG, context_settings=CONTEXT)
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", type=click.Choice(KINDS), metavar="KIND")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--format",
@@ -119,7 +120,17 @@ def _cutoff(value: str | None) -> int | None:
     "--visitor-max-days", type=click.IntRange(1), default=90, help="Longest visitor registration."
 )
 @click.option(
-    "--batch-rows", type=click.IntRange(1), default=50_000, help="Rows per write transaction."
+    "--batch-rows",
+    type=click.IntRange(1),
+    default=250_000,
+    help="Rows per write transaction (bigger: fewer pages rewritten, more memory).",
+)
+@click.option(
+    "--stage-above",
+    type=click.IntRange(0),
+    default=100_000,
+    help="Two-person rule: a file adding more new devices is staged (exit 8) until another "
+    "principal runs `ceir approve`; 0: never stage.",
 )
 def import_(
     kind: str,
@@ -137,27 +148,27 @@ def import_(
     cutoff: str | None,
     visitor_max_days: int,
     batch_rows: int,
+    stage_above: int,
 ) -> None:
     """Import a feed FILE of KIND into the register.
 
     \b
-    KIND       columns (CSV header, or JSON Lines with the same names)
-    tac        Osmocom TAC DB, GSMA pipe file, or tac,brand,model,device_type
-    manufacturer  imei,brand,model,tpp_number,maker_id,produced_at
-    customs    imei,declaration_no,id_type,id_number,arrival_date,channel,tax_paid
-    operator-dump imei,imsi,msisdn,first_seen
-    visitor    imei,passport_number,registered_at,valid_until
-    exception  imei,category,reference,valid_until
-    lost-stolen imei,report_ref,action,reported_at
+    KIND           columns (CSV header, or JSON Lines with the same names)
+    tac            Osmocom TAC DB, GSMA pipe file, or tac,brand,model,device_type
+    manufacturer   imei,brand,model,tpp_number,maker_id,produced_at
+    customs        imei,declaration_no,id_type,id_number,arrival_date,channel,tax_paid
+    operator-dump  imei,imsi,msisdn,first_seen
+    visitor        imei,passport_number,registered_at,valid_until
+    exception      imei,category,reference,valid_until
+    lost-stolen    imei,report_ref,action,reported_at
 
     Bad rows go to the reject report and the rest is imported; the whole file is refused
     (exit 7, nothing written) above the bad-row or new-device limits. Importing a file
     again is a no-op; an interrupted import resumes where it stopped.
     """
     from ceir.audit import local_actor
-    from ceir.feeds import Format, Kind
     from ceir.feeds.base import DEFAULT_CUTOFF, Options
-    from ceir.feeds.importer import import_file
+    from ceir.staging import Stage, submit
     from ceir.store import open_store
 
     options = Options(
@@ -175,11 +186,12 @@ def import_(
     progress = BarProgress(enabled=not quiet and sys.stderr.isatty())
     try:
         with open_store(db) as store:
-            summary = import_file(
+            result = submit(
                 store,
                 Kind(kind),
                 file,
                 actor=local_actor(),
+                stage_above=stage_above,
                 fmt=Format(fmt) if fmt else None,
                 options=options,
                 progress=progress,
@@ -192,7 +204,10 @@ def import_(
         sys.exit(EXIT_FEED)
     except CeirError as exc:
         fail(exc)
-    _print_summary(summary, quiet)
+    if isinstance(result, Stage):
+        click.echo(result.line())
+        sys.exit(EXIT_STAGED)
+    _print_summary(result, quiet)
 
 
 def _print_summary(summary: Any, quiet: bool) -> None:
@@ -246,7 +261,7 @@ def audit(imei: str, db: Path) -> None:
 
 
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", type=click.Choice(KINDS), metavar="KIND")
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
 @click.option("--rows", "n", type=click.IntRange(0), default=1000, help="How many rows.")
 @click.option(
@@ -270,10 +285,12 @@ def gen(
 ) -> None:
     """Write a synthetic feed of KIND to OUT ('-': stdout), for tests and benchmarks.
 
+    KIND is one of tac, manufacturer, customs, operator-dump, visitor, exception,
+    lost-stolen.
+
     Device feeds use the TACs that `ceir gen tac OUT --rows 500` writes: import those
     first, or manufacturer rows are rejected as unknown TACs.
     """
-    from ceir.feeds import Format, Kind
     from ceir.feeds.gen import generate
 
     progress = BarProgress(enabled=not quiet and sys.stderr.isatty() and str(out) != "-")

@@ -8,8 +8,17 @@ from pathlib import Path
 import click
 
 from ceir.cli import CONTEXT, EPILOG, fail, main
-from ceir.config import DEFAULT_DB, DEFAULT_PORT, Settings, UnknownStatus
-from ceir.errors import CeirError
+from ceir.config import DEFAULT_DB, DEFAULT_PORT, DEFAULT_TOKENS, Settings, UnknownStatus
+from ceir.errors import CeirError, ConfigError
+
+
+def _tokens_file(given: Path | None) -> Path | None:
+    """The token file to use: the one given (it must exist), else the default if present."""
+    if given is None:
+        return DEFAULT_TOKENS if DEFAULT_TOKENS.exists() else None
+    if not given.exists():
+        raise ConfigError(f"token file {given} does not exist; create it with `ceir token add`")
+    return given
 
 
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
@@ -60,6 +69,57 @@ from ceir.errors import CeirError
     help="Seconds in-flight calls get to finish on SIGTERM/SIGINT.",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Server certificate (PEM); with --tls-key the server speaks TLS.",
+)
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), help="Server key.")
+@click.option(
+    "--client-ca",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="CA of client certificates: mutual TLS, the certificate names the principal.",
+)
+@click.option(
+    "--tokens",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"Bearer-token file from `ceir token add` [default: {DEFAULT_TOKENS} if it exists].",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow a non-loopback address without TLS or authentication (logs a warning).",
+)
+@click.option(
+    "--consumer-rate",
+    type=float,
+    default=10.0,
+    help="DeviceCheck calls per second per client; 0: unlimited.",
+)
+@click.option("--consumer-burst", type=int, default=50, help="DeviceCheck burst per client.")
+@click.option(
+    "--write-rate",
+    type=float,
+    default=5.0,
+    help="Single writes (Register, lost/stolen) per second per principal; 0: unlimited.",
+)
+@click.option("--write-burst", type=int, default=500, help="Single-write burst per principal.")
+@click.option(
+    "--stage-above",
+    type=click.IntRange(0),
+    default=100_000,
+    help="Two-person rule: an ImportFeed adding more new devices is staged until a second "
+    "principal approves it; 0: never stage.",
+)
+@click.option(
+    "--max-stream-messages", type=int, default=1_000_000, help="Most messages in one stream."
+)
+@click.option(
+    "--stream-idle",
+    type=float,
+    default=300.0,
+    help="Seconds a client stream may stay silent before it is ended.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=0),
     default=0,
@@ -81,6 +141,18 @@ def serve(
     max_batch: int,
     max_message_bytes: int,
     grace: float,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    client_ca: Path | None,
+    tokens: Path | None,
+    insecure: bool,
+    consumer_rate: float,
+    consumer_burst: int,
+    write_rate: float,
+    write_burst: int,
+    stage_above: int,
+    max_stream_messages: int,
+    stream_idle: float,
     workers: int,
     log_level: str,
 ) -> None:
@@ -100,6 +172,18 @@ def serve(
             max_batch=max_batch,
             max_message_bytes=max_message_bytes,
             grace=grace,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            client_ca=client_ca,
+            tokens=_tokens_file(tokens),
+            insecure=insecure,
+            consumer_rate=consumer_rate,
+            consumer_burst=consumer_burst,
+            write_rate=write_rate,
+            write_burst=write_burst,
+            stage_above=stage_above,
+            max_stream_messages=max_stream_messages,
+            stream_idle=stream_idle,
             workers=workers,
         )
         run(settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ceir.audit import Action
 from ceir.errors import FeedRowError
@@ -41,7 +41,10 @@ class Options:
     customs_cooldown_days: int = 180
     cutoff: int = DEFAULT_CUTOFF
     visitor_max_days: int = 90
-    batch_rows: int = 50_000
+    batch_rows: int = 250_000
+    """Rows per write transaction. Each commit copies every B-tree page its random keys
+    touch; at national scale (10M+ devices) a bigger batch writes far less in total
+    (1M rows into an 11M-device store: 207 s with 50k-row batches, 114 s with 500k)."""
 
 
 @dataclass(slots=True)
@@ -55,22 +58,20 @@ class Candidate:
     """The IMEI (or TAC) as shown in messages."""
     block: bool | None = None
     """Lost/stolen feeds: True to block, False to unblock."""
+    packed: bytes = b""
+    """``record.pack()`` when the kind has it at hand (bulk feeds cache it)."""
     identity: tuple[bytes, int] | None = None
     """Customs: (identity token, arrival day) that the quota counts."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a candidate does to the stored record."""
+class Outcome(NamedTuple):
+    """What a candidate does to the stored record. (A tuple: made once per row.)"""
 
     old: Record | None
     new: Record | None
     added: bool = False
     """A new registration (the device was not registered before)."""
     unchanged: bool = False
-
-
-UNCHANGED_NONE = Outcome(None, None, unchanged=True)
 
 
 @dataclass

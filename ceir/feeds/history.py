@@ -57,9 +57,9 @@ class DeviceHistory:
         out.append(f"Now      {d.status.name} / {d.reason.name} / source {d.source.name}")
         if d.expires_at:
             out.append(f"Expires  {_when(d.expires_at)}")
-        for kind, values in self.details.items():
+        for i, (kind, values) in enumerate(self.details.items()):
             shown = ", ".join(f"{k}={v}" for k, v in values.items() if v)
-            out.append(f"{kind:<8} {shown}")
+            out.append(f"{'Details' if i == 0 else '':<8} {kind}: {shown}")
         if not self.entries:
             out.append("History  no changes recorded")
             return out

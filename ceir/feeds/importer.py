@@ -11,15 +11,18 @@ An import runs in two passes over the file:
    counts, audit entries, rejects and the import's progress record together. Lookups
    see a batch as soon as it commits.
 
-The progress record is keyed by the file's SHA-256, so an import killed at any point
+The progress record is keyed by the file's SHA-256 (with its kind and rules), so an
+import killed at any point
 resumes at the first uncommitted batch when run again and ends as one uninterrupted run
 would; a file imported before is a no-op that says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -30,11 +33,12 @@ from typing import Any, Protocol
 from ceir import audit
 from ceir.errors import FeedFormatError, FeedRefusedError, FeedRowError, StoreError
 from ceir.feeds import Format, Kind
-from ceir.feeds.base import Candidate, Context, Feed, Options, Outcome
+from ceir.feeds.base import Candidate, Context, Feed, Options
 from ceir.feeds.kinds import feed_for
 from ceir.feeds.reader import Row, open_feed
 from ceir.feeds.rows import RejectReason
 from ceir.feeds.summary import ImportSummary, Reject, write_report
+from ceir.feeds.writes import Writes
 from ceir.identity import Tokenizer, tokenizer_for
 from ceir.store import Store
 
@@ -127,7 +131,6 @@ class _Import:
         self.clock = clock
         self.name = name
         self.tokenizer: Tokenizer = tokenizer_for(store)
-        self.detail_suffix = bytes((feed.kind.code,))
 
     # -- pass 1 ------------------------------------------------------------------------
 
@@ -136,6 +139,7 @@ class _Import:
         found = _Check()
         seen: set[bytes] = set()
         feed = self.feed
+        i = -1
         self.progress.phase("checking", None)
         with self.store.snapshot() as txn:
             ctx = Context(self.store, txn, self.options, self.tokenizer, self.clock())
@@ -159,10 +163,11 @@ class _Import:
                         else:
                             found.changed += 1
                 except FeedRowError as exc:
-                    found.rejected[_reject(line, exc).reason] += 1
+                    r = _reject(line, exc)
+                    found.rejected[r.reason] += 1
                     found.malformed += _malformed(exc)
-                    found.rejects.append(_reject(line, exc))
-                found.rows = i + 1
+                    found.rejects.append(r)
+            found.rows = i + 1
             found.trimmed, found.fixed = ctx.trimmed, ctx.fixed
         return found
 
@@ -230,10 +235,7 @@ class _Import:
         ctx = Context(store, txn, self.options, self.tokenizer, float(info["started_at"]))
         counts: dict[str, Any] = info["counts"]
         rejected: Counter[str] = Counter(counts["rejected"])
-        devices: dict[bytes, bytes | None] = {}
-        details: dict[bytes, bytes | None] = {}
-        tacs: list[tuple[bytes, bytes]] = []
-        changes: list[audit.Change] = []
+        writes = Writes(feed)
         rejects: list[tuple[bytes, bytes]] = []
         origin_key = origin.to_bytes(4, "big")
         for i, (line, values) in batch:
@@ -254,49 +256,16 @@ class _Import:
                 counts["unchanged"] += 1
                 continue
             counts["added" if outcome.added else "changed"] += 1
-            if feed.kind is Kind.TAC:
-                tacs.append((cand.key, cand.details))
-                continue
-            self._stage(cand, outcome, line, devices, details, changes)
+            writes.add(cand, outcome, line)
         counts["rejected"] = dict(rejected)
         counts["trimmed"] += ctx.trimmed
         counts["fixed"] += ctx.fixed
-        _put_sorted(txn, store.devices, devices)
-        if store.dbs["details"] is not None:
-            _put_sorted(txn, store.dbs["details"], details)
-        if tacs:
-            txn.cursor(store.tacs).putmulti(sorted(tacs))
-        identities = ctx.identity_items()
-        if identities:
-            txn.cursor(store.dbs["identities"]).putmulti(identities)
-        audit.append(txn, store, changes, int(self.clock()), origin)
+        writes.flush(txn, store, ctx, origin, int(self.clock()))
         if rejects:
             txn.cursor(store.dbs["rejects"]).putmulti(rejects)
         info["rows_done"] = start + len(batch)
         audit.put_origin(txn, store, origin, info)
         return info
-
-    def _stage(
-        self,
-        cand: Candidate,
-        outcome: Outcome,
-        line: int,
-        devices: dict[bytes, bytes | None],
-        details: dict[bytes, bytes | None],
-        changes: list[audit.Change],
-    ) -> None:
-        key = cand.key
-        new = None if outcome.new is None else outcome.new.pack()
-        devices[key] = new
-        detail_key = key + self.detail_suffix
-        action = self.feed.action
-        if cand.block is False:
-            action = audit.Action.UNBLOCK
-            details[detail_key] = None
-        else:
-            details[detail_key] = cand.details
-        old = None if outcome.old is None else outcome.old.pack()
-        changes.append(audit.Change(key, action, old, new, line))
 
 
 def _duplicate(cand: Candidate) -> FeedRowError:
@@ -307,24 +276,12 @@ def _duplicate(cand: Candidate) -> FeedRowError:
     )
 
 
-def _put_sorted(txn: Any, db: Any, items: dict[bytes, bytes | None]) -> None:
-    puts = sorted((k, v) for k, v in items.items() if v is not None)
-    if puts:
-        txn.cursor(db).putmulti(puts)
-    for key in sorted(k for k, v in items.items() if v is None):
-        txn.delete(key, db=db)
-
-
 def _pack_reject(r: Reject) -> bytes:
-    import json
-
     return json.dumps(r.to_dict(), separators=(",", ":")).encode()
 
 
 def rejects_of(store: Store, origin: int) -> Iterator[Reject]:
     """The stored rejects of an import, in row order."""
-    import json
-
     db = store.dbs["rejects"]
     if db is None:
         return
@@ -375,6 +332,7 @@ def import_file(
     report: Path | None = None,
     clock: Callable[[], float] = time.time,
     name: str | None = None,
+    stage_above: int | None = None,
 ) -> ImportSummary:
     """Import feed file *path* of *kind* into *store* on behalf of *actor*.
 
@@ -384,7 +342,9 @@ def import_file(
     Returns the summary. Raises :class:`FeedRefusedError` (nothing written) when a
     threshold refuses the file, :class:`FeedFormatError` when it cannot be read. The
     reject report is written to *report* when there are rejects. *name* is the file
-    name recorded in the audit log (default: *path*'s name).
+    name recorded in the audit log (default: *path*'s name). A file that would add more
+    than *stage_above* new devices is not written: its summary has the state
+    ``needs-approval`` (the two-person rule, :mod:`ceir.staging`).
     """
     started = time.monotonic()
     imp = _Import(
@@ -399,26 +359,37 @@ def import_file(
         name=name or path.name,
     )
     try:
-        return _run(imp, started, report)
+        return _run(imp, started, report, stage_above)
     finally:
         imp.progress.close()
 
 
-def _find(store: Store, digest: str) -> dict[str, Any] | None:
+def _index_key(digest: str, kind: str, options: dict[str, Any]) -> bytes:
+    """What makes two imports the same: the file's bytes, its kind and the options that
+    decide outcomes (the batch size does not). The same file again with another option
+    (``--fix-leading-zero``, another cutoff...) is a new import, not a no-op."""
+    rules = {k: v for k, v in options.items() if k != "batch_rows"}
+    text = json.dumps([digest, kind, rules], sort_keys=True)
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _find(store: Store, key: bytes) -> dict[str, Any] | None:
     db = store.dbs["digests"]
     if db is None:
         return None
     with store.snapshot() as txn:
-        found = txn.get(bytes.fromhex(digest), db=db)
+        found = txn.get(key, db=db)
         return (
             None if found is None else audit.read_origin(txn, store, int.from_bytes(found, "big"))
         )
 
 
-def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
+def _run(
+    imp: _Import, started: float, report: Path | None, stage_above: int | None = None
+) -> ImportSummary:
     store = imp.store
     digest = file_digest(imp.path)
-    info = _find(store, digest)
+    info = _find(store, _index_key(digest, imp.feed.kind.value, dataclasses.asdict(imp.options)))
     if info is not None and info["state"] == "done":
         summary = _summary(imp, digest, "already-imported", info, time.monotonic() - started)
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info["finished_at"]))
@@ -426,6 +397,10 @@ def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
             f"{imp.name} (sha256 {digest[:12]}) was already imported as import "
             f"#{info['id']} ({info['kind']}, {when} UTC): nothing to do"
         )
+        if report is not None and summary.rejected_total:
+            # Written again: a run killed after its last batch never wrote it.
+            write_report(report, imp.name, rejects_of(store, summary.origin))
+            summary.report = str(report)
         return summary
     if info is None:
         found = imp.check(decide=True)
@@ -439,6 +414,7 @@ def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
             "rows": found.rows,
             "rows_done": 0,
             "warnings": imp.reader.warnings,
+            "options": dataclasses.asdict(imp.options),
             "counts": {
                 "rows": found.rows,
                 "added": 0,
@@ -453,16 +429,21 @@ def _run(imp: _Import, started: float, report: Path | None) -> ImportSummary:
         why = imp.refusal(found)
         if why:
             return _refuse(imp, found, base, why, started, report)
+        if stage_above is not None and found.added > stage_above:
+            return _needs_approval(imp, found, base, stage_above, started)
         info = store.write(lambda txn: _begin(txn, store, digest, base))
         duplicates = found.duplicates
     else:
-        duplicates = imp.check(decide=False).duplicates  # resuming: the gate was passed
+        # Resuming: the gate was passed under the options of the first run; keep them,
+        # or the file's rows would be judged by two sets of rules.
+        imp.options = Options(**info.get("options", {}))
+        duplicates = imp.check(decide=False).duplicates
     info = imp.write(int(info["id"]), info, duplicates)
     return _finish(imp, digest, int(info["id"]), started, report)
 
 
 def _begin(txn: Any, store: Store, digest: str, base: dict[str, Any]) -> dict[str, Any]:
-    key = bytes.fromhex(digest)
+    key = _index_key(digest, base["kind"], base["options"])
     existing = txn.get(key, db=store.dbs["digests"])
     if existing is not None:  # another process began this file meanwhile: join it
         info = audit.read_origin(txn, store, int.from_bytes(existing, "big"))
@@ -495,6 +476,25 @@ def _finish(
         if report is not None:
             write_report(report, imp.name, rejects_of(store, origin))
             summary.report = str(report)
+    return summary
+
+
+def _needs_approval(
+    imp: _Import, found: _Check, base: dict[str, Any], limit: int, started: float
+) -> ImportSummary:
+    """The summary of a file held for a second principal's approval; nothing is written."""
+    base["counts"].update(
+        added=found.added,
+        changed=found.changed,
+        unchanged=found.unchanged,
+        rejected=dict(found.rejected),
+        malformed=found.malformed,
+    )
+    summary = _summary(imp, base["digest"], "needs-approval", base, time.monotonic() - started)
+    summary.message = (
+        f"{imp.name}: would add {found.added:,} new devices, above the two-person threshold "
+        f"of {limit:,}: held for approval by a second principal (ministry or admin)"
+    )
     return summary
 
 

@@ -13,12 +13,13 @@ from typing import ClassVar
 from ceir.audit import Action
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
-from ceir.feeds.base import Candidate, Context, Feed, pack_details
-from ceir.feeds.rows import RejectReason, parse_feed_imei, parse_instant, required
+from ceir.feeds.base import SEP, Candidate, Context, Feed
+from ceir.feeds.rows import RejectReason, feed_body, parse_feed_imei, parse_instant, required
+from ceir.imei import Imei
 from ceir.record import Reason, Record, Source
 
 # Records are immutable and a file holds few production dates: one Record per date.
-_records: dict[str, Record] = {}
+_records: dict[str, tuple[Record, bytes]] = {}
 
 
 class ManufacturerFeed(Feed):
@@ -30,24 +31,26 @@ class ManufacturerFeed(Feed):
 
     def parse(self, values: Sequence[str], ctx: Context) -> Candidate:
         imei_text, brand, model, tpp, maker, produced = values
-        imei = parse_feed_imei(imei_text)
-        if not ctx.options.allow_unknown_tac and not ctx.has_tac(imei.tac):
-            raise _unknown_tac(imei_text, imei.canonical, imei.tac, ctx)
+        body = feed_body(imei_text)
+        if not ctx.options.allow_unknown_tac and not ctx.has_tac(body[:8]):
+            raise _unknown_tac(imei_text, Imei(body).canonical, body[:8], ctx)
         brand = ctx.text(brand, "brand")
         model = ctx.text(model, "model")
         tpp = ctx.text(tpp, "tpp_number")
         maker = ctx.text(maker, "maker_id")
-        record = _records.get(produced)
-        if record is None:
+        cached = _records.get(produced)
+        if cached is None:
             produced_at = parse_instant(required(produced, "produced_at"), "produced_at")
             record = Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=produced_at)
+            cached = (record, record.pack())
             if len(_records) < 100_000:
-                _records[produced] = record
+                _records[produced] = cached
         return Candidate(
-            imei.key,
-            record,
-            pack_details(brand, model, tpp, maker, produced),
-            imei_text if len(imei_text) == 15 else imei.canonical,
+            int(body).to_bytes(8, "big"),
+            cached[0],
+            SEP.join((brand, model, tpp, maker, produced)).encode(),
+            imei_text if len(imei_text) == 15 else Imei(body).canonical,
+            packed=cached[1],
         )
 
 

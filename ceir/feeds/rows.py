@@ -102,6 +102,15 @@ def fast_check_digit(body: str) -> int:
     return -(_tac_luhn(body[:8]) + _SNR_HEAD[int(body[8:11])] + _SNR_TAIL[int(body[11:14])]) % 10
 
 
+def feed_body(text: str, field: str = "imei") -> str:
+    """:func:`parse_feed_imei`'s 14-digit body, without building an Imei (bulk feeds)."""
+    if len(text) == 15 and text.isascii() and text.isdigit():
+        body = text[:14]
+        if ord(text[14]) - 48 == fast_check_digit(body):
+            return body
+    return parse_feed_imei(text, field).body
+
+
 def parse_feed_imei(text: str, field: str = "imei") -> imei_mod.Imei:
     """A feed IMEI: 15 digits with a valid check digit, or 14 digits. Nothing else."""
     if len(text) == 15 and text.isascii() and text.isdigit():

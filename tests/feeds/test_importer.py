@@ -47,6 +47,20 @@ def test_reimporting_a_file_is_a_no_op_that_says_so(store: Store, run: Importer)
     assert dump(store) == before
 
 
+def test_reimport_writes_the_reject_report_again(store: Store, run: Importer) -> None:
+    """A no-op re-import still writes the stored reject report (lost if a run was killed
+    after its last batch)."""
+    text = csv_text(HEADER, *rows(30), "352099001761482,B,M,T,X,2024-01-01")
+    first = run("manufacturer", text, name="r.csv")
+    Path(first.report).unlink()
+    again = run("manufacturer", text, name="r.csv")
+    assert again.state == "already-imported"
+    assert again.report == first.report
+    lines = Path(again.report).read_text().splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith("r.csv,32,imei,bad_imei,")
+
+
 def test_more_than_5_percent_bad_refuses_the_file(store: Store, run: Importer) -> None:
     """6 bad rows in 100 (6%) refuse the whole file; nothing is written."""
     before = dump(store)
@@ -219,3 +233,35 @@ def test_empty_file_imports_nothing(store: Store, run: Importer) -> None:
     """A header without rows is a successful import of nothing."""
     summary = run("manufacturer", HEADER + "\n")
     assert (summary.state, summary.rows) == ("done", 0)
+
+
+def test_same_file_with_other_rules_is_a_new_import(store: Store, run: Importer) -> None:
+    """Only the same bytes, kind and rules are a no-op; another rule imports again."""
+    text = csv_text(HEADER, *rows(3))
+    run("manufacturer", text, name="a.csv")
+    assert run("manufacturer", text, name="a.csv", batch_rows=2).state == "already-imported"
+    other = run("manufacturer", text, name="a.csv", allow_unknown_tac=True)
+    assert (other.state, other.unchanged) == ("done", 3)
+
+
+def test_resume_keeps_the_first_runs_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed import (same rules, another batch size) keeps the first run's options."""
+    text = csv_text(HEADER, *rows(6, 100), "352099001761482,B,M,T,X,2024-01-01", *rows(3))
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    with open_store(tmp_path / "db") as store:
+        store.put_tacs([TacInfo("35209900", "Nusantara", "N1", "Smartphone")])
+        first = Options(batch_rows=4, max_bad_ratio=0.2)
+        with monkeypatch.context() as m:
+            _crashing(m, 1)
+            with pytest.raises(KeyboardInterrupt):
+                import_file(store, Kind.MANUFACTURER, path, actor=ACTOR, options=first)
+        again = Options(batch_rows=1000, max_bad_ratio=0.2)
+        done = import_file(store, Kind.MANUFACTURER, path, actor=ACTOR, options=again)
+        assert (done.state, done.added, done.rejected) == ("done", 9, {"bad_imei": 1})
+        info = audit.get_origin(store, done.origin)
+        assert info is not None
+        assert info["options"]["batch_rows"] == 4
+        assert done.origin == 1

@@ -71,7 +71,9 @@ def test_sigkill_mid_import_then_rerun_equals_one_run(
         want = _without_time(dump(clean))
     db = tmp_path / "killed"
     _prepared(db, tacs).close()
+    report = str(tmp_path / "rejects.csv")
     args = ("import", "manufacturer", str(maker), "--db", str(db), "-q", "--batch-rows", str(BATCH))
+    args = (*args, "--rejects", report)
     proc = _ceir(*args)
     deadline = time.monotonic() + 60
     while _progress(db) < kill_after_rows and proc.poll() is None:

@@ -1,0 +1,408 @@
+"""Who may call what: the method -> roles table and the one interceptor that enforces it.
+
+Every RPC the server registers is in :data:`METHOD_RULES` (a test fails otherwise); a
+method that is not is refused to everybody, so forgetting one fails closed. The
+interceptor also
+
+- authenticates the caller (client certificate first, then ``authorization: Bearer``),
+  and puts the principal in :data:`ceir.auth.CURRENT` for the handler;
+- rate-limits the consumer check per client (RESOURCE_EXHAUSTED + ``retry-after``);
+- bounds client streams: at most ``max_stream_messages`` messages, and no more than
+  ``stream_idle`` seconds of silence between two of them.
+
+Refusals say as little as possible: ``UNAUTHENTICATED: authentication required`` and
+``PERMISSION_DENIED: permission denied``, whatever the reason; the log says more.
+With no security configured every caller is :data:`ceir.auth.OPEN` (an admin on
+loopback), as the embedded default always was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from ceir.audit import Action
+from ceir.auth import CURRENT, OPEN, Principal, Role, current, principal_from_certificate
+from ceir.config import Settings
+from ceir.errors import ForbiddenError
+from ceir.feeds import Kind
+from ceir.feeds.history import device_history
+from ceir.imei import parse_lenient
+from ceir.ratelimit import RateLimiter
+from ceir.store import Store
+from ceir.tokens import TokenBook
+from ceir.transport import Security
+
+log = logging.getLogger("ceir.access")
+
+EVERYONE = frozenset(Role)
+OPERATIONS = frozenset({Role.MINISTRY, Role.ADMIN})
+WRITERS = frozenset({Role.OPERATOR, Role.MANUFACTURER, Role.CUSTOMS, Role.MINISTRY, Role.ADMIN})
+REPORTERS = frozenset({Role.OPERATOR, Role.ADMIN})
+"""Lost/stolen reports come through operators (the owner's police letter)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Who may call one method."""
+
+    roles: frozenset[Role]
+    public: bool = False
+    """Also callers who are not authenticated at all (health probes)."""
+    rate_limited: bool = False
+    """Each client's calls go through its consumer token bucket."""
+    write_limited: bool = False
+    """Each principal's single writes go through its write token bucket: one request at a
+    time must not become a way around the two-person rule for bulk imports."""
+
+
+_EIR = "/ceir.v1.EquipmentIdentityRegister/"
+_HEALTH = "/grpc.health.v1.Health/"
+_REGISTRY = "/ceir.v1.Registry/"
+
+# The table. Keep it in the README ("Who may call what") when it changes.
+METHOD_RULES: dict[str, Rule] = {
+    # Operators' EIRs ask before every attach; admins for diagnosis.
+    _EIR + "CheckIMEI": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
+    _EIR + "CheckIMEIBatch": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
+    _EIR + "CheckIMEIStream": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
+    _EIR + "CheckPacked": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
+    # The consumer check: anyone authenticated, each client through its bucket.
+    "/ceir.v1.DeviceCheck/LookupDevice": Rule(EVERYONE, rate_limited=True),
+    # The two-person rule: the second person (ceir.staging checks it is another one).
+    "/ceir.v1.Approvals/ListStages": Rule(OPERATIONS),
+    "/ceir.v1.Approvals/ApproveStage": Rule(OPERATIONS),
+    "/ceir.v1.Approvals/RejectStage": Rule(OPERATIONS),
+    # Writes: the role table below says which feed kinds each role may write.
+    _REGISTRY + "ImportFeed": Rule(WRITERS),
+    _REGISTRY + "Register": Rule(WRITERS, write_limited=True),
+    _REGISTRY + "ReportLostStolen": Rule(
+        frozenset({Role.OPERATOR, Role.ADMIN}), write_limited=True
+    ),
+    _REGISTRY + "ClearLostStolen": Rule(frozenset({Role.OPERATOR, Role.ADMIN}), write_limited=True),
+    # A device's full record and history (tokens, never clear personal data).
+    _REGISTRY + "GetDevice": Rule(OPERATIONS),
+    # Load balancers and orchestrators probe without credentials.
+    _HEALTH + "Check": Rule(EVERYONE, public=True),
+    _HEALTH + "Watch": Rule(EVERYONE, public=True),
+    _HEALTH + "List": Rule(EVERYONE, public=True),
+    # The schema helps an attacker as much as a developer: admins only.
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Rule(frozenset({Role.ADMIN})),
+}
+
+# Which feed kinds each role may write (ImportFeed, Register, lost/stolen reports). An
+# operator's writes are stamped with its operator id (its label), so the audit log says
+# which operator reported a visitor, a dump or a theft.
+KIND_ROLES: dict[Role, frozenset[Kind]] = {
+    Role.OPERATOR: frozenset({Kind.OPERATOR_DUMP, Kind.VISITOR, Kind.LOST_STOLEN}),
+    Role.MANUFACTURER: frozenset({Kind.MANUFACTURER}),
+    Role.CUSTOMS: frozenset({Kind.CUSTOMS}),
+    Role.MINISTRY: frozenset({Kind.EXCEPTION, Kind.TAC}),
+    Role.CONSUMER: frozenset(),
+    Role.ADMIN: frozenset(Kind),
+}
+
+
+def allow_kind(kind: Kind) -> None:
+    """Raise ForbiddenError unless the calling principal may write feeds of *kind*."""
+    principal = current()
+    if kind not in KIND_ROLES[principal.role]:
+        log.warning("denied a %s write to %s", kind.value, principal.label)
+        raise ForbiddenError(DENIED)
+
+
+def unblock_guard(store: Store) -> Callable[[str], None]:
+    """A check for ClearLostStolen on *store*: an operator may clear only a lost/stolen
+    report that its own operator id (MCC-MNC) made; admins may clear any."""
+
+    def allow(imei_text: str) -> None:
+        principal = current()
+        if principal.role is not Role.OPERATOR:
+            return
+        history = device_history(store, parse_lenient(imei_text))
+        blocks = [h for h in history.entries if h.entry.action is Action.BLOCK]
+        if blocks and not blocks[-1].actor.endswith(f"@{principal.operator_id}"):
+            log.warning("denied clearing %s's block to %s", blocks[-1].actor, principal.label)
+            raise ForbiddenError(DENIED)
+
+    return allow
+
+
+def actor(context: Any) -> str:
+    """Who the audit log names for the call: the principal; without security, the peer."""
+    principal = current()
+    if principal is OPEN:
+        return f"grpc:{context.peer()}"
+    return principal.label
+
+
+UNAUTHENTICATED = "authentication required"
+DENIED = "permission denied"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Bounds on one client stream."""
+
+    max_messages: int = 1_000_000
+    idle: float = 300.0
+    """Seconds a client stream may stay silent before it is ended."""
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Authenticates, authorises, rate-limits and bounds every call."""
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenBook | None = None,
+        certificates: bool = False,
+        limiter: RateLimiter | None = None,
+        write_limiter: RateLimiter | None = None,
+        stream_limits: StreamLimits | None = None,
+        rules: dict[str, Rule] | None = None,
+    ) -> None:
+        self.tokens = tokens if tokens is not None and len(tokens) else None
+        self.certificates = certificates
+        self.secure = certificates or self.tokens is not None
+        self.limiter = limiter
+        self.write_limiter = write_limiter
+        self.stream_limits = stream_limits or StreamLimits()
+        self.rules = METHOD_RULES if rules is None else rules
+        self._cert_cache: OrderedDict[bytes, Principal | None] = OrderedDict()
+
+    # -- who is calling ----------------------------------------------------------------
+
+    def _from_certificate(self, context: Any) -> Principal | None:
+        pems = context.auth_context().get("x509_pem_cert")
+        if not pems:
+            return None
+        pem = pems[0]
+        if pem in self._cert_cache:
+            self._cert_cache.move_to_end(pem)
+            return self._cert_cache[pem]
+        principal = principal_from_certificate(pem)
+        self._cert_cache[pem] = principal
+        if len(self._cert_cache) > 1024:
+            self._cert_cache.popitem(last=False)
+        return principal
+
+    def _from_token(self, context: Any) -> Principal | None:
+        if self.tokens is None:
+            return None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() == "bearer":
+                    return self.tokens.authenticate(token.strip())
+        return None
+
+    def authenticate(self, context: Any) -> Principal | None:
+        """The caller's principal; OPEN without security; None if unknown."""
+        if not self.secure:
+            return OPEN
+        principal = self._from_certificate(context) if self.certificates else None
+        return principal or self._from_token(context)
+
+    # -- the gate ------------------------------------------------------------------------
+
+    async def admit(self, method: str, context: Any) -> Principal | None:
+        """The principal if the call may go on (None: anonymous, public); else abort (raises)."""
+        rule = self.rules.get(method)
+        principal = self.authenticate(context)
+        if principal is None:
+            if rule is not None and rule.public:
+                return None
+            log.warning("unauthenticated call to %s from %s", method, context.peer())
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
+        assert principal is not None  # abort raises
+        if rule is None or principal.role not in rule.roles:
+            log.warning("denied %s to %s from %s", method, principal.label, context.peer())
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, DENIED)
+        assert rule is not None
+        limiter = self.limiter if rule.rate_limited else None
+        if rule.write_limited:
+            limiter = self.write_limiter
+        if limiter is not None:
+            key = principal.label if self.secure else _peer_host(context.peer())
+            wait = limiter.take(key)
+            if wait:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "rate limit exceeded; retry later",
+                    trailing_metadata=(("retry-after", RateLimiter.retry_after(wait)),),
+                )
+        return principal
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        handler_call_details: Any,
+    ) -> Any:
+        method = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            if self.secure:  # do not tell strangers which methods exist
+                return grpc.unary_unary_rpc_method_handler(self._refuse(method))
+            return None
+        if method not in self.rules:
+            log.error("%s is registered but not in the access table: refused to all", method)
+            return grpc.unary_unary_rpc_method_handler(self._refuse(method))
+        return _wrap(handler, method, self)
+
+    def _refuse(self, method: str) -> Callable[[Any, Any], Awaitable[None]]:
+        async def refuse(request: Any, context: Any) -> None:
+            await self.admit(method, context)
+
+        return refuse
+
+    async def bounded(
+        self, requests: AsyncIterator[Any], decode: Decoder, context: Any
+    ) -> AsyncIterator[Any]:
+        """*requests* decoded, ended with an error when the stream is too long or too quiet."""
+        limits = self.stream_limits
+        count = 0
+        iterator = aiter(requests)
+        while True:
+            try:
+                async with asyncio.timeout(limits.idle):  # a timer, not a task per message
+                    message = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"no message for {limits.idle:g} s; stream closed",
+                )
+            count += 1
+            if count > limits.max_messages:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"more than {limits.max_messages} messages in one stream; open a new one",
+                )
+            yield await decoded(decode, message, context)
+
+
+Decoder = Callable[[bytes], Any] | None
+
+
+async def decoded(decode: Decoder, raw: bytes, context: Any) -> Any:
+    """*raw* decoded; a malformed message ends the call with INVALID_ARGUMENT, quietly.
+
+    (Left to grpc, it would be UNKNOWN with a traceback in the log for every bad message:
+    a cheap way to flood the log.)
+    """
+    if decode is None:
+        return raw
+    try:
+        return decode(raw)
+    except DecodeError:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request message")
+
+
+def _peer_host(peer: str) -> str:
+    """``ipv4:127.0.0.1:5000`` -> ``ipv4:127.0.0.1``: one bucket per address, not per port."""
+    host, _, _port = peer.rpartition(":")
+    return host or peer
+
+
+def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
+    """*handler* with the gate in front of it, of the same kind (unary/stream)."""
+    kind = (handler.request_streaming, handler.response_streaming)
+    inner = {
+        (False, False): handler.unary_unary,
+        (False, True): handler.unary_stream,
+        (True, False): handler.stream_unary,
+        (True, True): handler.stream_stream,
+    }[kind]
+    streaming_in = kind[0]
+    decode = handler.request_deserializer
+
+    if inspect.isasyncgenfunction(inner):
+
+        async def generator(request: Any, context: Any) -> AsyncIterator[Any]:
+            principal = await gate.admit(method, context)
+            if principal is not None:
+                CURRENT.set(principal)
+            request = (
+                gate.bounded(request, decode, context)
+                if streaming_in
+                else await decoded(decode, request, context)
+            )
+            async for item in inner(request, context):
+                yield item
+
+        behaviour: Any = generator
+    else:
+
+        async def coroutine(request: Any, context: Any) -> Any:
+            principal = await gate.admit(method, context)
+            if principal is not None:
+                CURRENT.set(principal)
+            request = (
+                gate.bounded(request, decode, context)
+                if streaming_in
+                else await decoded(decode, request, context)
+            )
+            return await inner(request, context)
+
+        behaviour = coroutine
+
+    factory = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[kind]
+    return factory(
+        behaviour,
+        request_deserializer=None,  # decoded by the gate: see decoded()
+        response_serializer=handler.response_serializer,
+    )
+
+
+def from_settings(settings: Settings) -> tuple[AccessInterceptor, Security]:
+    """The interceptor and transport security *settings* ask for."""
+    security = Security(
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
+        client_ca=settings.client_ca,
+        insecure=settings.insecure,
+    )
+    tokens = TokenBook.load(settings.tokens) if settings.tokens is not None else TokenBook()
+    limiter = (
+        RateLimiter(settings.consumer_rate, settings.consumer_burst)
+        if settings.consumer_rate > 0
+        else None
+    )
+    writes = (
+        RateLimiter(settings.write_rate, settings.write_burst) if settings.write_rate > 0 else None
+    )
+    interceptor = AccessInterceptor(
+        tokens=tokens,
+        certificates=security.mutual,
+        limiter=limiter,
+        write_limiter=writes,
+        stream_limits=StreamLimits(settings.max_stream_messages, settings.stream_idle),
+    )
+    return interceptor, security
+
+
+def check_settings(settings: Settings) -> str:
+    """Validate the security *settings* before any port is opened; the start-up description.
+
+    For a supervisor that opens the port itself (``ceir serve --workers``).
+    """
+    gate, security = from_settings(settings)
+    security.check(settings.host, authenticated=gate.secure)
+    if security.tls:
+        security.credentials()  # unreadable or mismatched files fail here, not in a worker
+    return security.describe(tokens=len(gate.tokens or ()))

@@ -1,0 +1,282 @@
+"""Backup, restore and verification of a store.
+
+- :func:`backup` copies a store while it is being served and written: LMDB's copy runs
+  inside one read transaction, so the copy is one consistent commit, and ``compact``
+  drops free pages. It is written to a temporary directory, verified, then renamed.
+- :func:`restore` puts a verified backup in place of a store that nobody has open.
+- :func:`verify` walks every page of every table through cursors and decodes every
+  value, so a torn or foreign file shows up as a list of problems, not a crash later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from ceir.errors import CeirError, StoreError
+from ceir.imei import MAX_BODY
+from ceir.record import RECORD_SIZE, Record
+from ceir.store import SCHEMA_VERSION, TacInfo, open_store
+
+_DATA = "data.mdb"
+_LOCK = "lock.mdb"
+
+
+@dataclass
+class Report:
+    """What :func:`verify` found."""
+
+    path: Path
+    tables: dict[str, int] = field(default_factory=dict)
+    """Entries per table."""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, problem: str) -> None:
+        if len(self.problems) < 100:
+            self.problems.append(problem)
+        elif len(self.problems) == 100:
+            self.problems.append("... more problems not listed")
+
+
+Checker = Callable[[bytes, bytes, Report], None]
+
+
+def _check_device(key: bytes, value: bytes, report: Report) -> None:
+    if len(key) != 8 or int.from_bytes(key, "big") > MAX_BODY:
+        report.add(f"devices: key {key.hex()} is not an 8-byte IMEI body")
+        return
+    if len(value) != RECORD_SIZE:
+        report.add(f"devices: {key.hex()} has a {len(value)}-byte record, not {RECORD_SIZE}")
+        return
+    try:
+        Record.unpack(value)
+    except ValueError as exc:
+        report.add(f"devices: {key.hex()} has an undecodable record: {exc}")
+
+
+def _check_tac(key: bytes, value: bytes, report: Report) -> None:
+    if len(key) != 8 or not key.isdigit():
+        report.add(f"tacs: key {key!r} is not an 8-digit TAC")
+        return
+    try:
+        TacInfo.unpack(key.decode(), value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        report.add(f"tacs: {key.decode()} has an undecodable entry: {exc}")
+
+
+# Tables whose values verify knows how to decode; others are walked, not decoded.
+CHECKERS: dict[str, Checker] = {"devices": _check_device, "tacs": _check_tac}
+
+
+_MAGIC = 0xBEEFC0DE
+_META = struct.Struct("<16xIIQQI92xQQ")  # page header, magic, version, address, mapsize,
+# free-db page size, rest of the two db records, last page, txn id (LMDB 0.9, 64-bit)
+
+
+def check_file(path: Path) -> str | None:
+    """A problem with ``data.mdb``'s size or meta pages, or None.
+
+    LMDB maps the file: reading a page past a truncated end kills the process (SIGBUS),
+    so the size the newest meta page claims is checked before the file is opened.
+    """
+    data = path / _DATA
+    try:
+        size = data.stat().st_size
+        with data.open("rb") as f:
+            first = f.read(_META.size)
+            if len(first) < _META.size:
+                return f"{data} is {size} bytes: too short for an LMDB file"
+            page = _META.unpack(first)[4]
+            if page < 512 or page & (page - 1):
+                return f"{data} is not an LMDB file (page size {page})"
+            f.seek(page)
+            second = f.read(_META.size)
+    except OSError as exc:
+        return f"cannot read {data}: {exc}"
+    metas = [_META.unpack(b) for b in (first, second) if len(b) == _META.size]
+    valid = [m for m in metas if m[0] == _MAGIC]
+    if not valid:
+        return f"{data} is not an LMDB file (bad magic)"
+    newest = max(valid, key=lambda m: m[6])
+    needed = (newest[5] + 1) * page
+    if size < needed:
+        return f"{data} is truncated: its last page ends at byte {needed:,}, the file at {size:,}"
+    return None
+
+
+def verify(path: Path) -> Report:
+    """Check the store at *path*: schema version, every table walked, every value decoded."""
+    report = Report(path)
+    problem = check_file(path) if (path / _DATA).exists() else None
+    if problem is not None:
+        report.add(problem)
+        return report
+    try:
+        store = open_store(path, readonly=True)
+    except CeirError as exc:
+        report.add(str(exc))
+        return report
+    try:
+        env = store.env
+        with env.begin(buffers=False) as txn:
+            names = [bytes(k) for k, _ in txn.cursor()]
+            for name in names:
+                try:
+                    db = env.open_db(name, txn=txn, create=False)
+                except lmdb.Error:
+                    report.add(f"main table: entry {name!r} is not a table")
+                    continue
+                check = CHECKERS.get(name.decode(errors="replace"))
+                count = 0
+                for key, value in txn.cursor(db):
+                    count += 1
+                    if check is not None:
+                        check(key, value, report)
+                report.tables[name.decode(errors="replace")] = count
+            for extra in EXTRA_CHECKS:
+                extra(store, txn, report)
+    except lmdb.Error as exc:
+        report.add(f"cannot read the store: {exc}")
+    finally:
+        store.close()
+    for table in ("devices", "tacs", "meta"):
+        if table not in report.tables:
+            report.add(f"table {table!r} is missing")
+    return report
+
+
+def _check_audit(store: Any, txn: Any, report: Report) -> None:
+    """The audit log is 1..N without gaps, and its index points only at entries."""
+    audit, index = store.dbs.get("audit"), store.dbs.get("audit_idx")
+    if audit is None:
+        return
+    expected = 1
+    for key in txn.cursor(audit).iternext(keys=True, values=False):
+        seq = int.from_bytes(key, "big")
+        if seq != expected:
+            report.add(f"audit: entry {seq} follows {expected - 1}: entries are missing")
+        expected = seq + 1
+    if index is None:
+        return
+    for key, seq in txn.cursor(index):
+        if txn.get(seq, db=audit) is None:
+            report.add(f"audit_idx: device {key.hex()} points at missing entry {seq.hex()}")
+
+
+# Checks beyond the tables' own values: fn(store, txn, report).
+EXTRA_CHECKS: list[Callable[[Any, Any, Report], None]] = [_check_audit]
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold the store at *path* exclusively, or raise StoreError if a process has it open.
+
+    LMDB takes a shared lock on the first byte of ``lock.mdb`` in every process that
+    opens the environment; nobody holds it iff the exclusive lock can be taken.
+    """
+    lock = path / _LOCK
+    if not lock.exists():
+        yield
+        return
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        except OSError as exc:
+            raise StoreError(
+                f"store {path} is open in another process (is `ceir serve` running?); stop it first"
+            ) from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """What :func:`backup` wrote."""
+
+    dest: Path
+    bytes: int
+    seconds: float
+    report: Report
+
+
+def backup(src: Path, dest: Path) -> Copied:
+    """Write a compacted, consistent, verified copy of the store *src* to directory *dest*."""
+    started = time.monotonic()
+    if dest.exists() and any(dest.iterdir()):
+        raise StoreError(f"backup destination {dest} exists and is not empty; choose a new one")
+    tmp = dest.with_name(f".{dest.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        report = _copy_into(src, tmp)
+        if dest.exists():
+            dest.rmdir()
+        tmp.rename(dest)
+        _fsync(dest.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Copied(dest, (dest / _DATA).stat().st_size, time.monotonic() - started, report)
+
+
+def _copy_into(src: Path, tmp: Path) -> Report:
+    with open_store(src, readonly=True) as store:
+        try:
+            store.env.copy(str(tmp), compact=True)
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot copy {src} to {tmp}: {exc}") from exc
+    _fsync(tmp / _DATA)
+    report = verify(tmp)
+    if not report.ok:
+        raise StoreError(f"the copy of {src} does not verify: {report.problems[0]}")
+    (tmp / _LOCK).unlink(missing_ok=True)
+    return report
+
+
+def restore(src: Path, db: Path, *, force: bool = False) -> Report:
+    """Replace the store *db* with the backup *src* (verified first); *db* must be closed.
+
+    An existing store is kept beside it as ``<db>.replaced-<time>`` unless it is empty.
+    """
+    report = verify(src)
+    if not report.ok:
+        raise StoreError(f"backup {src} does not verify: {report.problems[0]}")
+    if (db / _DATA).exists() and not force:
+        raise StoreError(f"store {db} exists; pass --force to replace it (it is kept aside)")
+    tmp = db.with_name(f".{db.name}.restoring")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(src / _DATA, tmp / _DATA)
+    _fsync(tmp / _DATA)
+    with exclusive(db):
+        if db.exists():
+            db.rename(db.with_name(f"{db.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"))
+        tmp.rename(db)
+    _fsync(db.parent)
+    return report
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["SCHEMA_VERSION", "Copied", "Report", "backup", "exclusive", "restore", "verify"]

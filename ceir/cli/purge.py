@@ -1,0 +1,56 @@
+"""``ceir purge``: delete expired temporaries, old identity tokens and expired stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ceir.cli import CONTEXT, EPILOG, fail, main
+from ceir.config import DEFAULT_DB
+from ceir.errors import CeirError
+
+
+@main.command(epilog=EPILOG, context_settings=CONTEXT)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_DB,
+    help="Store directory (it may be served meanwhile).",
+)
+@click.option(
+    "--temporary-days",
+    type=click.IntRange(0),
+    default=90,
+    help="Days after a temporary (visitor) registration ended before it is deleted.",
+)
+@click.option(
+    "--identity-days",
+    type=click.IntRange(1),
+    default=365,
+    help="Days after an arrival before its identity token is deleted (keep it at least as "
+    "long as the customs cooldown).",
+)
+def purge(db: Path, temporary_days: int, identity_days: int) -> None:
+    """Remove personal data past retention; record what was removed in the audit log.
+
+    Deletes temporary registrations that ended more than --temporary-days ago (their
+    passport tokens with them), identity tokens of arrivals older than --identity-days,
+    and expired stages. The audit log gets the counts and one PURGE entry per device,
+    never a personal number or token.
+    """
+    from ceir.audit import local_actor
+    from ceir.purge import purge as run
+    from ceir.store import open_store
+
+    try:
+        with open_store(db) as store:
+            purged = run(
+                store,
+                actor=local_actor(),
+                temporary_days=temporary_days,
+                identity_days=identity_days,
+            )
+    except CeirError as exc:
+        fail(exc)
+    click.echo(purged.line())

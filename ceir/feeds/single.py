@@ -1,0 +1,99 @@
+"""One registration or lost/stolen report, as the gRPC ``Registry`` receives them.
+
+A request is one feed row, checked by the same code as a file row and written in one
+transaction with its audit entry; its origin records the request instead of a file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ceir import audit
+from ceir.errors import FeedRowError, InvalidRequestError, RuleError
+from ceir.feeds import Kind
+from ceir.feeds.base import Context, Options
+from ceir.feeds.kinds import feed_for
+from ceir.feeds.rows import RejectReason
+from ceir.feeds.writes import Writes
+from ceir.identity import tokenizer_for
+from ceir.imei import Imei
+from ceir.record import Record
+from ceir.store import Store
+
+__all__ = ["OneChange", "apply_one"]
+
+
+@dataclass(frozen=True, slots=True)
+class OneChange:
+    """What one request did."""
+
+    imei: Imei
+    before: Record | None
+    after: Record | None
+    added: bool
+    unchanged: bool
+    audit_seq: int
+    """0 when unchanged (nothing was written)."""
+
+
+def apply_one(
+    store: Store,
+    kind: Kind,
+    fields: Mapping[str, str],
+    *,
+    actor: str,
+    request: str,
+    options: Options | None = None,
+    clock: Callable[[], float] = time.time,
+) -> OneChange:
+    """Apply one feed row of *kind* on behalf of *actor*; *request* names it in the log.
+
+    Raises FeedRowError for a malformed field, RuleError for a channel rule or a
+    conflict, InvalidRequestError for unknown field names or the TAC kind.
+    """
+    if kind is Kind.TAC:
+        raise InvalidRequestError("TAC entries are imported as a file (ImportFeed), not registered")
+    feed = feed_for(kind)
+    unknown = sorted(set(fields) - set(feed.fields))
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown field(s) {', '.join(unknown)}; a {kind.value} registration has "
+            f"{', '.join(feed.fields)}"
+        )
+    values = [fields.get(name, "") for name in feed.fields]
+    tokenizer = tokenizer_for(store)
+    opts = options or Options()
+    now = clock()
+
+    def write(txn: Any) -> OneChange:
+        ctx = Context(store, txn, opts, tokenizer, now)
+        try:
+            cand = feed.parse(values, ctx)
+            outcome = feed.decide(cand, ctx)
+        except FeedRowError as exc:
+            if isinstance(exc.reason, RejectReason) and not exc.reason.malformed:
+                raise RuleError(exc.message, exc.reason.value) from exc
+            raise
+        imei = Imei.from_key(cand.key)
+        if outcome.unchanged:
+            return OneChange(imei, outcome.old, outcome.old, False, True, 0)
+        origin = audit.new_origin(
+            txn,
+            store,
+            {
+                "kind": kind.value,
+                "request": request,
+                "actor": actor,
+                "started_at": int(now),
+                "state": "done",
+            },
+        )
+        writes = Writes(feed)
+        writes.add(cand, outcome, 0)
+        seq = writes.flush(txn, store, ctx, origin, int(now))
+        return OneChange(imei, outcome.old, outcome.new, outcome.added, False, seq)
+
+    return store.write(write)
