@@ -25,6 +25,7 @@ import csv
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -266,7 +267,11 @@ def main() -> int:
           f"acknowledged RPC writes {result.acknowledged_rpcs:,}, distinct acknowledged "
           f"writes {distinct:,} (checked {result.checked_writes:,} times over all rounds), "
           f"losses {result.losses}, problems {len(result.problems)}")  # fmt: skip
-    return 1 if result.problems or result.losses else 0
+    if result.problems or result.losses:
+        print(f"store and feeds kept for a post-mortem in {workdir}")
+        return 1
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import hashlib
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,7 @@ def _setup() -> None:
     from ceir.store import open_store
 
     tmp = Path(tempfile.mkdtemp(prefix="ceir-fuzz-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # crashes are kept in var/fuzz/
     store = open_store(tmp / "db")
     demo.load(store)
     policy = Policy(UnknownStatus.BLACKLISTED.status)

@@ -15,6 +15,7 @@ import asyncio
 import json
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -227,7 +228,11 @@ def main() -> int:
             "rss_kib": [(round(t, 1), kib) for t, kib, _, _ in tally.samples],
             "rss_growth": growth, "server_exit": code,
         }, indent=1))  # fmt: skip
-    return 0 if tally.errors == 0 and tally.wrong == 0 and flat and code == 0 else 1
+    if tally.errors == 0 and tally.wrong == 0 and flat and code == 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 0
+    print(f"store kept for a post-mortem in {workdir}")
+    return 1
 
 
 if __name__ == "__main__":
