@@ -20,8 +20,19 @@ from click.testing import CliRunner, Result
 
 from ceir import __version__, demo
 from ceir.auth import Role
-from ceir.cli import main
+from ceir.cli import fail, main
 from ceir.config import Settings
+from ceir.errors import (
+    CeirError,
+    ConfigError,
+    FeedFormatError,
+    ForbiddenError,
+    InvalidImeiError,
+    InvalidReason,
+    StageExpiredError,
+    StoreSchemaError,
+    UnavailableError,
+)
 from ceir.store import open_store
 from ceir.tokens import TokenBook
 from tests._serving import serving
@@ -295,6 +306,32 @@ def test_version() -> None:
     """`ceir --version` prints the package version."""
     result = invoke("--version")
     assert (result.exit_code, result.stdout) == (0, f"ceir, version {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InvalidImeiError(InvalidReason.EMPTY, "IMEI is empty"), 3),
+        (UnavailableError("down"), 4),
+        (StoreSchemaError("schema 9"), 5),
+        (ConfigError("bad"), 6),
+        (FeedFormatError("no header"), 7),
+        (ForbiddenError("you staged it"), 9),
+        (StageExpiredError("stage 1 expired"), 10),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else str(v),
+)
+def test_each_error_exits_with_its_documented_code(error: CeirError, code: int) -> None:
+    """The CLI's one error table gives each error the exit code `ceir --help` documents,
+    with the message on stderr."""
+    runner = CliRunner()
+
+    @click.command()
+    def failing() -> None:
+        fail(error)
+
+    result = runner.invoke(failing)
+    assert (result.exit_code, result.stderr) == (code, f"ceir: {error}\n")
 
 
 def test_usage_error_exits_2() -> None:

@@ -29,8 +29,10 @@ from ceir.errors import (
     CeirError,
     ConfigError,
     FeedError,
+    ForbiddenError,
     InvalidImeiError,
     RemoteError,
+    StageExpiredError,
     StoreError,
 )
 
@@ -52,6 +54,8 @@ EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
     (StoreError, EXIT_STORE),
     (FeedError, EXIT_FEED),
     (RemoteError, EXIT_UNAVAILABLE),
+    (ForbiddenError, EXIT_FORBIDDEN),
+    (StageExpiredError, EXIT_NO_STAGE),
     (ConfigError, EXIT_CONFIG),
     (CeirError, EXIT_CONFIG),
 )
