@@ -178,6 +178,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.stream_limits = stream_limits or StreamLimits()
         self.rules = METHOD_RULES if rules is None else rules
         self._cert_cache: OrderedDict[bytes, Principal | None] = OrderedDict()
+        # Gated handlers by (method, registered handler): built on a method's first call.
+        self._gated: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     # -- who is calling ----------------------------------------------------------------
 
@@ -213,6 +215,19 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return principal or self._from_token(context)
 
     # -- the gate ------------------------------------------------------------------------
+
+    def admitted(self, method: str) -> Principal | None:
+        """The principal every call to *method* gets without looking at the call, if there
+        is one: without security, OPEN where the rule lets admins in and nothing limits
+        the rate. None: each call goes through :meth:`admit`."""
+        rule = self.rules.get(method)
+        if self.secure or rule is None or OPEN.role not in rule.roles:
+            return None
+        if (rule.rate_limited and self.limiter is not None) or (
+            rule.write_limited and self.write_limiter is not None
+        ):
+            return None
+        return OPEN
 
     async def admit(self, method: str, context: Any) -> Principal | None:
         """The principal if the call may go on (None: anonymous, public); else abort (raises)."""
@@ -256,7 +271,16 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if method not in self.rules:
             log.error("%s is registered but not in the access table: refused to all", method)
             return grpc.unary_unary_rpc_method_handler(self._refuse(method))
-        return _wrap(handler, method, self)
+        # grpc hands back the same registered handler object on every call: gate it once.
+        # Only registered methods get here, so the cache is as small as the table.
+        key = (method, id(handler))
+        cached = self._gated.get(key)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        gated = _wrap(handler, method, self)
+        if len(self._gated) < 4 * len(self.rules):
+            self._gated[key] = (handler, gated)  # holds handler: its id stays its own
+        return gated
 
     def _refuse(self, method: str) -> Callable[[Any, Any], Awaitable[None]]:
         async def refuse(request: Any, context: Any) -> None:
@@ -292,6 +316,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 Decoder = Callable[[bytes], Any] | None
+MALFORMED = "malformed request message"
 
 
 async def decoded(decode: Decoder, raw: bytes, context: Any) -> Any:
@@ -305,7 +330,7 @@ async def decoded(decode: Decoder, raw: bytes, context: Any) -> Any:
     try:
         return decode(raw)
     except DecodeError:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request message")
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
 
 
 def _peer_host(peer: str) -> str:
@@ -325,18 +350,23 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
     }[kind]
     streaming_in = kind[0]
     decode = handler.request_deserializer
+    admitted = gate.admitted(method)
+    # One Python frame between grpc and the servicer: admission, decoding (as decoded()
+    # does) and the call, inline.
 
     if inspect.isasyncgenfunction(inner):
 
         async def generator(request: Any, context: Any) -> AsyncIterator[Any]:
-            principal = await gate.admit(method, context)
+            principal = admitted if admitted is not None else await gate.admit(method, context)
             if principal is not None:
                 CURRENT.set(principal)
-            request = (
-                gate.bounded(request, decode, context)
-                if streaming_in
-                else await decoded(decode, request, context)
-            )
+            if streaming_in:
+                request = gate.bounded(request, decode, context)
+            elif decode is not None:
+                try:
+                    request = decode(request)
+                except DecodeError:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
             async for item in inner(request, context):
                 yield item
 
@@ -344,14 +374,16 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
     else:
 
         async def coroutine(request: Any, context: Any) -> Any:
-            principal = await gate.admit(method, context)
+            principal = admitted if admitted is not None else await gate.admit(method, context)
             if principal is not None:
                 CURRENT.set(principal)
-            request = (
-                gate.bounded(request, decode, context)
-                if streaming_in
-                else await decoded(decode, request, context)
-            )
+            if streaming_in:
+                request = gate.bounded(request, decode, context)
+            elif decode is not None:
+                try:
+                    request = decode(request)
+                except DecodeError:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
             return await inner(request, context)
 
         behaviour = coroutine
