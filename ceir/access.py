@@ -8,7 +8,10 @@ interceptor also
   and puts the principal in :data:`ceir.auth.CURRENT` for the handler;
 - rate-limits the consumer check per client (RESOURCE_EXHAUSTED + ``retry-after``);
 - bounds client streams: at most ``max_stream_messages`` messages, and no more than
-  ``stream_idle`` seconds of silence between two of them.
+  ``stream_idle`` seconds of silence between two of them;
+- ends a call whose handler raises a domain error with the status ``errors`` gives it
+  (:func:`ceir.server.status_for`: the table stays there), so each call passes through
+  one Python frame between grpc and the servicer, built once per method.
 
 Refusals say as little as possible: ``UNAUTHENTICATED: authentication required`` and
 ``PERMISSION_DENIED: permission denied``, whatever the reason; the log says more.
@@ -32,7 +35,7 @@ from google.protobuf.message import DecodeError
 from ceir.audit import Action
 from ceir.auth import CURRENT, OPEN, Principal, Role, current, principal_from_certificate
 from ceir.config import Settings
-from ceir.errors import ForbiddenError
+from ceir.errors import CeirError, ForbiddenError
 from ceir.feeds import Kind
 from ceir.feeds.history import device_history
 from ceir.imei import parse_lenient
@@ -169,6 +172,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         write_limiter: RateLimiter | None = None,
         stream_limits: StreamLimits | None = None,
         rules: dict[str, Rule] | None = None,
+        errors: Callable[[CeirError], grpc.StatusCode] | None = None,
     ) -> None:
         self.tokens = tokens if tokens is not None and len(tokens) else None
         self.certificates = certificates
@@ -177,6 +181,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.write_limiter = write_limiter
         self.stream_limits = stream_limits or StreamLimits()
         self.rules = METHOD_RULES if rules is None else rules
+        self.errors = errors
+        """The status for a domain error a handler raises (ceir.server's table); None:
+        left to grpc."""
         self._cert_cache: OrderedDict[bytes, Principal | None] = OrderedDict()
         # Gated handlers by (method, registered handler): built on a method's first call.
         self._gated: dict[tuple[str, int], tuple[Any, Any]] = {}
@@ -351,8 +358,9 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
     streaming_in = kind[0]
     decode = handler.request_deserializer
     admitted = gate.admitted(method)
+    errors = gate.errors
     # One Python frame between grpc and the servicer: admission, decoding (as decoded()
-    # does) and the call, inline.
+    # does), the call and the translation of a domain error into its status, inline.
 
     if inspect.isasyncgenfunction(inner):
 
@@ -367,8 +375,13 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
                     request = decode(request)
                 except DecodeError:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
-            async for item in inner(request, context):
-                yield item
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except CeirError as exc:
+                if errors is None:
+                    raise
+                await context.abort(errors(exc), str(exc))
 
         behaviour: Any = generator
     else:
@@ -384,7 +397,12 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
                     request = decode(request)
                 except DecodeError:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
-            return await inner(request, context)
+            try:
+                return await inner(request, context)
+            except CeirError as exc:
+                if errors is None:
+                    raise
+                await context.abort(errors(exc), str(exc))
 
         behaviour = coroutine
 
@@ -401,8 +419,11 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
     )
 
 
-def from_settings(settings: Settings) -> tuple[AccessInterceptor, Security]:
-    """The interceptor and transport security *settings* ask for."""
+def from_settings(
+    settings: Settings, errors: Callable[[CeirError], grpc.StatusCode] | None = None
+) -> tuple[AccessInterceptor, Security]:
+    """The interceptor and transport security *settings* ask for; it answers a domain
+    error with ``errors(exc)``."""
     security = Security(
         tls_cert=settings.tls_cert,
         tls_key=settings.tls_key,
@@ -424,6 +445,7 @@ def from_settings(settings: Settings) -> tuple[AccessInterceptor, Security]:
         limiter=limiter,
         write_limiter=writes,
         stream_limits=StreamLimits(settings.max_stream_messages, settings.stream_idle),
+        errors=errors,
     )
     return interceptor, security
 
