@@ -8,7 +8,10 @@ interceptor also
   and puts the principal in :data:`ceir.auth.CURRENT` for the handler;
 - rate-limits the consumer check per client (RESOURCE_EXHAUSTED + ``retry-after``);
 - bounds client streams: at most ``max_stream_messages`` messages, and no more than
-  ``stream_idle`` seconds of silence between two of them.
+  ``stream_idle`` seconds of silence between two of them;
+- ends a call whose handler raises a domain error with the status ``errors`` gives it
+  (:func:`ceir.server.status_for`: the table stays there), so each call passes through
+  one Python frame between grpc and the servicer, built once per method.
 
 Refusals say as little as possible: ``UNAUTHENTICATED: authentication required`` and
 ``PERMISSION_DENIED: permission denied``, whatever the reason; the log says more.
@@ -32,7 +35,7 @@ from google.protobuf.message import DecodeError
 from ceir.audit import Action
 from ceir.auth import CURRENT, OPEN, Principal, Role, current, principal_from_certificate
 from ceir.config import Settings
-from ceir.errors import ForbiddenError
+from ceir.errors import CeirError, ForbiddenError
 from ceir.feeds import Kind
 from ceir.feeds.history import device_history
 from ceir.imei import parse_lenient
@@ -167,6 +170,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         write_limiter: RateLimiter | None = None,
         stream_limits: StreamLimits | None = None,
         rules: dict[str, Rule] | None = None,
+        errors: Callable[[CeirError], grpc.StatusCode] | None = None,
     ) -> None:
         self.tokens = tokens if tokens is not None and len(tokens) else None
         self.certificates = certificates
@@ -175,7 +179,12 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.write_limiter = write_limiter
         self.stream_limits = stream_limits or StreamLimits()
         self.rules = METHOD_RULES if rules is None else rules
+        self.errors = errors
+        """The status for a domain error a handler raises (ceir.server's table); None:
+        left to grpc."""
         self._cert_cache: OrderedDict[bytes, Principal | None] = OrderedDict()
+        # Gated handlers by (method, registered handler): built on a method's first call.
+        self._gated: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     # -- who is calling ----------------------------------------------------------------
 
@@ -211,6 +220,19 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return principal or self._from_token(context)
 
     # -- the gate ------------------------------------------------------------------------
+
+    def admitted(self, method: str) -> Principal | None:
+        """The principal every call to *method* gets without looking at the call, if there
+        is one: without security, OPEN where the rule lets admins in and nothing limits
+        the rate. None: each call goes through :meth:`admit`."""
+        rule = self.rules.get(method)
+        if self.secure or rule is None or OPEN.role not in rule.roles:
+            return None
+        if (rule.rate_limited and self.limiter is not None) or (
+            rule.write_limited and self.write_limiter is not None
+        ):
+            return None
+        return OPEN
 
     async def admit(self, method: str, context: Any) -> Principal | None:
         """The principal if the call may go on (None: anonymous, public); else abort (raises)."""
@@ -254,7 +276,16 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if method not in self.rules:
             log.error("%s is registered but not in the access table: refused to all", method)
             return grpc.unary_unary_rpc_method_handler(self._refuse(method))
-        return _wrap(handler, method, self)
+        # grpc hands back the same registered handler object on every call: gate it once.
+        # Only registered methods get here, so the cache is as small as the table.
+        key = (method, id(handler))
+        cached = self._gated.get(key)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        gated = _wrap(handler, method, self)
+        if len(self._gated) < 4 * len(self.rules):
+            self._gated[key] = (handler, gated)  # holds handler: its id stays its own
+        return gated
 
     def _refuse(self, method: str) -> Callable[[Any, Any], Awaitable[None]]:
         async def refuse(request: Any, context: Any) -> None:
@@ -290,6 +321,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 Decoder = Callable[[bytes], Any] | None
+MALFORMED = "malformed request message"
 
 
 async def decoded(decode: Decoder, raw: bytes, context: Any) -> Any:
@@ -303,7 +335,7 @@ async def decoded(decode: Decoder, raw: bytes, context: Any) -> Any:
     try:
         return decode(raw)
     except DecodeError:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request message")
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
 
 
 def _peer_host(peer: str) -> str:
@@ -323,34 +355,52 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
     }[kind]
     streaming_in = kind[0]
     decode = handler.request_deserializer
+    admitted = gate.admitted(method)
+    errors = gate.errors
+    # One Python frame between grpc and the servicer: admission, decoding (as decoded()
+    # does), the call and the translation of a domain error into its status, inline.
 
     if inspect.isasyncgenfunction(inner):
 
         async def generator(request: Any, context: Any) -> AsyncIterator[Any]:
-            principal = await gate.admit(method, context)
+            principal = admitted if admitted is not None else await gate.admit(method, context)
             if principal is not None:
                 CURRENT.set(principal)
-            request = (
-                gate.bounded(request, decode, context)
-                if streaming_in
-                else await decoded(decode, request, context)
-            )
-            async for item in inner(request, context):
-                yield item
+            if streaming_in:
+                request = gate.bounded(request, decode, context)
+            elif decode is not None:
+                try:
+                    request = decode(request)
+                except DecodeError:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except CeirError as exc:
+                if errors is None:
+                    raise
+                await context.abort(errors(exc), str(exc))
 
         behaviour: Any = generator
     else:
 
         async def coroutine(request: Any, context: Any) -> Any:
-            principal = await gate.admit(method, context)
+            principal = admitted if admitted is not None else await gate.admit(method, context)
             if principal is not None:
                 CURRENT.set(principal)
-            request = (
-                gate.bounded(request, decode, context)
-                if streaming_in
-                else await decoded(decode, request, context)
-            )
-            return await inner(request, context)
+            if streaming_in:
+                request = gate.bounded(request, decode, context)
+            elif decode is not None:
+                try:
+                    request = decode(request)
+                except DecodeError:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
+            try:
+                return await inner(request, context)
+            except CeirError as exc:
+                if errors is None:
+                    raise
+                await context.abort(errors(exc), str(exc))
 
         behaviour = coroutine
 
@@ -367,8 +417,11 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
     )
 
 
-def from_settings(settings: Settings) -> tuple[AccessInterceptor, Security]:
-    """The interceptor and transport security *settings* ask for."""
+def from_settings(
+    settings: Settings, errors: Callable[[CeirError], grpc.StatusCode] | None = None
+) -> tuple[AccessInterceptor, Security]:
+    """The interceptor and transport security *settings* ask for; it answers a domain
+    error with ``errors(exc)``."""
     security = Security(
         tls_cert=settings.tls_cert,
         tls_key=settings.tls_key,
@@ -390,6 +443,7 @@ def from_settings(settings: Settings) -> tuple[AccessInterceptor, Security]:
         limiter=limiter,
         write_limiter=writes,
         stream_limits=StreamLimits(settings.max_stream_messages, settings.stream_idle),
+        errors=errors,
     )
     return interceptor, security
 

@@ -151,10 +151,9 @@ class Checker:
         return decision
 
     def check_one(self, request: eir_pb2.CheckIMEIRequest) -> Response:
-        """The answer to one request."""
-        response = eir_pb2.CheckIMEIBatchResponse()
-        self.check_into(response.responses, (request,))
-        return response.responses[0]
+        """The answer to one request (the unary call: one message, no batch around it)."""
+        with self.store.read() as txn:
+            return self._answer(request.imei, request, txn.get, self.clock())
 
     def check_many(
         self, requests: Sequence[eir_pb2.CheckIMEIRequest]
@@ -350,44 +349,48 @@ class Checker:
     def _mixed(self, texts: list[str], requests: Sequence[eir_pb2.CheckIMEIRequest]) -> list[bytes]:
         """Elements for any batch: one protobuf element per IMEI (the general path)."""
         now = self.clock()
-        decide = self._decide
-        parts = []
         with self.store.read() as txn:
             get = txn.get
-            for text, request in zip(texts, requests, strict=True):
-                n = len(text)
-                if 14 <= n <= 16 and text.isascii() and text.isdigit():
-                    body = text[:14]
-                    cd = check_digit(body)
-                    if n != 15 or ord(text[14]) - 48 == cd:
-                        decision = decide(get(int(body).to_bytes(8, "big")), now)
-                        r = _response(
-                            status=decision.status,
-                            reason=decision.reason,
-                            source=decision.source,
-                            imei=body + chr(48 + cd),
-                            tac=body[:8],
-                            request_id=request.request_id,
-                        )
-                        if decision.expires_at:
-                            r.expires_at.seconds = decision.expires_at
-                        if n == 16:
-                            r.svn = text[14:]
-                        if imei_mod.junk_flags(body) is not Junk.NONE:
-                            r.suspicious = True
-                        parts.append(_element(r))
-                        continue
-                parts.append(
-                    _element(
-                        _response(
-                            status=INVALID.status,
-                            reason=Reason.INVALID_IMEI,
-                            request_id=request.request_id,
-                            detail=_problem(text),
-                        )
-                    )
+            return [
+                _element(self._answer(text, request, get, now))
+                for text, request in zip(texts, requests, strict=True)
+            ]
+
+    def _answer(
+        self,
+        text: str,
+        request: eir_pb2.CheckIMEIRequest,
+        get: Callable[[bytes], bytes | None],
+        now: float,
+    ) -> Response:
+        """The response to one request whose IMEI is *text*, records read with *get*."""
+        n = len(text)
+        if 14 <= n <= 16 and text.isascii() and text.isdigit():
+            body = text[:14]
+            cd = check_digit(body)
+            if n != 15 or ord(text[14]) - 48 == cd:
+                decision = self._decide(get(int(body).to_bytes(8, "big")), now)
+                r = _response(
+                    status=decision.status,
+                    reason=decision.reason,
+                    source=decision.source,
+                    imei=body + chr(48 + cd),
+                    tac=body[:8],
+                    request_id=request.request_id,
                 )
-        return parts
+                if decision.expires_at:
+                    r.expires_at.seconds = decision.expires_at
+                if n == 16:
+                    r.svn = text[14:]
+                if imei_mod.junk_flags(body) is not Junk.NONE:
+                    r.suspicious = True
+                return r
+        return _response(
+            status=INVALID.status,
+            reason=Reason.INVALID_IMEI,
+            request_id=request.request_id,
+            detail=_problem(text),
+        )
 
     # -- the packed form -------------------------------------------------------------
 

@@ -1,19 +1,19 @@
 """The gRPC server: error -> status table, ``create_server()``, ``serve()``.
 
-Domain errors are translated into gRPC status codes here and nowhere else.
+Domain errors are translated into gRPC status codes by this module's table and nowhere
+else; the access gate (:mod:`ceir.access`) applies it to every call it passes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -55,7 +55,6 @@ from ceir.v1 import (
 )
 
 log = logging.getLogger("ceir.server")
-S = TypeVar("S")
 
 # The one place where errors become gRPC status codes. Most specific class first.
 STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
@@ -91,43 +90,6 @@ def status_for(exc: CeirError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL  # pragma: no cover - CeirError is in the table
 
 
-def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a servicer method so that a CeirError aborts the call with its status."""
-    if inspect.isasyncgenfunction(method):
-
-        async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
-            try:
-                async for item in method(request, context):
-                    yield item
-            except CeirError as exc:
-                await context.abort(status_for(exc), str(exc))
-
-        return streaming
-
-    async def unary(request: Any, context: Any) -> Any:
-        try:
-            return await method(request, context)
-        except CeirError as exc:
-            await context.abort(status_for(exc), str(exc))
-
-    return unary
-
-
-class _Translated:
-    """Holds a servicer's RPC methods, wrapped to translate domain errors."""
-
-
-def translated(servicer: S, descriptor: Any, service: str) -> S:
-    """A stand-in for *servicer* whose RPCs turn a CeirError into its gRPC status.
-
-    Wrapping happens once, at registration, so calls pay one try block and nothing else.
-    """
-    proxy = _Translated()
-    for method in descriptor.services_by_name[service].methods:
-        setattr(proxy, method.name, _translating(getattr(servicer, method.name)))
-    return cast(S, proxy)
-
-
 @dataclass
 class CeirServer:
     """A created (not yet started) server and its health service."""
@@ -156,7 +118,8 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
 
     Bind ``port=0`` to get a free port (tests do).
     """
-    gate, security = access.from_settings(settings)
+    # The gate translates domain errors too: one wrapper per call, not two.
+    gate, security = access.from_settings(settings, errors=status_for)
     options = transport.server_options(
         settings.max_message_bytes,
         transport.TransportLimits(),
@@ -166,26 +129,18 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     server = grpc.aio.server(options=options, interceptors=[gate])
     policy = Policy(settings.unknown_status.status)
     eir = EquipmentIdentityRegister(Checker(store, policy), settings.max_batch)
-    add_eir_to_server(translated(eir, eir_pb2.DESCRIPTOR, "EquipmentIdentityRegister"), server)
+    add_eir_to_server(eir, server)
     check = DeviceCheck(store, policy)
-    device_check_pb2_grpc.add_DeviceCheckServicer_to_server(
-        translated(check, device_check_pb2.DESCRIPTOR, "DeviceCheck"), server
-    )
-    approval_pb2_grpc.add_ApprovalsServicer_to_server(
-        translated(Approvals(store), approval_pb2.DESCRIPTOR, "Approvals"), server
-    )
+    device_check_pb2_grpc.add_DeviceCheckServicer_to_server(check, server)
+    approval_pb2_grpc.add_ApprovalsServicer_to_server(Approvals(store), server)
     registry_pb2_grpc.add_RegistryServicer_to_server(
-        translated(
-            Registry(
-                store,
-                policy,
-                actor=access.actor,
-                allow=access.allow_kind,
-                allow_unblock=access.unblock_guard(store),
-                stage_above=settings.stage_above,
-            ),
-            registry_pb2.DESCRIPTOR,
-            "Registry",
+        Registry(
+            store,
+            policy,
+            actor=access.actor,
+            allow=access.allow_kind,
+            allow_unblock=access.unblock_guard(store),
+            stage_above=settings.stage_above,
         ),
         server,
     )

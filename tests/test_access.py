@@ -298,3 +298,63 @@ def test_principal_labels() -> None:
     """Audit labels read role:name[@operator]."""
     assert Principal("telkomsel", Role.OPERATOR, "510-10").label == "operator:telkomsel@510-10"
     assert Principal("bea", Role.CUSTOMS).label == "customs:bea"
+
+
+def test_a_method_is_gated_once_and_each_call_is_still_checked() -> None:
+    """The gated handler is built on a method's first call and reused; every call is still
+    authenticated (a good token is served, then a bad one refused, on the same handler)."""
+    gate, token = gate_with_operator()
+    with bare_server(gate) as address, grpc.insecure_channel(address) as ch:
+        call = ch.unary_unary("/t.T/Unary")
+        assert call(b"", metadata=bearer(token)) == b"operator:xl@510-11"
+        gated = dict(gate._gated)
+        assert call(b"", metadata=bearer(token)) == b"operator:xl@510-11"
+        with pytest.raises(grpc.RpcError) as err:
+            call(b"", metadata=bearer("not-a-token"))
+        assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert gate._gated == gated
+        assert len(gated) == 1
+
+
+def test_a_new_handler_object_for_a_method_gets_its_own_gate() -> None:
+    """The cache is keyed on the handler's identity, so a re-registered handler is used."""
+    gate = AccessInterceptor(rules=TEST_RULES | {"/t.T/Open": Rule(frozenset({Role.ADMIN}))})
+    first = grpc.unary_unary_rpc_method_handler(_unary)
+    second = grpc.unary_unary_rpc_method_handler(_unary)
+    details = type("Details", (), {"method": "/t.T/Open"})()
+
+    async def continuation_to(handler: Any) -> Any:
+        async def continuation(_: Any) -> Any:
+            return handler
+
+        return await gate.intercept_service(continuation, details)
+
+    a = asyncio.run(continuation_to(first))
+    assert asyncio.run(continuation_to(first)) is a
+    assert asyncio.run(continuation_to(second)) is not a
+
+
+def test_only_open_unlimited_methods_skip_the_per_call_check() -> None:
+    """admitted(): OPEN without security for rules that admit admins and are not rate
+    limited; None (each call checked) with security, limits or roles without admin."""
+    from ceir.ratelimit import RateLimiter
+
+    rules = {
+        "/t.T/Plain": Rule(frozenset({Role.ADMIN})),
+        "/t.T/NoAdmin": Rule(frozenset({Role.OPERATOR})),
+        "/t.T/Limited": Rule(frozenset({Role.ADMIN}), rate_limited=True),
+        "/t.T/Writes": Rule(frozenset({Role.ADMIN}), write_limited=True),
+    }
+    open_gate = AccessInterceptor(rules=rules)
+    assert open_gate.admitted("/t.T/Plain") is OPEN
+    assert open_gate.admitted("/t.T/NoAdmin") is None
+    assert open_gate.admitted("/t.T/Unknown") is None
+    assert open_gate.admitted("/t.T/Limited") is OPEN  # no limiter configured
+    limited = AccessInterceptor(
+        rules=rules, limiter=RateLimiter(1, 1), write_limiter=RateLimiter(1, 1)
+    )
+    assert limited.admitted("/t.T/Limited") is None
+    assert limited.admitted("/t.T/Writes") is None
+    assert limited.admitted("/t.T/Plain") is OPEN
+    secure, _ = gate_with_operator()
+    assert secure.admitted("/t.T/Unary") is None
