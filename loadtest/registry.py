@@ -144,6 +144,10 @@ def load(population: Population, db: Path, work: Path, *, quiet: bool = False) -
             "--quiet",
             "--max-new-devices",
             str(rows),
+            # The simulator builds its own register as one principal: a national-size
+            # population must not wait for a second principal's approval.
+            "--stage-above",
+            "0",
             "--rejects",
             str(work / f"{kind}.rejects.csv"),
         ]

@@ -67,6 +67,19 @@ def test_registry_is_loaded_through_ceir_import(prepared: tuple[object, Path]) -
         assert store.device_count() == len(registered)
 
 
+def test_large_populations_are_not_staged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A population above the two-person threshold still loads: the simulator's own
+    register is written directly, not staged for approval."""
+    monkeypatch.setenv("CEIR_STAGE_ABOVE", "10")  # what ceir import would stage above
+    _population, db = registry.prepare(
+        devices=300, mix=DEFAULT_MIX, seed=3, work=tmp_path, quiet=True
+    )
+    from ceir.store import open_store
+
+    with open_store(db, readonly=True) as store:
+        assert store.device_count() > 10
+
+
 @pytest.mark.parametrize("mode", list(Mode))
 def test_short_load_answers_everything_right(prepared: tuple[object, Path], mode: Mode) -> None:
     """Two seconds of open-loop load in each mode: every attach answered, none wrong."""
