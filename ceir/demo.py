@@ -6,12 +6,15 @@ Temporary registrations are dated relative to the moment the demo is loaded.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import NamedTuple
 
 from ceir.imei import parse
 from ceir.record import Reason, Record, Source
 from ceir.store import Store, TacInfo
+
+log = logging.getLogger("ceir.demo")
 
 DAY = 86_400
 
@@ -96,3 +99,10 @@ def load(store: Store, now: int | None = None) -> int:
     store.put_tacs(TACS)
     items = [(parse(d.imei).key, d.record) for d in devices(at) if d.record is not None]
     return store.put_devices(items)
+
+
+def load_if_empty(store: Store) -> None:
+    """Load the demo data into *store* when it holds no device, and log that it did."""
+    if store.device_count() == 0:
+        n = load(store)
+        log.info("empty store: loaded demo data (%d devices, %d TACs)", n, len(TACS))

@@ -164,9 +164,8 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
 def prepare_store(settings: Settings) -> Store:
     """Open the configured store; load demo data into it if it is empty and demo is on."""
     store = open_store(settings.db)
-    if settings.demo and store.device_count() == 0:
-        n = demo.load(store)
-        log.info("empty store: loaded demo data (%d devices, %d TACs)", n, len(demo.TACS))
+    if settings.demo:
+        demo.load_if_empty(store)
     return store
 
 

@@ -80,13 +80,11 @@ def serve(settings: Settings) -> None:
 
 
 def _prepare_store(settings: Settings) -> tuple[int, int]:
-    """Create the store and load demo data (as ``ceir.server.prepare_store``), then close.
-
-    Returns how many devices and TACs it holds."""
+    """Create the store and load demo data (as ``ceir.server.prepare_store``, without
+    importing gRPC before the fork), then close. Returns how many devices and TACs it holds."""
     with open_store(settings.db) as store:
-        if settings.demo and store.device_count() == 0:
-            n = demo.load(store)
-            log.info("empty store: loaded demo data (%d devices, %d TACs)", n, len(demo.TACS))
+        if settings.demo:
+            demo.load_if_empty(store)
         return store.device_count(), store.tac_count()
 
 
