@@ -49,7 +49,7 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     grace: float = 10.0
     """Seconds in-flight calls get to finish after SIGTERM/SIGINT."""
-    # -- security and hostile-input limits (ceir.transport, ceir.access) --
+    # -- security and hostile-input limits (ceir.server.transport, ceir.server.access) --
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None

@@ -1,7 +1,7 @@
 """The one exception root of ceir and its specific kinds.
 
 Errors are raised deep and translated only at the edges: the gRPC status table in
-:mod:`ceir.server` and the exit codes in :mod:`ceir.cli`. This module imports nothing heavy.
+:mod:`ceir.server.app` and the exit codes in :mod:`ceir.cli`. This module imports nothing heavy.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from ceir.workers import default_workers
+from ceir.server.supervisor import default_workers
 from loadtest import registry, report
 from loadtest.engine import ClientSettings, Mode, RunResult, run_load
 from loadtest.population import DEFAULT_MIX, OPERATORS, Operator, format_mix, parse_mix

@@ -40,9 +40,9 @@ import lmdb
 from ceir.client import Client
 from ceir.lookup import Checker
 from ceir.policy import Policy
+from ceir.server.supervisor import default_workers
 from ceir.store import open_store
 from ceir.v1 import eir_pb2
-from ceir.workers import default_workers
 from loadtest import bench_core
 from loadtest.alternatives import build_sqlite, load_redis, redis_rows, redis_server, sqlite_rows
 from loadtest.bench_core import WRONG, Workload, build_store

@@ -26,7 +26,7 @@ SERVER = """
 import asyncio, signal, sys
 from pathlib import Path
 import grpc
-from ceir import server
+from ceir.server import app as server
 from ceir.config import Settings
 if sys.argv[2] == "off":
     real = grpc.aio.server

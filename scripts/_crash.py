@@ -37,10 +37,10 @@ from pathlib import Path
 
 import grpc
 
-from ceir.audit import entries
 from ceir.imei import check_digit, parse
 from ceir.record import Reason
 from ceir.store import open_store
+from ceir.store.audit import entries
 from ceir.v1 import common_pb2, eir_pb2, eir_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 CLI = [sys.executable, "-c", "from ceir.cli import run; run()"]

@@ -44,12 +44,11 @@ def _setup() -> None:
     """A demo store and the handlers on it, made once per process."""
     if _STATE:
         return
-    from ceir import demo
     from ceir.config import UnknownStatus
     from ceir.lookup import Checker
     from ceir.policy import Policy
-    from ceir.servicers import DeviceCheck
-    from ceir.store import open_store
+    from ceir.server.device_check import DeviceCheck
+    from ceir.store import demo, open_store
 
     tmp = Path(tempfile.mkdtemp(prefix="ceir-fuzz-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # crashes are kept in var/fuzz/
@@ -176,8 +175,8 @@ def fuzz_record(data: bytes) -> None:
 @target
 def fuzz_credentials(data: bytes) -> None:
     """A bearer token or a client certificate from an attacker names nobody."""
-    from ceir.auth import Role, principal_from_certificate
-    from ceir.tokens import TokenBook
+    from ceir.security.principals import Role, principal_from_certificate
+    from ceir.security.tokens import TokenBook
 
     if "book" not in _STATE:
         _STATE["book"] = TokenBook().add("a", Role.ADMIN)[0]
@@ -196,7 +195,7 @@ def _feed_target(kind_name: str) -> Target:
         from ceir.feeds.base import Context, Options
         from ceir.feeds.kinds import feed_for
         from ceir.feeds.reader import open_feed
-        from ceir.identity import Tokenizer
+        from ceir.store.identity import Tokenizer
 
         kind = Kind(kind_name)
         feed = feed_for(kind)
@@ -320,7 +319,7 @@ def atheris_child(name: str, argv: list[str]) -> None:
         import ceir.imei
         import ceir.lookup
         import ceir.record
-        import ceir.servicers  # noqa: F401
+        import ceir.server.device_check  # noqa: F401
     _setup()
     atheris.Setup([sys.argv[0], *argv], TARGETS[name])
     atheris.Fuzz()

@@ -27,12 +27,11 @@ from typing import Any
 
 import grpc
 
-from ceir import demo
 from ceir.imei import parse
 from ceir.lookup import Checker
 from ceir.policy import Policy
 from ceir.record import Status
-from ceir.store import open_store
+from ceir.store import demo, open_store
 from ceir.v1 import device_check_pb2, device_check_pb2_grpc, eir_pb2, eir_pb2_grpc
 
 

@@ -12,10 +12,9 @@ from typing import Any
 
 import grpc
 
-from ceir import demo
 from ceir.config import Settings
-from ceir.server import CeirServer, create_server
-from ceir.store import Store, open_store
+from ceir.server.app import CeirServer, create_server
+from ceir.store import Store, demo, open_store
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 """Shared fixtures: a temporary store that is always closed, and a running server.
 
-The server is the real aio server from :func:`ceir.server.create_server`, bound to
+The server is the real aio server from :func:`ceir.server.app.create_server`, bound to
 127.0.0.1 port 0 and run on its own event loop in a background thread, so tests talk to
 it over real gRPC with a plain synchronous channel.
 """
@@ -21,10 +21,9 @@ import grpc
 import pytest
 from hypothesis import settings
 
-from ceir import demo
 from ceir.config import Settings
-from ceir.server import CeirServer, create_server
-from ceir.store import Store, open_store
+from ceir.server.app import CeirServer, create_server
+from ceir.store import Store, demo, open_store
 from ceir.v1 import device_check_pb2_grpc, eir_pb2_grpc
 
 T = TypeVar("T")

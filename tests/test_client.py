@@ -11,14 +11,13 @@ from typing import Any
 import grpc
 import pytest
 
-from ceir import demo
 from ceir.client import Client
 from ceir.config import Settings
 from ceir.errors import ClientClosedError, DeadlineError, RejectedError
 from ceir.lookup import Checker
 from ceir.policy import Policy
-from ceir.server import create_server
-from ceir.store import Store, open_store
+from ceir.server.app import create_server
+from ceir.store import Store, demo, open_store
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,13 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ceir import demo
 from ceir.errors import InvalidImeiError
 from ceir.imei import Junk, parse
 from ceir.lookup import Checker
 from ceir.policy import INVALID, Decision, Policy
 from ceir.record import Reason, Source, Status
-from ceir.store import Store, open_store
+from ceir.store import Store, demo, open_store
 from ceir.v1 import eir_pb2
 
 NOW = 1_800_000_000

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 from click.testing import CliRunner
 
-from ceir.cli import main
+from ceir.cli.app import main
 from ceir.v1 import (
     approval_pb2,
     approval_pb2_grpc,

@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from ceir.cli import EXIT_FORBIDDEN, EXIT_UNAVAILABLE
+from ceir.cli.app import EXIT_FORBIDDEN, EXIT_UNAVAILABLE
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, EXIT_NO_STAGE, main
 from ceir.cli._client import auth_from, call_failed, client_options
+from ceir.cli.app import CONTEXT, EPILOG, EXIT_NO_STAGE, main
 from ceir.config import DEFAULT_PORT
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, EXIT_STORE, fail, main
+from ceir.cli.app import CONTEXT, EPILOG, EXIT_STORE, fail, main
 from ceir.config import DEFAULT_DB
 from ceir.errors import CeirError
 
@@ -28,7 +28,7 @@ def backup(dest: Path, db: Path) -> None:
 
     Safe while `ceir serve` and imports run: the copy is one committed state.
     """
-    from ceir.backup import backup as run
+    from ceir.store.backup import backup as run
 
     try:
         copied = run(db, dest)
@@ -47,7 +47,7 @@ def backup(dest: Path, db: Path) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing store (it is kept aside).")
 def restore(src: Path, db: Path, force: bool) -> None:
     """Put the backup SRC in place of the store (stop `ceir serve` first)."""
-    from ceir.backup import restore as run
+    from ceir.store.backup import restore as run
 
     try:
         report = run(src, db, force=force)
@@ -63,7 +63,7 @@ def verify(db: Path) -> None:
 
     Exits 0 when the store is sound, 5 with the problems listed when it is not.
     """
-    from ceir.backup import verify as run
+    from ceir.store.backup import verify as run
 
     report = run(db)
     for name, count in sorted(report.tables.items()):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, main
+from ceir.cli.app import CONTEXT, EPILOG, main
 
 
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
@@ -32,7 +32,7 @@ def certs(directory: Path, hosts: tuple[str, ...]) -> None:
     \b
     ceir serve --tls-cert D/server.pem --tls-key D/server.key --client-ca D/ca.pem
     """
-    from ceir.certs import DEMO_PRINCIPALS, write_dev_pki
+    from ceir.security.certs import DEMO_PRINCIPALS, write_dev_pki
 
     write_dev_pki(directory, hosts)
     click.echo(f"wrote a development CA, a server certificate and clients to {directory}/")

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, EXIT_INVALID_IMEI, EXIT_OK, EXIT_REFUSED, main
 from ceir.cli._client import auth_from, call_failed, client_options
+from ceir.cli.app import CONTEXT, EPILOG, EXIT_INVALID_IMEI, EXIT_OK, EXIT_REFUSED, main
 from ceir.config import DEFAULT_PORT
 from ceir.errors import InvalidImeiError
 

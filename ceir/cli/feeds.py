@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, EXIT_FEED, EXIT_STAGED, fail, main
+from ceir.cli.app import CONTEXT, EPILOG, EXIT_FEED, EXIT_STAGED, fail, main
 from ceir.config import DEFAULT_DB
 from ceir.errors import CeirError, FeedRefusedError
 from ceir.feeds import Format, Kind  # enums only: cheap to import
@@ -167,10 +167,10 @@ def import_(
     (exit 7, nothing written) above the bad-row or new-device limits. Importing a file
     again is a no-op; an interrupted import resumes where it stopped.
     """
-    from ceir.audit import local_actor
     from ceir.feeds.base import DEFAULT_CUTOFF, Options
-    from ceir.staging import Stage, submit
+    from ceir.feeds.staging import Stage, submit
     from ceir.store import open_store
+    from ceir.store.audit import local_actor
 
     options = Options(
         max_bad_ratio=max_bad_ratio,

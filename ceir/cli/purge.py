@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, fail, main
+from ceir.cli.app import CONTEXT, EPILOG, fail, main
 from ceir.config import DEFAULT_DB
 from ceir.errors import CeirError
 
@@ -39,9 +39,9 @@ def purge(db: Path, temporary_days: int, identity_days: int) -> None:
     and expired stages. The audit log gets the counts and one PURGE entry per device,
     never a personal number or token.
     """
-    from ceir.audit import local_actor
-    from ceir.purge import purge as run
+    from ceir.feeds.retention import purge as run
     from ceir.store import open_store
+    from ceir.store.audit import local_actor
 
     try:
         with open_store(db) as store:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, fail, main
+from ceir.cli.app import CONTEXT, EPILOG, fail, main
 from ceir.config import DEFAULT_DB, DEFAULT_PORT, DEFAULT_TOKENS, Settings, UnknownStatus
 from ceir.errors import CeirError, ConfigError
 
@@ -160,7 +160,7 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from ceir.workers import serve as run
+    from ceir.server.supervisor import serve as run
 
     try:
         settings = Settings(

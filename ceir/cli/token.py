@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ceir.cli import CONTEXT, EPILOG, fail, main
+from ceir.cli.app import CONTEXT, EPILOG, fail, main
 from ceir.config import DEFAULT_TOKENS
 from ceir.errors import CeirError
 
@@ -48,8 +48,8 @@ def add(name: str, role: str, operator_id: str, path: Path) -> None:
 
     A running server reads the file at start: restart it to use new tokens.
     """
-    from ceir.auth import Role
-    from ceir.tokens import TokenBook
+    from ceir.security.principals import Role
+    from ceir.security.tokens import TokenBook
 
     try:
         book, secret = TokenBook.load(path).add(name, Role(role), operator_id)
@@ -63,7 +63,7 @@ def add(name: str, role: str, operator_id: str, path: Path) -> None:
 @_FILE
 def list_(path: Path) -> None:
     """List the principals that have a token (never the tokens)."""
-    from ceir.tokens import TokenBook
+    from ceir.security.tokens import TokenBook
 
     try:
         book = TokenBook.load(path)
@@ -79,7 +79,7 @@ def list_(path: Path) -> None:
 @_FILE
 def revoke(name: str, path: Path) -> None:
     """Remove NAME's token: restart the server for it to take effect."""
-    from ceir.tokens import TokenBook
+    from ceir.security.tokens import TokenBook
 
     try:
         TokenBook.load(path).revoke(name).save(path)

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
 
-from ceir.audit import Action
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
 from ceir.feeds.rows import RejectReason, iso_day
-from ceir.identity import Tokenizer
 from ceir.record import Reason, Record
 from ceir.store import Store
+from ceir.store.audit import Action
+from ceir.store.identity import Tokenizer
 
 __all__ = ["SEP", "Candidate", "Context", "Feed", "Options", "Outcome"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ceir.audit import Action
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
 from ceir.feeds.base import Candidate, Context, Feed, Outcome, decide_registration, pack_details
@@ -25,8 +24,9 @@ from ceir.feeds.rows import (
     parse_instant,
     required,
 )
-from ceir.identity import IdKind
 from ceir.record import Reason, Record, Source
+from ceir.store.audit import Action
+from ceir.store.identity import IdKind
 
 _ID_TYPES = ("NIK", "PASSPORT")
 _CHANNELS = ("PASSENGER", "SHIPMENT")

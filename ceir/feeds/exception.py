@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ceir.audit import Action
 from ceir.feeds import Kind
 from ceir.feeds.base import Candidate, Context, Feed, pack_details
 from ceir.feeds.rows import parse_feed_imei, parse_instant
 from ceir.record import Reason, Record, Source
+from ceir.store.audit import Action
 
 
 class ExceptionFeed(Feed):

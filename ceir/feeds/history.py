@@ -8,14 +8,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ceir import audit
 from ceir.feeds import Kind
 from ceir.feeds.base import SEP
 from ceir.feeds.kinds import FEEDS
 from ceir.imei import Imei
 from ceir.policy import Decision, Policy
 from ceir.record import Record
-from ceir.store import Store
+from ceir.store import Store, audit
 
 __all__ = ["DeviceHistory", "HistoryEntry", "device_history"]
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ceir import audit
 from ceir.errors import FeedFormatError, FeedRefusedError, FeedRowError, StoreError
 from ceir.feeds import Format, Kind
 from ceir.feeds.base import Candidate, Context, Feed, Options
@@ -39,8 +38,8 @@ from ceir.feeds.reader import Row, open_feed
 from ceir.feeds.rows import RejectReason
 from ceir.feeds.summary import ImportSummary, Reject, write_report
 from ceir.feeds.writes import Writes
-from ceir.identity import Tokenizer, tokenizer_for
-from ceir.store import Store
+from ceir.store import Store, audit
+from ceir.store.identity import Tokenizer, tokenizer_for
 
 __all__ = ["ImportSummary", "Options", "Progress", "file_digest", "import_file", "rejects_of"]
 
@@ -344,7 +343,7 @@ def import_file(
     reject report is written to *report* when there are rejects. *name* is the file
     name recorded in the audit log (default: *path*'s name). A file that would add more
     than *stage_above* new devices is not written: its summary has the state
-    ``needs-approval`` (the two-person rule, :mod:`ceir.staging`).
+    ``needs-approval`` (the two-person rule, :mod:`ceir.feeds.staging`).
     """
     started = time.monotonic()
     imp = _Import(

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ceir.audit import Action
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
 from ceir.feeds.base import Candidate, Context, Feed, Outcome, pack_details
 from ceir.feeds.rows import RejectReason, parse_choice, parse_feed_imei, parse_instant, required
 from ceir.record import Record
+from ceir.store.audit import Action
 
 _ACTIONS = ("BLOCK", "UNBLOCK")
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ceir.audit import Action
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
 from ceir.feeds.base import Candidate, Context, Feed, pack_details
 from ceir.feeds.rows import RejectReason, iso_day, parse_feed_imei, parse_instant, required
-from ceir.identity import IdKind
 from ceir.record import Reason, Record, Source
+from ceir.store.audit import Action
+from ceir.store.identity import IdKind
 
 
 class OperatorDumpFeed(Feed):

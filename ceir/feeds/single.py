@@ -11,17 +11,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ceir import audit
 from ceir.errors import FeedRowError, InvalidRequestError, RuleError
 from ceir.feeds import Kind
 from ceir.feeds.base import Context, Options
 from ceir.feeds.kinds import feed_for
 from ceir.feeds.rows import RejectReason
 from ceir.feeds.writes import Writes
-from ceir.identity import tokenizer_for
 from ceir.imei import Imei
 from ceir.record import Record
-from ceir.store import Store
+from ceir.store import Store, audit
+from ceir.store.identity import tokenizer_for
 
 __all__ = ["OneChange", "apply_one"]
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ceir.audit import Action
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
 from ceir.feeds.base import Candidate, Context, Feed, Outcome
 from ceir.feeds.rows import RejectReason
 from ceir.record import Record
 from ceir.store import TacInfo
+from ceir.store.audit import Action
 
 _NO_RECORD = Record()
 

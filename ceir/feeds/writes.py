@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ceir import audit
 from ceir.feeds import Kind
 from ceir.feeds.base import Candidate, Context, Feed, Outcome
-from ceir.store import Store
+from ceir.store import Store, audit
 
 __all__ = ["Writes"]
 

@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 
-from ceir import audit
 from ceir.errors import FeedFormatError, FeedRefusedError
 from ceir.feeds import Kind
 from ceir.feeds.base import Options
 from ceir.feeds.importer import _Import, import_file
 from ceir.imei import parse
-from ceir.store import REGISTRY_DBS, Store, TacInfo, open_store
+from ceir.store import REGISTRY_DBS, Store, TacInfo, audit, open_store
 
 from .conftest import ACTOR, Importer, csv_text, imei
 

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ceir import audit
 from ceir.feeds import Kind
 from ceir.feeds.base import Options
 from ceir.feeds.gen import POOL, generate
 from ceir.feeds.importer import import_file
-from ceir.store import Store, open_store
+from ceir.store import Store, audit, open_store
 
 from .conftest import ACTOR
 from .test_importer import _without_time, dump

@@ -1,0 +1,100 @@
+"""The ``ceir`` group, its exit codes and the one place errors become them.
+
+Every command module imports from here; nothing here imports a command.
+
+Exit codes (also in ``ceir --help``):
+
+==  =====================================================================
+0   success; for ``ceir check``: the device may connect
+1   ``ceir check``: the device will be refused (not registered, blocked, expired)
+2   usage error (bad flag or argument)
+3   invalid IMEI
+4   the server could not be reached or failed
+5   the store cannot be opened or has an unknown layout
+6   bad configuration (e.g. the address cannot be bound)
+7   a feed file was refused whole or cannot be read (nothing was imported)
+8   a feed file was staged for a second principal's approval (nothing written yet)
+9   not allowed: unauthenticated, or permission denied
+10  no such stage, or it expired
+==  =====================================================================
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from ceir import __version__
+from ceir.errors import (
+    CeirError,
+    ConfigError,
+    FeedError,
+    ForbiddenError,
+    InvalidImeiError,
+    RemoteError,
+    StageExpiredError,
+    StoreError,
+)
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_INVALID_IMEI = 3
+EXIT_UNAVAILABLE = 4
+EXIT_STORE = 5
+EXIT_CONFIG = 6
+EXIT_FEED = 7
+EXIT_STAGED = 8
+EXIT_FORBIDDEN = 9
+EXIT_NO_STAGE = 10
+
+# The one place where errors become exit codes. Most specific class first.
+EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
+    (InvalidImeiError, EXIT_INVALID_IMEI),
+    (StoreError, EXIT_STORE),
+    (FeedError, EXIT_FEED),
+    (RemoteError, EXIT_UNAVAILABLE),
+    (ForbiddenError, EXIT_FORBIDDEN),
+    (StageExpiredError, EXIT_NO_STAGE),
+    (ConfigError, EXIT_CONFIG),
+    (CeirError, EXIT_CONFIG),
+)
+
+EPILOG = """\b
+Exit codes: 0 ok (check: may connect), 1 check: refused, 2 usage,
+3 invalid IMEI, 4 server unreachable, 5 store error, 6 bad configuration,
+7 feed refused or unreadable, 8 import staged for approval (nothing
+written yet), 9 not allowed (permission denied, unauthenticated),
+10 no such stage or it expired.
+Every flag can also be set as CEIR_<FLAG>, e.g. CEIR_DB, CEIR_PORT."""
+
+
+def fail(exc: CeirError) -> NoReturn:
+    """Print what is wrong and exit with the error's code."""
+    for cls, code in EXIT_FOR_ERROR:
+        if isinstance(exc, cls):
+            click.echo(f"ceir: {exc}", err=True)
+            sys.exit(code)
+    raise exc  # pragma: no cover - CeirError is in the table
+
+
+# Every command reads its flags from CEIR_<FLAG> too (CEIR_DB, CEIR_PORT, ...): the
+# same names whatever the command, so one environment configures them all.
+CONTEXT = {
+    "help_option_names": ["-h", "--help"],
+    "auto_envvar_prefix": "CEIR",
+    "show_default": True,
+}
+
+
+@click.group(context_settings=CONTEXT, epilog=EPILOG)
+@click.version_option(__version__, prog_name="ceir")
+def main() -> None:
+    """ceir: the national IMEI register and the CheckIMEI service operators' EIRs call."""
+
+
+def run() -> None:
+    """Entry point of the ``ceir`` script (the commands are added by :mod:`ceir.cli`)."""
+    main()

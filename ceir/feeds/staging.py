@@ -1,0 +1,335 @@
+"""The two-person rule for bulk writes: stage, then approve (or reject, or let expire).
+
+An import that would add more new devices than the threshold is not applied: the file
+is kept in the store's ``stages`` table with who submitted it. Lookups never read that
+table, so a stage is invisible until a second principal — a different one, with the
+ministry or admin role — approves it; then the import runs as the submitter's, and the
+audit log's origin names both (``actor``: ``<stager> approved by <approver>``). A
+rejected or expired stage is deleted: nothing of it ever reaches the devices; the audit
+log records the decision (who, which file digest, how many devices), no row data.
+
+Layout of ``stages``: 4-byte stage id + 4-byte part number -> part 0 is the JSON
+description, parts 1.. are the file's bytes in 1 MiB pieces, encrypted (AES-256-GCM,
+the stage id and part number as associated data) with a key kept *outside* the store,
+in ``<db>.stage-key`` (mode 0600): a staged customs or visitor file holds personal
+numbers, and neither the store file nor its backups may hold them in clear.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ceir.errors import ConfigError, ForbiddenError, NotFoundError, StageExpiredError
+from ceir.feeds import Format, Kind
+from ceir.feeds.base import Options
+from ceir.feeds.importer import ImportSummary, import_file
+from ceir.security.principals import Principal, Role
+from ceir.store import Store, audit
+
+__all__ = [
+    "APPROVERS",
+    "DEFAULT_STAGE_ABOVE",
+    "DEFAULT_STAGE_TTL",
+    "Stage",
+    "approve",
+    "list_stages",
+    "purge_expired",
+    "reject",
+    "submit",
+]
+
+DEFAULT_STAGE_ABOVE = 100_000
+"""New devices one import may add before it needs a second principal (0: no staging)."""
+DEFAULT_STAGE_TTL = 7 * 86_400
+APPROVERS = frozenset({Role.MINISTRY, Role.ADMIN})
+_KEY = struct.Struct(">II")
+_PART = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A staged import."""
+
+    id: int
+    kind: str
+    file: str
+    digest: str
+    format: str
+    staged_by: str
+    rows: int
+    new_devices: int
+    created_at: int
+    expires_at: int
+    options: dict[str, Any]
+
+    def line(self) -> str:
+        """What ``ceir import`` prints for a staged file."""
+        until = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.expires_at))
+        return (
+            f"staged {self.kind} {self.file} as stage {self.id}: {self.rows:,} rows, "
+            f"{self.new_devices:,} new devices; nothing is written until a second principal "
+            f"(ministry or admin) runs `ceir approve {self.id}` (before {until} UTC)"
+        )
+
+
+def _db(store: Store) -> Any:
+    return store.dbs["stages"]
+
+
+def key_path(store: Store) -> Path:
+    """Where the stage encryption key of *store* lives: beside the store, not in it."""
+    return store.path.with_name(f"{store.path.name}.stage-key")
+
+
+def _cipher(store: Store, *, create: bool) -> Any:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    path = key_path(store)
+    if create and not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(AESGCM.generate_key(bit_length=256))
+    try:
+        return AESGCM(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot use the stage key {path}: {exc}") from exc
+
+
+def _aad(stage_id: int, part: int) -> bytes:
+    return _KEY.pack(stage_id, part)
+
+
+def submit(
+    store: Store,
+    kind: Kind,
+    path: Path,
+    *,
+    actor: str,
+    stage_above: int = DEFAULT_STAGE_ABOVE,
+    ttl: int = DEFAULT_STAGE_TTL,
+    clock: Callable[[], float] = time.time,
+    **kwargs: Any,
+) -> ImportSummary | Stage:
+    """Import *path*, or stage it when it adds more than *stage_above* new devices.
+
+    *kwargs* go to :func:`ceir.feeds.importer.import_file` (fmt, options, report, name...).
+    """
+    summary = import_file(
+        store,
+        kind,
+        path,
+        actor=actor,
+        clock=clock,
+        stage_above=stage_above or None,
+        **kwargs,
+    )
+    if summary.state != "needs-approval":
+        return summary
+    options: Options = kwargs.get("options") or Options()
+    data = path.read_bytes()
+    now = int(clock())
+    try:
+        cipher = _cipher(store, create=True)
+    except FileExistsError:  # another process created it just now
+        cipher = _cipher(store, create=False)
+
+    def put(txn: Any) -> Stage:
+        cursor = txn.cursor(_db(store))
+        last = _KEY.unpack(bytes(cursor.key()))[0] if cursor.last() else 0
+        stage = Stage(
+            id=last + 1,
+            kind=kind.value,
+            file=summary.file,
+            digest=summary.digest,
+            format=summary.format,
+            staged_by=actor,
+            rows=summary.rows,
+            new_devices=summary.added,
+            created_at=now,
+            expires_at=now + ttl,
+            options=asdict(options),
+        )
+        txn.put(_KEY.pack(stage.id, 0), json.dumps(asdict(stage)).encode(), db=_db(store))
+        for i in range(0, max(len(data), 1), _PART):
+            part = 1 + i // _PART
+            nonce = os.urandom(12)
+            sealed = nonce + cipher.encrypt(nonce, data[i : i + _PART], _aad(stage.id, part))
+            txn.put(_KEY.pack(stage.id, part), sealed, db=_db(store))
+        _record(txn, store, stage, "staged", actor, now)
+        return stage
+
+    return store.write(put)
+
+
+def _record(txn: Any, store: Store, stage: Stage, state: str, actor: str, now: int) -> None:
+    """An origin in the audit log for a stage decision (no row data, no personal data)."""
+    audit.new_origin(
+        txn,
+        store,
+        {
+            "kind": stage.kind,
+            "file": stage.file,
+            "digest": stage.digest,
+            "actor": actor,
+            "state": f"stage-{state}",
+            "stage": stage.id,
+            "new_devices": stage.new_devices,
+            "started_at": now,
+            "finished_at": now,
+            "rows": stage.rows,
+            "rows_done": 0,
+        },
+    )
+
+
+def _load(txn: Any, store: Store, stage_id: int) -> Stage:
+    value = None if _db(store) is None else txn.get(_KEY.pack(stage_id, 0), db=_db(store))
+    if value is None:
+        raise NotFoundError(f"there is no stage {stage_id} (approved, rejected or expired?)")
+    return Stage(**json.loads(value))
+
+
+def get(store: Store, stage_id: int) -> Stage:
+    """Stage *stage_id*, or NotFoundError."""
+    with store.snapshot() as txn:
+        return _load(txn, store, stage_id)
+
+
+def list_stages(store: Store, *, now: float | None = None) -> list[Stage]:
+    """Stages not yet expired, oldest first."""
+    at = time.time() if now is None else now
+    if _db(store) is None:
+        return []
+    out = []
+    with store.snapshot() as txn:
+        for key, value in txn.cursor(_db(store)):
+            if _KEY.unpack(key)[1] == 0:
+                stage = Stage(**json.loads(value))
+                if stage.expires_at > at:
+                    out.append(stage)
+    return out
+
+
+def _delete(txn: Any, store: Store, stage_id: int) -> None:
+    cursor = txn.cursor(_db(store))
+    if cursor.set_range(_KEY.pack(stage_id, 0)):
+        while cursor.key() and _KEY.unpack(bytes(cursor.key()))[0] == stage_id:
+            cursor.delete()
+
+
+def _drop(store: Store, stage: Stage, state: str, actor: str, now: int) -> None:
+    def drop(txn: Any) -> None:
+        if txn.get(_KEY.pack(stage.id, 0), db=_db(store)) is not None:
+            _delete(txn, store, stage.id)
+            _record(txn, store, stage, state, actor, now)
+
+    store.write(drop)
+
+
+def approve(
+    store: Store,
+    stage_id: int,
+    approver: Principal,
+    *,
+    clock: Callable[[], float] = time.time,
+    report: Path | None = None,
+) -> tuple[Stage, ImportSummary]:
+    """Apply stage *stage_id* on *approver*'s word; returns it and the import's summary.
+
+    The approver must have the ministry or admin role and must not be the submitter.
+    Approving again after a crash mid-approval finishes the same import (a no-op if it
+    had completed).
+    """
+    stage = get(store, stage_id)
+    now = int(clock())
+    if approver.role not in APPROVERS:
+        raise ForbiddenError("only a ministry or admin principal may approve a stage")
+    if approver.label == stage.staged_by or approver.name == _name(stage.staged_by):
+        raise ForbiddenError(
+            f"stage {stage_id} was submitted by {stage.staged_by}: a second, different "
+            "principal must approve it"
+        )
+    if stage.expires_at <= now:
+        _drop(store, stage, "expired", approver.label, now)
+        raise StageExpiredError(f"stage {stage_id} expired unapproved and has been dropped")
+    data = _file_bytes(store, stage_id)
+    with tempfile.TemporaryDirectory(prefix="ceir-stage-") as tmp:
+        path = Path(tmp) / stage.file
+        path.write_bytes(data)
+        summary = import_file(
+            store,
+            Kind(stage.kind),
+            path,
+            actor=f"{stage.staged_by} approved by {approver.label}",
+            fmt=Format(stage.format),
+            options=Options(**stage.options),
+            clock=clock,
+            report=report,
+            name=stage.file,
+        )
+    _drop(store, stage, "approved", approver.label, now)
+    return stage, summary
+
+
+def reject(
+    store: Store, stage_id: int, by: Principal, *, clock: Callable[[], float] = time.time
+) -> Stage:
+    """Drop stage *stage_id*: nothing of it reaches the register."""
+    if by.role not in APPROVERS:
+        raise ForbiddenError("only a ministry or admin principal may reject a stage")
+    stage = get(store, stage_id)
+    _drop(store, stage, "rejected", by.label, int(clock()))
+    return stage
+
+
+def purge_expired(store: Store, *, now: float | None = None, actor: str = "purge") -> list[Stage]:
+    """Drop every expired stage; returns them."""
+    at = time.time() if now is None else now
+    expired: list[Stage] = []
+    if _db(store) is None:
+        return expired
+    with store.snapshot() as txn:
+        for key, value in txn.cursor(_db(store)):
+            if _KEY.unpack(key)[1] == 0:
+                stage = Stage(**json.loads(value))
+                if stage.expires_at <= at:
+                    expired.append(stage)
+    for stage in expired:
+        _drop(store, stage, "expired", actor, int(at))
+    return expired
+
+
+def _file_bytes(store: Store, stage_id: int) -> bytes:
+    from cryptography.exceptions import InvalidTag
+
+    cipher = _cipher(store, create=False)
+    parts = []
+    with store.snapshot() as txn:
+        cursor = txn.cursor(_db(store))
+        if cursor.set_range(_KEY.pack(stage_id, 1)):
+            for key, value in cursor:
+                sid, part = _KEY.unpack(key)
+                if sid != stage_id:
+                    break
+                sealed = bytes(value)
+                try:
+                    parts.append(cipher.decrypt(sealed[:12], sealed[12:], _aad(sid, part)))
+                except InvalidTag as exc:
+                    raise ConfigError(
+                        f"stage {stage_id} cannot be decrypted with {key_path(store)}: "
+                        "wrong key or damaged stage"
+                    ) from exc
+    return b"".join(parts)
+
+
+def _name(label: str) -> str:
+    """The name in a principal label ``role:name[@operator]``."""
+    return label.partition(":")[2].partition("@")[0]

@@ -1,0 +1,78 @@
+"""The method -> roles table: which roles may call each RPC, and write each feed kind.
+
+Every RPC the server registers is in :data:`METHOD_RULES` (a test fails otherwise); a
+method that is not is refused to everybody, so forgetting one fails closed.
+:mod:`ceir.server.app.access` enforces it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ceir.feeds import Kind
+from ceir.security.principals import Role
+
+EVERYONE = frozenset(Role)
+OPERATIONS = frozenset({Role.MINISTRY, Role.ADMIN})
+WRITERS = frozenset({Role.OPERATOR, Role.MANUFACTURER, Role.CUSTOMS, Role.MINISTRY, Role.ADMIN})
+REPORTERS = frozenset({Role.OPERATOR, Role.ADMIN})
+"""Lost/stolen reports come through operators (the owner's police letter)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Who may call one method."""
+
+    roles: frozenset[Role]
+    public: bool = False
+    """Also callers who are not authenticated at all (health probes)."""
+    rate_limited: bool = False
+    """Each client's calls go through its consumer token bucket."""
+    write_limited: bool = False
+    """Each principal's single writes go through its write token bucket: one request at a
+    time must not become a way around the two-person rule for bulk imports."""
+
+
+_EIR = "/ceir.v1.EquipmentIdentityRegister/"
+_HEALTH = "/grpc.health.v1.Health/"
+_REGISTRY = "/ceir.v1.Registry/"
+
+# The table. Keep it in the README ("Who may call what") when it changes.
+METHOD_RULES: dict[str, Rule] = {
+    # Operators' EIRs ask before every attach; admins for diagnosis.
+    _EIR + "CheckIMEI": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
+    _EIR + "CheckIMEIBatch": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
+    _EIR + "CheckIMEIStream": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
+    _EIR + "CheckPacked": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
+    # The consumer check: anyone authenticated, each client through its bucket.
+    "/ceir.v1.DeviceCheck/LookupDevice": Rule(EVERYONE, rate_limited=True),
+    # The two-person rule: the second person (ceir.feeds.staging checks it is another one).
+    "/ceir.v1.Approvals/ListStages": Rule(OPERATIONS),
+    "/ceir.v1.Approvals/ApproveStage": Rule(OPERATIONS),
+    "/ceir.v1.Approvals/RejectStage": Rule(OPERATIONS),
+    # Writes: the role table below says which feed kinds each role may write.
+    _REGISTRY + "ImportFeed": Rule(WRITERS),
+    _REGISTRY + "Register": Rule(WRITERS, write_limited=True),
+    _REGISTRY + "ReportLostStolen": Rule(REPORTERS, write_limited=True),
+    _REGISTRY + "ClearLostStolen": Rule(REPORTERS, write_limited=True),
+    # A device's full record and history (tokens, never clear personal data).
+    _REGISTRY + "GetDevice": Rule(OPERATIONS),
+    # Load balancers and orchestrators probe without credentials.
+    _HEALTH + "Check": Rule(EVERYONE, public=True),
+    _HEALTH + "Watch": Rule(EVERYONE, public=True),
+    _HEALTH + "List": Rule(EVERYONE, public=True),
+    # The schema helps an attacker as much as a developer: admins only.
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Rule(frozenset({Role.ADMIN})),
+}
+
+# Which feed kinds each role may write (ImportFeed, Register, lost/stolen reports). An
+# operator's writes are stamped with its operator id (its label), so the audit log says
+# which operator reported a visitor, a dump or a theft.
+KIND_ROLES: dict[Role, frozenset[Kind]] = {
+    Role.OPERATOR: frozenset({Kind.OPERATOR_DUMP, Kind.VISITOR, Kind.LOST_STOLEN}),
+    Role.MANUFACTURER: frozenset({Kind.MANUFACTURER}),
+    Role.CUSTOMS: frozenset({Kind.CUSTOMS}),
+    Role.MINISTRY: frozenset({Kind.EXCEPTION, Kind.TAC}),
+    Role.CONSUMER: frozenset(),
+    Role.ADMIN: frozenset(Kind),
+}

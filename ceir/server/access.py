@@ -1,0 +1,403 @@
+"""Who may call what: the one interceptor that enforces :mod:`ceir.security.roles`.
+
+Every RPC the server registers is in :data:`METHOD_RULES` (a test fails otherwise); a
+method that is not is refused to everybody, so forgetting one fails closed. The
+interceptor also
+
+- authenticates the caller (client certificate first, then ``authorization: Bearer``),
+  and puts the principal in :data:`ceir.security.principals.CURRENT` for the handler;
+- rate-limits the consumer check per client (RESOURCE_EXHAUSTED + ``retry-after``);
+- bounds client streams: at most ``max_stream_messages`` messages, and no more than
+  ``stream_idle`` seconds of silence between two of them;
+- ends a call whose handler raises a domain error with the status ``errors`` gives it
+  (:func:`ceir.server.app.status_for`: the table stays there), so each call passes through
+  one Python frame between grpc and the servicer, built once per method.
+
+Refusals say as little as possible: ``UNAUTHENTICATED: authentication required`` and
+``PERMISSION_DENIED: permission denied``, whatever the reason; the log says more.
+With no security configured every caller is :data:`ceir.security.principals.OPEN` (an admin on
+loopback), as the embedded default always was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from ceir.config import Settings
+from ceir.errors import CeirError, ForbiddenError
+from ceir.feeds import Kind
+from ceir.feeds.history import device_history
+from ceir.imei import parse_lenient
+from ceir.security.principals import (
+    CURRENT,
+    OPEN,
+    Principal,
+    Role,
+    current,
+    principal_from_certificate,
+)
+from ceir.security.roles import KIND_ROLES, METHOD_RULES, Rule
+from ceir.security.tokens import TokenBook
+from ceir.server.ratelimit import RateLimiter
+from ceir.server.transport import Security
+from ceir.store import Store
+from ceir.store.audit import Action
+
+log = logging.getLogger("ceir.server.access")
+
+
+def allow_kind(kind: Kind) -> None:
+    """Raise ForbiddenError unless the calling principal may write feeds of *kind*."""
+    principal = current()
+    if kind not in KIND_ROLES[principal.role]:
+        log.warning("denied a %s write to %s", kind.value, principal.label)
+        raise ForbiddenError(DENIED)
+
+
+def unblock_guard(store: Store) -> Callable[[str], None]:
+    """A check for ClearLostStolen on *store*: an operator may clear only a lost/stolen
+    report that its own operator id (MCC-MNC) made; admins may clear any."""
+
+    def allow(imei_text: str) -> None:
+        principal = current()
+        if principal.role is not Role.OPERATOR:
+            return
+        history = device_history(store, parse_lenient(imei_text))
+        blocks = [h for h in history.entries if h.entry.action is Action.BLOCK]
+        if blocks and not blocks[-1].actor.endswith(f"@{principal.operator_id}"):
+            log.warning("denied clearing %s's block to %s", blocks[-1].actor, principal.label)
+            raise ForbiddenError(DENIED)
+
+    return allow
+
+
+def actor(context: Any) -> str:
+    """Who the audit log names for the call: the principal; without security, the peer."""
+    principal = current()
+    if principal is OPEN:
+        return f"grpc:{context.peer()}"
+    return principal.label
+
+
+UNAUTHENTICATED = "authentication required"
+DENIED = "permission denied"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Bounds on one client stream."""
+
+    max_messages: int = 1_000_000
+    idle: float = 300.0
+    """Seconds a client stream may stay silent before it is ended."""
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Authenticates, authorises, rate-limits and bounds every call."""
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenBook | None = None,
+        certificates: bool = False,
+        limiter: RateLimiter | None = None,
+        write_limiter: RateLimiter | None = None,
+        stream_limits: StreamLimits | None = None,
+        rules: dict[str, Rule] | None = None,
+        errors: Callable[[CeirError], grpc.StatusCode] | None = None,
+    ) -> None:
+        self.tokens = tokens if tokens is not None and len(tokens) else None
+        self.certificates = certificates
+        self.secure = certificates or self.tokens is not None
+        self.limiter = limiter
+        self.write_limiter = write_limiter
+        self.stream_limits = stream_limits or StreamLimits()
+        self.rules = METHOD_RULES if rules is None else rules
+        self.errors = errors
+        """The status for a domain error a handler raises (ceir.server.app's table); None:
+        left to grpc."""
+        self._cert_cache: OrderedDict[bytes, Principal | None] = OrderedDict()
+        # Gated handlers by (method, registered handler): built on a method's first call.
+        self._gated: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    # -- who is calling ----------------------------------------------------------------
+
+    def _from_certificate(self, context: Any) -> Principal | None:
+        pems = context.auth_context().get("x509_pem_cert")
+        if not pems:
+            return None
+        pem = pems[0]
+        if pem in self._cert_cache:
+            self._cert_cache.move_to_end(pem)
+            return self._cert_cache[pem]
+        principal = principal_from_certificate(pem)
+        self._cert_cache[pem] = principal
+        if len(self._cert_cache) > 1024:
+            self._cert_cache.popitem(last=False)
+        return principal
+
+    def _from_token(self, context: Any) -> Principal | None:
+        if self.tokens is None:
+            return None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() == "bearer":
+                    return self.tokens.authenticate(token.strip())
+        return None
+
+    def authenticate(self, context: Any) -> Principal | None:
+        """The caller's principal; OPEN without security; None if unknown."""
+        if not self.secure:
+            return OPEN
+        principal = self._from_certificate(context) if self.certificates else None
+        return principal or self._from_token(context)
+
+    # -- the gate ------------------------------------------------------------------------
+
+    def admitted(self, method: str) -> Principal | None:
+        """The principal every call to *method* gets without looking at the call, if there
+        is one: without security, OPEN where the rule lets admins in and nothing limits
+        the rate. None: each call goes through :meth:`admit`."""
+        rule = self.rules.get(method)
+        if self.secure or rule is None or OPEN.role not in rule.roles:
+            return None
+        if (rule.rate_limited and self.limiter is not None) or (
+            rule.write_limited and self.write_limiter is not None
+        ):
+            return None
+        return OPEN
+
+    async def admit(self, method: str, context: Any) -> Principal | None:
+        """The principal if the call may go on (None: anonymous, public); else abort (raises)."""
+        rule = self.rules.get(method)
+        principal = self.authenticate(context)
+        if principal is None:
+            if rule is not None and rule.public:
+                return None
+            log.warning("unauthenticated call to %s from %s", method, context.peer())
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
+        assert principal is not None  # abort raises
+        if rule is None or principal.role not in rule.roles:
+            log.warning("denied %s to %s from %s", method, principal.label, context.peer())
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, DENIED)
+        assert rule is not None
+        limiter = self.limiter if rule.rate_limited else None
+        if rule.write_limited:
+            limiter = self.write_limiter
+        if limiter is not None:
+            key = principal.label if self.secure else _peer_host(context.peer())
+            wait = limiter.take(key)
+            if wait:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "rate limit exceeded; retry later",
+                    trailing_metadata=(("retry-after", RateLimiter.retry_after(wait)),),
+                )
+        return principal
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        handler_call_details: Any,
+    ) -> Any:
+        method = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            if self.secure:  # do not tell strangers which methods exist
+                return grpc.unary_unary_rpc_method_handler(self._refuse(method))
+            return None
+        if method not in self.rules:
+            log.error("%s is registered but not in the access table: refused to all", method)
+            return grpc.unary_unary_rpc_method_handler(self._refuse(method))
+        # grpc hands back the same registered handler object on every call: gate it once.
+        # Only registered methods get here, so the cache is as small as the table.
+        key = (method, id(handler))
+        cached = self._gated.get(key)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        gated = _wrap(handler, method, self)
+        if len(self._gated) < 4 * len(self.rules):
+            self._gated[key] = (handler, gated)  # holds handler: its id stays its own
+        return gated
+
+    def _refuse(self, method: str) -> Callable[[Any, Any], Awaitable[None]]:
+        async def refuse(request: Any, context: Any) -> None:
+            await self.admit(method, context)
+
+        return refuse
+
+    async def bounded(
+        self, requests: AsyncIterator[Any], decode: Decoder, context: Any
+    ) -> AsyncIterator[Any]:
+        """*requests* decoded, ended with an error when the stream is too long or too quiet."""
+        limits = self.stream_limits
+        count = 0
+        iterator = aiter(requests)
+        while True:
+            try:
+                async with asyncio.timeout(limits.idle):  # a timer, not a task per message
+                    message = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"no message for {limits.idle:g} s; stream closed",
+                )
+            count += 1
+            if count > limits.max_messages:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"more than {limits.max_messages} messages in one stream; open a new one",
+                )
+            yield await decoded(decode, message, context)
+
+
+Decoder = Callable[[bytes], Any] | None
+MALFORMED = "malformed request message"
+
+
+async def decoded(decode: Decoder, raw: bytes, context: Any) -> Any:
+    """*raw* decoded; a malformed message ends the call with INVALID_ARGUMENT, quietly.
+
+    (Left to grpc, it would be UNKNOWN with a traceback in the log for every bad message:
+    a cheap way to flood the log.)
+    """
+    if decode is None:
+        return raw
+    try:
+        return decode(raw)
+    except DecodeError:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
+
+
+def _peer_host(peer: str) -> str:
+    """``ipv4:127.0.0.1:5000`` -> ``ipv4:127.0.0.1``: one bucket per address, not per port."""
+    host, _, _port = peer.rpartition(":")
+    return host or peer
+
+
+def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
+    """*handler* with the gate in front of it, of the same kind (unary/stream)."""
+    kind = (handler.request_streaming, handler.response_streaming)
+    inner = {
+        (False, False): handler.unary_unary,
+        (False, True): handler.unary_stream,
+        (True, False): handler.stream_unary,
+        (True, True): handler.stream_stream,
+    }[kind]
+    streaming_in = kind[0]
+    decode = handler.request_deserializer
+    admitted = gate.admitted(method)
+    errors = gate.errors
+    # One Python frame between grpc and the servicer: admission, decoding (as decoded()
+    # does), the call and the translation of a domain error into its status, inline.
+
+    if inspect.isasyncgenfunction(inner):
+
+        async def generator(request: Any, context: Any) -> AsyncIterator[Any]:
+            principal = admitted if admitted is not None else await gate.admit(method, context)
+            if principal is not None:
+                CURRENT.set(principal)
+            if streaming_in:
+                request = gate.bounded(request, decode, context)
+            elif decode is not None:
+                try:
+                    request = decode(request)
+                except DecodeError:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except CeirError as exc:
+                if errors is None:
+                    raise
+                await context.abort(errors(exc), str(exc))
+
+        behaviour: Any = generator
+    else:
+
+        async def coroutine(request: Any, context: Any) -> Any:
+            principal = admitted if admitted is not None else await gate.admit(method, context)
+            if principal is not None:
+                CURRENT.set(principal)
+            if streaming_in:
+                request = gate.bounded(request, decode, context)
+            elif decode is not None:
+                try:
+                    request = decode(request)
+                except DecodeError:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
+            try:
+                return await inner(request, context)
+            except CeirError as exc:
+                if errors is None:
+                    raise
+                await context.abort(errors(exc), str(exc))
+
+        behaviour = coroutine
+
+    factory = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[kind]
+    return factory(
+        behaviour,
+        request_deserializer=None,  # decoded by the gate: see decoded()
+        response_serializer=handler.response_serializer,
+    )
+
+
+def from_settings(
+    settings: Settings, errors: Callable[[CeirError], grpc.StatusCode] | None = None
+) -> tuple[AccessInterceptor, Security]:
+    """The interceptor and transport security *settings* ask for; it answers a domain
+    error with ``errors(exc)``."""
+    security = Security(
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
+        client_ca=settings.client_ca,
+        insecure=settings.insecure,
+    )
+    tokens = TokenBook.load(settings.tokens) if settings.tokens is not None else TokenBook()
+    limiter = (
+        RateLimiter(settings.consumer_rate, settings.consumer_burst)
+        if settings.consumer_rate > 0
+        else None
+    )
+    writes = (
+        RateLimiter(settings.write_rate, settings.write_burst) if settings.write_rate > 0 else None
+    )
+    interceptor = AccessInterceptor(
+        tokens=tokens,
+        certificates=security.mutual,
+        limiter=limiter,
+        write_limiter=writes,
+        stream_limits=StreamLimits(settings.max_stream_messages, settings.stream_idle),
+        errors=errors,
+    )
+    return interceptor, security
+
+
+def check_settings(settings: Settings) -> str:
+    """Validate the security *settings* before any port is opened; the start-up description.
+
+    For a supervisor that opens the port itself (``ceir serve --workers``).
+    """
+    gate, security = from_settings(settings)
+    security.check(settings.host, authenticated=gate.secure)
+    if security.tls:
+        security.credentials()  # unreadable or mismatched files fail here, not in a worker
+    return security.describe(tokens=len(gate.tokens or ()))

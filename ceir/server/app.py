@@ -1,0 +1,216 @@
+"""The gRPC server: error -> status table, ``create_server()``, ``serve()``.
+
+Domain errors are translated into gRPC status codes by this module's table and nowhere
+else; the access gate (:mod:`ceir.server.access`) applies it to every call it passes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from ceir import __version__
+from ceir.config import Settings
+from ceir.errors import (
+    CeirError,
+    ConfigError,
+    FeedError,
+    FeedRefusedError,
+    FeedRowError,
+    ForbiddenError,
+    InvalidImeiError,
+    InvalidRequestError,
+    LimitError,
+    NotFoundError,
+    RuleError,
+    StageExpiredError,
+    StoreError,
+    StoreSchemaError,
+)
+from ceir.lookup import Checker
+from ceir.policy import Policy
+from ceir.server import access, transport
+from ceir.server.approvals import Approvals
+from ceir.server.device_check import DeviceCheck
+from ceir.server.eir import EquipmentIdentityRegister, add_eir_to_server
+from ceir.server.registry import Registry
+from ceir.store import Store, demo, open_store
+from ceir.v1 import (
+    approval_pb2,
+    approval_pb2_grpc,
+    device_check_pb2,
+    device_check_pb2_grpc,
+    eir_pb2,
+    registry_pb2,
+    registry_pb2_grpc,
+)
+
+log = logging.getLogger("ceir.server.app")
+
+# The one place where errors become gRPC status codes. Most specific class first.
+STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
+    (InvalidImeiError, grpc.StatusCode.INVALID_ARGUMENT),
+    (LimitError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ForbiddenError, grpc.StatusCode.PERMISSION_DENIED),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (StageExpiredError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FeedRowError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (FeedRefusedError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FeedError, grpc.StatusCode.INVALID_ARGUMENT),
+    (RuleError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StoreSchemaError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StoreError, grpc.StatusCode.UNAVAILABLE),
+    (CeirError, grpc.StatusCode.INTERNAL),
+)
+
+SERVICE_NAMES = (
+    eir_pb2.DESCRIPTOR.services_by_name["EquipmentIdentityRegister"].full_name,
+    device_check_pb2.DESCRIPTOR.services_by_name["DeviceCheck"].full_name,
+    approval_pb2.DESCRIPTOR.services_by_name["Approvals"].full_name,
+    registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
+)
+
+
+def status_for(exc: CeirError) -> grpc.StatusCode:
+    """The gRPC status code for a domain error."""
+    for cls, code in STATUS_FOR_ERROR:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL  # pragma: no cover - CeirError is in the table
+
+
+@dataclass
+class CeirServer:
+    """A created (not yet started) server and its health service."""
+
+    grpc_server: Any
+    health: HealthServicer
+    store: Store
+    security: str = "no TLS, no authentication (embedded default, loopback only)"
+
+    async def start(self) -> None:
+        await self.grpc_server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float | None) -> None:
+        """Report NOT_SERVING, let in-flight calls finish within *grace* s, then stop."""
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace)
+
+    def wait(self) -> Awaitable[bool]:
+        return self.grpc_server.wait_for_termination()  # type: ignore[no-any-return]
+
+
+def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
+    """Build the aio server on *store* and bind it; returns it and the bound port.
+
+    Bind ``port=0`` to get a free port (tests do).
+    """
+    # The gate translates domain errors too: one wrapper per call, not two.
+    gate, security = access.from_settings(settings, errors=status_for)
+    options = transport.server_options(
+        settings.max_message_bytes,
+        transport.TransportLimits(),
+        # Worker processes share the port; a lone server must find it free.
+        reuseport=settings.workers > 1,
+    )
+    server = grpc.aio.server(options=options, interceptors=[gate])
+    policy = Policy(settings.unknown_status.status)
+    eir = EquipmentIdentityRegister(Checker(store, policy), settings.max_batch)
+    add_eir_to_server(eir, server)
+    check = DeviceCheck(store, policy)
+    device_check_pb2_grpc.add_DeviceCheckServicer_to_server(check, server)
+    approval_pb2_grpc.add_ApprovalsServicer_to_server(Approvals(store), server)
+    registry_pb2_grpc.add_RegistryServicer_to_server(
+        Registry(
+            store,
+            policy,
+            actor=access.actor,
+            allow=access.allow_kind,
+            allow_unblock=access.unblock_guard(store),
+            stage_above=settings.stage_above,
+        ),
+        server,
+    )
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    port = security.bind(server, settings.host, settings.port, authenticated=gate.secure)
+    if port == 0 and settings.port != 0:  # pragma: no cover - grpc raises on most systems
+        raise ConfigError(f"cannot listen on {settings.address}")
+    described = security.describe(tokens=len(gate.tokens or ()))
+    return CeirServer(server, health, store, described), port
+
+
+def prepare_store(settings: Settings) -> Store:
+    """Open the configured store; load demo data into it if it is empty and demo is on."""
+    store = open_store(settings.db)
+    if settings.demo:
+        demo.load_if_empty(store)
+    return store
+
+
+async def _serve(settings: Settings, store: Store) -> None:
+    server, port = create_server(settings, store)
+    # Handlers first: a SIGTERM right after the start-up line must drain, not kill.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    log.info(
+        "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); unknown IMEIs are %s; %s",
+        __version__,
+        host,
+        port,
+        settings.db,
+        store.device_count(),
+        store.tac_count(),
+        settings.unknown_status.value,
+        server.security,
+    )
+    await stop.wait()
+    started = time.monotonic()
+    log.info("stopping: draining in-flight calls for up to %.1f s", settings.grace)
+    await server.stop(settings.grace)
+    log.info("stopped after %.2f s", time.monotonic() - started)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
+
+
+def serve(settings: Settings) -> None:
+    """Open the store and serve until SIGTERM or SIGINT, then drain and return."""
+    store = prepare_store(settings)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(settings, store))
+    finally:
+        store.close()

@@ -1,0 +1,63 @@
+"""The ``Approvals`` gRPC service: the second person of the two-person rule.
+
+Handlers keep the proto's PascalCase names. Who may call them is in
+:data:`ceir.server.access.METHOD_RULES` (ministry and admin); :mod:`ceir.feeds.staging` checks again
+that the approver is not the submitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ceir.feeds import staging
+from ceir.security.principals import current
+from ceir.store import Store
+from ceir.v1 import approval_pb2, approval_pb2_grpc
+
+
+def stage_message(stage: staging.Stage) -> approval_pb2.Stage:
+    message = approval_pb2.Stage(
+        id=stage.id,
+        kind=stage.kind,
+        file=stage.file,
+        digest=stage.digest,
+        staged_by=stage.staged_by,
+        rows=stage.rows,
+        new_devices=stage.new_devices,
+    )
+    message.created_at.seconds = stage.created_at
+    message.expires_at.seconds = stage.expires_at
+    return message
+
+
+class Approvals(approval_pb2_grpc.ApprovalsServicer):
+    """List, approve and reject staged bulk imports."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def ListStages(
+        self, request: approval_pb2.ListStagesRequest, context: Any
+    ) -> approval_pb2.ListStagesResponse:
+        stages = staging.list_stages(self.store)
+        return approval_pb2.ListStagesResponse(stages=[stage_message(s) for s in stages])
+
+    async def ApproveStage(
+        self, request: approval_pb2.StageRequest, context: Any
+    ) -> approval_pb2.ApproveStageResponse:
+        # The import may take a while: off the event loop, so lookups go on meanwhile.
+        stage, summary = await asyncio.to_thread(staging.approve, self.store, request.id, current())
+        return approval_pb2.ApproveStageResponse(
+            stage=stage_message(stage),
+            import_id=summary.origin,
+            added=summary.added,
+            changed=summary.changed,
+            rejected=summary.rejected_total,
+        )
+
+    async def RejectStage(
+        self, request: approval_pb2.StageRequest, context: Any
+    ) -> approval_pb2.RejectStageResponse:
+        stage = await asyncio.to_thread(staging.reject, self.store, request.id, current())
+        return approval_pb2.RejectStageResponse(stage=stage_message(stage))

@@ -1,0 +1,88 @@
+"""The EquipmentIdentityRegister servicer: CheckIMEI for operators' EIRs.
+
+Handlers keep the proto's PascalCase names. Domain errors are raised, not handled,
+here; :mod:`ceir.server.app` translates them into gRPC status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ceir.errors import LimitError
+from ceir.lookup import Checker
+from ceir.v1 import eir_pb2
+
+PACKED_KEY = 8
+
+
+def _check_batch_size(n: int, limit: int) -> None:
+    if n > limit:
+        raise LimitError(f"batch holds {n} requests; at most {limit} are allowed per message")
+
+
+class EquipmentIdentityRegister:
+    """CheckIMEI for operator EIRs. Malformed IMEIs get BLACKLISTED / INVALID_IMEI.
+
+    The batch and stream handlers return the serialized response (bytes), built in bulk
+    by :meth:`Checker.check_batch`; register with :func:`add_eir_to_server`, which
+    passes those bytes through unchanged.
+    """
+
+    def __init__(self, checker: Checker, max_batch: int) -> None:
+        self.checker = checker
+        self.max_batch = max_batch
+
+    async def CheckIMEI(
+        self, request: eir_pb2.CheckIMEIRequest, context: Any
+    ) -> eir_pb2.CheckIMEIResponse:
+        return self.checker.check_one(request)
+
+    async def CheckIMEIBatch(self, request: eir_pb2.CheckIMEIBatchRequest, context: Any) -> bytes:
+        _check_batch_size(len(request.requests), self.max_batch)
+        return self.checker.check_batch(request.requests)
+
+    async def CheckIMEIStream(
+        self, request_iterator: AsyncIterator[eir_pb2.CheckIMEIBatchRequest], context: Any
+    ) -> AsyncIterator[bytes]:
+        async for message in request_iterator:
+            _check_batch_size(len(message.requests), self.max_batch)
+            yield self.checker.check_batch(message.requests)
+
+    async def CheckPacked(
+        self, request: eir_pb2.CheckPackedRequest, context: Any
+    ) -> eir_pb2.CheckPackedResponse:
+        keys = request.keys
+        if len(keys) % PACKED_KEY:
+            raise LimitError(f"keys is {len(keys)} bytes long; expected a multiple of 8")
+        _check_batch_size(len(keys) // PACKED_KEY, self.max_batch)
+        return eir_pb2.CheckPackedResponse(results=self.checker.check_packed(keys))
+
+
+def add_eir_to_server(servicer: Any, server: Any) -> None:
+    """Register EquipmentIdentityRegister on *server* (as the generated function does,
+    except that batch and stream responses arrive already serialized)."""
+    import grpc
+
+    batch_in = eir_pb2.CheckIMEIBatchRequest.FromString
+    handlers = {
+        "CheckIMEI": grpc.unary_unary_rpc_method_handler(
+            servicer.CheckIMEI,
+            request_deserializer=eir_pb2.CheckIMEIRequest.FromString,
+            response_serializer=eir_pb2.CheckIMEIResponse.SerializeToString,
+        ),
+        "CheckIMEIBatch": grpc.unary_unary_rpc_method_handler(
+            servicer.CheckIMEIBatch, request_deserializer=batch_in
+        ),
+        "CheckIMEIStream": grpc.stream_stream_rpc_method_handler(
+            servicer.CheckIMEIStream, request_deserializer=batch_in
+        ),
+        "CheckPacked": grpc.unary_unary_rpc_method_handler(
+            servicer.CheckPacked,
+            request_deserializer=eir_pb2.CheckPackedRequest.FromString,
+            response_serializer=eir_pb2.CheckPackedResponse.SerializeToString,
+        ),
+    }
+    name = eir_pb2.DESCRIPTOR.services_by_name["EquipmentIdentityRegister"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)

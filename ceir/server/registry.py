@@ -1,0 +1,302 @@
+"""The gRPC ``Registry`` servicer: feed files, single registrations, lost/stolen reports
+and a device's full record, through the same importer as ``ceir import``.
+
+Handlers keep the proto's PascalCase names and raise domain errors, which
+:mod:`ceir.server.app` translates. LMDB writes run in a worker thread, so lookups on the
+event loop go on meanwhile. Who asks is the *actor* function's answer for the call
+(the peer address by default; the authenticated principal when access control is on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from ceir.errors import (
+    FeedRefusedError,
+    InvalidRequestError,
+    LimitError,
+    NotFoundError,
+)
+from ceir.feeds import Format, Kind
+from ceir.feeds.history import HistoryEntry, device_history
+from ceir.feeds.single import OneChange, apply_one
+from ceir.feeds.staging import Stage, submit
+from ceir.feeds.summary import ImportSummary
+from ceir.imei import parse_lenient
+from ceir.policy import Policy
+from ceir.record import Record
+from ceir.store import Store
+from ceir.v1 import common_pb2, registry_pb2, registry_pb2_grpc
+
+__all__ = ["MAX_IMPORT_BYTES", "Registry", "peer_actor"]
+
+log = logging.getLogger("ceir.server.registry")
+
+MAX_IMPORT_BYTES = 8 << 30
+"""Largest feed file ImportFeed accepts (8 GiB)."""
+
+_KINDS = {
+    registry_pb2.FEED_KIND_TAC: Kind.TAC,
+    registry_pb2.FEED_KIND_MANUFACTURER: Kind.MANUFACTURER,
+    registry_pb2.FEED_KIND_CUSTOMS: Kind.CUSTOMS,
+    registry_pb2.FEED_KIND_OPERATOR_DUMP: Kind.OPERATOR_DUMP,
+    registry_pb2.FEED_KIND_VISITOR: Kind.VISITOR,
+    registry_pb2.FEED_KIND_EXCEPTION: Kind.EXCEPTION,
+    registry_pb2.FEED_KIND_LOST_STOLEN: Kind.LOST_STOLEN,
+}
+_FORMATS = {
+    registry_pb2.FEED_FORMAT_AUTO: None,
+    registry_pb2.FEED_FORMAT_CSV: Format.CSV,
+    registry_pb2.FEED_FORMAT_JSONL: Format.JSONL,
+    registry_pb2.FEED_FORMAT_OSMOCOM: Format.OSMOCOM,
+    registry_pb2.FEED_FORMAT_GSMA: Format.GSMA,
+}
+_STATES = {
+    "done": registry_pb2.IMPORT_STATE_DONE,
+    "already-imported": registry_pb2.IMPORT_STATE_ALREADY_IMPORTED,
+    "refused": registry_pb2.IMPORT_STATE_REFUSED,
+    "needs-approval": registry_pb2.IMPORT_STATE_STAGED,
+}
+
+
+def peer_actor(context: Any) -> str:
+    """The caller as the audit log names it without access control: its peer address."""
+    return f"grpc:{context.peer()}"
+
+
+def _kind(value: registry_pb2.FeedKind.ValueType) -> Kind:
+    kind = _KINDS.get(value)
+    if kind is None:
+        raise InvalidRequestError("kind is missing or unknown; set a FeedKind")
+    return kind
+
+
+def _record(record: Record | None) -> registry_pb2.DeviceRecord:
+    out = registry_pb2.DeviceRecord(present=record is not None)
+    if record is not None:
+        out.reason = common_pb2.Reason.ValueType(record.reason)
+        out.source = common_pb2.Source.ValueType(record.source)
+        out.lost_stolen = record.lost_stolen
+        if record.registered_at:
+            out.registered_at.seconds = record.registered_at
+        if record.expires_at:
+            out.expires_at.seconds = record.expires_at
+    return out
+
+
+def _staged(stage: Stage) -> registry_pb2.ImportFeedResponse:
+    return registry_pb2.ImportFeedResponse(
+        state=registry_pb2.IMPORT_STATE_STAGED,
+        digest=stage.digest,
+        format=stage.format,
+        rows=stage.rows,
+        added=stage.new_devices,
+        message=stage.line(),
+        stage_id=stage.id,
+    )
+
+
+def _summary(s: ImportSummary) -> registry_pb2.ImportFeedResponse:
+    return registry_pb2.ImportFeedResponse(
+        state=_STATES[s.state],
+        import_id=s.origin,
+        digest=s.digest,
+        format=s.format,
+        rows=s.rows,
+        added=s.added,
+        changed=s.changed,
+        unchanged=s.unchanged,
+        rejected=s.rejected_total,
+        rejected_by_reason=s.rejected,
+        first_rejects=[
+            registry_pb2.Reject(
+                line=r.line, field=r.field, reason=r.reason, message=r.message, fix=r.fix
+            )
+            for r in s.first_rejects
+        ],
+        warnings=s.warnings,
+        elapsed_seconds=s.elapsed,
+        message=s.message,
+    )
+
+
+def _history(h: HistoryEntry) -> registry_pb2.HistoryEntry:
+    e = h.entry
+    out = registry_pb2.HistoryEntry(
+        seq=e.seq,
+        action=e.action.name.lower(),
+        before=_record(e.old),
+        after=_record(e.new),
+        actor=h.actor,
+        import_id=e.origin,
+        file=str(h.origin.get("file", "")),
+        line=e.line,
+        request=str(h.origin.get("request", "")),
+    )
+    out.at.seconds = e.at
+    return out
+
+
+class Registry(registry_pb2_grpc.RegistryServicer):
+    """Writes to the register and reads a device's full record."""
+
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        *,
+        actor: Callable[[Any], str] = peer_actor,
+        max_import_bytes: int = MAX_IMPORT_BYTES,
+        allow: Callable[[Kind], None] = lambda kind: None,
+        allow_unblock: Callable[[str], None] = lambda imei: None,
+        stage_above: int = 0,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.actor = actor
+        self.max_import_bytes = max_import_bytes
+        self.allow = allow
+        """Raises ForbiddenError when the caller may not write *kind* (ceir.server.access)."""
+        self.allow_unblock = allow_unblock
+        """Raises ForbiddenError when the caller may not clear this IMEI's report."""
+        self.stage_above = stage_above
+        """Two-person rule: files adding more new devices are staged (0: never)."""
+
+    async def ImportFeed(
+        self, request_iterator: AsyncIterator[registry_pb2.ImportFeedRequest], context: Any
+    ) -> registry_pb2.ImportFeedResponse:
+        actor = self.actor(context)
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("header"):
+            raise InvalidRequestError("the first ImportFeed message must carry the header")
+        header = first.header
+        kind = _kind(header.kind)
+        self.allow(kind)
+        name = Path(header.filename).name or f"{kind.value}-feed"
+        fd, tmp = tempfile.mkstemp(prefix="ceir-import-", suffix=Path(name).suffix)
+        try:
+            size = 0
+            with os.fdopen(fd, "wb") as f:
+                async for message in request_iterator:
+                    if message.HasField("header"):
+                        raise InvalidRequestError("only the first message may carry a header")
+                    size += len(message.chunk)
+                    if size > self.max_import_bytes:
+                        raise LimitError(
+                            f"feed file is larger than {self.max_import_bytes:,} bytes"
+                        )
+                    f.write(message.chunk)
+            try:
+                result = await asyncio.to_thread(
+                    submit,
+                    self.store,
+                    kind,
+                    Path(tmp),
+                    actor=actor,
+                    stage_above=self.stage_above,
+                    fmt=_FORMATS.get(header.format),
+                    name=name,
+                )
+            except FeedRefusedError as exc:
+                refused: Any = exc.summary
+                log.warning("ImportFeed from %s: %s", actor, exc)
+                return _summary(refused)
+            if isinstance(result, Stage):
+                log.info("ImportFeed from %s: staged as %s", actor, result.id)
+                return _staged(result)
+            log.info("ImportFeed from %s: %s", actor, result.line())
+            return _summary(result)
+        finally:
+            os.unlink(tmp)
+
+    async def _apply(
+        self, context: Any, kind: Kind, fields: dict[str, str], request: str
+    ) -> registry_pb2.DeviceChange:
+        self.allow(kind)
+        change: OneChange = await asyncio.to_thread(
+            apply_one, self.store, kind, fields, actor=self.actor(context), request=request
+        )
+        decision = self.policy.decide(change.after, time.time())
+        if change.unchanged:
+            outcome = registry_pb2.CHANGE_OUTCOME_UNCHANGED
+        elif change.added:
+            outcome = registry_pb2.CHANGE_OUTCOME_ADDED
+        else:
+            outcome = registry_pb2.CHANGE_OUTCOME_CHANGED
+        return registry_pb2.DeviceChange(
+            imei=change.imei.canonical,
+            outcome=outcome,
+            before=_record(change.before),
+            after=_record(change.after),
+            status=common_pb2.EquipmentStatus.ValueType(decision.status),
+            reason=common_pb2.Reason.ValueType(decision.reason),
+            audit_seq=change.audit_seq,
+        )
+
+    async def Register(
+        self, request: registry_pb2.RegisterRequest, context: Any
+    ) -> registry_pb2.DeviceChange:
+        kind = _kind(request.kind)
+        return await self._apply(
+            context, kind, dict(request.fields), f"Register {request.request_id}".strip()
+        )
+
+    def _lost_stolen(self, request: registry_pb2.LostStolenRequest, action: str) -> dict[str, str]:
+        seconds = request.reported_at.seconds if request.HasField("reported_at") else time.time()
+        reported = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(seconds))
+        return {
+            "imei": request.imei,
+            "report_ref": request.report_ref,
+            "action": action,
+            "reported_at": reported,
+        }
+
+    async def ReportLostStolen(
+        self, request: registry_pb2.LostStolenRequest, context: Any
+    ) -> registry_pb2.DeviceChange:
+        fields = self._lost_stolen(request, "BLOCK")
+        name = f"ReportLostStolen {request.request_id}".strip()
+        return await self._apply(context, Kind.LOST_STOLEN, fields, name)
+
+    async def ClearLostStolen(
+        self, request: registry_pb2.LostStolenRequest, context: Any
+    ) -> registry_pb2.DeviceChange:
+        self.allow_unblock(request.imei)
+        fields = self._lost_stolen(request, "UNBLOCK")
+        name = f"ClearLostStolen {request.request_id}".strip()
+        return await self._apply(context, Kind.LOST_STOLEN, fields, name)
+
+    async def GetDevice(
+        self, request: registry_pb2.GetDeviceRequest, context: Any
+    ) -> registry_pb2.Device:
+        imei = parse_lenient(request.imei)
+        history = device_history(self.store, imei, self.policy)
+        if history.record is None and not history.entries:
+            raise NotFoundError(f"the register holds nothing for IMEI {imei.canonical}")
+        d = history.decision
+        device = registry_pb2.Device(
+            imei=imei.canonical,
+            tac=imei.tac,
+            status=common_pb2.EquipmentStatus.ValueType(d.status),
+            reason=common_pb2.Reason.ValueType(d.reason),
+            source=common_pb2.Source.ValueType(d.source),
+            state=_record(history.record),
+            history=[_history(h) for h in history.entries],
+        )
+        for kind, values in history.details.items():
+            device.details[kind].fields.update(values)
+        info = self.store.tac(imei.tac)
+        if info is not None:
+            device.brand, device.model, device.device_type = (
+                info.brand,
+                info.model,
+                info.device_type,
+            )
+        return device

@@ -1,0 +1,263 @@
+"""``ceir serve --workers N``: N server processes sharing one port.
+
+gRPC in Python is bound by one core per process, so the whole machine is used by
+running one server process per core on the same port (``SO_REUSEPORT``: the kernel
+spreads connections over them). The parent:
+
+- prepares the store (creates it, loads demo data) and closes it again, without
+  importing gRPC, so nothing of gRPC or LMDB crosses a fork;
+- holds the port: with ``--port 0`` it picks a free one by binding (not listening) a
+  socket with ``SO_REUSEPORT``, which also makes a port taken by another program fail
+  early with a clear message;
+- forks the workers; each opens its own LMDB environment and its own aio server (uvloop
+  when installed) and reports ready through a pipe;
+- logs one line when all are ready, restarts a worker that dies (giving up if they keep
+  dying), and on SIGTERM/SIGINT forwards SIGTERM so every worker drains in-flight calls
+  within the grace period, then exits.
+
+Workers ask the kernel for SIGTERM when the parent dies (``PR_SET_PDEATHSIG``), so a
+killed parent leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import gc
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+
+from ceir import __version__
+from ceir.config import Settings
+from ceir.errors import CeirError, ConfigError
+from ceir.store import demo, open_store
+
+__all__ = ["default_workers", "serve"]
+
+log = logging.getLogger("ceir.server.supervisor")
+
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+_PR_SET_PDEATHSIG = 1
+_READY_TIMEOUT = 60.0
+_MAX_RESTARTS = 5  # within _RESTART_WINDOW seconds, then give up
+_RESTART_WINDOW = 30.0
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def serve(settings: Settings) -> None:
+    """Serve with ``settings.workers`` processes (0: one per core) until SIGTERM/SIGINT."""
+    count = settings.workers or default_workers()
+    if count == 1:
+        from ceir.server.app import serve as serve_here
+
+        gc.freeze()  # what is loaded now lives for good: keep it out of collections
+        serve_here(dataclasses.replace(settings, workers=1))
+        return
+    from ceir.server.access import check_settings
+
+    security = check_settings(settings)  # before the port is reserved
+    counts = _prepare_store(settings)
+    with _reserve_port(settings) as port:
+        supervisor = _Supervisor(
+            dataclasses.replace(settings, port=port, workers=count), count, counts
+        )
+        supervisor.security = security
+        supervisor.run()
+
+
+def _prepare_store(settings: Settings) -> tuple[int, int]:
+    """Create the store and load demo data (as ``ceir.server.app.prepare_store``, without
+    importing gRPC before the fork), then close. Returns how many devices and TACs it holds."""
+    with open_store(settings.db) as store:
+        if settings.demo:
+            demo.load_if_empty(store)
+        return store.device_count(), store.tac_count()
+
+
+@contextlib.contextmanager
+def _reserve_port(settings: Settings) -> Iterator[int]:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((settings.host, settings.port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {settings.address}: {exc.strerror}") from exc
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+class _Supervisor:
+    def __init__(self, settings: Settings, count: int, counts: tuple[int, int]) -> None:
+        self.settings = settings
+        self.count = count
+        self.counts = counts
+        self.workers: dict[int, int] = {}  # pid -> slot
+        self.stopping = False
+        self.deaths: list[float] = []
+        self.security = ""
+
+    def run(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            self._start_all()
+            host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
+            log.info(
+                "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); "
+                "unknown IMEIs are %s; %s; %d worker processes (pids %s)",
+                __version__,
+                host,
+                self.settings.port,
+                self.settings.db,
+                *self.counts,
+                self.settings.unknown_status.value,
+                self.security,
+                self.count,
+                " ".join(map(str, sorted(self.workers))),
+            )
+            self._supervise()
+            started = time.monotonic()
+            self._stop_all()
+            log.info("stopped after %.2f s", time.monotonic() - started)
+        finally:
+            self._stop_all()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+
+    def _start_all(self) -> None:
+        pipes = {slot: self._fork(slot) for slot in range(self.count)}
+        for slot, (pid, fd) in pipes.items():
+            self._await_ready(slot, pid, fd)
+
+    def _fork(self, slot: int) -> tuple[int, int]:
+        read_fd, write_fd = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            os.close(read_fd)
+            code = 1
+            try:
+                code = _worker(self.settings, slot, parent, write_fd)
+            except BaseException as exc:  # noqa: BLE001 - report anything, then exit
+                with contextlib.suppress(OSError):
+                    os.write(write_fd, f"error {exc}\n".encode())
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        self.workers[pid] = slot
+        return pid, read_fd
+
+    def _await_ready(self, slot: int, pid: int, fd: int) -> None:
+        try:
+            ready, _, _ = select.select([fd], [], [], _READY_TIMEOUT)
+            line = os.read(fd, 4096).decode(errors="replace").strip() if ready else ""
+        finally:
+            os.close(fd)
+        if line != "ready":
+            silent = "it exited without a word" if ready else "no word within 60 s"
+            detail = line.removeprefix("error ").strip() or silent
+            raise ConfigError(f"worker {slot} (pid {pid}) did not start: {detail}")
+
+    def _supervise(self) -> None:
+        while True:
+            info = signal.sigwaitinfo(_SIGNALS)
+            if info.si_signo == signal.SIGCHLD:
+                self._reap()
+            else:
+                log.info(
+                    "stopping: draining in-flight calls for up to %.1f s (%d workers, signal %d)",
+                    self.settings.grace,
+                    len(self.workers),
+                    info.si_signo,
+                )
+                return
+
+    def _reap(self) -> None:
+        while self.workers:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            slot = self.workers.pop(pid, None)
+            if slot is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            now = time.monotonic()
+            self.deaths = [t for t in self.deaths if now - t < _RESTART_WINDOW] + [now]
+            if len(self.deaths) > _MAX_RESTARTS:
+                raise CeirError(
+                    f"workers keep dying ({len(self.deaths)} in {_RESTART_WINDOW:g} s, "
+                    f"last: worker {slot}, exit {code}); giving up"
+                )
+            log.warning("worker %d (pid %d) died with exit %d; restarting it", slot, pid, code)
+            new_pid, fd = self._fork(slot)
+            self._await_ready(slot, new_pid, fd)
+
+    def _stop_all(self) -> None:
+        for pid in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.grace + 5
+        while self.workers and time.monotonic() < deadline:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                time.sleep(0.02)
+            else:
+                self.workers.pop(pid, None)
+        for pid in self.workers:  # still not gone after the grace period
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.workers.clear()
+
+
+def _worker(settings: Settings, slot: int, parent: int, ready_fd: int) -> int:
+    """A worker process: its own store and aio server on the shared port."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    if os.getppid() != parent:  # the parent died before PDEATHSIG was set
+        return 0
+    import asyncio
+
+    from ceir.server import app as server
+
+    store = open_store(settings.db)
+    gc.freeze()  # modules and tables live for good: full collections need not walk them
+    try:
+
+        async def main() -> None:
+            grpc_server, _port = server.create_server(settings, store)
+            await grpc_server.start()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            os.write(ready_fd, b"ready\n")
+            os.close(ready_fd)
+            log.debug("worker %d (pid %d) serving", slot, os.getpid())
+            await stop.wait()
+            await grpc_server.stop(settings.grace)
+
+        with asyncio.Runner(loop_factory=server._loop_factory()) as runner:
+            runner.run(main())
+    finally:
+        store.close()
+    sys.stdout.flush()
+    return 0

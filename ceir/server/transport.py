@@ -1,0 +1,189 @@
+"""The server's transport: TLS or mutual TLS, where it may listen in clear, and its limits.
+
+Rules:
+
+- With ``tls_cert`` and ``tls_key`` the server speaks TLS; with ``client_ca`` too, every
+  client must present a certificate signed by that CA (mutual TLS) and the certificate
+  names the principal (:mod:`ceir.security.principals`).
+- Without TLS it listens on loopback only. Any other address in clear needs
+  ``insecure=True`` and logs a warning. So does a non-loopback address on which nobody
+  is authenticated (no client CA, no tokens): everybody there would be an admin.
+- Keepalive, idle and age limits mean a dead or stalled client cannot hold a
+  connection, a stream or its memory forever.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from ceir.errors import ConfigError
+
+log = logging.getLogger("ceir.server.transport")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TransportLimits:
+    """Connection-level limits, in seconds unless named otherwise."""
+
+    keepalive_time: float = 60.0
+    """The server pings an idle connection this often..."""
+    keepalive_timeout: float = 20.0
+    """...and closes it when the ping is not answered in this time."""
+    max_connection_idle: float = 600.0
+    """A connection with no call for this long is closed (GOAWAY)."""
+    max_connection_age: float = 3600.0
+    """Every connection is recycled after this long (clients reconnect)..."""
+    max_connection_age_grace: float = 300.0
+    """...after its calls got this long to finish."""
+    max_concurrent_streams: int = 256
+    """Calls at once on one connection."""
+    max_metadata_bytes: int = 16 * 1024
+
+
+def server_options(
+    max_message_bytes: int, limits: TransportLimits, *, reuseport: bool = False
+) -> list[tuple[str, int]]:
+    """Channel arguments for ``grpc.aio.server``."""
+
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", int(reuseport)),
+        ("grpc.keepalive_time_ms", ms(limits.keepalive_time)),
+        ("grpc.keepalive_timeout_ms", ms(limits.keepalive_timeout)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Refuse clients that ping more than every 10 s without data: a ping flood.
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_connection_idle_ms", ms(limits.max_connection_idle)),
+        ("grpc.max_connection_age_ms", ms(limits.max_connection_age)),
+        ("grpc.max_connection_age_grace_ms", ms(limits.max_connection_age_grace)),
+        ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
+        ("grpc.max_metadata_size", limits.max_metadata_bytes),
+    ]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether *host* names this machine only (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Security:
+    """What secures the listening port."""
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    insecure: bool = False
+    """Allow a non-loopback address without TLS or without authentication."""
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
+        if self.client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_ca is not None
+
+    def credentials(self) -> Any:
+        """``grpc.ssl_server_credentials`` for the configured files (TLS only)."""
+        assert self.tls_cert is not None
+        assert self.tls_key is not None
+        cert = _read(self.tls_cert, "server certificate")
+        key = _read(self.tls_key, "server key")
+        ca = _read(self.client_ca, "client CA") if self.client_ca is not None else None
+        _check_pair(cert, key, self.tls_cert, self.tls_key)
+        return grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+        )
+
+    def check(self, host: str, *, authenticated: bool) -> None:
+        """Raise ConfigError if *host* may not be listened on this way; warn if --insecure."""
+        local = is_loopback(host)
+        if not local and not self.tls:
+            if not self.insecure:
+                raise ConfigError(
+                    f"refusing to listen on {host} without TLS: give --tls-cert and --tls-key, "
+                    "listen on 127.0.0.1, or pass --insecure if the network is trusted"
+                )
+            log.warning("listening on %s WITHOUT TLS (--insecure): traffic is in clear", host)
+        if not local and not authenticated:
+            if not self.insecure:
+                raise ConfigError(
+                    f"refusing to listen on {host} with no authentication: every caller "
+                    "would be an admin. Give --client-ca or create tokens (ceir token add), "
+                    "or pass --insecure if the network is trusted"
+                )
+            log.warning("listening on %s WITHOUT authentication (--insecure)", host)
+
+    def bind(self, server: Any, host: str, port: int, *, authenticated: bool) -> int:
+        """Add the listening port to *server*, enforcing the rules; returns the port."""
+        self.check(host, authenticated=authenticated)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            if self.tls:
+                return int(server.add_secure_port(address, self.credentials()))
+            return int(server.add_insecure_port(address))
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot listen on {address}: {exc}") from exc
+
+    def describe(self, *, tokens: int) -> str:
+        """The security part of the start-up line."""
+        if not self.tls and not tokens:
+            return "no TLS, no authentication (embedded default, loopback only)"
+        parts = []
+        if self.mutual:
+            parts.append("mutual TLS (client certificates)")
+        elif self.tls:
+            parts.append("TLS")
+        else:
+            parts.append("no TLS")
+        if tokens:
+            parts.append(f"{tokens} bearer token(s)")
+        elif not self.mutual:
+            parts.append("no authentication")
+        return ", ".join(parts)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc}") from exc
+
+
+def _check_pair(cert: bytes, key: bytes, cert_path: Path, key_path: Path) -> None:
+    """Fail early, with the file names, when the key does not belong to the certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        public = x509.load_pem_x509_certificate(cert).public_key()
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot load {cert_path} / {key_path}: {exc}") from exc
+    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+    enc = serialization.Encoding.PEM
+    if public.public_bytes(enc, fmt) != private.public_key().public_bytes(enc, fmt):
+        raise ConfigError(f"the key {key_path} does not belong to the certificate {cert_path}")

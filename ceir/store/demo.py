@@ -1,0 +1,108 @@
+"""Demo data for an empty store: a small TAC table and a device in every state.
+
+The brands are invented; the IMEIs are valid and fixed, so the README's examples work.
+Temporary registrations are dated relative to the moment the demo is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import NamedTuple
+
+from ceir.imei import parse
+from ceir.record import Reason, Record, Source
+from ceir.store import Store, TacInfo
+
+log = logging.getLogger("ceir.store.demo")
+
+DAY = 86_400
+
+TACS = (
+    TacInfo("35209900", "Nusantara", "N1", "Smartphone"),
+    TacInfo("35686800", "Nusantara", "N1 Pro", "Smartphone"),
+    TacInfo("86012345", "Garuda", "Tab 10", "Tablet"),
+    TacInfo("49015420", "Komodo", "K2 Lite", "Feature phone"),
+    TacInfo("01234500", "Merapi", "M5", "Smartphone"),
+)
+
+
+class DemoDevice(NamedTuple):
+    imei: str
+    """15 digits with check digit."""
+    record: Record | None
+    """None: listed here as an example, not stored."""
+    note: str
+
+
+def devices(now: int) -> list[DemoDevice]:
+    """The demo devices, dated relative to *now* (Unix seconds)."""
+    year = 365 * DAY
+    return [
+        DemoDevice(
+            "352099001761481",
+            Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=now - year),
+            "registered by its manufacturer",
+        ),
+        DemoDevice(
+            "356868000041418",
+            Record(Reason.REGISTERED, Source.CUSTOMS, registered_at=now - 30 * DAY),
+            "registered at customs",
+        ),
+        DemoDevice(
+            "490154203237518",
+            Record(Reason.GRANDFATHERED, Source.OPERATOR, registered_at=now - 6 * year),
+            "active before the 2020 cutoff",
+        ),
+        DemoDevice(
+            "860123450000012",
+            Record(
+                Reason.TEMPORARY,
+                Source.OPERATOR,
+                registered_at=now - 10 * DAY,
+                expires_at=now + 80 * DAY,
+            ),
+            "a visitor's phone, temporary",
+        ),
+        DemoDevice(
+            "860123450000020",
+            Record(
+                Reason.TEMPORARY,
+                Source.OPERATOR,
+                registered_at=now - 120 * DAY,
+                expires_at=now - 30 * DAY,
+            ),
+            "a visitor's phone, expired",
+        ),
+        DemoDevice(
+            "012345000000013",
+            Record(Reason.EXEMPT, Source.MINISTRY, registered_at=now - 60 * DAY),
+            "on the ministry's exception list",
+        ),
+        DemoDevice(
+            "352099001761499",
+            Record(
+                Reason.REGISTERED,
+                Source.MANUFACTURER,
+                lost_stolen=True,
+                registered_at=now - year,
+            ),
+            "registered, then reported stolen",
+        ),
+        DemoDevice("352099009999992", None, "never registered"),
+    ]
+
+
+def load(store: Store, now: int | None = None) -> int:
+    """Write the demo TACs and devices into *store*; returns how many devices."""
+    at = int(time.time()) if now is None else now
+    store.put_tacs(TACS)
+    items = [(parse(d.imei).key, d.record) for d in devices(at) if d.record is not None]
+    return store.put_devices(items)
+
+
+def load_if_empty(store: Store) -> None:
+    """Load the demo data into *store* when it holds no device, and log that it did."""
+    if store.device_count() == 0:
+        n = load(store)
+        log.info("empty store: loaded demo data (%d devices, %d TACs)", n, len(TACS))

@@ -1,0 +1,300 @@
+"""The LMDB layer: layout, codecs and transactions.
+
+Layout (named sub-databases of one LMDB environment, a directory):
+
+``devices``
+    8-byte big-endian IMEI body key -> 12-byte :class:`~ceir.record.Record`. The hot table.
+``tacs``
+    8 ASCII digits -> ``brand \\x1f model \\x1f device_type`` (UTF-8).
+``meta``
+    ``schema`` -> the layout version; a store of another version is refused.
+
+Registry sub-databases (written by the feeds; see :mod:`ceir.store.audit`,
+:mod:`ceir.store.identity`, :mod:`ceir.feeds.importer`). Lookups never read them, so the
+hot record stays 12 bytes:
+
+``details``
+    device key + 1-byte feed kind -> that channel's fields (``\x1f``-joined UTF-8;
+    personal numbers only as tokens).
+``audit``
+    8-byte big-endian sequence number -> one change (append-only).
+``audit_idx``
+    device key -> sequence numbers of its changes (dupsort).
+``imports``
+    4-byte big-endian origin id -> JSON: one file import or one request, its principal,
+    progress and summary.
+``digests``
+    SHA-256 of a feed file -> its origin id (re-imports are no-ops).
+``identities``
+    16-byte identity token + 4-byte day number -> devices registered for that arrival.
+``rejects``
+    origin id + 4-byte row number -> JSON reject (no personal data).
+``config``
+    store-wide settings and secrets (the token key).
+``stages``
+    bulk imports waiting for a second principal's approval (:mod:`ceir.feeds.staging`).
+
+Adding these to an older store needs no migration: they are created on the first
+writable open, and a read-only open of a store without them sees them as empty.
+
+Reads use one read transaction per request or batch and never write. Writes go in
+sorted batches, one write transaction each. The map grows by itself: nobody sees
+``MapFullError``; readers in other processes follow a grown map transparently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+from ceir.errors import StoreError, StoreSchemaError
+from ceir.record import Record
+
+__all__ = ["SCHEMA_VERSION", "Store", "TacInfo", "open_store"]
+
+SCHEMA_VERSION = 1
+_SCHEMA_KEY = b"schema"
+_CREATED_KEY = b"created_at"
+_SEP = "\x1f"
+# Address space only (the file grows with the data). 1 TiB, so that a register of
+# billions of devices never has to grow the map in a serving process: LMDB remaps on a
+# grow, which is unsafe while other threads of the process are inside read transactions
+# (the Registry service imports in a worker thread while lookups run).
+_INITIAL_MAP = 1 << 40
+_MAX_DBS = 16
+# name -> dupsort. Opened (created) with the store; see the module docstring.
+REGISTRY_DBS: dict[str, bool] = {
+    "details": False,
+    "audit": False,
+    "audit_idx": True,
+    "imports": False,
+    "digests": False,
+    "identities": False,
+    "rejects": False,
+    "config": False,
+    "stages": False,  # bulk imports waiting for a second principal (ceir.feeds.staging)
+}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TacInfo:
+    """What the TAC database says of one Type Allocation Code."""
+
+    tac: str
+    brand: str
+    model: str
+    device_type: str = ""
+
+    def pack(self) -> bytes:
+        return _SEP.join((self.brand, self.model, self.device_type)).encode()
+
+    @classmethod
+    def unpack(cls, tac: str, value: bytes) -> TacInfo:
+        brand, model, device_type = value.decode().split(_SEP)
+        return cls(tac, brand, model, device_type)
+
+
+class Store:
+    """An open ceir store. Make one with :func:`open_store`; close it when done."""
+
+    def __init__(self, env: Any, path: Path, *, readonly: bool) -> None:
+        self.env = env
+        self.path = path
+        self.readonly = readonly
+        self.devices = env.open_db(b"devices", create=not readonly)
+        self.tacs = env.open_db(b"tacs", create=not readonly)
+        self.meta = env.open_db(b"meta", create=not readonly)
+        self.dbs: dict[str, Any] = {}
+        for name, dupsort in REGISTRY_DBS.items():
+            try:
+                self.dbs[name] = env.open_db(
+                    name.encode(), create=not readonly, dupsort=dupsort, dupfixed=dupsort
+                )
+            except lmdb.NotFoundError:
+                self.dbs[name] = None  # an older read-only store: nothing recorded yet
+
+    # -- process life ------------------------------------------------------------
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Any]:
+        """A read transaction on ``devices`` (``txn.get(key)`` -> packed record or None)."""
+        txn = self._begin_read(self.devices)
+        try:
+            yield txn
+        finally:
+            txn.abort()
+
+    def _begin_read(self, db: Any) -> Any:
+        try:
+            return self.env.begin(db=db, buffers=False)
+        except lmdb.MapResizedError:
+            # Another process grew the map; adopt its size and go on.
+            self.env.set_mapsize(0)
+            return self.env.begin(db=db, buffers=False)
+
+    def get(self, key: bytes) -> Record | None:
+        """The record stored under an 8-byte body key, or None."""
+        with self.read() as txn:
+            value = txn.get(key)
+        return None if value is None else Record.unpack(value)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Packed records for *keys*, in order, from one read transaction."""
+        with self.read() as txn:
+            get = txn.get
+            return [get(k) for k in keys]
+
+    def device_count(self) -> int:
+        """How many devices the register holds."""
+        with self.read() as txn:
+            return int(txn.stat(self.devices)["entries"])
+
+    def iter_devices(self) -> Iterator[tuple[bytes, Record]]:
+        """Every (key, record) in key order, from one read transaction."""
+        with self.read() as txn:
+            for key, value in txn.cursor():
+                yield key, Record.unpack(value)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Any]:
+        """A read transaction on the whole environment (pass ``db=`` to each ``get``)."""
+        txn = self._begin_read(None)
+        try:
+            yield txn
+        finally:
+            txn.abort()
+
+    def tac(self, tac: str) -> TacInfo | None:
+        """The TAC database entry for an 8-digit TAC, or None."""
+        txn = self._begin_read(self.tacs)
+        try:
+            value = txn.get(tac.encode())
+        finally:
+            txn.abort()
+        return None if value is None else TacInfo.unpack(tac, value)
+
+    def tac_count(self) -> int:
+        txn = self._begin_read(self.tacs)
+        try:
+            return int(txn.stat(self.tacs)["entries"])
+        finally:
+            txn.abort()
+
+    # -- writes --------------------------------------------------------------------
+
+    def write(self, fn: Callable[[Any], T]) -> T:
+        """Run *fn(txn)* in one write transaction, growing the map if it fills.
+
+        *fn* may run more than once (after a grow), so it must only write through *txn*.
+        """
+        if self.readonly:
+            raise StoreError(f"store {self.path} is open read-only")
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)  # another process grew the map; adopt it
+            except lmdb.Error as exc:
+                raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
+
+    def _grow(self) -> None:
+        size = self.env.info()["map_size"]
+        self.env.set_mapsize(size * 2)
+
+    def put_devices(self, items: Iterable[tuple[bytes, Record]]) -> int:
+        """Store records in one write transaction, sorted by key; returns how many."""
+        pairs = sorted((key, record.pack()) for key, record in items)
+
+        def put(txn: Any) -> int:
+            _consumed, added = txn.cursor(self.devices).putmulti(pairs)
+            return int(added)
+
+        self.write(put)
+        return len(pairs)
+
+    def put_tacs(self, entries: Iterable[TacInfo]) -> int:
+        """Store TAC database entries in one write transaction; returns how many."""
+        pairs = sorted((e.tac.encode(), e.pack()) for e in entries)
+
+        def put(txn: Any) -> int:
+            txn.cursor(self.tacs).putmulti(pairs)
+            return len(pairs)
+
+        return self.write(put)
+
+
+def _check_schema(store: Store) -> None:
+    txn = store._begin_read(store.meta)
+    try:
+        found = txn.get(_SCHEMA_KEY)
+    finally:
+        txn.abort()
+    if found is None:
+        if store.readonly:
+            raise StoreSchemaError(f"{store.path} is not a ceir store (no schema version)")
+
+        def init(txn: Any) -> None:
+            txn.put(_SCHEMA_KEY, str(SCHEMA_VERSION).encode(), db=store.meta)
+            txn.put(_CREATED_KEY, str(int(time.time())).encode(), db=store.meta)
+
+        store.write(init)
+        return
+    if found != str(SCHEMA_VERSION).encode():
+        raise StoreSchemaError(
+            f"store {store.path} has schema version {found.decode(errors='replace')!r}; "
+            f"this ceir reads version {SCHEMA_VERSION}. Use a matching ceir release "
+            "or a new store path."
+        )
+
+
+def open_store(path: str | Path, *, readonly: bool = False) -> Store:
+    """Open (and, unless *readonly*, create) the store at directory *path*."""
+    path = Path(path)
+    if not readonly:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not (path / "data.mdb").exists():
+        raise StoreError(f"no ceir store at {path}")
+    try:
+        env = lmdb.open(
+            str(path),
+            map_size=_INITIAL_MAP,
+            max_dbs=_MAX_DBS,
+            max_readers=1024,
+            readonly=readonly,
+            readahead=False,  # lookups are random; readahead only evicts hot pages
+            subdir=True,
+        )
+    except lmdb.Error as exc:
+        raise StoreError(f"cannot open store {path}: {exc}") from exc
+    try:
+        store = Store(env, path, readonly=readonly)
+        _check_schema(store)
+    except lmdb.Error as exc:
+        env.close()
+        raise StoreError(f"cannot open store {path}: {exc}") from exc
+    except StoreError:
+        env.close()
+        raise
+    return store

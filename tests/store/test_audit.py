@@ -1,0 +1,63 @@
+"""The audit log: append-only sequence, per-device index, origins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ceir.imei import parse
+from ceir.record import Reason, Record, Source
+from ceir.store import audit, open_store
+
+A = parse("352099001761481").key
+B = parse("356868000041418").key
+REG = Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=1_700_000_000)
+
+
+def test_sequence_grows_and_history_is_per_device(tmp_path: Path) -> None:
+    """Entries get 1, 2, 3... across appends; each device's history is its entries in order."""
+    with open_store(tmp_path / "db") as store:
+
+        def first(txn: Any) -> int:
+            origin = audit.new_origin(txn, store, {"actor": "t", "request": "one"})
+            changes = [
+                audit.Change(A, audit.Action.MANUFACTURER, None, REG, 2),
+                audit.Change(B, audit.Action.MANUFACTURER, None, REG.pack(), 3),
+            ]
+            return audit.append(txn, store, changes, 100, origin)
+
+        def second(txn: Any) -> int:
+            origin = audit.new_origin(txn, store, {"actor": "t", "request": "two"})
+            blocked = REG.with_block(blocked=True)
+            return audit.append(
+                txn, store, [audit.Change(A, audit.Action.BLOCK, REG, blocked)], 200, origin
+            )
+
+        assert store.write(first) == 1
+        assert store.write(second) == 3
+        history = audit.history(store, A)
+        assert [(e.seq, e.action, e.origin, e.at) for e in history] == [
+            (1, audit.Action.MANUFACTURER, 1, 100),
+            (3, audit.Action.BLOCK, 2, 200),
+        ]
+        assert history[0].old is None
+        assert history[0].new == REG
+        assert history[1].new == REG.with_block(blocked=True)
+        assert [e.seq for e in audit.history(store, B)] == [2]
+        assert [e.seq for e in audit.entries(store, after=1)] == [2, 3]
+        origin = audit.get_origin(store, 2)
+        assert origin == {"actor": "t", "request": "two", "id": 2}
+
+
+def test_empty_append_writes_nothing(tmp_path: Path) -> None:
+    """Appending no change returns the next number and adds no entry."""
+    with open_store(tmp_path / "db") as store:
+        assert store.write(lambda txn: audit.append(txn, store, [], 1, 1)) == 1
+        assert list(audit.entries(store)) == []
+
+
+def test_local_actor_names_user_and_host() -> None:
+    """The CLI's actor is local:user@host."""
+    actor = audit.local_actor()
+    assert actor.startswith("local:")
+    assert "@" in actor
