@@ -1,0 +1,15 @@
+"""The ``ceir`` command: thin. Parse flags, call the library, print, exit.
+
+The group and the exit-code table live in :mod:`ceir.cli.app`; each command module adds
+its commands to that group when imported, which this package does (and only this).
+"""
+
+from __future__ import annotations
+
+from ceir.cli import approve, backup, certs, check, feeds, purge, serve, token  # noqa: F401
+from ceir.cli.app import main, run
+
+__all__ = ["main", "run"]
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
