@@ -32,12 +32,12 @@ class HistoryEntry:
     def where(self) -> str:
         o = self.origin
         if o.get("file"):
-            return f"{o['file']} line {self.entry.line}"
-        return str(o.get("request", "request"))
+            return f"{printable(str(o['file']))} line {self.entry.line}"
+        return printable(str(o.get("request", "request")))
 
     @property
     def actor(self) -> str:
-        return str(self.origin.get("actor", "?"))
+        return printable(str(self.origin.get("actor", "?")))
 
 
 @dataclass
@@ -57,7 +57,7 @@ class DeviceHistory:
         if d.expires_at:
             out.append(f"Expires  {_when(d.expires_at)}")
         for i, (kind, values) in enumerate(self.details.items()):
-            shown = ", ".join(f"{k}={v}" for k, v in values.items() if v)
+            shown = ", ".join(f"{k}={printable(v)}" for k, v in values.items() if v)
             out.append(f"{'Details' if i == 0 else '':<8} {kind}: {shown}")
         if not self.entries:
             out.append("History  no changes recorded")
@@ -71,6 +71,15 @@ class DeviceHistory:
                 f"(import #{e.origin}, {h.where})"
             )
         return out
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """*text* safe to print on one line: control characters escaped (``\\n``, ``\\x1b``),
+    at most *limit* characters. A file name or request id cannot forge a line."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
 
 
 def _when(seconds: int) -> str:

@@ -19,29 +19,40 @@ would; a file imported before is a no-op that says so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
 import json
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from ceir.errors import FeedFormatError, FeedRefusedError, FeedRowError, StoreError
 from ceir.feeds import Format, Kind
 from ceir.feeds.base import Candidate, Context, Feed, Options
 from ceir.feeds.kinds import feed_for
 from ceir.feeds.reader import Row, open_feed
-from ceir.feeds.rows import RejectReason
+from ceir.feeds.rows import RejectReason, redact
 from ceir.feeds.summary import ImportSummary, Reject, write_report
 from ceir.feeds.writes import Writes
 from ceir.store import Store, audit
+from ceir.store.env import spool_file, spool_path
 from ceir.store.identity import Tokenizer, tokenizer_for
 
-__all__ = ["ImportSummary", "Options", "Progress", "file_digest", "import_file", "rejects_of"]
+__all__ = [
+    "ImportSummary",
+    "Options",
+    "Progress",
+    "file_digest",
+    "import_file",
+    "private_copy",
+    "rejects_of",
+]
 
 _ROW = 4  # bytes of the row number in ``rejects`` keys
 FIRST_REJECTS = 20
@@ -78,6 +89,39 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def private_copy(store: Store, path: Path) -> Iterator[Path]:
+    """A private copy of feed file *path* in *store*'s spool, as a path to open (again).
+
+    Every pass of an import reads this one copy, so rows appended to (or changed in) the
+    original between the check pass and the write pass are never written: the file that
+    was checked, counted and staged is the file that is imported. The copy has no name
+    in the spool and is gone when the block ends (or the process dies).
+    """
+    if not path.is_file():
+        raise FeedFormatError(f"no feed file at {path}")
+    try:
+        source = path.open("rb")
+    except OSError as exc:
+        raise FeedFormatError(f"cannot read {path}: {exc.strerror}") from exc
+    with source, spool_file(store) as copy:
+        try:
+            shutil.copyfileobj(source, copy, 1 << 20)
+            copy.flush()
+        except OSError as exc:
+            raise FeedFormatError(f"cannot copy {path} into the spool: {exc.strerror}") from exc
+        yield spool_path(copy)
+
+
+def digest_of(f: IO[bytes]) -> str:
+    """The SHA-256 (hex) of an open file's bytes, read from the start."""
+    h = hashlib.sha256()
+    f.seek(0)
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+
+
 @dataclass
 class _Check:
     """What the check pass found."""
@@ -95,9 +139,18 @@ class _Check:
     fixed: int = 0
 
 
-def _reject(line: int, exc: FeedRowError) -> Reject:
+def _reject(line: int, exc: FeedRowError, feed: Feed) -> Reject:
+    """The reject kept and shown for *exc*: short, and for a feed with personal columns
+    without any raw value (see :func:`ceir.feeds.rows.redact`)."""
     reason = exc.reason.value if isinstance(exc.reason, RejectReason) else str(exc.reason)
-    return Reject(line, exc.field, reason, exc.message, exc.fix)
+    personal = bool(feed.personal)
+    return Reject(
+        line,
+        exc.field[:64],
+        reason,
+        redact(exc.message, personal=personal),
+        redact(exc.fix, personal=personal),
+    )
 
 
 def _malformed(exc: FeedRowError) -> bool:
@@ -123,7 +176,7 @@ class _Import:
         self.store = store
         self.feed = feed
         self.path = path
-        self.reader = open_feed(path, feed, fmt)
+        self.reader = open_feed(path, feed, fmt, name=name)
         self.actor = actor
         self.options = options
         self.progress = progress
@@ -162,7 +215,7 @@ class _Import:
                         else:
                             found.changed += 1
                 except FeedRowError as exc:
-                    r = _reject(line, exc)
+                    r = _reject(line, exc, feed)
                     found.rejected[r.reason] += 1
                     found.malformed += _malformed(exc)
                     found.rejects.append(r)
@@ -246,7 +299,7 @@ class _Import:
                     raise _duplicate(cand)
                 outcome = feed.decide(cand, ctx)
             except FeedRowError as exc:
-                r = _reject(line, exc)
+                r = _reject(line, exc, feed)
                 rejected[r.reason] += 1
                 counts["malformed"] += _malformed(exc)
                 rejects.append((origin_key + i.to_bytes(_ROW, "big"), _pack_reject(r)))
@@ -332,8 +385,12 @@ def import_file(
     clock: Callable[[], float] = time.time,
     name: str | None = None,
     stage_above: int | None = None,
+    private: bool = False,
 ) -> ImportSummary:
     """Import feed file *path* of *kind* into *store* on behalf of *actor*.
+
+    The file is first copied into the store's spool (:func:`private_copy`) and only the
+    copy is read, unless *private* says *path* already is such a copy.
 
     *actor* names who asks, as the audit log shall record it (``local:user@host`` for
     the CLI, the authenticated principal's label for the server).
@@ -345,6 +402,13 @@ def import_file(
     than *stage_above* new devices is not written: its summary has the state
     ``needs-approval`` (the two-person rule, :mod:`ceir.feeds.staging`).
     """
+    if not private:
+        with private_copy(store, path) as copy:
+            return import_file(
+                store, kind, copy, actor=actor, fmt=fmt, options=options, progress=progress,
+                report=report, clock=clock, name=name or path.name, stage_above=stage_above,
+                private=True,
+            )  # fmt: skip
     started = time.monotonic()
     imp = _Import(
         store,

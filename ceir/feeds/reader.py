@@ -26,6 +26,13 @@ __all__ = ["FeedReader", "detect_format", "open_feed"]
 
 Row = tuple[int, list[str] | FeedRowError]
 
+MAX_LINE = 65_536
+"""Longest line (characters) of a feed file; a longer one is a malformed row, skipped
+without being held in memory (a row of any feed kind is well under 1 KiB)."""
+MAX_NESTING = 32
+"""Most ``[`` and ``{`` in one JSON Lines row (a row is one flat object)."""
+_TOO_LONG = "\x00ceir: line too long\x00\n"
+
 # GSMA TAC database column names -> ours.
 _GSMA_NAMES = {
     "tac": ("tac",),
@@ -36,9 +43,9 @@ _GSMA_NAMES = {
 _OSMOCOM_HEADER = "tac,name,name"
 
 
-def detect_format(path: Path, kind: Kind) -> Format:
-    """The format of *path*, from its extension and first lines."""
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
+def detect_format(path: Path, kind: Kind, name: str | None = None) -> Format:
+    """The format of *path*, from its extension (of *name*, if given) and first lines."""
+    if Path(name or path.name).suffix.lower() in (".jsonl", ".ndjson"):
         return Format.JSONL
     try:
         with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
@@ -64,6 +71,12 @@ class FeedReader:
     feed: Feed
     format: Format
     warnings: list[str] = field(default_factory=list)
+    name: str = ""
+    """The file's name in messages (*path* may be a spool copy's ``/proc/self/fd/N``)."""
+
+    @property
+    def shown(self) -> str:
+        return self.name or str(self.path)
 
     def warn(self, message: str) -> None:
         """Note a warning once (the file is read more than once)."""
@@ -79,13 +92,13 @@ class FeedReader:
                     yield from self._csv(f)
         except UnicodeDecodeError as exc:
             raise FeedFormatError(
-                f"{self.path} is not UTF-8 (byte {exc.start} of a chunk: "
+                f"{self.shown} is not UTF-8 (byte {exc.start} of a chunk: "
                 f"{exc.object[exc.start : exc.start + 1]!r}); save it as UTF-8"
             ) from exc
         except csv.Error as exc:
-            raise FeedFormatError(f"{self.path} is not readable CSV: {exc}") from exc
+            raise FeedFormatError(f"{self.shown} is not readable CSV: {exc}") from exc
         except OSError as exc:
-            raise FeedFormatError(f"cannot read {self.path}: {exc.strerror}") from exc
+            raise FeedFormatError(f"cannot read {self.shown}: {exc.strerror}") from exc
 
     # -- CSV and the TAC dialects ------------------------------------------------------
 
@@ -100,7 +113,7 @@ class FeedReader:
             index.append(found)
         if missing:
             raise FeedFormatError(
-                f"{self.path}: column(s) {', '.join(missing)} missing from the header; a "
+                f"{self.shown}: column(s) {', '.join(missing)} missing from the header; a "
                 f"{self.feed.kind.value} feed has columns {','.join(self.feed.fields)}"
             )
         known = {n for name in self.feed.fields for n in names.get(name, (name,))}
@@ -111,13 +124,13 @@ class FeedReader:
 
     def _csv(self, f: io.TextIOBase) -> Iterator[Row]:
         delimiter = "|" if self.format is Format.GSMA else ","
-        reader = csv.reader(f, delimiter=delimiter)
+        reader = csv.reader(_bounded(f), delimiter=delimiter)
         fields = self.feed.fields
         if self.format is Format.OSMOCOM:
             next(reader, None)  # the licence banner
             header = next(reader, None)
             if header is None:
-                raise FeedFormatError(f"{self.path}: no header after the Osmocom banner")
+                raise FeedFormatError(f"{self.shown}: no header after the Osmocom banner")
             width = len(header)
             index = [0, 1, 2, -1]  # tac, name (brand), name (model); no device type
         else:
@@ -139,6 +152,9 @@ class FeedReader:
             previous = reader.line_num
             if not row:
                 continue  # a blank line
+            if row[0] == _TOO_LONG[:-1]:
+                yield line, _too_long()
+                continue
             if plain and len(row) == width:
                 yield line, row
             else:
@@ -163,13 +179,24 @@ class FeedReader:
         fields = self.feed.fields
         known = set(fields)
         unknown: set[str] = set()
-        for line, text in enumerate(f, 1):
+        for line, text in enumerate(_bounded(f), 1):
             if not text.strip():
+                continue
+            if text is _TOO_LONG:
+                yield line, _too_long()
+                continue
+            if text.count("{") + text.count("[") > MAX_NESTING:
+                yield (
+                    line,
+                    FeedRowError(
+                        "", RejectReason.MALFORMED_ROW, "a JSON Lines row must be one flat object"
+                    ),
+                )
                 continue
             try:
                 obj = json.loads(text)
-            except ValueError as exc:
-                yield line, FeedRowError("", RejectReason.MALFORMED_ROW, f"not JSON: {exc}")
+            except (ValueError, RecursionError) as exc:
+                yield line, FeedRowError("", RejectReason.MALFORMED_ROW, f"not JSON: {exc}"[:200])
                 continue
             if not isinstance(obj, dict):
                 yield (
@@ -188,6 +215,31 @@ class FeedReader:
                 yield line, exc
 
 
+def _bounded(f: io.TextIOBase) -> Iterator[str]:
+    """The lines of *f*, each at most :data:`MAX_LINE` characters read; a longer line is
+    read past in pieces and stands as one ``_TOO_LONG`` marker line."""
+    while True:
+        line = f.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE and not line.endswith("\n"):
+            while True:
+                rest = f.readline(MAX_LINE)
+                if not rest or rest.endswith("\n"):
+                    break
+            yield _TOO_LONG
+            continue
+        yield line
+
+
+def _too_long() -> FeedRowError:
+    return FeedRowError(
+        "",
+        RejectReason.MALFORMED_ROW,
+        f"line is too long: over than {MAX_LINE:,} characters (a feed row is a few hundred)",
+    )
+
+
 def _json_text(value: Any, name: str) -> str:
     if value is None:
         return ""
@@ -202,11 +254,14 @@ def _json_text(value: Any, name: str) -> str:
     )
 
 
-def open_feed(path: Path, feed: Feed, fmt: Format | None = None) -> FeedReader:
-    """A reader of *path* as a *feed* file, in *fmt* or the detected format."""
+def open_feed(
+    path: Path, feed: Feed, fmt: Format | None = None, *, name: str | None = None
+) -> FeedReader:
+    """A reader of *path* as a *feed* file, in *fmt* or the detected format (from the
+    extension of *name*, the file's own name, when *path* is a spool copy)."""
     if not path.is_file():
         raise FeedFormatError(f"no feed file at {path}")
-    chosen = fmt or detect_format(path, feed.kind)
+    chosen = fmt or detect_format(path, feed.kind, name)
     if chosen in (Format.OSMOCOM, Format.GSMA) and feed.kind is not Kind.TAC:
         raise FeedFormatError(f"format {chosen.value} is for TAC databases only")
-    return FeedReader(path, feed, chosen)
+    return FeedReader(path, feed, chosen, name=name or "")

@@ -20,6 +20,7 @@ __all__ = [
     "parse_choice",
     "parse_feed_imei",
     "parse_instant",
+    "redact",
     "required",
 ]
 
@@ -68,6 +69,38 @@ _MALFORMED = frozenset(
         RejectReason.UNKNOWN_TAC,
     }
 )
+
+
+MAX_MESSAGE = 300
+"""Longest reject message or fix kept and returned (a 10 MB field is not echoed back)."""
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_DIGIT_RUN = re.compile(r"\d{6,}")
+
+
+def _describe(match: re.Match[str]) -> str:
+    value = match.group(0)[1:-1]
+    kinds = [
+        name
+        for name, present in (
+            ("digits", any(c.isdigit() for c in value)),
+            ("letters", any(c.isalpha() for c in value)),
+            ("other characters", any(not c.isalnum() for c in value)),
+        )
+        if present
+    ]
+    return f"<{len(value)} characters: {', '.join(kinds) or 'none'}>"
+
+
+def redact(text: str, *, personal: bool) -> str:
+    """*text* fit to keep and show: at most :data:`MAX_MESSAGE` characters; for a feed
+    with personal columns, no quoted value (its length and kinds of characters instead)
+    and no run of 6 or more digits (a swapped column would hold a NIK or an MSISDN)."""
+    if personal:
+        text = _QUOTED.sub(_describe, text)
+        text = _DIGIT_RUN.sub(lambda m: f"<{len(m.group(0))} digits>", text)
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 1] + "…"
+    return text
 
 
 def required(value: str, field: str) -> str:

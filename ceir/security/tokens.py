@@ -78,13 +78,16 @@ class TokenBook:
 
     @classmethod
     def load(cls, path: Path) -> TokenBook:
-        """Read a token file; a missing file is an empty book."""
+        """Read a token file; a missing or empty file is an empty book (which, configured,
+        refuses every caller: security never turns itself off)."""
         try:
             raw = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return cls()
         except OSError as exc:
             raise ConfigError(f"cannot read token file {path}: {exc}") from exc
+        if not raw.strip():
+            return cls()
         try:
             data = json.loads(raw)
             if data.get("version") != _VERSION:

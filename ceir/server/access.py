@@ -15,8 +15,9 @@ interceptor also
 
 Refusals say as little as possible: ``UNAUTHENTICATED: authentication required`` and
 ``PERMISSION_DENIED: permission denied``, whatever the reason; the log says more.
-With no security configured every caller is :data:`ceir.security.principals.OPEN` (an admin on
-loopback), as the embedded default always was.
+With no security configured every caller is :data:`ceir.security.principals.OPEN` (an admin
+on loopback), as the embedded default always was. Configured security never degrades to
+that: a token file that is missing, empty or lists nobody refuses every call.
 """
 
 from __future__ import annotations
@@ -115,7 +116,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         rules: dict[str, Rule] | None = None,
         errors: Callable[[CeirError], grpc.StatusCode] | None = None,
     ) -> None:
-        self.tokens = tokens if tokens is not None and len(tokens) else None
+        # Configured tokens never degrade to open: a book with nobody in it (a missing or
+        # emptied file) refuses every call. Open is only "no security configured at all".
+        self.tokens = tokens
         self.certificates = certificates
         self.secure = certificates or self.tokens is not None
         self.limiter = limiter
@@ -371,7 +374,7 @@ def from_settings(
         client_ca=settings.client_ca,
         insecure=settings.insecure,
     )
-    tokens = TokenBook.load(settings.tokens) if settings.tokens is not None else TokenBook()
+    tokens = TokenBook.load(settings.tokens) if settings.tokens is not None else None
     limiter = (
         RateLimiter(settings.consumer_rate, settings.consumer_burst)
         if settings.consumer_rate > 0
@@ -400,4 +403,4 @@ def check_settings(settings: Settings) -> str:
     security.check(settings.host, authenticated=gate.secure)
     if security.tls:
         security.credentials()  # unreadable or mismatched files fail here, not in a worker
-    return security.describe(tokens=len(gate.tokens or ()))
+    return security.describe(tokens=None if gate.tokens is None else len(gate.tokens))

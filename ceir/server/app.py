@@ -99,7 +99,7 @@ class CeirServer:
     grpc_server: Any
     health: HealthServicer
     store: Store
-    security: str = "no TLS, no authentication (embedded default, loopback only)"
+    security: str = transport.OPEN_DEFAULT
 
     async def start(self) -> None:
         await self.grpc_server.start()
@@ -159,7 +159,7 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     port = security.bind(server, settings.host, settings.port, authenticated=gate.secure)
     if port == 0 and settings.port != 0:  # pragma: no cover - grpc raises on most systems
         raise ConfigError(f"cannot listen on {settings.address}")
-    described = security.describe(tokens=len(gate.tokens or ()))
+    described = security.describe(tokens=None if gate.tokens is None else len(gate.tokens))
     return CeirServer(server, health, store, described), port
 
 

@@ -148,10 +148,12 @@ class Security:
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {address}: {exc}") from exc
 
-    def describe(self, *, tokens: int) -> str:
-        """The security part of the start-up line."""
-        if not self.tls and not tokens:
-            return "no TLS, no authentication (embedded default, loopback only)"
+    def describe(self, *, tokens: int | None) -> str:
+        """The security part of the start-up line; *tokens* None: no token file configured."""
+        if not self.mutual and tokens is None:
+            if not self.tls:
+                return OPEN_DEFAULT
+            return "TLS, open: no authentication (every caller is an admin)"
         parts = []
         if self.mutual:
             parts.append("mutual TLS (client certificates)")
@@ -161,9 +163,13 @@ class Security:
             parts.append("no TLS")
         if tokens:
             parts.append(f"{tokens} bearer token(s)")
-        elif not self.mutual:
-            parts.append("no authentication")
+        elif tokens == 0:
+            parts.append("0 bearer tokens" + ("" if self.mutual else ": every call is refused"))
         return ", ".join(parts)
+
+
+OPEN_DEFAULT = "open: no TLS, no authentication (the embedded default, loopback only)"
+"""The start-up line's security part when nothing is configured."""
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -222,7 +222,8 @@ def backup(src: Path, dest: Path) -> Copied:
         raise StoreError(f"backup destination {dest} exists and is not empty; choose a new one")
     tmp = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(mode=0o700)
     try:
         report = _copy_into(src, tmp)
         if dest.exists():
@@ -240,6 +241,7 @@ def _copy_into(src: Path, tmp: Path) -> Report:
             store.env.copy(str(tmp), compact=True)
         except lmdb.Error as exc:
             raise StoreError(f"cannot copy {src} to {tmp}: {exc}") from exc
+    os.chmod(tmp / _DATA, 0o600)  # a copy of tokens of personal numbers: the owner's only
     _fsync(tmp / _DATA)
     report = verify(tmp)
     if not report.ok:
@@ -260,9 +262,18 @@ def restore(src: Path, db: Path, *, force: bool = False) -> Report:
         raise StoreError(f"store {db} exists; pass --force to replace it (it is kept aside)")
     tmp = db.with_name(f".{db.name}.restoring")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copyfile(src / _DATA, tmp / _DATA)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(mode=0o700)
+    fd = os.open(tmp / _DATA, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(src / _DATA, "rb") as source, os.fdopen(fd, "wb") as target:
+        shutil.copyfileobj(source, target, 1 << 20)
     _fsync(tmp / _DATA)
+    # The copy is what will be served: verify it, not only the source it came from.
+    copied = verify(tmp)
+    (tmp / _LOCK).unlink(missing_ok=True)
+    if not copied.ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"the restored copy of {src} does not verify: {copied.problems[0]}")
     with exclusive(db):
         if db.exists():
             db.rename(db.with_name(f"{db.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"))

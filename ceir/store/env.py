@@ -37,6 +37,13 @@ hot record stays 12 bytes:
 Adding these to an older store needs no migration: they are created on the first
 writable open, and a read-only open of a store without them sees them as empty.
 
+Files: the store's directory is 0700 and its files 0600 (a store holds tokens of personal
+numbers). Its ``spool/`` sub-directory (0700) holds the bytes of uploads and decrypted
+stages while they are imported, in files that have no name (``O_TMPFILE``) or lose it as
+soon as they are open; whatever a killed process left there is wiped by the next writable
+open. Keys are never inside the directory: ``<db>.token-key`` and ``<db>.stage-key`` lie
+beside it and are backed up apart from it.
+
 Reads use one read transaction per request or batch and never write. Writes go in
 sorted batches, one write transaction each. The map grows by itself: nobody sees
 ``MapFullError``; readers in other processes follow a grown map transparently.
@@ -45,23 +52,27 @@ sorted batches, one write transaction each. The map grows by itself: nobody sees
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import lmdb
 
 from ceir.errors import StoreError, StoreSchemaError
 from ceir.record import Record
 
-__all__ = ["SCHEMA_VERSION", "Store", "TacInfo", "open_store"]
+__all__ = ["SCHEMA_VERSION", "Store", "TacInfo", "open_store", "spool_file", "spool_path"]
 
 SCHEMA_VERSION = 1
 _SCHEMA_KEY = b"schema"
 _CREATED_KEY = b"created_at"
 _SEP = "\x1f"
+SPOOL = "spool"
+_FILES = ("data.mdb", "lock.mdb")
 # Address space only (the file grows with the data). 1 TiB, so that a register of
 # billions of devices never has to grow the map in a serving process: LMDB remaps on a
 # grow, which is unsafe while other threads of the process are inside read transactions
@@ -269,11 +280,55 @@ def _check_schema(store: Store) -> None:
         )
 
 
+def _make_private(path: Path) -> None:
+    """The store directory 0700, its files 0600, its spool empty (a writable open)."""
+    try:
+        os.chmod(path, 0o700)
+        for name in _FILES:
+            if (path / name).exists():
+                os.chmod(path / name, 0o600)
+        spool = path / SPOOL
+        spool.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(spool, 0o700)
+        for left in spool.iterdir():
+            if left.is_file() or left.is_symlink():
+                left.unlink(missing_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot make store {path} private: {exc.strerror}") from exc
+
+
+def spool_file(store: Store) -> IO[bytes]:
+    """A new, empty, nameless file in the store's spool (read and write, 0600).
+
+    It has no name from the start where the file system allows (``O_TMPFILE``), else it
+    is unlinked as soon as it is open: nothing of it survives the process. Open it again
+    by :func:`spool_path` (each open reads from the start).
+    """
+    spool = store.path / SPOOL
+    if not spool.is_dir():
+        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    flag = getattr(os, "O_TMPFILE", 0)
+    if flag:
+        try:
+            fd = os.open(spool, flag | os.O_RDWR, 0o600)
+            return os.fdopen(fd, "w+b")
+        except OSError:
+            pass  # a file system without O_TMPFILE: a named file, unlinked at once
+    fd, name = tempfile.mkstemp(prefix="ceir-", dir=spool)
+    os.unlink(name)
+    return os.fdopen(fd, "w+b")
+
+
+def spool_path(f: IO[bytes]) -> Path:
+    """A path that opens *f*'s file again (Linux ``/proc/self/fd``)."""
+    return Path(f"/proc/self/fd/{f.fileno()}")
+
+
 def open_store(path: str | Path, *, readonly: bool = False) -> Store:
     """Open (and, unless *readonly*, create) the store at directory *path*."""
     path = Path(path)
     if not readonly:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
     elif not (path / "data.mdb").exists():
         raise StoreError(f"no ceir store at {path}")
     try:
@@ -285,6 +340,7 @@ def open_store(path: str | Path, *, readonly: bool = False) -> Store:
             readonly=readonly,
             readahead=False,  # lookups are random; readahead only evicts hot pages
             subdir=True,
+            mode=0o600,
         )
     except lmdb.Error as exc:
         raise StoreError(f"cannot open store {path}: {exc}") from exc
@@ -297,4 +353,6 @@ def open_store(path: str | Path, *, readonly: bool = False) -> Store:
     except StoreError:
         env.close()
         raise
+    if not readonly:
+        _make_private(path)  # the files LMDB just created
     return store

@@ -1,10 +1,15 @@
 """Personal numbers (NIK, passport, MSISDN, IMSI) become keyed tokens on read.
 
 A token is HMAC-SHA256 over the kind and the normalised number, under a 32-byte secret
-kept in the store's ``config`` sub-database and created on first use; the first 16 bytes
-are kept. Same number and kind -> same token within one store, so quotas can count per
-identity, but the number cannot be recovered from the token without the secret, and the
-clear value is never stored, logged or returned.
+created on first use; the first 16 bytes are kept. Same number and kind -> same token
+within one store, so quotas can count per identity, but the number cannot be recovered
+from the token without the secret, and the clear value is never stored, logged or returned.
+
+The secret lives **outside** the store, in ``<db>.token-key`` beside it (mode 0600, like
+the stage key): a stolen ``data.mdb`` or backup holds tokens but no key, so a NIK cannot
+be reversed from it by trying the numbers of a known prefix. Back the key file up apart
+from the store. A store made before the key moved out kept it in its ``config`` table;
+the first writable use moves it to the key file and deletes it from the table.
 """
 
 from __future__ import annotations
@@ -12,12 +17,17 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import os
 import secrets
+import unicodedata
+import weakref
+from pathlib import Path
 from typing import Any
 
+from ceir.errors import ConfigError
 from ceir.store import Store
 
-__all__ = ["TOKEN_BYTES", "IdKind", "Tokenizer", "tokenizer_for"]
+__all__ = ["TOKEN_BYTES", "IdKind", "Tokenizer", "key_path", "tokenizer_for"]
 
 TOKEN_BYTES = 16
 _SECRET_KEY = b"token_secret"
@@ -33,9 +43,14 @@ class IdKind(enum.Enum):
     IMSI = "IMSI"
 
 
+_SEPARATORS = frozenset(" -./_")
+
+
 def normalise(value: str) -> str:
-    """The form that is tokenised: no surrounding or inner spaces/dashes, upper case."""
-    return "".join(value.split()).replace("-", "").upper()
+    """The form that is tokenised: NFKC (fullwidth digits are digits), upper case, no
+    spaces or separators (``-``, ``.``, ``/``, ``_``)."""
+    folded = unicodedata.normalize("NFKC", value).upper()
+    return "".join(c for c in folded if c not in _SEPARATORS and not c.isspace())
 
 
 class Tokenizer:
@@ -66,19 +81,84 @@ class Tokenizer:
         return "tok_" + self.token(kind, value).hex()
 
 
+def key_path(store: Store) -> Path:
+    """Where the identity-token key of *store* lives: beside the store, not in it."""
+    return store.path.with_name(f"{store.path.name}.token-key")
+
+
+def _read_key(path: Path) -> bytes | None:
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the identity-token key {path}: {exc.strerror}") from exc
+    if len(key) < 16:
+        raise ConfigError(f"the identity-token key {path} is damaged (under 16 bytes)")
+    return key
+
+
+def _write_key(path: Path, key: bytes) -> bytes:
+    """Create the key file with *key* (0600), or read the one another process made first."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        found = _read_key(path)
+        if found is None:  # pragma: no cover - created and removed meanwhile
+            raise ConfigError(f"the identity-token key {path} vanished") from None
+        return found
+    tmp_ok = False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp_ok = True
+    finally:
+        if not tmp_ok:
+            path.unlink(missing_ok=True)
+    return key
+
+
+_TOKENIZERS: weakref.WeakKeyDictionary[Store, Tokenizer] = weakref.WeakKeyDictionary()
+
+
 def tokenizer_for(store: Store) -> Tokenizer:
-    """The tokenizer of *store*, creating its secret on first use (race-free)."""
+    """The tokenizer of *store*: its key file, created on first use (race-free); an old
+    store's key is moved out of its ``config`` table. Kept per open store."""
+    found = _TOKENIZERS.get(store)
+    if found is None:
+        found = _TOKENIZERS[store] = _load_tokenizer(store)
+    return found
+
+
+def _load_tokenizer(store: Store) -> Tokenizer:
+    path = key_path(store)
+    key = _read_key(path)
     config = store.dbs["config"]
+    old: bytes | None = None
     if config is not None:
         with store.snapshot() as txn:
             found = txn.get(_SECRET_KEY, db=config)
-        if found is not None:
-            return Tokenizer(bytes(found))
-    candidate = secrets.token_bytes(_SECRET_BYTES)
+        old = None if found is None else bytes(found)
+    if old is not None:
+        if store.readonly:
+            return Tokenizer(key if key is not None else old)
+        if key is None:
+            key = _write_key(path, old)
+        if key != old:
+            raise ConfigError(
+                f"store {store.path} still holds an identity-token key that differs from "
+                f"{path}; restore the key file that belongs to this store"
+            )
 
-    def create(txn: Any) -> bytes:
-        # put(overwrite=False) keeps a secret another process created first.
-        txn.put(_SECRET_KEY, candidate, db=store.dbs["config"], overwrite=False)
-        return bytes(txn.get(_SECRET_KEY, db=store.dbs["config"]))
+        def forget(txn: Any) -> None:
+            txn.delete(_SECRET_KEY, db=store.dbs["config"])
 
-    return Tokenizer(store.write(create))
+        store.write(forget)
+        return Tokenizer(key)
+    if key is None:
+        if store.readonly:
+            raise ConfigError(f"no identity-token key at {path}; it is kept beside the store")
+        key = _write_key(path, secrets.token_bytes(_SECRET_BYTES))
+    return Tokenizer(key)

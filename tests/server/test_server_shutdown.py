@@ -109,7 +109,7 @@ def test_start_up_line_says_when_nothing_is_secured(tmp_path: Path, workers: str
     worker process or several."""
     proc, _port, line = start_serve_line(tmp_path / "db", "--workers", workers)
     try:
-        assert "; no TLS, no authentication (embedded default, loopback only)" in line
+        assert "; open: no TLS, no authentication (the embedded default, loopback only)" in line
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0

@@ -197,8 +197,9 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 def test_start_up_description_says_when_nothing_is_secured() -> None:
     """The embedded default says so in the start-up line."""
-    assert Security().describe(tokens=0) == (
-        "no TLS, no authentication (embedded default, loopback only)"
+    assert Security().describe(tokens=None) == (
+        "open: no TLS, no authentication (the embedded default, loopback only)"
     )
+    assert Security().describe(tokens=0) == "no TLS, 0 bearer tokens: every call is refused"
     mutual = Security(tls_cert=Path("s"), tls_key=Path("k"), client_ca=Path("c"))
-    assert mutual.describe(tokens=0) == "mutual TLS (client certificates)"
+    assert mutual.describe(tokens=None) == "mutual TLS (client certificates)"
