@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import lmdb
 
 from ceir.client import Client
 from ceir.lookup import Checker
 from ceir.policy import Policy
 from ceir.server.supervisor import default_workers
-from ceir.store import open_store
+from ceir.store import LMDB_VERSION, open_store
 from ceir.v1 import eir_pb2
 from loadtest import bench_core
 from loadtest.alternatives import build_sqlite, load_redis, redis_rows, redis_server, sqlite_rows
@@ -538,7 +537,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"sqlite: {path} ready in {time.perf_counter() - t:.0f} s")
         rows += sqlite_rows(path, big, groups["alt"])
     print(
-        f"\npython {sys.version.split()[0]}, grpcio {grpc.__version__}, lmdb {lmdb.__version__}, "
+        f"\npython {sys.version.split()[0]}, grpcio {grpc.__version__}, lmdb {LMDB_VERSION}, "
         f"sqlite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, {workers} workers; "
         f"{args.lookups:,} random registered keys per row; client in this one process"
     )

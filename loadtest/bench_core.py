@@ -30,13 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import lmdb
 
 from ceir.imei import check_digit
 from ceir.lookup import Checker
 from ceir.policy import Policy
 from ceir.record import Reason, Record, Source, Status
-from ceir.store import Store, open_store
+from ceir.store import LMDB_VERSION, Store, open_store
 from ceir.v1 import eir_pb2, eir_pb2_grpc
 
 SEED = 20200915
@@ -357,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             server.stop()
     print(
-        f"python {sys.version.split()[0]}, grpcio {grpc.__version__}, lmdb {lmdb.__version__}, "
+        f"python {sys.version.split()[0]}, grpcio {grpc.__version__}, lmdb {LMDB_VERSION}, "
         f"{os.cpu_count()} CPUs; {args.lookups:,} random existing keys; one client process"
     )
     print_table(rows)

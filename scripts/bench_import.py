@@ -33,22 +33,9 @@ def bare_read(path: Path) -> tuple[int, float]:
 
 
 def live_bytes(db: Path) -> int:
-    """Bytes of the pages the store's databases use (the file also holds free pages)."""
-    import lmdb
-
-    from ceir.store import REGISTRY_DBS
-
-    env = lmdb.open(str(db), readonly=True, max_dbs=32, lock=False)
-    try:
-        total = 0
-        with env.begin() as txn:
-            for name in ("devices", "tacs", "meta", *REGISTRY_DBS):
-                st = txn.stat(env.open_db(name.encode(), txn=txn, create=False))
-                total += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-            total += sum(txn.stat().get(k, 0) for k in ("branch_pages", "leaf_pages"))
-        return total * int(env.stat()["psize"])
-    finally:
-        env.close()
+    """Bytes of the pages the store's tables use (the file also holds free pages)."""
+    with open_store(db, readonly=True) as store:
+        return store.used_bytes()
 
 
 def main() -> None:

@@ -204,7 +204,7 @@ class _Import:
                     cand = feed.parse(values, ctx)
                     if cand.key in seen:
                         found.duplicates.add(i)
-                        raise _duplicate(cand)
+                        raise _duplicate(cand, feed.kind)
                     seen.add(cand.key)
                     if decide:
                         outcome = feed.decide(cand, ctx)
@@ -296,7 +296,7 @@ class _Import:
                     raise values
                 cand = feed.parse(values, ctx)
                 if i in duplicates:
-                    raise _duplicate(cand)
+                    raise _duplicate(cand, feed.kind)
                 outcome = feed.decide(cand, ctx)
             except FeedRowError as exc:
                 r = _reject(line, exc, feed)
@@ -320,9 +320,11 @@ class _Import:
         return info
 
 
-def _duplicate(cand: Candidate) -> FeedRowError:
+def _duplicate(cand: Candidate, kind: Kind) -> FeedRowError:
+    # The field is the feed's key column: a TAC key is 8 bytes too (8 ASCII digits), so
+    # the key's length cannot tell them apart.
     return FeedRowError(
-        "tac" if len(cand.key) != 8 else "imei",
+        "tac" if kind is Kind.TAC else "imei",
         RejectReason.DUPLICATE,
         f"{cand.label} appears on an earlier row of this file",
     )

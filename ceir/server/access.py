@@ -368,12 +368,7 @@ def from_settings(
 ) -> tuple[AccessInterceptor, Security]:
     """The interceptor and transport security *settings* ask for; it answers a domain
     error with ``errors(exc)``."""
-    security = Security(
-        tls_cert=settings.tls_cert,
-        tls_key=settings.tls_key,
-        client_ca=settings.client_ca,
-        insecure=settings.insecure,
-    )
+    security = Security.from_settings(settings)
     tokens = TokenBook.load(settings.tokens) if settings.tokens is not None else None
     limiter = (
         RateLimiter(settings.consumer_rate, settings.consumer_burst)
@@ -392,15 +387,3 @@ def from_settings(
         errors=errors,
     )
     return interceptor, security
-
-
-def check_settings(settings: Settings) -> str:
-    """Validate the security *settings* before any port is opened; the start-up description.
-
-    For a supervisor that opens the port itself (``ceir serve --workers``).
-    """
-    gate, security = from_settings(settings)
-    security.check(settings.host, authenticated=gate.secure)
-    if security.tls:
-        security.credentials()  # unreadable or mismatched files fail here, not in a worker
-    return security.describe(tokens=None if gate.tokens is None else len(gate.tokens))

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from ceir import __version__
 from ceir.config import Settings
 from ceir.errors import CeirError, ConfigError
+from ceir.server.transport import check_settings
 from ceir.store import demo, open_store
 
 __all__ = ["default_workers", "serve"]
@@ -67,8 +68,6 @@ def serve(settings: Settings) -> None:
         gc.freeze()  # what is loaded now lives for good: keep it out of collections
         serve_here(dataclasses.replace(settings, workers=1))
         return
-    from ceir.server.access import check_settings
-
     security = check_settings(settings)  # before the port is reserved
     counts = _prepare_store(settings)
     with _reserve_port(settings) as port:

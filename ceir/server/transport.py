@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-
+from ceir.config import Settings
 from ceir.errors import ConfigError
+from ceir.security.tokens import TokenBook
 
 log = logging.getLogger("ceir.server.transport")
 
@@ -106,14 +106,31 @@ class Security:
     def mutual(self) -> bool:
         return self.client_ca is not None
 
-    def credentials(self) -> Any:
-        """``grpc.ssl_server_credentials`` for the configured files (TLS only)."""
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Security:
+        return cls(
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+            client_ca=settings.client_ca,
+            insecure=settings.insecure,
+        )
+
+    def files(self) -> tuple[bytes, bytes, bytes | None]:
+        """The certificate, key and client CA (TLS only), read and checked: the key must
+        belong to the certificate. Needs no gRPC."""
         assert self.tls_cert is not None
         assert self.tls_key is not None
         cert = _read(self.tls_cert, "server certificate")
         key = _read(self.tls_key, "server key")
         ca = _read(self.client_ca, "client CA") if self.client_ca is not None else None
         _check_pair(cert, key, self.tls_cert, self.tls_key)
+        return cert, key, ca
+
+    def credentials(self) -> Any:
+        """``grpc.ssl_server_credentials`` for the configured files (TLS only)."""
+        import grpc  # here, not at import: the supervisor checks files before it forks
+
+        cert, key, ca = self.files()
         return grpc.ssl_server_credentials(
             [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
         )
@@ -170,6 +187,22 @@ class Security:
 
 OPEN_DEFAULT = "open: no TLS, no authentication (the embedded default, loopback only)"
 """The start-up line's security part when nothing is configured."""
+
+
+def check_settings(settings: Settings) -> str:
+    """Validate the security *settings* before any port is opened; the start-up description.
+
+    For a supervisor that opens the port itself (``ceir serve --workers``): it imports no
+    gRPC and builds no credentials, so the workers it forks start from a process that never
+    ran gRPC's C core (which does not survive a fork).
+    """
+    security = Security.from_settings(settings)
+    book = TokenBook.load(settings.tokens) if settings.tokens is not None else None
+    tokens = None if book is None else len(book)  # a token file, even empty, authenticates
+    security.check(settings.host, authenticated=security.mutual or tokens is not None)
+    if security.tls:
+        security.files()  # unreadable or mismatched files fail here, not in a worker
+    return security.describe(tokens=tokens)
 
 
 def _read(path: Path, what: str) -> bytes:

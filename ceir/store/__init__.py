@@ -7,6 +7,13 @@ verify (:mod:`~ceir.store.backup`) and the demo data (:mod:`~ceir.store.demo`).
 
 from __future__ import annotations
 
-from ceir.store.env import REGISTRY_DBS, SCHEMA_VERSION, Store, TacInfo, open_store
+from ceir.store.env import LMDB_VERSION, REGISTRY_DBS, SCHEMA_VERSION, Store, TacInfo, open_store
 
-__all__ = ["REGISTRY_DBS", "SCHEMA_VERSION", "Store", "TacInfo", "open_store"]
+__all__ = [
+    "LMDB_VERSION",
+    "REGISTRY_DBS",
+    "SCHEMA_VERSION",
+    "Store",
+    "TacInfo",
+    "open_store",
+]

@@ -65,8 +65,18 @@ import lmdb
 from ceir.errors import StoreError, StoreSchemaError
 from ceir.record import Record
 
-__all__ = ["SCHEMA_VERSION", "Store", "TacInfo", "open_store", "spool_file", "spool_path"]
+__all__ = [
+    "LMDB_VERSION",
+    "SCHEMA_VERSION",
+    "Store",
+    "TacInfo",
+    "open_store",
+    "spool_file",
+    "spool_path",
+]
 
+LMDB_VERSION: str = lmdb.__version__
+"""The py-lmdb release, for benchmark reports (nobody else imports lmdb)."""
 SCHEMA_VERSION = 1
 _SCHEMA_KEY = b"schema"
 _CREATED_KEY = b"created_at"
@@ -202,6 +212,21 @@ class Store:
         finally:
             txn.abort()
         return None if value is None else TacInfo.unpack(tac, value)
+
+    def used_bytes(self) -> int:
+        """Bytes of the pages the store's tables use (the file also holds free pages)."""
+        txn = self._begin_read(None)
+        try:
+            tables = [self.devices, self.tacs, self.meta, *(d for d in self.dbs.values() if d)]
+            total = 0
+            for db in tables:
+                st = txn.stat(db)
+                total += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+            main = txn.stat()  # the main database: the table of tables
+            total += main["branch_pages"] + main["leaf_pages"]
+            return int(total) * int(self.env.stat()["psize"])
+        finally:
+            txn.abort()
 
     def tac_count(self) -> int:
         txn = self._begin_read(self.tacs)

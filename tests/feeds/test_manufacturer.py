@@ -97,7 +97,7 @@ def test_duplicate_in_file_rejected_after_the_first(store: Store, run: Importer)
     summary = run("manufacturer", text)
     assert summary.added == 40
     assert summary.rejected == {"duplicate": 1}
-    assert summary.first_rejects[0].line == 42
+    assert (summary.first_rejects[0].line, summary.first_rejects[0].field) == (42, "imei")
 
 
 def test_same_registration_again_is_unchanged_other_details_conflict(

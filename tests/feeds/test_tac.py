@@ -116,6 +116,16 @@ def test_tac_changes_and_unchanged(store: Store, run: Importer) -> None:
     assert (summary.unchanged, summary.changed) == (1, 1)
 
 
+def test_duplicate_tac_row_is_reported_in_the_tac_field(store: Store, run: Importer) -> None:
+    """A TAC repeated in one file is rejected on its second row with field ``tac``, not ``imei``."""
+    rows = [f"{86012300 + i},Garuda,Tab {i}" for i in range(30)]
+    text = "\n".join(["tac,brand,model", *rows, "86012303,Garuda,Again"]) + "\n"
+    summary = run("tac", text)
+    assert summary.rejected == {"duplicate": 1}
+    (reject,) = summary.first_rejects
+    assert (reject.line, reject.field, reject.reason) == (32, "tac", "duplicate")
+
+
 def test_detect_format(tmp_path: Path) -> None:
     """Formats are detected from the extension and the first lines."""
     cases = {

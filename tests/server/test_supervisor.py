@@ -151,3 +151,40 @@ def test_negative_workers_is_refused() -> None:
     """Settings(workers=-1) is a ConfigError."""
     with pytest.raises(ConfigError, match="workers"):
         Settings(workers=-1)
+
+
+_BEFORE_FORK = """
+import os, sys
+from pathlib import Path
+from ceir.config import Settings
+from ceir.security.certs import write_dev_pki
+from ceir.server import supervisor
+
+tmp = Path(sys.argv[1])
+pki = tmp / "pki"
+write_dev_pki(pki)
+
+def fork():
+    print("grpc imported before fork:", sorted(m for m in sys.modules if m.split(".")[0] == "grpc"))
+    sys.stdout.flush()
+    os._exit(0)
+
+os.fork = fork
+supervisor.serve(Settings(
+    db=tmp / "db", port=0, workers=2, tls_cert=pki / "server.pem",
+    tls_key=pki / "server.key", client_ca=pki / "ca.pem",
+))
+"""
+
+
+def test_supervisor_imports_no_grpc_before_it_forks(tmp_path: Path) -> None:
+    """With TLS, mutual TLS and workers, the parent has not imported grpc when it forks."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _BEFORE_FORK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "grpc imported before fork: []"

@@ -143,3 +143,12 @@ def test_map_grows_instead_of_failing(store: Store) -> None:
     assert store.get(items[-1][0]) == items[-1][1]
     store.put_tacs(TacInfo(f"{i:08d}", "Brand" * 10, "Model" * 10) for i in range(5_000))
     assert store.tac_count() == 5_000
+
+
+def test_used_bytes_grows_with_the_devices_stored(store: Store) -> None:
+    """used_bytes counts the tables' pages: more devices, more pages; a multiple of the page."""
+    before = store.used_bytes()
+    store.put_devices((i.to_bytes(8, "big"), Record(Reason.REGISTERED)) for i in range(20_000))
+    after = store.used_bytes()
+    assert after > before + 20_000 * 12
+    assert after % 4096 == 0
