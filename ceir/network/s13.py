@@ -1,0 +1,300 @@
+"""S13 ME-Identity-Check over Diameter (TS 29.272): a 4G MME asks ceir about a device.
+
+``ceir serve --s13 HOST:PORT`` runs this face in the asyncio loop of every worker (the
+port shared with ``SO_REUSEPORT`` when there are several). It is a Diameter *responder*
+over TCP, one :class:`_Peer` protocol per connection:
+
+- the first message must be a CER. A peer whose Origin-Host is not in ``--s13-peers``
+  gets a CEA with 3010 DIAMETER_UNKNOWN_PEER and is disconnected (with no peer list, only
+  allowed on loopback, any Origin-Host is accepted); one that does not advertise S13
+  (16777252) or relay gets 5010 DIAMETER_NO_COMMON_APPLICATION. Otherwise the CEA says
+  2001 and advertises Vendor-Specific-Application-Id {10415, 16777252} and
+  Supported-Vendor-Id 10415;
+- DWR gets a DWA; DPR a DPA, and the connection closes;
+- an ECR gets an ECA with its Session-Id and the hop-by-hop and end-to-end ids copied,
+  Auth-Session-State 1, and Result-Code 2001 with Equipment-Status 0/1/2 — the decision
+  CheckIMEI gives for the same IMEI at the same moment, from the same
+  :class:`ceir.lookup.Checker`. An unknown device gets the ``--unknown-status`` answer,
+  or Experimental-Result 5422 with ``--s13-unknown not-found``; a missing
+  Terminal-Information or IMEI gets 5005 DIAMETER_MISSING_AVP with Failed-AVP; a
+  malformed IMEI gets Equipment-Status 1, as CheckIMEI answers it;
+- other requests get 3001 (3007 for the S13 command under another application);
+- bytes that are not Diameter close that connection only.
+
+``User-Name`` (the IMSI) becomes an identity token on arrival and goes to the observer
+(:mod:`ceir.observe`); it is never logged or kept in clear.
+
+On :meth:`S13Face.stop` the listener closes, every open peer gets a DPR (REBOOTING, so
+it fails over to another EIR) and the face waits up to the grace period for them to
+answer or hang up, then closes what is left.
+
+python-diameter does the message codec; its ``Node`` is not used: it runs its own
+threads and select loop, where this face must live in the worker's asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ceir.identity import IdKind, Tokenizer
+from ceir.lookup import Checker
+from ceir.network import _diameter as dia
+from ceir.network._diameter import Command, FramingError, ResultCode
+from ceir.observe import DISCARD, Door, Observer, Sighting
+from ceir.policy import INVALID
+from ceir.record import Reason, Status
+from ceir.v1 import eir_pb2
+
+__all__ = ["S13Face", "S13Options"]
+
+log = logging.getLogger("ceir.network.s13")
+
+_WRITE_HIGH = 256 * 1024  # stop reading a peer that does not read its answers
+_CHECK = eir_pb2.CheckIMEIRequest
+
+
+@dataclass(frozen=True, slots=True)
+class S13Options:
+    """What the face is told (from :class:`ceir.config.Settings`; no defaults here)."""
+
+    host: str
+    port: int
+    origin_host: str
+    origin_realm: str
+    peers: frozenset[str]
+    """Origin-Hosts allowed to connect (lower case); empty: any (loopback only)."""
+    unknown_not_found: bool
+    """Unknown devices get Experimental-Result 5422 instead of an Equipment-Status."""
+    reuse_port: bool = False
+
+
+class _State(enum.Enum):
+    WAIT_CER = "wait-cer"
+    OPEN = "open"
+    DISCONNECTING = "disconnecting"
+    """This node sent a DPR: requests are still answered until the DPA comes."""
+    CLOSING = "closing"
+
+
+class S13Face:
+    """The S13 Diameter face: create, :meth:`start` (binds), :meth:`stop`."""
+
+    def __init__(
+        self,
+        options: S13Options,
+        checker: Checker,
+        tokenizer: Tokenizer | None = None,
+        observer: Observer = DISCARD,
+    ) -> None:
+        self.options = options
+        self.checker = checker
+        self.tokenizer = tokenizer
+        self.observer = observer
+        self.identity = dia.Identity(options.origin_host, options.origin_realm)
+        self.port = options.port
+        self.peers: set[_Peer] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._unknown_answer = (
+            dia.ResultCode.ERROR_EQUIPMENT_UNKNOWN if options.unknown_not_found else None
+        )
+
+    async def start(self) -> None:
+        """Bind and listen; :attr:`port` is then the bound port."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Peer(self),
+            self.options.host,
+            self.options.port,
+            reuse_port=self.options.reuse_port or None,
+            backlog=1024,
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def describe(self) -> str:
+        """The start-up line's part about this face."""
+        o = self.options
+        host = f"[{o.host}]" if ":" in o.host else o.host
+        peers = ", ".join(sorted(o.peers)) if o.peers else "any (loopback only)"
+        unknown = "5422" if o.unknown_not_found else "the --unknown-status answer"
+        return (
+            f"S13 Diameter on {host}:{self.port} as {o.origin_host} (realm {o.origin_realm}), "
+            f"peers {peers}, unknown devices get {unknown}"
+        )
+
+    async def stop(self, grace: float | None) -> None:
+        """Stop listening, send every open peer a DPR, wait up to *grace* s for them to
+        go, then close the rest."""
+        if self._server is not None:
+            self._server.close()
+        for peer in list(self.peers):
+            peer.disconnect()
+        deadline = time.monotonic() + (grace or 0.0)
+        while self.peers and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for peer in list(self.peers):
+            peer.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    # -- the decision ---------------------------------------------------------------
+
+    def allowed(self, origin_host: str) -> bool:
+        return not self.options.peers or origin_host.lower() in self.options.peers
+
+    def answer_ecr(self, ecr: Any) -> bytes:
+        """The ECA for one ECR."""
+        identity = self.identity
+        if not ecr.session_id:
+            failed = [dia.missing_session_id()]
+            return identity.eca(ecr, result=ResultCode.MISSING_AVP, failed=failed)
+        info = ecr.terminal_information
+        if info is None:
+            failed = [dia.missing_terminal_information()]
+            return identity.eca(ecr, result=ResultCode.MISSING_AVP, failed=failed)
+        imei = info.imei
+        if not imei:
+            return identity.eca(ecr, result=ResultCode.MISSING_AVP, failed=[dia.missing_imei()])
+        text = str(imei)
+        if len(text) in (14, 15) and text.isascii() and text.isdigit():
+            response = self.checker.check_one(_CHECK(imei=text))
+            status, reason = response.status, response.reason
+            user = ecr.user_name
+            if user and self.tokenizer is not None and reason != Reason.INVALID_IMEI:
+                token = self.tokenizer.token(IdKind.IMSI, dia.text(user))
+                self.observer.saw(Sighting(text[:14], token, Door.S13))
+        else:  # TS 29.272: 14 digits, or 15; anything else is what CheckIMEI calls invalid
+            status, reason = INVALID.status, INVALID.reason
+        if reason == Reason.NOT_REGISTERED and self._unknown_answer is not None:
+            return identity.eca(ecr, result=self._unknown_answer)
+        return identity.eca(ecr, equipment_status=Status(status).gpp_value)
+
+
+class _Peer(asyncio.Protocol):
+    """One Diameter connection."""
+
+    def __init__(self, face: S13Face) -> None:
+        self.face = face
+        self.state = _State.WAIT_CER
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.origin = ""
+        self.address = ""
+        self.local = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=_WRITE_HIGH)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        sock = transport.get_extra_info("sockname") or ("127.0.0.1", 0)
+        self.address = f"{peer[0]}:{peer[1]}"
+        self.local = str(sock[0])
+        self.face.peers.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.face.peers.discard(self)
+        if self.state is _State.OPEN:
+            log.info("S13 peer %s (%s) disconnected", self.origin, self.address)
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or self.state is _State.CLOSING:
+            return
+        self.buffer += data
+        out: list[bytes] = []
+        try:
+            for raw in dia.split(self.buffer):
+                reply = self._handle(raw)
+                if reply:
+                    out.append(reply)
+                if self.state is _State.CLOSING:
+                    break
+        except FramingError as exc:
+            log.warning("S13 connection from %s closed: %s", self.address, exc)
+            self.state = _State.CLOSING
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the face
+            # A message that decodes but that the codec cannot answer (a library error on
+            # odd AVP values): that connection only, one line, never the values.
+            log.warning(
+                "S13 connection from %s closed: cannot answer (%s)", self.address, type(exc).__name__
+            )
+            self.state = _State.CLOSING
+        if out:
+            transport.write(b"".join(out))
+        if self.state is _State.CLOSING:
+            transport.close()
+
+    def _handle(self, raw: bytes) -> bytes:
+        message = dia.decode(raw)
+        header = message.header
+        if not header.is_request:
+            if header.command_code == Command.DISCONNECT_PEER and (
+                self.state is _State.DISCONNECTING
+            ):
+                self.state = _State.CLOSING
+            return b""  # this node sends no other requests: stray answers are ignored
+        code = header.command_code
+        if self.state is _State.WAIT_CER:
+            if code != Command.CAPABILITIES_EXCHANGE:
+                raise FramingError(f"command {code} before the capabilities exchange")
+            return self._cer(message)
+        if code == Command.ME_IDENTITY_CHECK:
+            if header.application_id != dia.S13_APPLICATION:
+                return self.face.identity.error(message, ResultCode.APPLICATION_UNSUPPORTED)
+            return self.face.answer_ecr(message)
+        if code == Command.DEVICE_WATCHDOG:
+            return self.face.identity.dwa(message)
+        if code == Command.DISCONNECT_PEER:
+            self.state = _State.CLOSING
+            return self.face.identity.dpa(message)
+        if code == Command.CAPABILITIES_EXCHANGE:  # again, on an open connection
+            return self.face.identity.cea(message, ResultCode.SUCCESS, self.local)
+        return self.face.identity.error(message, ResultCode.COMMAND_UNSUPPORTED)
+
+    def _cer(self, cer: Any) -> bytes:
+        origin = dia.text(cer.origin_host)
+        identity = self.face.identity
+        if not self.face.allowed(origin):
+            log.warning("S13 peer %r from %s refused: not in --s13-peers", origin, self.address)
+            self.state = _State.CLOSING
+            return identity.cea(cer, ResultCode.UNKNOWN_PEER, self.local)
+        if not dia.advertises_s13(cer):
+            log.warning("S13 peer %r from %s refused: no S13 application", origin, self.address)
+            self.state = _State.CLOSING
+            return identity.cea(cer, ResultCode.NO_COMMON_APPLICATION, self.local)
+        self.origin = origin
+        self.state = _State.OPEN
+        log.info("S13 peer %s (%s) connected", origin, self.address)
+        return identity.cea(cer, ResultCode.SUCCESS, self.local)
+
+    def disconnect(self) -> None:
+        """Ask an open peer to disconnect (DPR); close a connection still in CER."""
+        if self.transport is None:
+            return
+        if self.state is _State.OPEN:
+            self.state = _State.DISCONNECTING
+            hop = secrets.randbits(32)
+            self.transport.write(self.face.identity.dpr(hop, dia.DisconnectCause.REBOOTING))
+        else:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                self.transport.abort()
