@@ -7,6 +7,8 @@ variable (``--db`` / ``CEIR_DB``, ``--unknown-status`` / ``CEIR_UNKNOWN_STATUS``
 from __future__ import annotations
 
 import enum
+import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,11 @@ from ceir.record import Status
 DEFAULT_DB = Path("var/ceir")
 DEFAULT_PORT = 50051
 DEFAULT_TOKENS = Path("var/tokens.json")
+DEFAULT_S13 = "127.0.0.1:3868"
+DEFAULT_DIAMETER_HOST = "ceir.localdomain"
+DEFAULT_DIAMETER_REALM = "localdomain"
+OFF = "off"
+"""The value of a face's HOST:PORT setting that disables it."""
 MAX_BATCH = 10_000
 
 
@@ -32,6 +39,43 @@ class UnknownStatus(enum.Enum):
     @property
     def status(self) -> Status:
         return Status[self.name]
+
+
+_DIAMETER_IDENTITY = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
+
+
+class UnknownAnswer(enum.Enum):
+    """How a core-network face answers a valid IMEI that is not in the register."""
+
+    STATUS = "status"
+    """With the ``--unknown-status`` answer, as CheckIMEI does (the whitelist regime's deny)."""
+    NOT_FOUND = "not-found"
+    """The strict 3GPP answer: S13 Experimental-Result 5422 DIAMETER_ERROR_EQUIPMENT_UNKNOWN."""
+
+
+def parse_listen(value: str, flag: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as (host, port); None for ``off``."""
+    if value.strip().lower() == OFF:
+        return None
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(
+            f"{flag} {value!r} is not HOST:PORT (port 0..65535, [addr]:PORT for IPv6) or 'off'"
+        )
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether *host* (an address or ``localhost``) is on this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -72,6 +116,16 @@ class Settings:
     """Seconds a client stream may stay silent before the server ends it."""
     workers: int = 0
     """Server processes sharing the port (SO_REUSEPORT); 0: one per core."""
+    # -- the S13 Diameter face (ceir.network.s13) --
+    s13: str = DEFAULT_S13
+    """``HOST:PORT`` of the S13 (Diameter over TCP) face, or ``off``."""
+    diameter_host: str = DEFAULT_DIAMETER_HOST
+    """This node's Diameter identity (Origin-Host)."""
+    diameter_realm: str = DEFAULT_DIAMETER_REALM
+    """This node's Diameter realm (Origin-Realm)."""
+    s13_peers: tuple[str, ...] = ()
+    """Origin-Hosts of the MMEs allowed to connect; empty: any, on loopback only."""
+    s13_unknown: UnknownAnswer = UnknownAnswer.STATUS
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -90,6 +144,26 @@ class Settings:
             raise ConfigError("write_rate, stage_above must be >= 0 and write_burst >= 1")
         if self.max_stream_messages < 1 or self.stream_idle <= 0:
             raise ConfigError("max_stream_messages must be >= 1 and stream_idle > 0")
+        s13 = self.s13_address
+        if s13 is not None and not self.s13_peers and not is_loopback(s13[0]):
+            raise ConfigError(
+                f"--s13 {self.s13} is not a loopback address: name the MMEs allowed to "
+                "connect with --s13-peers HOST,... (their Diameter Origin-Hosts)"
+            )
+        for name, value in (
+            ("diameter-host", self.diameter_host),
+            ("diameter-realm", self.diameter_realm),
+        ):
+            if not _DIAMETER_IDENTITY.fullmatch(value):
+                raise ConfigError(
+                    f"--{name} {value!r} is not a Diameter identity (a host or realm name "
+                    "such as ceir.localdomain)"
+                )
+
+    @property
+    def s13_address(self) -> tuple[str, int] | None:
+        """(host, port) of the S13 face; None when it is off."""
+        return parse_listen(self.s13, "--s13")
 
     @property
     def address(self) -> str:

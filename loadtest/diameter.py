@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from diameter.message import Message
 from diameter.message.avp.grouped import TerminalInformation, VendorSpecificApplicationId
@@ -202,8 +202,7 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
@@ -255,7 +254,8 @@ class S13Client:
     async def request(self, data: bytes, hop: int | None = None) -> Answer:
         """Send one request (its hop-by-hop id *hop*, read from it if not given)."""
         protocol = self._protocol
-        assert protocol is not None and protocol.transport is not None
+        assert protocol is not None
+        assert protocol.transport is not None
         if hop is None:
             hop = struct.unpack_from(">I", data, 12)[0]
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
@@ -265,7 +265,8 @@ class S13Client:
 
     def send(self, data: bytes) -> None:
         """Write bytes as they are (garbage tests)."""
-        assert self._protocol is not None and self._protocol.transport is not None
+        assert self._protocol is not None
+        assert self._protocol.transport is not None
         self._protocol.transport.write(data)
 
     async def check(self, imei14: str, imsi15: str = "510100000000001") -> Answer:
@@ -275,7 +276,8 @@ class S13Client:
     def check_nowait(self, imei14: str, imsi15: str = "510100000000001") -> asyncio.Future[Answer]:
         """Send an ECR now; the future gets its ECA (pipelining, no await per request)."""
         protocol = self._protocol
-        assert protocol is not None and protocol.transport is not None
+        assert protocol is not None
+        assert protocol.transport is not None
         hop = next(self._hops) & 0xFFFFFFFF
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         protocol.pending[hop] = future

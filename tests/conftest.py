@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -32,6 +33,10 @@ T = TypeVar("T")
 # set per test where a property deserves more (or fewer) than the default.
 settings.register_profile("ceir", deadline=None)
 settings.load_profile("ceir")
+
+# Every `ceir serve` a test starts binds its faces to free ports, never the fixed
+# defaults (other engineers' tests run at the same time); a test may still pass --s13.
+os.environ.setdefault("CEIR_S13", "127.0.0.1:0")
 
 
 @pytest.fixture
@@ -85,6 +90,7 @@ class _LoopThread:
 @contextlib.contextmanager
 def run_server(path: Path, *, load_demo: bool = True, **overrides: Any) -> Iterator[RunningServer]:
     """Open a store at *path* (demo data unless told not to) and serve it on port 0."""
+    overrides.setdefault("s13", "127.0.0.1:0")
     server_settings = Settings(db=path, host="127.0.0.1", port=0, **overrides)
     loaded_at = int(time.time()) if load_demo else 0
     with open_store(path) as opened:

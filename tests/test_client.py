@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -47,7 +48,9 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
 
 
 async def _serving(store: Store, settings: Settings | None = None) -> tuple[Any, int]:
-    server, port = create_server(settings or Settings(port=0), store)
+    # S13 on a free port, never the fixed default (other tests run at the same time).
+    chosen = dataclasses.replace(settings or Settings(port=0), s13="127.0.0.1:0")
+    server, port = create_server(chosen, store)
     await server.start()
     return server, port
 

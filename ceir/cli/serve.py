@@ -8,7 +8,17 @@ from pathlib import Path
 import click
 
 from ceir.cli.app import CONTEXT, EPILOG, fail, main
-from ceir.config import DEFAULT_DB, DEFAULT_PORT, DEFAULT_TOKENS, Settings, UnknownStatus
+from ceir.config import (
+    DEFAULT_DB,
+    DEFAULT_DIAMETER_HOST,
+    DEFAULT_DIAMETER_REALM,
+    DEFAULT_PORT,
+    DEFAULT_S13,
+    DEFAULT_TOKENS,
+    Settings,
+    UnknownAnswer,
+    UnknownStatus,
+)
 from ceir.errors import CeirError, ConfigError
 
 
@@ -127,6 +137,39 @@ def _tokens_file(given: Path | None) -> Path | None:
     help="Server processes sharing the port (0: one per core).",
 )
 @click.option(
+    "--s13",
+    default=DEFAULT_S13,
+    show_default=True,
+    help="HOST:PORT of the S13 Diameter face (ME-Identity-Check for MMEs), or 'off'.",
+)
+@click.option(
+    "--diameter-host",
+    default=DEFAULT_DIAMETER_HOST,
+    show_default=True,
+    help="This node's Diameter Origin-Host.",
+)
+@click.option(
+    "--diameter-realm",
+    default=DEFAULT_DIAMETER_REALM,
+    show_default=True,
+    help="This node's Diameter Origin-Realm.",
+)
+@click.option(
+    "--s13-peers",
+    default="",
+    show_default=False,
+    help="Origin-Hosts of the MMEs allowed to connect, comma-separated; required when --s13 "
+    "is not on loopback [default: any, on loopback only].",
+)
+@click.option(
+    "--s13-unknown",
+    type=click.Choice([u.value for u in UnknownAnswer]),
+    default=UnknownAnswer.STATUS.value,
+    show_default=True,
+    help="S13 answer for a valid IMEI not in the register: 'status' (Equipment-Status from "
+    "--unknown-status) or 'not-found' (Experimental-Result 5422).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -154,9 +197,14 @@ def serve(
     max_stream_messages: int,
     stream_idle: float,
     workers: int,
+    s13: str,
+    diameter_host: str,
+    diameter_realm: str,
+    s13_peers: str,
+    s13_unknown: str,
     log_level: str,
 ) -> None:
-    """Serve CheckIMEI, DeviceCheck, health and reflection over gRPC."""
+    """Serve CheckIMEI, DeviceCheck, health and reflection over gRPC, and S13 over Diameter."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -185,6 +233,11 @@ def serve(
             max_stream_messages=max_stream_messages,
             stream_idle=stream_idle,
             workers=workers,
+            s13=s13,
+            diameter_host=diameter_host,
+            diameter_realm=diameter_realm,
+            s13_peers=tuple(p.strip() for p in s13_peers.split(",") if p.strip()),
+            s13_unknown=UnknownAnswer(s13_unknown),
         )
         run(settings)
     except CeirError as exc:

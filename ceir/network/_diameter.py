@@ -110,7 +110,7 @@ def decode(data: bytes) -> Any:
     """One message (its python-diameter object); :class:`FramingError` if it cannot be."""
     try:
         return Message.from_bytes(data)
-    except Exception as exc:  # noqa: BLE001 - the library raises many kinds on bad bytes
+    except Exception as exc:
         raise FramingError(f"undecodable message: {type(exc).__name__}") from exc
 
 

@@ -22,7 +22,7 @@ over TCP, one :class:`_Peer` protocol per connection:
 - bytes that are not Diameter close that connection only.
 
 ``User-Name`` (the IMSI) becomes an identity token on arrival and goes to the observer
-(:mod:`ceir.observe`); it is never logged or kept in clear.
+(:mod:`ceir.sightings`); it is never logged or kept in clear.
 
 On :meth:`S13Face.stop` the listener closes, every open peer gets a DPR (REBOOTING, so
 it fails over to another EIR) and the face waits up to the grace period for them to
@@ -41,15 +41,18 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from ceir.identity import IdKind, Tokenizer
+from ceir.config import Settings, UnknownAnswer
+from ceir.imei import body_key
 from ceir.lookup import Checker
 from ceir.network import _diameter as dia
 from ceir.network._diameter import Command, FramingError, ResultCode
-from ceir.observe import DISCARD, Door, Observer, Sighting
 from ceir.policy import INVALID
 from ceir.record import Reason, Status
+from ceir.sightings import Observer, ignore
+from ceir.store import Store
+from ceir.store.identity import IdKind, Tokenizer, tokenizer_for
 from ceir.v1 import eir_pb2
 
 __all__ = ["S13Face", "S13Options"]
@@ -74,6 +77,22 @@ class S13Options:
     """Unknown devices get Experimental-Result 5422 instead of an Equipment-Status."""
     reuse_port: bool = False
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S13Options | None:
+        """The face's options; None when ``--s13 off``."""
+        address = settings.s13_address
+        if address is None:
+            return None
+        return cls(
+            host=address[0],
+            port=address[1],
+            origin_host=settings.diameter_host,
+            origin_realm=settings.diameter_realm,
+            peers=frozenset(p.lower() for p in settings.s13_peers),
+            unknown_not_found=settings.s13_unknown is UnknownAnswer.NOT_FOUND,
+            reuse_port=settings.workers > 1,
+        )
+
 
 class _State(enum.Enum):
     WAIT_CER = "wait-cer"
@@ -90,13 +109,15 @@ class S13Face:
         self,
         options: S13Options,
         checker: Checker,
-        tokenizer: Tokenizer | None = None,
-        observer: Observer = DISCARD,
+        store: Store | None = None,
+        observer: Observer = ignore,
     ) -> None:
         self.options = options
         self.checker = checker
-        self.tokenizer = tokenizer
+        self.store = store
+        """The store whose identity-token secret tokenises User-Name; None: not observed."""
         self.observer = observer
+        self._tokenizer: Tokenizer | None = None
         self.identity = dia.Identity(options.origin_host, options.origin_realm)
         self.port = options.port
         self.peers: set[_Peer] = set()
@@ -165,16 +186,22 @@ class S13Face:
         text = str(imei)
         if len(text) in (14, 15) and text.isascii() and text.isdigit():
             response = self.checker.check_one(_CHECK(imei=text))
-            status, reason = response.status, response.reason
+            status, reason = int(response.status), int(response.reason)
             user = ecr.user_name
-            if user and self.tokenizer is not None and reason != Reason.INVALID_IMEI:
-                token = self.tokenizer.token(IdKind.IMSI, dia.text(user))
-                self.observer.saw(Sighting(text[:14], token, Door.S13))
+            if user and self.store is not None and reason != Reason.INVALID_IMEI:
+                self._observe(text[:14], dia.text(user))
         else:  # TS 29.272: 14 digits, or 15; anything else is what CheckIMEI calls invalid
-            status, reason = INVALID.status, INVALID.reason
+            status, reason = int(INVALID.status), int(INVALID.reason)
         if reason == Reason.NOT_REGISTERED and self._unknown_answer is not None:
             return identity.eca(ecr, result=self._unknown_answer)
         return identity.eca(ecr, equipment_status=Status(status).gpp_value)
+
+    def _observe(self, body: str, imsi: str) -> None:
+        """Hand the sighting to the observer: the IMSI as its identity token only."""
+        if self._tokenizer is None:
+            assert self.store is not None
+            self._tokenizer = tokenizer_for(self.store)
+        self.observer(body_key(body), self._tokenizer.token(IdKind.IMSI, imsi), "")
 
 
 class _Peer(asyncio.Protocol):
@@ -189,8 +216,13 @@ class _Peer(asyncio.Protocol):
         self.address = ""
         self.local = ""
 
+    @property
+    def closing(self) -> bool:
+        return self.state is _State.CLOSING
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's TCP transport is not an asyncio.Transport subclass, but is one.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=_WRITE_HIGH)
         peer = transport.get_extra_info("peername") or ("?", 0)
@@ -223,7 +255,7 @@ class _Peer(asyncio.Protocol):
                 reply = self._handle(raw)
                 if reply:
                     out.append(reply)
-                if self.state is _State.CLOSING:
+                if self.closing:
                     break
         except FramingError as exc:
             log.warning("S13 connection from %s closed: %s", self.address, exc)
@@ -232,7 +264,9 @@ class _Peer(asyncio.Protocol):
             # A message that decodes but that the codec cannot answer (a library error on
             # odd AVP values): that connection only, one line, never the values.
             log.warning(
-                "S13 connection from %s closed: cannot answer (%s)", self.address, type(exc).__name__
+                "S13 connection from %s closed: cannot answer (%s)",
+                self.address,
+                type(exc).__name__,
             )
             self.state = _State.CLOSING
         if out:
@@ -240,7 +274,7 @@ class _Peer(asyncio.Protocol):
         if self.state is _State.CLOSING:
             transport.close()
 
-    def _handle(self, raw: bytes) -> bytes:
+    def _handle(self, raw: bytes) -> bytes:  # noqa: PLR0911 - one answer per command
         message = dia.decode(raw)
         header = message.header
         if not header.is_request:

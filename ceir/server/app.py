@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -44,6 +44,7 @@ from ceir.server import access, transport
 from ceir.server.approvals import Approvals
 from ceir.server.device_check import DeviceCheck
 from ceir.server.eir import EquipmentIdentityRegister, add_eir_to_server
+from ceir.server.faces import Face
 from ceir.server.registry import Registry
 from ceir.store import Store, demo, open_store
 from ceir.v1 import (
@@ -100,16 +101,32 @@ class CeirServer:
     health: HealthServicer
     store: Store
     security: str = transport.OPEN_DEFAULT
+    faces: list[Face] = field(default_factory=list)
+    """The other doors (S13, ...), started after and stopped with the gRPC server."""
 
     async def start(self) -> None:
         await self.grpc_server.start()
+        started: list[Face] = []
+        try:
+            for face in self.faces:
+                await face.start()
+                started.append(face)
+        except BaseException:
+            await asyncio.gather(*(face.stop(0) for face in started))
+            await self.grpc_server.stop(0)
+            raise
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float | None) -> None:
-        """Report NOT_SERVING, let in-flight calls finish within *grace* s, then stop."""
+        """Report NOT_SERVING, let in-flight calls finish within *grace* s, then stop
+        (the faces drain alongside, with the same grace)."""
         await self.health.enter_graceful_shutdown()
-        await self.grpc_server.stop(grace)
+        await asyncio.gather(self.grpc_server.stop(grace), *(f.stop(grace) for f in self.faces))
+
+    def describe(self) -> str:
+        """The start-up line's part about the faces beside gRPC ('' when none)."""
+        return "".join(f"; {face.describe()}" for face in self.faces)
 
     def wait(self) -> Awaitable[bool]:
         return self.grpc_server.wait_for_termination()  # type: ignore[no-any-return]
@@ -160,7 +177,19 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     if port == 0 and settings.port != 0:  # pragma: no cover - grpc raises on most systems
         raise ConfigError(f"cannot listen on {settings.address}")
     described = security.describe(tokens=None if gate.tokens is None else len(gate.tokens))
-    return CeirServer(server, health, store, described), port
+    return CeirServer(server, health, store, described, create_faces(settings, store, policy)), port
+
+
+def create_faces(settings: Settings, store: Store, policy: Policy) -> list[Face]:
+    """The configured faces beside gRPC, created (not yet bound) on *store* and *policy*."""
+    faces: list[Face] = []
+    if settings.s13_address is not None:
+        from ceir.network.s13 import S13Face, S13Options
+
+        options = S13Options.from_settings(settings)
+        assert options is not None
+        faces.append(S13Face(options, Checker(store, policy), store))
+    return faces
 
 
 def prepare_store(settings: Settings) -> Store:
@@ -181,7 +210,7 @@ async def _serve(settings: Settings, store: Store) -> None:
     await server.start()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info(
-        "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); unknown IMEIs are %s; %s",
+        "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); unknown IMEIs are %s; %s%s",
         __version__,
         host,
         port,
@@ -190,6 +219,7 @@ async def _serve(settings: Settings, store: Store) -> None:
         store.tac_count(),
         settings.unknown_status.value,
         server.security,
+        server.describe(),
     )
     await stop.wait()
     started = time.monotonic()

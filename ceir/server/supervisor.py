@@ -70,7 +70,13 @@ def serve(settings: Settings) -> None:
         return
     security = check_settings(settings)  # before the port is reserved
     counts = _prepare_store(settings)
-    with _reserve_port(settings) as port:
+    s13 = settings.s13_address
+    with (
+        _reserve_port(settings.host, settings.port, settings.address) as port,
+        _reserve_face(s13, "--s13") as s13_port,
+    ):
+        if s13 is not None:  # the workers bind the port the parent holds
+            settings = dataclasses.replace(settings, s13=_address(s13[0], s13_port))
         supervisor = _Supervisor(
             dataclasses.replace(settings, port=port, workers=count), count, counts
         )
@@ -88,18 +94,32 @@ def _prepare_store(settings: Settings) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _reserve_port(settings: Settings) -> Iterator[int]:
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+def _reserve_port(host: str, port: int, shown: str) -> Iterator[int]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
-            sock.bind((settings.host, settings.port))
+            sock.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {settings.address}: {exc.strerror}") from exc
+            raise ConfigError(f"cannot listen on {shown}: {exc.strerror}") from exc
         yield int(sock.getsockname()[1])
     finally:
         sock.close()
+
+
+@contextlib.contextmanager
+def _reserve_face(address: tuple[str, int] | None, flag: str) -> Iterator[int]:
+    """Hold a face's port as the gRPC one is held (0 when the face is off)."""
+    if address is None:
+        yield 0
+        return
+    with _reserve_port(*address, f"{flag} {_address(*address)}") as port:
+        yield port
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Supervisor:
@@ -119,7 +139,7 @@ class _Supervisor:
             host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
             log.info(
                 "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); "
-                "unknown IMEIs are %s; %s; %d worker processes (pids %s)",
+                "unknown IMEIs are %s; %s%s; %d worker processes (pids %s)",
                 __version__,
                 host,
                 self.settings.port,
@@ -127,6 +147,7 @@ class _Supervisor:
                 *self.counts,
                 self.settings.unknown_status.value,
                 self.security,
+                self._faces(),
                 self.count,
                 " ".join(map(str, sorted(self.workers))),
             )
@@ -137,6 +158,18 @@ class _Supervisor:
         finally:
             self._stop_all()
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+
+    def _faces(self) -> str:
+        """The faces beside gRPC, as the workers serve them (from the settings alone:
+        the parent imports no face)."""
+        s = self.settings
+        if s.s13_address is None:
+            return ""
+        peers = ", ".join(s.s13_peers) or "any (loopback only)"
+        return (
+            f"; S13 Diameter on {s.s13} as {s.diameter_host} (realm {s.diameter_realm}), "
+            f"peers {peers}"
+        )
 
     def _start_all(self) -> None:
         pipes = {slot: self._fork(slot) for slot in range(self.count)}

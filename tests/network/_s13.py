@@ -6,12 +6,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ceir.identity import tokenizer_for
 from ceir.lookup import Checker
 from ceir.network.s13 import S13Face, S13Options
-from ceir.observe import Observer, Sighting
 from ceir.policy import Policy
 from ceir.record import Status
+from ceir.sightings import Observer
 from ceir.store import Store
 
 
@@ -19,10 +18,10 @@ class Recorder:
     """An observer that keeps every sighting."""
 
     def __init__(self) -> None:
-        self.sightings: list[Sighting] = []
+        self.sightings: list[tuple[bytes, bytes, str]] = []
 
-    def saw(self, sighting: Sighting) -> None:
-        self.sightings.append(sighting)
+    def __call__(self, device_key: bytes, imsi_token: bytes, operator_id: str) -> None:
+        self.sightings.append((device_key, imsi_token, operator_id))
 
 
 def options(**overrides: Any) -> S13Options:
@@ -48,7 +47,7 @@ async def face(
     """A started face on *store*; stopped (grace 0) afterwards."""
     checker = Checker(store, Policy(unknown))
     extra: dict[str, Any] = {} if observer is None else {"observer": observer}
-    started = S13Face(options(**overrides), checker, tokenizer_for(store), **extra)
+    started = S13Face(options(**overrides), checker, store, **extra)
     await started.start()
     try:
         yield started

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ceir import demo
-from ceir.store import Store
+from ceir.store import Store, demo
 from loadtest import diameter as client
 from tests.network._s13 import face
 
@@ -63,7 +62,16 @@ def write_pcap(path: Path, port: int, segments: list[tuple[bool, bytes]]) -> Non
         src, dst = (mme, eir) if from_client else (eir, mme)
         sport, dport = (40000, port) if from_client else (port, 40000)
         tcp = struct.pack(
-            ">HHIIBBHHH", sport, dport, seq[from_client], seq[not from_client], 0x50, 0x18, 65535, 0, 0
+            ">HHIIBBHHH",
+            sport,
+            dport,
+            seq[from_client],
+            seq[not from_client],
+            0x50,
+            0x18,
+            65535,
+            0,
+            0,
         )
         seq[from_client] += len(data)
         ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 40 + len(data), i, 0, 64, 6, 0, src, dst)
