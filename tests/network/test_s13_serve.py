@@ -127,9 +127,7 @@ def test_sigterm_sends_dpr_and_exits(served: Served) -> None:
         (["--s13", "127.0.0.1:0", "--diameter-host", "bad host!"], "is not a Diameter identity"),
     ],
 )
-def test_bad_s13_settings_exit_6_in_one_line(
-    tmp_path: Path, args: list[str], message: str
-) -> None:
+def test_bad_s13_settings_exit_6_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     """A non-loopback --s13 without --s13-peers, a malformed address or identity: exit 6
     (bad configuration) with a one-line message, no traceback."""
     done = subprocess.run(
