@@ -24,7 +24,7 @@ import click
 
 from ceir.server.supervisor import default_workers
 from loadtest import registry, report
-from loadtest.engine import ClientSettings, Mode, RunResult, run_load
+from loadtest.engine import ClientSettings, Face, Mode, RunResult, run_load
 from loadtest.population import DEFAULT_MIX, OPERATORS, Operator, format_mix, parse_mix
 from loadtest.serverproc import ServerProcess, cpu_seconds
 
@@ -47,12 +47,14 @@ def _operators(value: str) -> tuple[Operator, ...]:
 
 
 @contextlib.contextmanager
-def _server(address: str | None, db: Path, workers: int) -> Iterator[tuple[str, int | None]]:
+def _server(
+    address: str | None, db: Path, workers: int, face: Face = Face.GRPC
+) -> Iterator[tuple[str, int | None]]:
     if address:
         yield address, None
         return
     with ServerProcess(db, workers=workers) as server:
-        yield server.address, server.process.pid
+        yield server.addresses[face], server.process.pid
 
 
 _POPULATION: Any = None  # set before forking client processes, which inherit it
@@ -107,6 +109,7 @@ def _run(
         results[0].server_cpu,
         mode,
         rate,
+        settings.face,
     )
 
 
@@ -169,6 +172,15 @@ def _loud(summary: dict[str, Any]) -> None:
     help="How nodes ask: coalesced per-attach calls, one stream message per IMEI, "
     "batch calls, or one unary call per attach.",
 )
+@click.option(
+    "--face",
+    type=click.Choice([f.value for f in Face]),
+    default=Face.GRPC.value,
+    show_default=True,
+    help="The door the nodes ask through: gRPC CheckIMEI (as --mode says) or S13 "
+    "ME-Identity-Check over Diameter (one ECR per attach, pipelined on one connection "
+    "per operator's MME).",
+)
 @click.option("--operators", default="5", show_default=True, help="How many (1-5) or names/MNCs.")
 @click.option(
     "--mix", default=format_mix(DEFAULT_MIX), show_default=True, help="Device mix, KIND=WEIGHT,..."
@@ -178,7 +190,12 @@ def _loud(summary: dict[str, Any]) -> None:
 )
 @click.option("--seed", type=int, default=20200915, show_default=True)
 @click.option("--workers", type=int, default=0, help="Server worker processes (0: one per core).")
-@click.option("--server", "address", default=None, help="Use a running server at ADDR instead.")
+@click.option(
+    "--server",
+    "address",
+    default=None,
+    help="Use a running server at ADDR instead (the address of the --face asked).",
+)
 @click.option(
     "--work",
     type=click.Path(path_type=Path),
@@ -229,6 +246,7 @@ def main(
     rate: float,
     duration: float,
     mode: str,
+    face: str,
     operators: str,
     mix: str,
     devices: int,
@@ -255,12 +273,12 @@ def main(
     ops = _operators(operators)
     out = out or work / "results"
     workers = workers or default_workers()
-    settings = ClientSettings(max_batch, max_delay_ms / 1000, timeout)
+    settings = ClientSettings(max_batch, max_delay_ms / 1000, timeout, Face(face))
     population, db = registry.prepare(
         devices=devices, mix=chosen_mix, seed=seed, work=work, quiet=quiet
     )
     the_mode = Mode(mode)
-    with _server(address, db, workers) as (addr, cpu):
+    with _server(address, db, workers, settings.face) as (addr, cpu):
         if not quiet:
             where = f"{workers} workers" if cpu else "external server"
             click.echo(
@@ -273,19 +291,27 @@ def main(
             _single(args, rate, duration, out, workers)
 
 
+def _label(mode: Mode, settings: ClientSettings) -> str:
+    """What the nodes did: the gRPC mode, or the other face."""
+    if settings.face is Face.GRPC:
+        return mode.value
+    return f"{settings.face.value} (one ECR per attach)"
+
+
 def _single(args: tuple[Any, ...], rate: float, duration: float, out: Path, workers: int) -> None:
     population, addr, cpu, the_mode, ops, settings, seed, procs = args
     run = _run(population, addr, cpu, rate, duration, the_mode, ops, settings, seed, procs)
     summary = report.summarize(run)
     summary["workers"] = workers if cpu else None
-    summary["client"] = {**vars(settings), "processes": procs}
-    click.echo(f"\n{the_mode.value}, {rate:,.0f} attaches/s offered for {duration:g} s")
+    summary["client"] = {**vars(settings), "face": settings.face.value, "processes": procs}
+    click.echo(f"\n{_label(the_mode, settings)}, {rate:,.0f} attaches/s offered for {duration:g} s")
     click.echo(report.table(summary))
     report.write_json(out / "result.json", summary)
     report.chart(
         out / "chart.png",
         summary,
-        f"ceir load test: {the_mode.value}, {rate:,.0f}/s offered, {len(ops)} operators",
+        f"ceir load test: {_label(the_mode, settings)}, {rate:,.0f}/s offered, "
+        f"{len(ops)} operators",
     )
     click.echo(f"result: {out / 'result.json'}; chart: {out / 'chart.png'}")
     _loud(summary)
@@ -346,10 +372,10 @@ def _ramp(
             "steps": steps,
             "best": best,
             "workers": workers,
-            "client": {**vars(settings), "processes": procs},
+            "client": {**vars(settings), "face": settings.face.value, "processes": procs},
         },
     )
-    title = f"ceir ramp: {the_mode.value}, {len(ops)} operators"
+    title = f"ceir ramp: {_label(the_mode, settings)}, {len(ops)} operators"
     report.ramp_chart(out / "ramp.png", steps, limit_ms, title)
     if best is None:
         click.echo(f"no step held p99 <= {limit_ms:g} ms (from {rate:,.0f}/s)")
@@ -360,7 +386,7 @@ def _ramp(
     )
     click.echo(report.table(best))
     report.write_json(out / "result.json", best)
-    title = f"ceir: best ramp step, {the_mode.value}, {best['rate']:,.0f}/s offered"
+    title = f"ceir: best ramp step, {_label(the_mode, settings)}, {best['rate']:,.0f}/s offered"
     report.chart(out / "chart.png", best, title)
     click.echo(f"ramp: {out / 'ramp.json'}, {out / 'ramp.png'}; best step: {out / 'chart.png'}")
 

@@ -275,13 +275,20 @@ class S13Client:
 
     def check_nowait(self, imei14: str, imsi15: str = "510100000000001") -> asyncio.Future[Answer]:
         """Send an ECR now; the future gets its ECA (pipelining, no await per request)."""
+        hop = self.next_hop()
+        return self.request_nowait(self.template.build(hop, imei14, imsi15), hop)
+
+    def next_hop(self) -> int:
+        return next(self._hops) & 0xFFFFFFFF
+
+    def request_nowait(self, data: bytes, hop: int) -> asyncio.Future[Answer]:
+        """Send one request whose hop-by-hop id is *hop*; the future gets its answer."""
         protocol = self._protocol
         assert protocol is not None
         assert protocol.transport is not None
-        hop = next(self._hops) & 0xFFFFFFFF
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         protocol.pending[hop] = future
-        protocol.transport.write(self.template.build(hop, imei14, imsi15))
+        protocol.transport.write(data)
         return future
 
     async def server_request(self) -> Answer:

@@ -36,6 +36,15 @@ TICK = 0.0005  # the driver's shortest sleep (event loop timers have ~1 ms resol
 MAX_IN_FLIGHT = 50_000  # per node: beyond this an attach is counted as an overload error
 
 
+class Face(enum.Enum):
+    """Which door of ceir the nodes ask through."""
+
+    GRPC = "grpc"
+    """CheckIMEI over gRPC, as --mode says."""
+    S13 = "s13"
+    """Diameter ME-Identity-Check, one ECR per attach (:mod:`loadtest.s13load`)."""
+
+
 class Mode(enum.Enum):
     COALESCED = "coalesced"
     STREAM = "stream"
@@ -48,6 +57,7 @@ class ClientSettings:
     max_batch: int = 1000
     max_delay: float = 0.001
     timeout: float = 5.0
+    face: Face = Face.GRPC
 
 
 @dataclass
@@ -116,6 +126,10 @@ class Node:
 
     async def close(self) -> None:
         await self.client.close()
+
+    async def first(self) -> None:
+        """One answered attach: the connection is up."""
+        await self.client.check(self.texts[0])
 
     # -- arrivals ----------------------------------------------------------------------
 
@@ -204,7 +218,7 @@ class Node:
         self.result.error_times.append(t - self.start)
 
 
-async def _drive(nodes: list[Node], duration: float, rng: random.Random, timeout: float) -> float:
+async def _drive(nodes: list[Any], duration: float, rng: random.Random, timeout: float) -> float:
     """Fire Poisson arrivals at every node for *duration* s, then wait for the answers;
     returns the seconds from the first arrival slot to the last answer."""
     loop = asyncio.get_running_loop()
@@ -247,6 +261,7 @@ class RunResult:
     server_cpu: float | None
     mode: Mode
     rate: float
+    face: Face = Face.GRPC
 
 
 async def run_load(
@@ -262,13 +277,21 @@ async def run_load(
     server_cpu: Any = None,
     warmup: float = 0.0,
 ) -> RunResult:
-    """Offer *rate* attaches/s for *duration* s across *operators* (by market share)."""
+    """Offer *rate* attaches/s for *duration* s across *operators* (by market share),
+    through the face *settings* name."""
     settings = settings or ClientSettings()
+    face = settings.face
     total_share = sum(op.share for op in operators)
-    nodes = [
-        Node(op, population, rate * op.share / total_share, mode, address, settings, seed + i)
-        for i, op in enumerate(operators)
-    ]
+    nodes: list[Any]
+    if face is Face.S13:
+        from loadtest import s13load
+
+        nodes = s13load.nodes(population, address, rate, operators, settings, seed)
+    else:
+        nodes = [
+            Node(op, population, rate * op.share / total_share, mode, address, settings, seed + i)
+            for i, op in enumerate(operators)
+        ]
     for node in nodes:
         await node.open()
     gc.collect()
@@ -277,7 +300,7 @@ async def run_load(
         # Connections up (one answered attach per node), then *warmup* seconds of load at
         # the same rate whose answers are not counted: start-up transients (HTTP/2 window
         # growth, first page touches) are not what a long-running EIR sees.
-        await asyncio.gather(*(n.client.check(n.texts[0]) for n in nodes))
+        await asyncio.gather(*(n.first() for n in nodes))
         rng = random.Random(seed)
         if warmup > 0:
             await _drive(nodes, warmup, rng, settings.timeout)
@@ -293,4 +316,5 @@ async def run_load(
     for node in nodes:
         if node.outstanding:
             node.result.errors["Unanswered"] += node.outstanding
-    return RunResult([n.result for n in nodes], duration, elapsed, client, server, mode, rate)
+    results = [n.result for n in nodes]
+    return RunResult(results, duration, elapsed, client, server, mode, rate, face)

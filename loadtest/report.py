@@ -77,6 +77,7 @@ def summarize(run: RunResult) -> dict[str, Any]:
     answered = max(1, total["answered"] + total["errors"])
     return {
         "mode": run.mode.value,
+        "face": run.face.value,
         "rate": run.rate,
         "duration_s": run.duration,
         "elapsed_s": run.elapsed,

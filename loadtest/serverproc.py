@@ -9,6 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
+from loadtest.engine import Face
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -41,6 +43,9 @@ class ServerProcess:
                 "1",
                 "--workers",
                 str(workers),
+                # Every face on a free port too, named in the same start-up line.
+                "--s13",
+                "127.0.0.1:0",
                 *extra,
             ],
             stdin=subprocess.DEVNULL,
@@ -56,6 +61,10 @@ class ServerProcess:
             found = re.search(r"serving on 127\.0\.0\.1:(\d+)", line)
             if found:
                 self.address = f"127.0.0.1:{found.group(1)}"
+                s13 = re.search(r"S13 Diameter on (127\.0\.0\.1:\d+)", line)
+                self.addresses = {Face.GRPC: self.address}
+                if s13:
+                    self.addresses[Face.S13] = s13.group(1)
                 break
         else:
             raise RuntimeError(

@@ -14,7 +14,7 @@ from ceir.errors import InvalidImeiError
 from ceir.imei import parse
 from ceir.record import Reason, Status
 from loadtest import registry
-from loadtest.engine import Mode, run_load
+from loadtest.engine import ClientSettings, Face, Mode, run_load
 from loadtest.population import DEFAULT_MIX, OPERATORS, Kind, generate, parse_mix
 from loadtest.report import summarize
 from loadtest.serverproc import ServerProcess
@@ -169,3 +169,90 @@ def test_command_writes_json_and_chart(tmp_path: Path) -> None:
     assert data["total"]["wrong"] == 0
     assert data["workers"] == 2
     assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_s13_load_answers_everything_right(prepared: tuple[object, Path]) -> None:
+    """Open-loop load through the S13 face: every ECR answered with 2001 and the expected
+    Equipment-Status, malformed IMEIs included, none wrong."""
+    population, db = prepared
+    with ServerProcess(db, workers=1) as server:
+        run = asyncio.run(
+            run_load(
+                population,  # type: ignore[arg-type]
+                server.addresses[Face.S13],
+                rate=400,
+                duration=1.0,
+                mode=Mode.UNARY,
+                settings=ClientSettings(face=Face.S13),
+                server_cpu=server.cpu_seconds,
+            )
+        )
+    summary = summarize(run)
+    total = summary["total"]
+    assert summary["face"] == "s13"
+    assert (total["wrong"], total["errors"]) == (0, 0)
+    assert total["answered"] == total["offered"] > 250
+    assert set(summary["operators"]) == {op.name for op in OPERATORS}
+
+
+def test_s13_wrong_expectation_is_reported(prepared: tuple[object, Path]) -> None:
+    """The S13 nodes check each answer: a wrong expectation is counted with an example."""
+    population, db = prepared
+    for device in population.devices:  # type: ignore[attr-defined]
+        if device.kind is Kind.MANUFACTURER:
+            device.expected = (Status.BLACKLISTED, Reason.LOST_STOLEN)
+    try:
+        with ServerProcess(db, workers=1) as server:
+            run = asyncio.run(
+                run_load(
+                    population,  # type: ignore[arg-type]
+                    server.addresses[Face.S13],
+                    rate=300,
+                    duration=1,
+                    mode=Mode.UNARY,
+                    settings=ClientSettings(face=Face.S13),
+                )
+            )
+    finally:
+        for device in population.devices:  # type: ignore[attr-defined]
+            if device.kind is Kind.MANUFACTURER:
+                device.expected = (Status.WHITELISTED, Reason.REGISTERED)
+    summary = summarize(run)
+    assert summary["total"]["wrong"] > 0
+    examples = [e for op in summary["operators"].values() for e in op["wrong_examples"]]
+    assert any("(manufacturer)" in e and "expected 2001 / 1" in e for e in examples)
+
+
+def test_command_face_s13(tmp_path: Path) -> None:
+    """`python -m loadtest --face s13` runs end to end against two workers."""
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtest",
+            "--face",
+            "s13",
+            "--devices",
+            "2000",
+            "--rate",
+            "300",
+            "--duration",
+            "1",
+            "--workers",
+            "2",
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "s13 (one ECR per attach)" in result.stdout
+    data = json.loads((out / "result.json").read_text())
+    assert (data["face"], data["total"]["wrong"], data["total"]["errors"]) == ("s13", 0, 0)
