@@ -36,6 +36,10 @@ class ConfigError(CeirError):
     """A setting has a value ceir cannot use."""
 
 
+class OutputError(ConfigError):
+    """A file or directory ceir was told to write cannot be written (path, permission, space)."""
+
+
 class StoreError(CeirError):
     """The LMDB store cannot be opened, read or written."""
 

@@ -141,6 +141,7 @@ def load(population: Population, db: Path, work: Path, *, quiet: bool = False) -
             str(path),
             "--db",
             str(db),
+            "--create",
             "--quiet",
             "--max-new-devices",
             str(rows),

@@ -244,7 +244,7 @@ def main() -> int:
     db = workdir / "db"
     tacs = workdir / "tacs.csv"
     ceir("gen", "tac", str(tacs), "--rows", "500", "-q")
-    ceir("import", "tac", str(tacs), "--db", str(db), "-q")
+    ceir("import", "tac", str(tacs), "--db", str(db), "--create", "-q")
     feeds = make_feeds(workdir, args.files or 2 * args.rounds, args.rows)
     result = Result()
     reports = Reports()

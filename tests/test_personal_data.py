@@ -65,7 +65,7 @@ def test_no_clear_identity_number_is_stored_logged_or_returned(tmp_path: Path) -
         secrets |= values
         imeis += found
     assert len(secrets) > 300
-    outputs = [ceir("import", "tac", str(feeds["tac"]), "--db", str(db), cwd=tmp_path)]
+    outputs = [ceir("import", "tac", str(feeds["tac"]), "--db", str(db), "--create", cwd=tmp_path)]
     server = subprocess.Popen(
         [*CLI, "serve", "--db", str(db), "--port", "0", "--log-level", "debug"],
         stderr=subprocess.PIPE, text=True, cwd=tmp_path,
@@ -77,11 +77,11 @@ def test_no_clear_identity_number_is_stored_logged_or_returned(tmp_path: Path) -
     address = f"127.0.0.1:{found.group(1)}"
     responses: list[bytes] = []
     try:
-        outputs.append(ceir("import", "customs", str(feeds["customs"]), "--db", str(db),
+        outputs.append(ceir("import", "customs", str(feeds["customs"]), "--db", str(db), "--create",
                             "--stage-above", "10", cwd=tmp_path))  # fmt: skip
         assert "staged customs" in outputs[-1]
         outputs.extend(
-            ceir("import", kind, str(feeds[kind]), "--db", str(db), cwd=tmp_path)
+            ceir("import", kind, str(feeds[kind]), "--db", str(db), "--create", cwd=tmp_path)
             for kind in ("visitor", "operator-dump")
         )
         with grpc.insecure_channel(address) as ch:

@@ -9,12 +9,13 @@ Exit codes (also in ``ceir --help``):
 1   ``ceir check``: the device will be refused (not registered, blocked, expired)
 2   usage error (bad flag or argument)
 3   invalid IMEI
-4   the server could not be reached or failed
-5   the store cannot be opened or has an unknown layout
-6   bad configuration (e.g. the address cannot be bound)
+4   the server could not be reached, failed, or rate-limits you (retry after the time given)
+5   the store cannot be opened: missing (``--create``), damaged, not a directory, unknown
+    layout
+6   bad configuration (e.g. the address cannot be bound, a file cannot be written)
 7   a feed file was refused whole or cannot be read (nothing was imported)
 8   a feed file was staged for a second principal's approval (nothing written yet)
-9   not allowed: unauthenticated, or permission denied
+9   not allowed: unauthenticated, permission denied, or TLS credentials the server refuses
 10  no such stage, or it expired
 ==  =====================================================================
 """
@@ -64,10 +65,11 @@ EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
 
 EPILOG = """\b
 Exit codes: 0 ok (check: may connect), 1 check: refused, 2 usage,
-3 invalid IMEI, 4 server unreachable, 5 store error, 6 bad configuration,
-7 feed refused or unreadable, 8 import staged for approval (nothing
-written yet), 9 not allowed (permission denied, unauthenticated),
-10 no such stage or it expired.
+3 invalid IMEI, 4 server unreachable or rate-limiting, 5 store missing,
+damaged or unreadable, 6 bad configuration (address in use, a file that
+cannot be written), 7 feed refused or unreadable, 8 import staged for
+approval (nothing written yet), 9 not allowed (unauthenticated, permission
+denied, TLS credentials refused), 10 no such stage or it expired.
 Every flag can also be set as CEIR_<FLAG>, e.g. CEIR_DB, CEIR_PORT."""
 
 
@@ -97,4 +99,9 @@ def main() -> None:
 
 def run() -> None:
     """Entry point of the ``ceir`` script (the commands are added by :mod:`ceir.cli`)."""
-    main()
+    try:
+        main()
+    except OSError as exc:  # a path no command checked: still one line, never a traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        click.echo(f"ceir: cannot use{where}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_CONFIG)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ceir.cli.app import CONTEXT, EPILOG, main
+from ceir.cli.app import CONTEXT, EPILOG, fail, main
+from ceir.errors import CeirError
 
 
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
@@ -34,7 +35,10 @@ def certs(directory: Path, hosts: tuple[str, ...]) -> None:
     """
     from ceir.security.certs import DEMO_PRINCIPALS, write_dev_pki
 
-    write_dev_pki(directory, hosts)
+    try:
+        write_dev_pki(directory, hosts)
+    except CeirError as exc:
+        fail(exc)
     click.echo(f"wrote a development CA, a server certificate and clients to {directory}/")
     for p in DEMO_PRINCIPALS:
         click.echo(f"  {p.name}.pem  {p.label}")

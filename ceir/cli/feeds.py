@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ceir.cli._paths import create_option, require_store, require_writable
 from ceir.cli.app import CONTEXT, EPILOG, EXIT_FEED, EXIT_STAGED, fail, main
 from ceir.config import DEFAULT_DB
 from ceir.errors import CeirError, FeedRefusedError
@@ -73,6 +74,7 @@ def _cutoff(value: str | None) -> int | None:
     default=DEFAULT_DB,
     help="Store directory (the one `ceir serve` uses; it may be running).",
 )
+@create_option
 @click.option(
     "--rejects",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -138,6 +140,7 @@ def import_(
     file: Path,
     fmt: str | None,
     db: Path,
+    create: bool,
     rejects: Path | None,
     quiet: bool,
     max_bad_ratio: float,
@@ -186,6 +189,8 @@ def import_(
     report = rejects if rejects is not None else Path(f"{file.name}.rejects.csv")
     progress = BarProgress(enabled=not quiet and sys.stderr.isatty())
     try:
+        require_store(db, create=create)
+        require_writable(report, "the reject report", "nothing was imported")
         with open_store(db) as store:
             result = submit(
                 store,
@@ -314,5 +319,7 @@ def gen(
                 start=start,
                 progress=progress.advance,
             )
+    except CeirError as exc:
+        fail(exc)
     finally:
         progress.close()

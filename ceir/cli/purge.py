@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ceir.cli._paths import create_option, require_store
 from ceir.cli.app import CONTEXT, EPILOG, fail, main
 from ceir.config import DEFAULT_DB
 from ceir.errors import CeirError
@@ -14,10 +15,11 @@ from ceir.errors import CeirError
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
 @click.option(
     "--db",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     default=DEFAULT_DB,
     help="Store directory (it may be served meanwhile).",
 )
+@create_option
 @click.option(
     "--temporary-days",
     type=click.IntRange(0),
@@ -31,7 +33,7 @@ from ceir.errors import CeirError
     help="Days after an arrival before its identity token is deleted (keep it at least as "
     "long as the customs cooldown).",
 )
-def purge(db: Path, temporary_days: int, identity_days: int) -> None:
+def purge(db: Path, create: bool, temporary_days: int, identity_days: int) -> None:
     """Remove personal data past retention; record what was removed in the audit log.
 
     Deletes temporary registrations that ended more than --temporary-days ago (their
@@ -44,6 +46,7 @@ def purge(db: Path, temporary_days: int, identity_days: int) -> None:
     from ceir.store.audit import local_actor
 
     try:
+        require_store(db, create=create)
         with open_store(db) as store:
             purged = run(
                 store,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from ceir.errors import OutputError
 from ceir.feeds import Format, Kind
 from ceir.imei import check_digit
 
@@ -275,9 +276,20 @@ def generate(
 ) -> int:
     """Write a feed of *n* rows to *out* (a path or a text stream); returns *n*."""
     if isinstance(out, Path):
-        with out.open("w", encoding="utf-8", newline="") as f:
-            return generate(
-                kind, n, f, dirt=dirt, seed=seed, fmt=fmt, start=start, now=now, progress=progress
-            )
+        try:
+            with out.open("w", encoding="utf-8", newline="") as f:
+                return generate(
+                    kind,
+                    n,
+                    f,
+                    dirt=dirt,
+                    seed=seed,
+                    fmt=fmt,
+                    start=start,
+                    now=now,
+                    progress=progress,
+                )
+        except OSError as exc:
+            raise OutputError(f"cannot write {out}: {exc.strerror}") from exc
     data = rows(kind, n, dirt=dirt, seed=seed, start=start, now=now)
     return write_rows(kind, data, out, fmt, progress)

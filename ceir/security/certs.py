@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ceir.errors import OutputError
 from ceir.security.principals import OPERATOR_URI, ROLE_URI, Principal, Role
 
 DEMO_PRINCIPALS = (
@@ -140,15 +141,18 @@ def write_dev_pki(
     principals: tuple[Principal, ...] = DEMO_PRINCIPALS,
 ) -> list[Path]:
     """Write ``ca.pem``, ``server.pem``/``server.key`` and ``<name>.pem``/``<name>.key``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca = DevCA()
-    written = [directory / "ca.pem"]
-    _write(written[0], ca.pem, secret=False)
-    for name, issued in (
-        ("server", ca.server(hosts)),
-        *((p.name, ca.client(p)) for p in principals),
-    ):
-        _write(directory / f"{name}.pem", issued.cert, secret=False)
-        _write(directory / f"{name}.key", issued.key, secret=True)
-        written += [directory / f"{name}.pem", directory / f"{name}.key"]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        ca = DevCA()
+        written = [directory / "ca.pem"]
+        _write(written[0], ca.pem, secret=False)
+        for name, issued in (
+            ("server", ca.server(hosts)),
+            *((p.name, ca.client(p)) for p in principals),
+        ):
+            _write(directory / f"{name}.pem", issued.cert, secret=False)
+            _write(directory / f"{name}.key", issued.key, secret=True)
+            written += [directory / f"{name}.pem", directory / f"{name}.key"]
+    except OSError as exc:
+        raise OutputError(f"cannot write {directory}: {exc.strerror}") from exc
     return written

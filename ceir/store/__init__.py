@@ -7,7 +7,15 @@ verify (:mod:`~ceir.store.backup`) and the demo data (:mod:`~ceir.store.demo`).
 
 from __future__ import annotations
 
-from ceir.store.env import LMDB_VERSION, REGISTRY_DBS, SCHEMA_VERSION, Store, TacInfo, open_store
+from ceir.store.env import (
+    LMDB_VERSION,
+    REGISTRY_DBS,
+    SCHEMA_VERSION,
+    Store,
+    TacInfo,
+    exists,
+    open_store,
+)
 
 __all__ = [
     "LMDB_VERSION",
@@ -15,5 +23,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "Store",
     "TacInfo",
+    "exists",
     "open_store",
 ]

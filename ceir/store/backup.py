@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from ceir.errors import CeirError, StoreError
 from ceir.imei import MAX_BODY
 from ceir.record import RECORD_SIZE, Record
 from ceir.store import SCHEMA_VERSION, TacInfo, open_store
+from ceir.store.env import check_file
 
 _DATA = "data.mdb"
 _LOCK = "lock.mdb"
@@ -80,42 +80,6 @@ def _check_tac(key: bytes, value: bytes, report: Report) -> None:
 
 # Tables whose values verify knows how to decode; others are walked, not decoded.
 CHECKERS: dict[str, Checker] = {"devices": _check_device, "tacs": _check_tac}
-
-
-_MAGIC = 0xBEEFC0DE
-_META = struct.Struct("<16xIIQQI92xQQ")  # page header, magic, version, address, mapsize,
-# free-db page size, rest of the two db records, last page, txn id (LMDB 0.9, 64-bit)
-
-
-def check_file(path: Path) -> str | None:
-    """A problem with ``data.mdb``'s size or meta pages, or None.
-
-    LMDB maps the file: reading a page past a truncated end kills the process (SIGBUS),
-    so the size the newest meta page claims is checked before the file is opened.
-    """
-    data = path / _DATA
-    try:
-        size = data.stat().st_size
-        with data.open("rb") as f:
-            first = f.read(_META.size)
-            if len(first) < _META.size:
-                return f"{data} is {size} bytes: too short for an LMDB file"
-            page = _META.unpack(first)[4]
-            if page < 512 or page & (page - 1):
-                return f"{data} is not an LMDB file (page size {page})"
-            f.seek(page)
-            second = f.read(_META.size)
-    except OSError as exc:
-        return f"cannot read {data}: {exc}"
-    metas = [_META.unpack(b) for b in (first, second) if len(b) == _META.size]
-    valid = [m for m in metas if m[0] == _MAGIC]
-    if not valid:
-        return f"{data} is not an LMDB file (bad magic)"
-    newest = max(valid, key=lambda m: m[6])
-    needed = (newest[5] + 1) * page
-    if size < needed:
-        return f"{data} is truncated: its last page ends at byte {needed:,}, the file at {size:,}"
-    return None
 
 
 def verify(path: Path) -> Report:
@@ -222,14 +186,16 @@ def backup(src: Path, dest: Path) -> Copied:
         raise StoreError(f"backup destination {dest} exists and is not empty; choose a new one")
     tmp = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.mkdir(mode=0o700)
     try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(mode=0o700)
         report = _copy_into(src, tmp)
         if dest.exists():
             dest.rmdir()
         tmp.rename(dest)
         _fsync(dest.parent)
+    except OSError as exc:
+        raise StoreError(f"cannot write the backup {dest}: {exc.strerror}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Copied(dest, (dest / _DATA).stat().st_size, time.monotonic() - started, report)
@@ -262,23 +228,31 @@ def restore(src: Path, db: Path, *, force: bool = False) -> Report:
         raise StoreError(f"store {db} exists; pass --force to replace it (it is kept aside)")
     tmp = db.with_name(f".{db.name}.restoring")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.mkdir(mode=0o700)
-    fd = os.open(tmp / _DATA, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with open(src / _DATA, "rb") as source, os.fdopen(fd, "wb") as target:
-        shutil.copyfileobj(source, target, 1 << 20)
-    _fsync(tmp / _DATA)
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(mode=0o700)
+        fd = os.open(tmp / _DATA, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(src / _DATA, "rb") as source, os.fdopen(fd, "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        _fsync(tmp / _DATA)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"cannot restore into {db}: {exc.strerror}") from exc
     # The copy is what will be served: verify it, not only the source it came from.
     copied = verify(tmp)
     (tmp / _LOCK).unlink(missing_ok=True)
     if not copied.ok:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"the restored copy of {src} does not verify: {copied.problems[0]}")
-    with exclusive(db):
-        if db.exists():
-            db.rename(db.with_name(f"{db.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"))
-        tmp.rename(db)
-    _fsync(db.parent)
+    try:
+        with exclusive(db):
+            if db.exists():
+                db.rename(db.with_name(f"{db.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"))
+            tmp.rename(db)
+        _fsync(db.parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"cannot restore into {db}: {exc.strerror}") from exc
     return report
 
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -70,6 +71,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Store",
     "TacInfo",
+    "check_file",
+    "exists",
     "open_store",
     "spool_file",
     "spool_path",
@@ -349,13 +352,72 @@ def spool_path(f: IO[bytes]) -> Path:
     return Path(f"/proc/self/fd/{f.fileno()}")
 
 
+_DATA = "data.mdb"
+_MAGIC = 0xBEEFC0DE
+_META = struct.Struct("<16xIIQQI92xQQ")  # page header, magic, version, address, mapsize,
+# free-db page size, rest of the two db records, last page, txn id (LMDB 0.9, 64-bit)
+
+
+def check_file(path: Path) -> str | None:
+    """A problem with ``data.mdb``'s size or meta pages, or None.
+
+    LMDB maps the file: reading a page past a truncated end kills the process (SIGBUS),
+    so the size the newest meta page claims is checked before the file is opened. It
+    reads the two meta pages only, so every open can afford it.
+    """
+    data = path / _DATA
+    try:
+        size = data.stat().st_size
+        with data.open("rb") as f:
+            first = f.read(_META.size)
+            if len(first) < _META.size:
+                return f"{data} is {size} bytes: too short for an LMDB file"
+            page = _META.unpack(first)[4]
+            if page < 512 or page & (page - 1):
+                return f"{data} is not an LMDB file (page size {page})"
+            f.seek(page)
+            second = f.read(_META.size)
+    except OSError as exc:
+        return f"cannot read {data}: {exc.strerror}"
+    metas = [_META.unpack(b) for b in (first, second) if len(b) == _META.size]
+    valid = [m for m in metas if m[0] == _MAGIC]
+    if not valid:
+        return f"{data} is not an LMDB file (bad magic)"
+    newest = max(valid, key=lambda m: m[6])
+    needed = (newest[5] + 1) * page
+    if size < needed:
+        return f"{data} is truncated: its last page ends at byte {needed:,}, the file at {size:,}"
+    return None
+
+
+def exists(path: str | Path) -> bool:
+    """Whether *path* holds a store (its data file), sound or not."""
+    return (Path(path) / _DATA).exists()
+
+
 def open_store(path: str | Path, *, readonly: bool = False) -> Store:
-    """Open (and, unless *readonly*, create) the store at directory *path*."""
+    """Open (and, unless *readonly*, create) the store at directory *path*.
+
+    The data file is checked before it is mapped (:func:`check_file`): a truncated or
+    foreign file is a :class:`StoreError`, never a SIGBUS later.
+    """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"{path} is a file, not a store directory: give --db a directory")
     if not readonly:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    elif not (path / "data.mdb").exists():
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store directory {path}: {exc.strerror}") from exc
+    elif not exists(path):
         raise StoreError(f"no ceir store at {path}")
+    if exists(path):
+        problem = check_file(path)
+        if problem is not None:
+            raise StoreError(
+                f"{problem}; the store is damaged (`ceir verify --db {path}` lists the "
+                "problems; restore a backup)"
+            )
     try:
         env = lmdb.open(
             str(path),

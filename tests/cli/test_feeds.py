@@ -23,13 +23,13 @@ def test_import_prints_summary_and_report(cli: CliRunner, tmp_path: Path) -> Non
     """`ceir import` prints one summary line, the report path and the first rejects; exit 0."""
     db = str(tmp_path / "db")
     assert cli.invoke(main, ["gen", "tac", "tac.csv", "--rows", "500", "-q"]).exit_code == 0
-    result = cli.invoke(main, ["import", "tac", "tac.csv", "--db", db, "-q"])
+    result = cli.invoke(main, ["import", "tac", "tac.csv", "--db", db, "--create", "-q"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("imported tac tac.csv: 500 rows; 500 accepted (500 new TACs")
     rows = [f"{device_imei(i)},B,M,T,X,2024-01-01" for i in range(40)]
     rows.append(f"{device_imei(1)[:14]}0,B,M,T,X,2024-01-01")
     Path("m.csv").write_text("\n".join([HEADER, *rows]) + "\n")
-    result = cli.invoke(main, ["import", "manufacturer", "m.csv", "--db", db])
+    result = cli.invoke(main, ["import", "manufacturer", "m.csv", "--db", db, "--create"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith(
@@ -39,7 +39,7 @@ def test_import_prints_summary_and_report(cli: CliRunner, tmp_path: Path) -> Non
     assert lines[1] == "reject report: m.csv.rejects.csv"
     assert lines[2].startswith("  line 42: bad_imei: imei ")
     assert Path("m.csv.rejects.csv").read_text().startswith("file,line,field,reason,message,fix\n")
-    again = cli.invoke(main, ["import", "manufacturer", "m.csv", "--db", db])
+    again = cli.invoke(main, ["import", "manufacturer", "m.csv", "--db", db, "--create"])
     assert again.exit_code == 0
     assert "was already imported as import #2 (manufacturer" in again.output
 
@@ -49,7 +49,7 @@ def test_refused_import_exits_7(cli: CliRunner, tmp_path: Path) -> None:
     rows = [f"{device_imei(i)},B,M,T,X,2024-01-01" for i in range(5)]
     Path("m.csv").write_text("\n".join([HEADER, *rows]) + "\n")
     result = cli.invoke(
-        main, ["import", "manufacturer", "m.csv", "--db", str(tmp_path / "db"), "-q"]
+        main, ["import", "manufacturer", "m.csv", "--db", str(tmp_path / "db"), "--create", "-q"]
     )
     assert result.exit_code == EXIT_FEED
     assert "are malformed, above the limit of 5%; nothing was imported" in result.output
@@ -57,7 +57,9 @@ def test_refused_import_exits_7(cli: CliRunner, tmp_path: Path) -> None:
 
 def test_unreadable_file_exits_7(cli: CliRunner, tmp_path: Path) -> None:
     """A missing file exits 7 and says so."""
-    result = cli.invoke(main, ["import", "tac", "nope.csv", "--db", str(tmp_path / "db")])
+    result = cli.invoke(
+        main, ["import", "tac", "nope.csv", "--db", str(tmp_path / "db"), "--create"]
+    )
     assert result.exit_code == EXIT_FEED
     assert "no feed file at nope.csv" in result.output
 
@@ -66,14 +68,14 @@ def test_audit_prints_history(cli: CliRunner, tmp_path: Path) -> None:
     """`ceir audit IMEI` prints the record, details and each change with its origin."""
     db = str(tmp_path / "db")
     cli.invoke(main, ["gen", "tac", "tac.csv", "--rows", "500", "-q"])
-    cli.invoke(main, ["import", "tac", "tac.csv", "--db", db, "-q"])
+    cli.invoke(main, ["import", "tac", "tac.csv", "--db", db, "--create", "-q"])
     imei = device_imei(0)
     Path("m.csv").write_text(f"{HEADER}\n{imei},Samsung,A10,TPP-9,M9,2024-01-01\n")
     Path("l.csv").write_text(
         f"imei,report_ref,action,reported_at\n{imei},POLRI/1,BLOCK,2024-05-01\n"
     )
-    cli.invoke(main, ["import", "manufacturer", "m.csv", "--db", db, "-q"])
-    cli.invoke(main, ["import", "lost-stolen", "l.csv", "--db", db, "-q"])
+    cli.invoke(main, ["import", "manufacturer", "m.csv", "--db", db, "--create", "-q"])
+    cli.invoke(main, ["import", "lost-stolen", "l.csv", "--db", db, "--create", "-q"])
     result = cli.invoke(main, ["audit", imei, "--db", db])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -119,10 +121,10 @@ def test_quiet_import_prints_the_summary_only(cli: CliRunner, tmp_path: Path) ->
     )
     Path("t.csv").write_text(text + "123,B,M,P,red\n")
     db = str(tmp_path / "db")
-    result = cli.invoke(main, ["import", "tac", "t.csv", "--db", db, "-q"])
+    result = cli.invoke(main, ["import", "tac", "t.csv", "--db", db, "--create", "-q"])
     assert result.exit_code == 0
     assert result.output.splitlines()[1:] == ["reject report: t.csv.rejects.csv"]
     Path("u.csv").write_text(text.replace("8600", "8700"))
-    loud = cli.invoke(main, ["import", "tac", "u.csv", "--db", db])
+    loud = cli.invoke(main, ["import", "tac", "u.csv", "--db", db, "--create"])
     assert "warning: u.csv: ignored unknown column(s): colour" in loud.output
     assert "warning: u.csv: trimmed surrounding spaces in 30 field(s)" in loud.output
