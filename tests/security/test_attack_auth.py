@@ -43,7 +43,9 @@ def test_a_10_mb_jsonl_field_is_refused_without_echoing_it(tmp_path: Path) -> No
     db = tmp_path / "db"
     _tac(tmp_path, db)
     _jsonl(tmp_path, '{"imei": "' + "9" * 10_000_000 + '"}\n')
-    out = ceir("import", "manufacturer", "m.jsonl", "--db", str(db), cwd=tmp_path, ok=(7,))
+    out = ceir(
+        "import", "manufacturer", "m.jsonl", "--db", str(db), "--create", cwd=tmp_path, ok=(7,)
+    )
     assert len(out.stdout) + len(out.stderr) < 5_000
     assert "too long" in out.stderr + out.stdout
 
@@ -54,7 +56,9 @@ def test_a_csv_line_of_3m_columns_is_one_malformed_row(tmp_path: Path) -> None:
     _tac(tmp_path, db)
     header = "imei,brand,model,tpp_number,maker_id,produced_at\n"
     (tmp_path / "m.csv").write_text(header + "," * 3_000_000 + "\n")
-    out = ceir("import", "manufacturer", "m.csv", "--db", str(db), cwd=tmp_path, ok=(7,))
+    out = ceir(
+        "import", "manufacturer", "m.csv", "--db", str(db), "--create", cwd=tmp_path, ok=(7,)
+    )
     assert len(out.stdout) + len(out.stderr) < 5_000
 
 
@@ -63,7 +67,9 @@ def test_deeply_nested_json_is_a_malformed_row_not_a_crash(tmp_path: Path) -> No
     db = tmp_path / "db"
     _tac(tmp_path, db)
     _jsonl(tmp_path, "[" * 200_000 + "]" * 200_000 + "\n")
-    out = ceir("import", "manufacturer", "m.jsonl", "--db", str(db), cwd=tmp_path, ok=(7,))
+    out = ceir(
+        "import", "manufacturer", "m.jsonl", "--db", str(db), "--create", cwd=tmp_path, ok=(7,)
+    )
     assert "Traceback" not in out.stderr
 
 

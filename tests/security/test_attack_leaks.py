@@ -48,7 +48,7 @@ def _customs(tmp_path: Path, rows: list[str], name: str = "customs.csv") -> Path
 
 def _tac(tmp_path: Path, db: Path) -> None:
     (tmp_path / "tac.csv").write_text("tac,brand,model,device_type\n35209900,B,M,Smartphone\n")
-    ceir("import", "tac", "tac.csv", "--db", str(db), "-q", cwd=tmp_path)
+    ceir("import", "tac", "tac.csv", "--db", str(db), "--create", "-q", cwd=tmp_path)
 
 
 def _key_file(db: Path) -> Path:
@@ -61,7 +61,7 @@ def test_token_key_lives_beside_the_store_never_in_it_or_its_backups(tmp_path: P
     db = tmp_path / "db"
     _tac(tmp_path, db)
     _customs(tmp_path, [f"{imei(1)},BC-1,NIK,{NIK},2025-01-10,PASSENGER,true"])
-    ceir("import", "customs", "customs.csv", "--db", str(db), "-q", cwd=tmp_path)
+    ceir("import", "customs", "customs.csv", "--db", str(db), "--create", "-q", cwd=tmp_path)
     key = _key_file(db)
     assert key.is_file(), "the token key must be a file beside the store"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -91,7 +91,7 @@ def test_an_old_stores_key_is_moved_out_and_tokens_stay_the_same(tmp_path: Path)
         f"{imei(2)},BC-2,NIK,{NIK},2025-01-10,PASSENGER,true",
     ]
     _customs(tmp_path, rows)
-    ceir("import", "customs", "customs.csv", "--db", str(db), "-q", cwd=tmp_path)
+    ceir("import", "customs", "customs.csv", "--db", str(db), "--create", "-q", cwd=tmp_path)
     assert _key_file(db).read_bytes() == old
     assert old not in (db / "data.mdb").read_bytes() or _only_in_free_pages(db, old)
     env = lmdb.open(str(db), max_dbs=16, readonly=True)
@@ -100,7 +100,7 @@ def test_an_old_stores_key_is_moved_out_and_tokens_stay_the_same(tmp_path: Path)
     env.close()
     # the third device of the same NIK on the same day is over the quota of 2
     _customs(tmp_path, [f"{imei(3)},BC-3,NIK,{NIK},2025-01-10,PASSENGER,true"], "more.csv")
-    out = ceir("import", "customs", "more.csv", "--db", str(db), "-q", cwd=tmp_path)
+    out = ceir("import", "customs", "more.csv", "--db", str(db), "--create", "-q", cwd=tmp_path)
     assert "quota" in out.stdout, out.stdout
 
 
@@ -160,7 +160,7 @@ def test_reject_reports_never_echo_a_personal_number(tmp_path: Path) -> None:
         (tmp_path / f"{kind}.csv").write_text("\n".join([header, *rows]) + "\n")
         report = tmp_path / f"{kind}.rejects.csv"
         out = ceir(
-            "import", kind, f"{kind}.csv", "--db", str(db), "--rejects", str(report),
+            "import", kind, f"{kind}.csv", "--db", str(db), "--create", "--rejects", str(report),
             cwd=tmp_path, ok=(0, 7),
         )  # fmt: skip
         text = out.stdout + out.stderr + report.read_text()
@@ -186,7 +186,7 @@ def test_audit_escapes_a_forged_filename(tmp_path: Path) -> None:
     (tmp_path / name).write_text(
         f"imei,brand,model,tpp_number,maker_id,produced_at\n{imei(7)},B,M,TPP-1,M1,2025-01-01\n"
     )
-    ceir("import", "manufacturer", name, "--db", str(db), "-q", cwd=tmp_path)
+    ceir("import", "manufacturer", name, "--db", str(db), "--create", "-q", cwd=tmp_path)
     out = ceir("audit", imei(7), "--db", str(db), cwd=tmp_path).stdout
     assert "\x1b" not in out
     assert not any(line.startswith("2026-01-01 00:00:00 manufacturer") for line in out.splitlines())
@@ -203,5 +203,5 @@ def test_spool_directory_is_private_and_wiped_at_start(tmp_path: Path) -> None:
     left = spool / "ceir-import-left.csv"
     left.write_text(f"{NIK}\n")
     os.chmod(left, 0o600)
-    ceir("import", "tac", "tac.csv", "--db", str(db), "-q", cwd=tmp_path)
+    ceir("import", "tac", "tac.csv", "--db", str(db), "--create", "-q", cwd=tmp_path)
     assert not left.exists()
