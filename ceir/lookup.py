@@ -152,8 +152,8 @@ class Checker:
 
     def check_one(self, request: eir_pb2.CheckIMEIRequest) -> Response:
         """The answer to one request (the unary call: one message, no batch around it)."""
-        with self.store.read() as txn:
-            return self._answer(request.imei, request, txn.get, self.clock())
+        with self.store.read() as reads:
+            return self._answer(request.imei, request, reads.get, self.clock())
 
     def check_many(
         self, requests: Sequence[eir_pb2.CheckIMEIRequest]
@@ -168,8 +168,8 @@ class Checker:
         add = out.add  # type: ignore[attr-defined]
         now = self.clock()
         decide = self._decide
-        with self.store.read() as txn:
-            get = txn.get
+        with self.store.read() as reads:
+            get = reads.get
             for request in requests:
                 text = request.imei
                 n = len(text)
@@ -251,8 +251,8 @@ class Checker:
         ends = range(14, len(raw) + 14, width)  # end of each body in raw
         keys = [int(raw[end - 14 : end]).to_bytes(8, "big") for end in ends]
         now = self.clock()
-        with self.store.read() as txn:
-            values = list(map(txn.get, keys))
+        with self.store.read() as reads:
+            values = list(map(reads.get, keys))
         special = self._suspects(raw, width, keys)
         svn = width == 16
         heads = self._heads[svn]
@@ -349,8 +349,8 @@ class Checker:
     def _mixed(self, texts: list[str], requests: Sequence[eir_pb2.CheckIMEIRequest]) -> list[bytes]:
         """Elements for any batch: one protobuf element per IMEI (the general path)."""
         now = self.clock()
-        with self.store.read() as txn:
-            get = txn.get
+        with self.store.read() as reads:
+            get = reads.get
             return [
                 _element(self._answer(text, request, get, now))
                 for text, request in zip(texts, requests, strict=True)
@@ -400,8 +400,8 @@ class Checker:
         invalid = (Reason.INVALID_IMEI << 2) | INVALID.status
         unknown = (self.policy.unknown.reason << 2) | self.policy.unknown.status
         split = [keys[i : i + 8] for i in range(0, len(keys), 8)]
-        with self.store.read() as txn:
-            values = list(map(txn.get, split))
+        with self.store.read() as reads:
+            values = list(map(reads.get, split))
         codes = self._codes
         out = bytearray()
         append = out.append

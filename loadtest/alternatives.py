@@ -93,10 +93,9 @@ def load_redis(port: int, db: Path) -> None:
     import redis
 
     client = redis.Redis(port=port)
-    with open_store(db, readonly=True) as store, store.read() as txn:
-        cursor = txn.cursor()
+    with open_store(db, readonly=True) as store, store.snapshot() as tables:
         chunk: dict[bytes, bytes] = {}
-        for key, value in cursor:
+        for key, value in tables.devices.packed_items():
             chunk[key] = value
             if len(chunk) == 20_000:
                 client.mset(chunk)
@@ -178,8 +177,8 @@ def build_sqlite(path: Path, db: Path) -> None:
     con.execute("PRAGMA journal_mode=OFF")
     con.execute("PRAGMA synchronous=OFF")
     con.execute("CREATE TABLE devices (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
-    with open_store(db, readonly=True) as store, store.read() as txn:
-        con.executemany("INSERT INTO devices VALUES (?, ?)", txn.cursor())
+    with open_store(db, readonly=True) as store, store.snapshot() as tables:
+        con.executemany("INSERT INTO devices VALUES (?, ?)", tables.devices.packed_items())
     con.commit()
     con.close()
     partial.rename(path)

@@ -118,11 +118,12 @@ def _rate(name: str, n: int, run: Callable[[], object]) -> Row:
 
 
 def row_floor(store: Store, work: Workload) -> Row:
-    """Bare txn.get for every key in one read transaction: what LMDB costs from Python."""
+    """Bare txn.get for every key in one read transaction: what LMDB costs from Python
+    (the store's read view hands out the transaction's bound ``get`` itself)."""
 
     def run() -> None:
-        with store.read() as txn:
-            get = txn.get
+        with store.read() as reads:
+            get = reads.get
             for key in work.keys:
                 get(key)
 

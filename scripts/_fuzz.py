@@ -203,8 +203,8 @@ def _feed_target(kind_name: str) -> Target:
         header = ",".join(feed.fields).encode() + b"\n"
         path.write_bytes(data if data[:1] in (b"{", b"#") else header + data)
         store = _STATE["store"]
-        with store.snapshot() as txn:
-            ctx = Context(store, txn, Options(), Tokenizer(b"k" * 32), 1.79e9)
+        with store.snapshot() as tables:
+            ctx = Context(tables, Options(), Tokenizer(b"k" * 32), 1.79e9)
             try:
                 reader = open_feed(path, feed, Format.JSONL if data[:1] == b"{" else None)
                 for _line, values in reader.rows():

@@ -4,24 +4,20 @@ a transaction, and the registration rules (new, unchanged, upgrade, conflict).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
 from ceir.feeds.rows import RejectReason, iso_day
 from ceir.record import Reason, Record
-from ceir.store import Store
 from ceir.store.audit import Action
 from ceir.store.identity import Tokenizer
+from ceir.store.tables import Tables
 
-__all__ = ["SEP", "Candidate", "Context", "Feed", "Options", "Outcome"]
+__all__ = ["Candidate", "Context", "Feed", "Options", "Outcome"]
 
-SEP = "\x1f"
-_DAY = struct.Struct(">I")
-_COUNT = struct.Struct(">I")
 # 2020-09-15T22:00:00+07:00: the Indonesian whitelist regime's start (grandfathering cutoff).
 DEFAULT_CUTOFF = 1600182000
 
@@ -79,8 +75,7 @@ class Context:
     """Evaluation over one transaction (a read snapshot in the check pass, the batch's
     write transaction in the write pass), with the identity counts this pass has added."""
 
-    store: Store
-    txn: Any
+    tables: Tables
     options: Options
     tokenizer: Tokenizer
     now: float
@@ -91,17 +86,15 @@ class Context:
     fixed: int = 0
 
     def current(self, key: bytes) -> Record | None:
-        value = self.txn.get(key, db=self.store.devices)
-        return None if value is None else Record.unpack(value)
+        return self.tables.devices.record(key)
 
     def details(self, key: bytes, kind: Kind) -> bytes | None:
-        db = self.store.dbs["details"]
-        return None if db is None else self.txn.get(key + bytes((kind.code,)), db=db)
+        return self.tables.details.get(key, kind.code)
 
     def has_tac(self, tac: str) -> bool:
         known = self.tac_known.get(tac)
         if known is None:
-            known = self.txn.get(tac.encode(), db=self.store.tacs) is not None
+            known = self.tables.tacs.packed(tac.encode()) is not None
             self.tac_known[tac] = known
         return known
 
@@ -109,28 +102,13 @@ class Context:
         """Arrival day -> devices registered, for one identity token."""
         days = self.identities.get(token)
         if days is None:
-            days = {}
-            db = self.store.dbs["identities"]
-            if db is not None:
-                cursor = self.txn.cursor(db)
-                if cursor.set_range(token):
-                    for key, value in cursor:
-                        if key[: len(token)] != token:
-                            break
-                        days[_DAY.unpack(key[len(token) :])[0]] = _COUNT.unpack(value)[0]
-            self.identities[token] = days
+            days = self.identities[token] = self.tables.identities.days(token)
         return days
 
     def count_identity(self, token: bytes, day: int) -> None:
         days = self.identity_days(token)
         days[day] = days.get(day, 0) + 1
         self.identity_writes[(token, day)] = days[day]
-
-    def identity_items(self) -> list[tuple[bytes, bytes]]:
-        return sorted(
-            (token + _DAY.pack(day), _COUNT.pack(count))
-            for (token, day), count in self.identity_writes.items()
-        )
 
     def text(self, value: str, name: str, *, optional: bool = False) -> str:
         """A free-text field: surrounding spaces trimmed (and counted), no control chars."""
@@ -169,10 +147,6 @@ class Feed:
     def decide(self, cand: Candidate, ctx: Context) -> Outcome:
         """What *cand* does to the stored record; raises FeedRowError for a conflict."""
         return decide_registration(self, cand, ctx)
-
-
-def pack_details(*values: str) -> bytes:
-    return SEP.join(values).encode()
 
 
 def decide_registration(feed: Feed, cand: Candidate, ctx: Context) -> Outcome:

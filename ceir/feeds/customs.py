@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
-from ceir.feeds.base import Candidate, Context, Feed, Outcome, decide_registration, pack_details
+from ceir.feeds.base import Candidate, Context, Feed, Outcome, decide_registration
 from ceir.feeds.rows import (
     RejectReason,
     day_number,
@@ -27,6 +27,7 @@ from ceir.feeds.rows import (
 from ceir.record import Reason, Record, Source
 from ceir.store.audit import Action
 from ceir.store.identity import IdKind
+from ceir.store.tables import pack_fields
 
 _ID_TYPES = ("NIK", "PASSPORT")
 _CHANNELS = ("PASSENGER", "SHIPMENT")
@@ -66,7 +67,7 @@ class CustomsFeed(Feed):
         return Candidate(
             imei.key,
             Record(Reason.REGISTERED, Source.CUSTOMS, registered_at=arrived),
-            pack_details(declaration, id_type, "tok_" + token.hex(), arrival, channel),
+            pack_fields(declaration, id_type, "tok_" + token.hex(), arrival, channel),
             imei.canonical,
             identity=(token, day_number(arrived)),
         )

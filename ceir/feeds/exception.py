@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from ceir.feeds import Kind
-from ceir.feeds.base import Candidate, Context, Feed, pack_details
+from ceir.feeds.base import Candidate, Context, Feed
 from ceir.feeds.rows import parse_feed_imei, parse_instant
 from ceir.record import Reason, Record, Source
 from ceir.store.audit import Action
+from ceir.store.tables import pack_fields
 
 
 class ExceptionFeed(Feed):
@@ -34,6 +35,6 @@ class ExceptionFeed(Feed):
         return Candidate(
             imei.key,
             Record(Reason.EXEMPT, Source.MINISTRY, registered_at=int(ctx.now), expires_at=end),
-            pack_details(category, reference, valid_until),
+            pack_fields(category, reference, valid_until),
             imei.canonical,
         )

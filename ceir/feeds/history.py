@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ceir.feeds import Kind
-from ceir.feeds.base import SEP
 from ceir.feeds.kinds import FEEDS
 from ceir.imei import Imei
 from ceir.policy import Decision, Policy
@@ -97,22 +96,12 @@ def _state(record: Record | None) -> str:
 
 def details_of(store: Store, key: bytes) -> dict[str, dict[str, str]]:
     """What each channel registered for the device under *key*."""
-    db = store.dbs["details"]
     out: dict[str, dict[str, str]] = {}
-    if db is None:
-        return out
-    with store.snapshot() as txn:
-        cursor = txn.cursor(db)
-        if not cursor.set_range(key):
-            return out
-        for k, value in cursor:
-            if k[: len(key)] != key:
-                break
-            kind = _KINDS.get(k[len(key)])
-            if kind is None:
-                continue
-            names = FEEDS[kind].detail_fields
-            out[kind.value] = dict(zip(names, value.decode().split(SEP), strict=False))
+    with store.snapshot() as tables:
+        for code, values in tables.details.of_device(key):
+            kind = _KINDS.get(code)
+            if kind is not None:
+                out[kind.value] = dict(zip(FEEDS[kind].detail_fields, values, strict=False))
     return out
 
 

@@ -43,6 +43,7 @@ from ceir.feeds.writes import Writes
 from ceir.store import Store, audit
 from ceir.store.env import spool_file, spool_path
 from ceir.store.identity import Tokenizer, tokenizer_for
+from ceir.store.tables import Tables
 
 __all__ = [
     "ImportSummary",
@@ -54,7 +55,6 @@ __all__ = [
     "rejects_of",
 ]
 
-_ROW = 4  # bytes of the row number in ``rejects`` keys
 FIRST_REJECTS = 20
 
 
@@ -193,8 +193,8 @@ class _Import:
         feed = self.feed
         i = -1
         self.progress.phase("checking", None)
-        with self.store.snapshot() as txn:
-            ctx = Context(self.store, txn, self.options, self.tokenizer, self.clock())
+        with self.store.snapshot() as tables:
+            ctx = Context(tables, self.options, self.tokenizer, self.clock())
             for i, (line, values) in enumerate(self.reader.rows()):
                 if i % 10_000 == 0 and i:
                     self.progress.advance(10_000)
@@ -262,8 +262,8 @@ class _Import:
                 break
             start = batch[0][0]
 
-            def write_batch(txn: Any, b: list[tuple[int, Row]] = batch, s: int = start) -> Any:
-                return self._write_batch(txn, origin, s, b, duplicates)
+            def write_batch(t: Tables, b: list[tuple[int, Row]] = batch, s: int = start) -> Any:
+                return self._write_batch(t, origin, s, b, duplicates)
 
             info = self.store.write(write_batch)
             self.progress.advance(len(batch))
@@ -271,25 +271,24 @@ class _Import:
 
     def _write_batch(
         self,
-        txn: Any,
+        tables: Tables,
         origin: int,
         start: int,
         batch: Sequence[tuple[int, Row]],
         duplicates: set[int],
     ) -> dict[str, Any]:
-        info = audit.read_origin(txn, self.store, origin)
+        info = audit.read_origin(tables, origin)
         if info is None or info["rows_done"] != start:
             raise StoreError(
                 f"import #{origin} of {self.name} was advanced by another process; "
                 "run the import again to resume it"
             )
-        feed, store = self.feed, self.store
-        ctx = Context(store, txn, self.options, self.tokenizer, float(info["started_at"]))
+        feed = self.feed
+        ctx = Context(tables, self.options, self.tokenizer, float(info["started_at"]))
         counts: dict[str, Any] = info["counts"]
         rejected: Counter[str] = Counter(counts["rejected"])
         writes = Writes(feed)
-        rejects: list[tuple[bytes, bytes]] = []
-        origin_key = origin.to_bytes(4, "big")
+        rejects: list[tuple[int, dict[str, Any]]] = []
         for i, (line, values) in batch:
             try:
                 if isinstance(values, FeedRowError):
@@ -302,7 +301,7 @@ class _Import:
                 r = _reject(line, exc, feed)
                 rejected[r.reason] += 1
                 counts["malformed"] += _malformed(exc)
-                rejects.append((origin_key + i.to_bytes(_ROW, "big"), _pack_reject(r)))
+                rejects.append((i, r.to_dict()))
                 continue
             if outcome.unchanged:
                 counts["unchanged"] += 1
@@ -312,11 +311,10 @@ class _Import:
         counts["rejected"] = dict(rejected)
         counts["trimmed"] += ctx.trimmed
         counts["fixed"] += ctx.fixed
-        writes.flush(txn, store, ctx, origin, int(self.clock()))
-        if rejects:
-            txn.cursor(store.dbs["rejects"]).putmulti(rejects)
+        writes.flush(tables, ctx, origin, int(self.clock()))
+        tables.rejects.put(origin, rejects)
         info["rows_done"] = start + len(batch)
-        audit.put_origin(txn, store, origin, info)
+        audit.put_origin(tables, origin, info)
         return info
 
 
@@ -330,24 +328,11 @@ def _duplicate(cand: Candidate, kind: Kind) -> FeedRowError:
     )
 
 
-def _pack_reject(r: Reject) -> bytes:
-    return json.dumps(r.to_dict(), separators=(",", ":")).encode()
-
-
 def rejects_of(store: Store, origin: int) -> Iterator[Reject]:
     """The stored rejects of an import, in row order."""
-    db = store.dbs["rejects"]
-    if db is None:
-        return
-    prefix = origin.to_bytes(4, "big")
-    with store.snapshot() as txn:
-        cursor = txn.cursor(db)
-        if not cursor.set_range(prefix):
-            return
-        for key, value in cursor:
-            if key[:4] != prefix:
-                break
-            yield Reject(**json.loads(value))
+    with store.snapshot() as tables:
+        for r in tables.rejects.of_origin(origin):
+            yield Reject(**r)
 
 
 def _summary(
@@ -439,14 +424,9 @@ def _index_key(digest: str, kind: str, options: dict[str, Any]) -> bytes:
 
 
 def _find(store: Store, key: bytes) -> dict[str, Any] | None:
-    db = store.dbs["digests"]
-    if db is None:
-        return None
-    with store.snapshot() as txn:
-        found = txn.get(key, db=db)
-        return (
-            None if found is None else audit.read_origin(txn, store, int.from_bytes(found, "big"))
-        )
+    with store.snapshot() as tables:
+        origin = tables.digests.get(key)
+        return None if origin is None else audit.read_origin(tables, origin)
 
 
 def _run(
@@ -496,7 +476,7 @@ def _run(
             return _refuse(imp, found, base, why, started, report)
         if stage_above is not None and found.added > stage_above:
             return _needs_approval(imp, found, base, stage_above, started)
-        info = store.write(lambda txn: _begin(txn, store, digest, base))
+        info = store.write(lambda tables: _begin(tables, digest, base))
         duplicates = found.duplicates
     else:
         # Resuming: the gate was passed under the options of the first run; keep them,
@@ -507,15 +487,15 @@ def _run(
     return _finish(imp, digest, int(info["id"]), started, report)
 
 
-def _begin(txn: Any, store: Store, digest: str, base: dict[str, Any]) -> dict[str, Any]:
+def _begin(tables: Tables, digest: str, base: dict[str, Any]) -> dict[str, Any]:
     key = _index_key(digest, base["kind"], base["options"])
-    existing = txn.get(key, db=store.dbs["digests"])
+    existing = tables.digests.get(key)
     if existing is not None:  # another process began this file meanwhile: join it
-        info = audit.read_origin(txn, store, int.from_bytes(existing, "big"))
+        info = audit.read_origin(tables, existing)
         if info is not None:
             return info
-    origin = audit.new_origin(txn, store, {**base, "state": "writing"})
-    txn.put(key, origin.to_bytes(4, "big"), db=store.dbs["digests"])
+    origin = audit.new_origin(tables, {**base, "state": "writing"})
+    tables.digests.put(key, origin)
     return {**base, "state": "writing", "id": origin}
 
 
@@ -524,14 +504,14 @@ def _finish(
 ) -> ImportSummary:
     store = imp.store
 
-    def finish(txn: Any) -> dict[str, Any]:
-        info = audit.read_origin(txn, store, origin)
+    def finish(tables: Tables) -> dict[str, Any]:
+        info = audit.read_origin(tables, origin)
         if info is None:  # pragma: no cover - written by _begin
             raise StoreError(f"import #{origin} vanished from the store")
         if info["state"] != "done":
             info["state"] = "done"
             info["finished_at"] = int(imp.clock())
-            audit.put_origin(txn, store, origin, info)
+            audit.put_origin(tables, origin, info)
         return info
 
     info = store.write(finish)
@@ -583,8 +563,8 @@ def _refuse(
     )
     # The register is untouched; the refused attempt itself is logged as an origin.
     origin = imp.store.write(
-        lambda txn: audit.new_origin(
-            txn, imp.store, {**base, "state": "refused", "refusal": why, "rows_done": 0}
+        lambda tables: audit.new_origin(
+            tables, {**base, "state": "refused", "refusal": why, "rows_done": 0}
         )
     )
     summary = _summary(

@@ -13,10 +13,11 @@ from typing import ClassVar
 
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
-from ceir.feeds.base import Candidate, Context, Feed, Outcome, pack_details
+from ceir.feeds.base import Candidate, Context, Feed, Outcome
 from ceir.feeds.rows import RejectReason, parse_choice, parse_feed_imei, parse_instant, required
 from ceir.record import Record
 from ceir.store.audit import Action
+from ceir.store.tables import pack_fields
 
 _ACTIONS = ("BLOCK", "UNBLOCK")
 
@@ -37,7 +38,7 @@ class LostStolenFeed(Feed):
         return Candidate(
             imei.key,
             Record(lost_stolen=True, registered_at=reported),
-            pack_details(report_ref, reported_at),
+            pack_fields(report_ref, reported_at),
             imei.canonical,
             block=block,
         )

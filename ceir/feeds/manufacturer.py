@@ -12,11 +12,12 @@ from typing import ClassVar
 
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
-from ceir.feeds.base import SEP, Candidate, Context, Feed
+from ceir.feeds.base import Candidate, Context, Feed
 from ceir.feeds.rows import RejectReason, feed_body, parse_feed_imei, parse_instant, required
 from ceir.imei import Imei
 from ceir.record import Reason, Record, Source
 from ceir.store.audit import Action
+from ceir.store.tables import SEP
 
 # Records are immutable and a file holds few production dates: one Record per date.
 _records: dict[str, tuple[Record, bytes]] = {}

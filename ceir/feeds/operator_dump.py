@@ -13,11 +13,12 @@ from typing import ClassVar
 
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
-from ceir.feeds.base import Candidate, Context, Feed, pack_details
+from ceir.feeds.base import Candidate, Context, Feed
 from ceir.feeds.rows import RejectReason, iso_day, parse_feed_imei, parse_instant, required
 from ceir.record import Reason, Record, Source
 from ceir.store.audit import Action
 from ceir.store.identity import IdKind
+from ceir.store.tables import pack_fields
 
 
 class OperatorDumpFeed(Feed):
@@ -47,7 +48,7 @@ class OperatorDumpFeed(Feed):
         return Candidate(
             imei.key,
             Record(Reason.GRANDFATHERED, Source.OPERATOR, registered_at=seen),
-            pack_details(
+            pack_fields(
                 ctx.tokenizer.text(IdKind.IMSI, imsi),
                 ctx.tokenizer.text(IdKind.MSISDN, msisdn),
                 first_seen,

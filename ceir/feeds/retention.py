@@ -15,17 +15,16 @@ personal number or token).
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ceir.feeds import Kind, staging
-from ceir.feeds.base import SEP
 from ceir.feeds.rows import DAY, day_number
 from ceir.record import Reason, Record
 from ceir.store import Store, audit
+from ceir.store.tables import Tables, pack_fields
 
 __all__ = ["Purged", "purge"]
 
@@ -35,8 +34,6 @@ DEFAULT_TEMPORARY_DAYS = 90
 DEFAULT_IDENTITY_DAYS = 365
 """Days after an arrival before its identity token is deleted (>= the 180-day cooldown)."""
 _BATCH = 50_000
-_DAY = struct.Struct(">I")
-_TOKEN = 16
 _CUSTOMS_TOKEN_FIELD = 2  # declaration_no, id_type, id_token, arrival_date, channel
 
 
@@ -59,39 +56,28 @@ class Purged:
 
 
 def _victims(store: Store, temp_before: int, id_day_before: int) -> tuple[list[Any], ...]:
-    """Keys to purge, found in one read snapshot."""
+    """What to purge, found in one read snapshot."""
     temporaries: list[tuple[bytes, Record]] = []
-    identities: list[bytes] = []
-    customs: list[tuple[bytes, bytes]] = []
-    customs_code = bytes((Kind.CUSTOMS.code,))
-    with store.snapshot() as txn:
-        for key, value in txn.cursor(store.devices):
-            record = Record.unpack(value)
+    customs: list[tuple[tuple[bytes, int], bytes]] = []
+    code = Kind.CUSTOMS.code
+    with store.snapshot() as tables:
+        for key, record in tables.devices.items():
             if (
                 record.reason is Reason.TEMPORARY
                 and record.expires_at
                 and record.expires_at < temp_before
                 and not record.lost_stolen
             ):
-                temporaries.append((bytes(key), record))
-        ids = store.dbs["identities"]
-        if ids is not None:
-            identities.extend(
-                bytes(key)
-                for key in txn.cursor(ids).iternext(keys=True, values=False)
-                if _DAY.unpack(key[_TOKEN : _TOKEN + 4])[0] < id_day_before
-            )
-        details = store.dbs["details"]
-        if details is not None:
-            for key, value in txn.cursor(details):
-                if key[-1:] != customs_code:
-                    continue
-                fields = bytes(value).decode().split(SEP)
-                device = txn.get(key[:-1], db=store.devices)
-                arrived = Record.unpack(device).registered_at if device else 0
-                if fields[_CUSTOMS_TOKEN_FIELD] and day_number(arrived) < id_day_before:
-                    fields[_CUSTOMS_TOKEN_FIELD] = ""
-                    customs.append((bytes(key), SEP.join(fields).encode()))
+                temporaries.append((key, record))
+        identities = tables.identities.before(id_day_before)
+        for device, kind, fields in tables.details.items():
+            if kind != code or not fields[_CUSTOMS_TOKEN_FIELD]:
+                continue
+            found = tables.devices.record(device)
+            arrived = found.registered_at if found else 0
+            if day_number(arrived) < id_day_before:
+                fields[_CUSTOMS_TOKEN_FIELD] = ""
+                customs.append(((device, kind), pack_fields(*fields)))
     return temporaries, identities, customs
 
 
@@ -119,24 +105,23 @@ def purge(
         "rows": len(temporaries),
         "rows_done": 0,
     }
-    origin = store.write(lambda txn: audit.new_origin(txn, store, info))
-    details = store.dbs["details"]
+    origin = store.write(lambda tables: audit.new_origin(tables, info))
     for i in range(0, len(temporaries), _BATCH):
         batch = temporaries[i : i + _BATCH]
 
-        def delete(txn: Any, batch: list[tuple[bytes, Record]] = batch) -> None:
+        def delete(tables: Tables, batch: list[tuple[bytes, Record]] = batch) -> None:
             changes = []
             for key, old in batch:
-                if txn.delete(key, db=store.devices):
+                if tables.devices.delete(key):
                     changes.append(audit.Change(key, audit.Action.PURGE, old.pack(), None))
-                    txn.delete(key + bytes((Kind.VISITOR.code,)), db=details)
-            audit.append(txn, store, changes, now, origin)
+                    tables.details.put({(key, Kind.VISITOR.code): None})
+            audit.append(tables, changes, now, origin)
 
         store.write(delete)
     for i in range(0, len(identities), _BATCH):
-        store.write(_deleter(store.dbs["identities"], identities[i : i + _BATCH]))
+        store.write(_forget_identities(dict.fromkeys(identities[i : i + _BATCH])))
     for i in range(0, len(customs), _BATCH):
-        store.write(_putter(details, customs[i : i + _BATCH]))
+        store.write(_put_details(dict(customs[i : i + _BATCH])))
     stages = staging.purge_expired(store, now=now, actor=actor)
     info.update(
         id=origin,
@@ -150,20 +135,13 @@ def purge(
             "stages": len(stages),
         },
     )
-    store.write(lambda txn: audit.put_origin(txn, store, origin, info))
+    store.write(lambda tables: audit.put_origin(tables, origin, info))
     return Purged(len(temporaries), len(identities), len(customs), len(stages), origin)
 
 
-def _deleter(db: Any, keys: list[bytes]) -> Callable[[Any], None]:
-    def delete(txn: Any) -> None:
-        for key in keys:
-            txn.delete(key, db=db)
-
-    return delete
+def _forget_identities(gone: dict[tuple[bytes, int], None]) -> Callable[[Tables], None]:
+    return lambda tables: tables.identities.put(gone)
 
 
-def _putter(db: Any, items: list[tuple[bytes, bytes]]) -> Callable[[Any], None]:
-    def put(txn: Any) -> None:
-        txn.cursor(db).putmulti(items)
-
-    return put
+def _put_details(items: dict[tuple[bytes, int], bytes | None]) -> Callable[[Tables], None]:
+    return lambda tables: tables.details.put(items)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ceir.errors import FeedRowError, InvalidRequestError, RuleError
 from ceir.feeds import Kind
@@ -21,6 +20,7 @@ from ceir.imei import Imei
 from ceir.record import Record
 from ceir.store import Store, audit
 from ceir.store.identity import tokenizer_for
+from ceir.store.tables import Tables
 
 __all__ = ["OneChange", "apply_one"]
 
@@ -67,8 +67,8 @@ def apply_one(
     opts = options or Options()
     now = clock()
 
-    def write(txn: Any) -> OneChange:
-        ctx = Context(store, txn, opts, tokenizer, now)
+    def write(tables: Tables) -> OneChange:
+        ctx = Context(tables, opts, tokenizer, now)
         try:
             cand = feed.parse(values, ctx)
             outcome = feed.decide(cand, ctx)
@@ -80,8 +80,7 @@ def apply_one(
         if outcome.unchanged:
             return OneChange(imei, outcome.old, outcome.old, False, True, 0)
         origin = audit.new_origin(
-            txn,
-            store,
+            tables,
             {
                 "kind": kind.value,
                 "request": request,
@@ -92,7 +91,7 @@ def apply_one(
         )
         writes = Writes(feed)
         writes.add(cand, outcome, 0)
-        seq = writes.flush(txn, store, ctx, origin, int(now))
+        seq = writes.flush(tables, ctx, origin, int(now))
         return OneChange(imei, outcome.old, outcome.new, outcome.added, False, seq)
 
     return store.write(write)

@@ -17,9 +17,7 @@ numbers, and neither the store file nor its backups may hold them in clear.
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +31,7 @@ from ceir.feeds.base import Options
 from ceir.feeds.importer import ImportSummary, import_file
 from ceir.security.principals import Principal, Role
 from ceir.store import Store, audit
+from ceir.store.tables import Stages, Tables
 
 __all__ = [
     "APPROVERS",
@@ -50,7 +49,6 @@ DEFAULT_STAGE_ABOVE = 100_000
 """New devices one import may add before it needs a second principal (0: no staging)."""
 DEFAULT_STAGE_TTL = 7 * 86_400
 APPROVERS = frozenset({Role.MINISTRY, Role.ADMIN})
-_KEY = struct.Struct(">II")
 _PART = 1 << 20
 
 
@@ -80,10 +78,6 @@ class Stage:
         )
 
 
-def _db(store: Store) -> Any:
-    return store.dbs["stages"]
-
-
 def key_path(store: Store) -> Path:
     """Where the stage encryption key of *store* lives: beside the store, not in it."""
     return store.path.with_name(f"{store.path.name}.stage-key")
@@ -101,10 +95,6 @@ def _cipher(store: Store, *, create: bool) -> Any:
         return AESGCM(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot use the stage key {path}: {exc}") from exc
-
-
-def _aad(stage_id: int, part: int) -> bytes:
-    return _KEY.pack(stage_id, part)
 
 
 def submit(
@@ -141,11 +131,9 @@ def submit(
     except FileExistsError:  # another process created it just now
         cipher = _cipher(store, create=False)
 
-    def put(txn: Any) -> Stage:
-        cursor = txn.cursor(_db(store))
-        last = _KEY.unpack(bytes(cursor.key()))[0] if cursor.last() else 0
+    def put(tables: Tables) -> Stage:
         stage = Stage(
-            id=last + 1,
+            id=tables.stages.last() + 1,
             kind=kind.value,
             file=summary.file,
             digest=summary.digest,
@@ -157,23 +145,23 @@ def submit(
             expires_at=now + ttl,
             options=asdict(options),
         )
-        txn.put(_KEY.pack(stage.id, 0), json.dumps(asdict(stage)).encode(), db=_db(store))
+        parts = []
         for i in range(0, max(len(data), 1), _PART):
             part = 1 + i // _PART
             nonce = os.urandom(12)
-            sealed = nonce + cipher.encrypt(nonce, data[i : i + _PART], _aad(stage.id, part))
-            txn.put(_KEY.pack(stage.id, part), sealed, db=_db(store))
-        _record(txn, store, stage, "staged", actor, now)
+            aad = Stages.aad(stage.id, part)
+            parts.append(nonce + cipher.encrypt(nonce, data[i : i + _PART], aad))
+        tables.stages.put(stage.id, asdict(stage), parts)
+        _record(tables, stage, "staged", actor, now)
         return stage
 
     return store.write(put)
 
 
-def _record(txn: Any, store: Store, stage: Stage, state: str, actor: str, now: int) -> None:
+def _record(tables: Tables, stage: Stage, state: str, actor: str, now: int) -> None:
     """An origin in the audit log for a stage decision (no row data, no personal data)."""
     audit.new_origin(
-        txn,
-        store,
+        tables,
         {
             "kind": stage.kind,
             "file": stage.file,
@@ -190,46 +178,31 @@ def _record(txn: Any, store: Store, stage: Stage, state: str, actor: str, now: i
     )
 
 
-def _load(txn: Any, store: Store, stage_id: int) -> Stage:
-    value = None if _db(store) is None else txn.get(_KEY.pack(stage_id, 0), db=_db(store))
-    if value is None:
-        raise NotFoundError(f"there is no stage {stage_id} (approved, rejected or expired?)")
-    return Stage(**json.loads(value))
-
-
 def get(store: Store, stage_id: int) -> Stage:
     """Stage *stage_id*, or NotFoundError."""
-    with store.snapshot() as txn:
-        return _load(txn, store, stage_id)
+    with store.snapshot() as tables:
+        found = tables.stages.record(stage_id)
+    if found is None:
+        raise NotFoundError(f"there is no stage {stage_id} (approved, rejected or expired?)")
+    return Stage(**found)
+
+
+def _stages(store: Store) -> list[Stage]:
+    with store.snapshot() as tables:
+        return [Stage(**record) for record in tables.stages.records()]
 
 
 def list_stages(store: Store, *, now: float | None = None) -> list[Stage]:
     """Stages not yet expired, oldest first."""
     at = time.time() if now is None else now
-    if _db(store) is None:
-        return []
-    out = []
-    with store.snapshot() as txn:
-        for key, value in txn.cursor(_db(store)):
-            if _KEY.unpack(key)[1] == 0:
-                stage = Stage(**json.loads(value))
-                if stage.expires_at > at:
-                    out.append(stage)
-    return out
-
-
-def _delete(txn: Any, store: Store, stage_id: int) -> None:
-    cursor = txn.cursor(_db(store))
-    if cursor.set_range(_KEY.pack(stage_id, 0)):
-        while cursor.key() and _KEY.unpack(bytes(cursor.key()))[0] == stage_id:
-            cursor.delete()
+    return [stage for stage in _stages(store) if stage.expires_at > at]
 
 
 def _drop(store: Store, stage: Stage, state: str, actor: str, now: int) -> None:
-    def drop(txn: Any) -> None:
-        if txn.get(_KEY.pack(stage.id, 0), db=_db(store)) is not None:
-            _delete(txn, store, stage.id)
-            _record(txn, store, stage, state, actor, now)
+    def drop(tables: Tables) -> None:
+        if tables.stages.record(stage.id) is not None:
+            tables.stages.delete(stage.id)
+            _record(tables, stage, state, actor, now)
 
     store.write(drop)
 
@@ -293,15 +266,7 @@ def reject(
 def purge_expired(store: Store, *, now: float | None = None, actor: str = "purge") -> list[Stage]:
     """Drop every expired stage; returns them."""
     at = time.time() if now is None else now
-    expired: list[Stage] = []
-    if _db(store) is None:
-        return expired
-    with store.snapshot() as txn:
-        for key, value in txn.cursor(_db(store)):
-            if _KEY.unpack(key)[1] == 0:
-                stage = Stage(**json.loads(value))
-                if stage.expires_at <= at:
-                    expired.append(stage)
+    expired = [stage for stage in _stages(store) if stage.expires_at <= at]
     for stage in expired:
         _drop(store, stage, "expired", actor, int(at))
     return expired
@@ -312,21 +277,15 @@ def _file_bytes(store: Store, stage_id: int) -> bytes:
 
     cipher = _cipher(store, create=False)
     parts = []
-    with store.snapshot() as txn:
-        cursor = txn.cursor(_db(store))
-        if cursor.set_range(_KEY.pack(stage_id, 1)):
-            for key, value in cursor:
-                sid, part = _KEY.unpack(key)
-                if sid != stage_id:
-                    break
-                sealed = bytes(value)
-                try:
-                    parts.append(cipher.decrypt(sealed[:12], sealed[12:], _aad(sid, part)))
-                except InvalidTag as exc:
-                    raise ConfigError(
-                        f"stage {stage_id} cannot be decrypted with {key_path(store)}: "
-                        "wrong key or damaged stage"
-                    ) from exc
+    with store.snapshot() as tables:
+        for part, sealed in tables.stages.parts(stage_id):
+            try:
+                parts.append(cipher.decrypt(sealed[:12], sealed[12:], Stages.aad(stage_id, part)))
+            except InvalidTag as exc:
+                raise ConfigError(
+                    f"stage {stage_id} cannot be decrypted with {key_path(store)}: "
+                    "wrong key or damaged stage"
+                ) from exc
     return b"".join(parts)
 
 

@@ -69,7 +69,7 @@ class TacFeed(Feed):
         return Candidate(tac.encode(), _NO_RECORD, info.pack(), tac)
 
     def decide(self, cand: Candidate, ctx: Context) -> Outcome:
-        current = ctx.txn.get(cand.key, db=ctx.store.tacs)
+        current = ctx.tables.tacs.packed(cand.key)
         if current is None:
             return Outcome(None, _NO_RECORD, added=True)
         if current == cand.details:

@@ -13,11 +13,12 @@ from typing import ClassVar
 
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
-from ceir.feeds.base import Candidate, Context, Feed, pack_details
+from ceir.feeds.base import Candidate, Context, Feed
 from ceir.feeds.rows import DAY, RejectReason, parse_feed_imei, parse_instant, required
 from ceir.record import Reason, Record, Source
 from ceir.store.audit import Action
 from ceir.store.identity import IdKind
+from ceir.store.tables import pack_fields
 
 
 class VisitorFeed(Feed):
@@ -53,6 +54,6 @@ class VisitorFeed(Feed):
         return Candidate(
             imei.key,
             Record(Reason.TEMPORARY, Source.OPERATOR, registered_at=start, expires_at=end),
-            pack_details(token, registered, valid_until),
+            pack_fields(token, registered, valid_until),
             imei.canonical,
         )

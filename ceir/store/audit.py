@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import getpass
-import json
 import socket
 import struct
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from typing import Any, NamedTuple
 
 from ceir.record import RECORD_SIZE, Record
 from ceir.store import Store
+from ceir.store.tables import Tables
 
 __all__ = [
     "Action",
@@ -35,8 +35,6 @@ __all__ = [
     "put_origin",
 ]
 
-_SEQ = struct.Struct(">Q")
-_ORIGIN = struct.Struct(">I")
 # at, origin, line, action, presence (1: old, 2: new), key, old, new
 _ENTRY = struct.Struct(f">IIIBB8s{RECORD_SIZE}s{RECORD_SIZE}s")
 _EMPTY = bytes(RECORD_SIZE)
@@ -117,52 +115,25 @@ def _unpack(seq: int, value: bytes) -> AuditEntry:
     )
 
 
-def _last_key(txn: Any, db: Any) -> bytes | None:
-    cursor = txn.cursor(db)
-    return bytes(cursor.key()) if cursor.last() else None
-
-
-def append(txn: Any, store: Store, changes: Sequence[Change], at: int, origin: int) -> int:
-    """Append *changes* in order inside write transaction *txn*; returns the first seq."""
-    last = _last_key(txn, store.dbs["audit"])
-    first = 1 if last is None else _SEQ.unpack(last)[0] + 1
-    if not changes:
-        return first
-    seqs = [_SEQ.pack(n) for n in range(first, first + len(changes))]
-    entries = [(seq, _pack(c, at, origin)) for seq, c in zip(seqs, changes, strict=True)]
-    txn.cursor(store.dbs["audit"]).putmulti(entries, append=True)
-    index = sorted([(c.key, seq) for seq, c in zip(seqs, changes, strict=True)])
-    txn.cursor(store.dbs["audit_idx"]).putmulti(index, dupdata=True)
+def append(tables: Tables, changes: Sequence[Change], at: int, origin: int) -> int:
+    """Append *changes* in order inside a write transaction; returns the first seq."""
+    first = tables.audit.last() + 1
+    if changes:
+        tables.audit.append(first, [(c.key, _pack(c, at, origin)) for c in changes])
     return first
 
 
 def history(store: Store, key: bytes) -> list[AuditEntry]:
     """Every change to the device under *key*, oldest first."""
-    audit, index = store.dbs["audit"], store.dbs["audit_idx"]
-    if audit is None or index is None:
-        return []
-    out = []
-    with store.snapshot() as txn:
-        cursor = txn.cursor(index)
-        if cursor.set_key(key):
-            for seq in cursor.iternext_dup():
-                value = txn.get(seq, db=audit)
-                if value is not None:
-                    out.append(_unpack(_SEQ.unpack(seq)[0], value))
-    return out
+    with store.snapshot() as tables:
+        return [_unpack(seq, value) for seq, value in tables.audit.of_device(key)]
 
 
 def entries(store: Store, after: int = 0) -> Iterator[AuditEntry]:
     """Every entry with a sequence number above *after*, in order."""
-    audit = store.dbs["audit"]
-    if audit is None:
-        return
-    with store.snapshot() as txn:
-        cursor = txn.cursor(audit)
-        if not cursor.set_range(_SEQ.pack(after + 1)):
-            return
-        for seq, value in cursor:
-            yield _unpack(_SEQ.unpack(seq)[0], value)
+    with store.snapshot() as tables:
+        for seq, value in tables.audit.after(after):
+            yield _unpack(seq, value)
 
 
 def local_actor() -> str:
@@ -177,29 +148,24 @@ def local_actor() -> str:
 # -- origins: one file import or one request ---------------------------------------
 
 
-def new_origin(txn: Any, store: Store, info: dict[str, Any]) -> int:
-    """Record a new origin inside *txn*; returns its id (1, 2, ...)."""
-    db = store.dbs["imports"]
-    last = _last_key(txn, db)
-    origin = 1 if last is None else _ORIGIN.unpack(last)[0] + 1
-    put_origin(txn, store, origin, {**info, "id": origin})
+def new_origin(tables: Tables, info: dict[str, Any]) -> int:
+    """Record a new origin inside a write transaction; returns its id (1, 2, ...)."""
+    origin = tables.imports.last() + 1
+    tables.imports.put(origin, {**info, "id": origin})
     return origin
 
 
-def put_origin(txn: Any, store: Store, origin: int, info: dict[str, Any]) -> None:
-    """Replace the record of *origin* inside *txn*."""
-    value = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
-    txn.put(_ORIGIN.pack(origin), value, db=store.dbs["imports"])
+def put_origin(tables: Tables, origin: int, info: dict[str, Any]) -> None:
+    """Replace the record of *origin* inside a write transaction."""
+    tables.imports.put(origin, info)
 
 
-def read_origin(txn: Any, store: Store, origin: int) -> dict[str, Any] | None:
-    """The record of *origin* in *txn*, or None."""
-    db = store.dbs["imports"]
-    value = None if db is None else txn.get(_ORIGIN.pack(origin), db=db)
-    return None if value is None else dict(json.loads(value))
+def read_origin(tables: Tables, origin: int) -> dict[str, Any] | None:
+    """The record of *origin* as *tables* see it, or None."""
+    return tables.imports.get(origin)
 
 
 def get_origin(store: Store, origin: int) -> dict[str, Any] | None:
     """The record of *origin*, or None."""
-    with store.snapshot() as txn:
-        return read_origin(txn, store, origin)
+    with store.snapshot() as tables:
+        return tables.imports.get(origin)

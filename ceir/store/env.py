@@ -65,6 +65,7 @@ import lmdb
 
 from ceir.errors import StoreError, StoreSchemaError
 from ceir.record import Record
+from ceir.store.tables import Tables, TacInfo
 
 __all__ = [
     "LMDB_VERSION",
@@ -83,7 +84,6 @@ LMDB_VERSION: str = lmdb.__version__
 SCHEMA_VERSION = 1
 _SCHEMA_KEY = b"schema"
 _CREATED_KEY = b"created_at"
-_SEP = "\x1f"
 SPOOL = "spool"
 _FILES = ("data.mdb", "lock.mdb")
 # Address space only (the file grows with the data). 1 TiB, so that a register of
@@ -109,21 +109,10 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class TacInfo:
-    """What the TAC database says of one Type Allocation Code."""
+class Reads:
+    """The hot path's view of ``devices``: ``get(key)`` -> packed record or None."""
 
-    tac: str
-    brand: str
-    model: str
-    device_type: str = ""
-
-    def pack(self) -> bytes:
-        return _SEP.join((self.brand, self.model, self.device_type)).encode()
-
-    @classmethod
-    def unpack(cls, tac: str, value: bytes) -> TacInfo:
-        brand, model, device_type = value.decode().split(_SEP)
-        return cls(tac, brand, model, device_type)
+    get: Callable[[bytes], bytes | None]
 
 
 class Store:
@@ -159,13 +148,32 @@ class Store:
     # -- reads ---------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Any]:
-        """A read transaction on ``devices`` (``txn.get(key)`` -> packed record or None)."""
-        txn = self._begin_read(self.devices)
+    def read(self) -> Iterator[Reads]:
+        """The hot path's read transaction on ``devices``: ``reads.get(key)`` -> the packed
+        record or None (keep the bound ``get`` for a batch)."""
+        with self._reading(self.devices) as txn:
+            yield Reads(txn.get)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Tables]:
+        """Every table, viewed through one read transaction."""
+        with self._reading(None) as txn:
+            yield Tables(txn, self.devices, self.tacs, self.dbs)
+
+    @contextlib.contextmanager
+    def _reading(self, db: Any) -> Iterator[Any]:
+        """A read transaction; any LMDB failure inside the block becomes StoreError."""
+        try:
+            txn = self._begin_read(db)
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot read store {self.path}: {exc}") from exc
         try:
             yield txn
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot read store {self.path}: {exc}") from exc
         finally:
-            txn.abort()
+            with contextlib.suppress(lmdb.Error):
+                txn.abort()
 
     def _begin_read(self, db: Any) -> Any:
         try:
@@ -177,49 +185,34 @@ class Store:
 
     def get(self, key: bytes) -> Record | None:
         """The record stored under an 8-byte body key, or None."""
-        with self.read() as txn:
-            value = txn.get(key)
+        with self.read() as reads:
+            value = reads.get(key)
         return None if value is None else Record.unpack(value)
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """Packed records for *keys*, in order, from one read transaction."""
-        with self.read() as txn:
-            get = txn.get
+        with self.read() as reads:
+            get = reads.get
             return [get(k) for k in keys]
 
     def device_count(self) -> int:
         """How many devices the register holds."""
-        with self.read() as txn:
-            return int(txn.stat(self.devices)["entries"])
+        with self.snapshot() as tables:
+            return tables.devices.count()
 
     def iter_devices(self) -> Iterator[tuple[bytes, Record]]:
         """Every (key, record) in key order, from one read transaction."""
-        with self.read() as txn:
-            for key, value in txn.cursor():
-                yield key, Record.unpack(value)
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[Any]:
-        """A read transaction on the whole environment (pass ``db=`` to each ``get``)."""
-        txn = self._begin_read(None)
-        try:
-            yield txn
-        finally:
-            txn.abort()
+        with self.snapshot() as tables:
+            yield from tables.devices.items()
 
     def tac(self, tac: str) -> TacInfo | None:
         """The TAC database entry for an 8-digit TAC, or None."""
-        txn = self._begin_read(self.tacs)
-        try:
-            value = txn.get(tac.encode())
-        finally:
-            txn.abort()
-        return None if value is None else TacInfo.unpack(tac, value)
+        with self.snapshot() as tables:
+            return tables.tacs.get(tac)
 
     def used_bytes(self) -> int:
         """Bytes of the pages the store's tables use (the file also holds free pages)."""
-        txn = self._begin_read(None)
-        try:
+        with self._reading(None) as txn:
             tables = [self.devices, self.tacs, self.meta, *(d for d in self.dbs.values() if d)]
             total = 0
             for db in tables:
@@ -228,23 +221,32 @@ class Store:
             main = txn.stat()  # the main database: the table of tables
             total += main["branch_pages"] + main["leaf_pages"]
             return int(total) * int(self.env.stat()["psize"])
-        finally:
-            txn.abort()
+
+    def dump(self, *, skip: frozenset[str] = frozenset()) -> dict[str, list[tuple[bytes, bytes]]]:
+        """Every table's raw (key, value) pairs by table name, but those in *skip*: for
+        comparing two states of a store (tests, checks), not for serving."""
+        with self._reading(None) as txn:
+            named = {"devices": self.devices, "tacs": self.tacs, **self.dbs}
+            return {
+                name: [(bytes(k), bytes(v)) for k, v in txn.cursor(db)] if db else []
+                for name, db in named.items()
+                if name not in skip
+            }
 
     def tac_count(self) -> int:
-        txn = self._begin_read(self.tacs)
-        try:
-            return int(txn.stat(self.tacs)["entries"])
-        finally:
-            txn.abort()
+        with self.snapshot() as tables:
+            return tables.tacs.count()
 
     # -- writes --------------------------------------------------------------------
 
-    def write(self, fn: Callable[[Any], T]) -> T:
-        """Run *fn(txn)* in one write transaction, growing the map if it fills.
+    def write(self, fn: Callable[[Tables], T]) -> T:
+        """Run *fn(tables)* in one write transaction, growing the map if it fills.
 
-        *fn* may run more than once (after a grow), so it must only write through *txn*.
+        *fn* may run more than once (after a grow), so it must only write through *tables*.
         """
+        return self._write_txn(lambda txn: fn(Tables(txn, self.devices, self.tacs, self.dbs)))
+
+    def _write_txn(self, fn: Callable[[Any], T]) -> T:
         if self.readonly:
             raise StoreError(f"store {self.path} is open read-only")
         while True:
@@ -264,32 +266,28 @@ class Store:
 
     def put_devices(self, items: Iterable[tuple[bytes, Record]]) -> int:
         """Store records in one write transaction, sorted by key; returns how many."""
-        pairs = sorted((key, record.pack()) for key, record in items)
+        pairs = {key: record.pack() for key, record in items}
 
-        def put(txn: Any) -> int:
-            _consumed, added = txn.cursor(self.devices).putmulti(pairs)
-            return int(added)
+        def put(tables: Tables) -> int:
+            tables.devices.put(pairs)
+            return len(pairs)
 
-        self.write(put)
-        return len(pairs)
+        return self.write(put)
 
     def put_tacs(self, entries: Iterable[TacInfo]) -> int:
         """Store TAC database entries in one write transaction; returns how many."""
-        pairs = sorted((e.tac.encode(), e.pack()) for e in entries)
+        pairs = [(e.tac.encode(), e.pack()) for e in entries]
 
-        def put(txn: Any) -> int:
-            txn.cursor(self.tacs).putmulti(pairs)
+        def put(tables: Tables) -> int:
+            tables.tacs.put(pairs)
             return len(pairs)
 
         return self.write(put)
 
 
 def _check_schema(store: Store) -> None:
-    txn = store._begin_read(store.meta)
-    try:
+    with store._reading(store.meta) as txn:
         found = txn.get(_SCHEMA_KEY)
-    finally:
-        txn.abort()
     if found is None:
         if store.readonly:
             raise StoreSchemaError(f"{store.path} is not a ceir store (no schema version)")
@@ -298,7 +296,7 @@ def _check_schema(store: Store) -> None:
             txn.put(_SCHEMA_KEY, str(SCHEMA_VERSION).encode(), db=store.meta)
             txn.put(_CREATED_KEY, str(int(time.time())).encode(), db=store.meta)
 
-        store.write(init)
+        store._write_txn(init)
         return
     if found != str(SCHEMA_VERSION).encode():
         raise StoreSchemaError(

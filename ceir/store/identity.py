@@ -22,14 +22,13 @@ import secrets
 import unicodedata
 import weakref
 from pathlib import Path
-from typing import Any
 
 from ceir.errors import ConfigError
 from ceir.store import Store
+from ceir.store.tables import TOKEN_BYTES
 
 __all__ = ["TOKEN_BYTES", "IdKind", "Tokenizer", "key_path", "tokenizer_for"]
 
-TOKEN_BYTES = 16
 _SECRET_KEY = b"token_secret"
 _SECRET_BYTES = 32
 
@@ -135,12 +134,8 @@ def tokenizer_for(store: Store) -> Tokenizer:
 def _load_tokenizer(store: Store) -> Tokenizer:
     path = key_path(store)
     key = _read_key(path)
-    config = store.dbs["config"]
-    old: bytes | None = None
-    if config is not None:
-        with store.snapshot() as txn:
-            found = txn.get(_SECRET_KEY, db=config)
-        old = None if found is None else bytes(found)
+    with store.snapshot() as tables:
+        old = tables.config.get(_SECRET_KEY)
     if old is not None:
         if store.readonly:
             return Tokenizer(key if key is not None else old)
@@ -151,11 +146,7 @@ def _load_tokenizer(store: Store) -> Tokenizer:
                 f"store {store.path} still holds an identity-token key that differs from "
                 f"{path}; restore the key file that belongs to this store"
             )
-
-        def forget(txn: Any) -> None:
-            txn.delete(_SECRET_KEY, db=store.dbs["config"])
-
-        store.write(forget)
+        store.write(lambda tables: tables.config.delete(_SECRET_KEY))
         return Tokenizer(key)
     if key is None:
         if store.readonly:

@@ -354,7 +354,7 @@ def test_serve_refuses_store_of_other_schema_exit_5(tmp_path: Path) -> None:
     """A store of another layout version is refused with its message, exit 5."""
     path = tmp_path / "s"
     with open_store(path) as store:
-        store.write(lambda txn: txn.put(b"schema", b"99", db=store.meta))
+        store._write_txn(lambda txn: txn.put(b"schema", b"99", db=store.meta))
     result = invoke("serve", "--db", str(path), "--port", "0")
     assert result.exit_code == 5
     assert result.stderr.startswith(f"ceir: store {path} has schema version '99'")

@@ -26,13 +26,7 @@ def rows(n: int, start: int = 0) -> list[str]:
 
 def dump(store: Store) -> dict[str, list[tuple[bytes, bytes]]]:
     """Every sub-database of *store* except the import log, as sorted items."""
-    out = {}
-    with store.snapshot() as txn:
-        for name, db in [("devices", store.devices), ("tacs", store.tacs), *store.dbs.items()]:
-            if name in ("imports", "config"):
-                continue
-            out[name] = [(bytes(k), bytes(v)) for k, v in txn.cursor(db)]
-    return out
+    return store.dump(skip=frozenset({"imports", "config"}))
 
 
 def test_reimporting_a_file_is_a_no_op_that_says_so(store: Store, run: Importer) -> None:

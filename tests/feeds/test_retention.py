@@ -66,9 +66,9 @@ def test_purge_removes_what_is_past_retention_and_keeps_the_rest(store: Store) -
     kept = store.get(parse(imei(3)).key)
     assert kept is not None
     assert kept.lost_stolen
-    with store.snapshot() as txn:
-        assert txn.stat(store.dbs["identities"])["entries"] == 1
-        details = dict(txn.cursor(store.dbs["details"]))
+    with store.snapshot() as tables:
+        assert tables.identities.count() == 1
+    details = dict(store.dump()["details"])
     old = details[parse(imei(10)).key + bytes((Kind.CUSTOMS.code,))].split(b"\x1f")
     new = details[parse(imei(11)).key + bytes((Kind.CUSTOMS.code,))].split(b"\x1f")
     assert old[0] == b"BC-1"

@@ -114,8 +114,8 @@ def test_rejected_and_expired_stages_leave_no_trace_in_lookups(
         staging.approve(store, second.id, MINISTRY)
     assert staging.list_stages(store, now=0) == []
     assert stored(store, imeis(10) + imeis(10, 600_000)) == 0
-    with store.snapshot() as txn:
-        assert txn.stat(store.dbs["stages"])["entries"] == 0
+    with store.snapshot() as tables:
+        assert tables.stages.count() == 0
     states = [audit.get_origin(store, i)["state"] for i in range(1, 5)]  # type: ignore[index]
     assert states == ["stage-staged", "stage-staged", "stage-rejected", "stage-expired"]
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ceir.imei import parse
 from ceir.record import Reason, Record, Source
 from ceir.store import audit, open_store
+from ceir.store.tables import Tables
 
 A = parse("352099001761481").key
 B = parse("356868000041418").key
@@ -18,19 +18,19 @@ def test_sequence_grows_and_history_is_per_device(tmp_path: Path) -> None:
     """Entries get 1, 2, 3... across appends; each device's history is its entries in order."""
     with open_store(tmp_path / "db") as store:
 
-        def first(txn: Any) -> int:
-            origin = audit.new_origin(txn, store, {"actor": "t", "request": "one"})
+        def first(tables: Tables) -> int:
+            origin = audit.new_origin(tables, {"actor": "t", "request": "one"})
             changes = [
                 audit.Change(A, audit.Action.MANUFACTURER, None, REG, 2),
                 audit.Change(B, audit.Action.MANUFACTURER, None, REG.pack(), 3),
             ]
-            return audit.append(txn, store, changes, 100, origin)
+            return audit.append(tables, changes, 100, origin)
 
-        def second(txn: Any) -> int:
-            origin = audit.new_origin(txn, store, {"actor": "t", "request": "two"})
+        def second(tables: Tables) -> int:
+            origin = audit.new_origin(tables, {"actor": "t", "request": "two"})
             blocked = REG.with_block(blocked=True)
             return audit.append(
-                txn, store, [audit.Change(A, audit.Action.BLOCK, REG, blocked)], 200, origin
+                tables, [audit.Change(A, audit.Action.BLOCK, REG, blocked)], 200, origin
             )
 
         assert store.write(first) == 1
@@ -52,7 +52,7 @@ def test_sequence_grows_and_history_is_per_device(tmp_path: Path) -> None:
 def test_empty_append_writes_nothing(tmp_path: Path) -> None:
     """Appending no change returns the next number and adds no entry."""
     with open_store(tmp_path / "db") as store:
-        assert store.write(lambda txn: audit.append(txn, store, [], 1, 1)) == 1
+        assert store.write(lambda tables: audit.append(tables, [], 1, 1)) == 1
         assert list(audit.entries(store)) == []
 
 

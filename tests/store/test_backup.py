@@ -81,7 +81,7 @@ def test_backup_is_compacted_and_refuses_a_non_empty_destination(tmp_path: Path)
     db = tmp_path / "db"
     make_store(db, batches=20)
     with open_store(db) as store:
-        store.write(lambda txn: txn.drop(store.devices, delete=False))
+        store._write_txn(lambda txn: txn.drop(store.devices, delete=False))
     copied = backup(db, tmp_path / "b")
     assert copied.bytes < (db / "data.mdb").stat().st_size
     with pytest.raises(StoreError, match="not empty"):
@@ -109,7 +109,7 @@ def test_verify_reports_undecodable_records_and_foreign_stores(tmp_path: Path) -
             txn.put(b"\x00" * 7, b"x" * 12, db=store.devices)  # type: ignore[attr-defined]
             txn.put((1).to_bytes(8, "big"), b"short", db=store.devices)  # type: ignore[attr-defined]
 
-        store.write(damage)
+        store._write_txn(damage)
     problems = verify(db).problems
     assert any("is not an 8-byte IMEI body" in p for p in problems)
     assert any("5-byte record" in p for p in problems)
@@ -144,7 +144,7 @@ def test_restore_refuses_a_store_in_use_and_keeps_the_old_one_aside(tmp_path: Pa
     make_store(db, batches=3)
     copied = backup(db, tmp_path / "b")
     with open_store(db) as store:
-        store.write(lambda txn: txn.drop(store.devices, delete=False))
+        store._write_txn(lambda txn: txn.drop(store.devices, delete=False))
     holder = subprocess.Popen(
         [sys.executable, "-c",
          f"from ceir.store import open_store; s = open_store({str(db)!r}); input()"],
@@ -189,10 +189,10 @@ def test_verify_finds_a_gap_in_the_audit_log(tmp_path: Path) -> None:
             )
             for i in range(3)
         ]
-        store.write(lambda txn: audit.append(txn, store, changes, 1, 1))
+        store.write(lambda tables: audit.append(tables, changes, 1, 1))
     assert verify(db).ok
     with open_store(db) as store:
-        store.write(lambda txn: txn.delete((2).to_bytes(8, "big"), db=store.dbs["audit"]))
+        store.write(lambda tables: tables.audit.delete(2))
     problems = verify(db).problems
     assert "audit: entry 3 follows 1: entries are missing" in problems
     assert any("points at missing entry" in p for p in problems)

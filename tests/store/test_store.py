@@ -89,7 +89,7 @@ def test_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
     """Opening a store of an unknown layout fails with a message naming both versions."""
     path = tmp_path / "s"
     with open_store(path) as store:
-        store.write(lambda txn: txn.put(b"schema", b"99", db=store.meta))
+        store._write_txn(lambda txn: txn.put(b"schema", b"99", db=store.meta))
     for readonly in (False, True):
         with pytest.raises(StoreSchemaError) as caught:
             open_store(path, readonly=readonly)
@@ -152,3 +152,36 @@ def test_used_bytes_grows_with_the_devices_stored(store: Store) -> None:
     after = store.used_bytes()
     assert after > before + 20_000 * 12
     assert after % 4096 == 0
+
+
+def test_every_read_of_a_closed_store_is_a_store_error(tmp_path: Path) -> None:
+    """lmdb.Error never leaks: reads of a closed environment raise StoreError, as writes do."""
+    from ceir.store import audit
+
+    store = open_store(tmp_path / "db")
+    store.put_devices([(b"\x00" * 8, Record(Reason.REGISTERED))])
+    store.close()
+    reads = [
+        lambda: store.get(b"\x00" * 8),
+        lambda: store.get_many([b"\x00" * 8]),
+        store.device_count,
+        store.tac_count,
+        lambda: store.tac("35209900"),
+        lambda: list(store.iter_devices()),
+        store.used_bytes,
+        store.dump,
+        lambda: audit.history(store, b"\x00" * 8),
+        lambda: audit.get_origin(store, 1),
+        lambda: store.put_devices([(b"\x00" * 8, Record(Reason.REGISTERED))]),
+    ]
+    for read in reads:
+        with pytest.raises(StoreError, match="store"):
+            read()
+
+
+def test_a_failure_inside_a_snapshot_is_a_store_error(store: Store) -> None:
+    """An LMDB failure raised while a view reads (here: an empty key) is translated."""
+    with pytest.raises(StoreError, match="cannot read store"), store.snapshot() as tables:
+        tables.config.get(b"")
+    with pytest.raises(StoreError, match="cannot read store"), store.read() as reads:
+        reads.get(b"")

@@ -1,0 +1,399 @@
+"""One typed view per table, over one transaction: the only code that knows key layouts.
+
+:meth:`Store.snapshot() <ceir.store.env.Store.snapshot>` and
+:meth:`Store.write() <ceir.store.env.Store.write>` hand out :class:`Tables`, a view of
+every table inside one read or write transaction. Nothing outside ``ceir/store/`` sees a
+transaction, a cursor or a sub-database handle. A table an older read-only store lacks
+reads as empty.
+
+Key layouts (see :mod:`ceir.store.env` for what each table holds):
+
+==============  ===========================================================================
+``devices``     8-byte body key -> 12-byte record
+``tacs``        8 ASCII digits -> ``brand \\x1f model \\x1f device_type``
+``details``     device key + 1-byte feed-kind code -> ``\\x1f``-joined fields
+``identities``  16-byte identity token + 4-byte day number -> 4-byte count
+``rejects``     4-byte origin + 4-byte row number -> JSON reject
+``digests``     32-byte import key -> 4-byte origin
+``imports``     4-byte origin -> JSON origin record
+``audit``       8-byte sequence number -> one packed change (:mod:`ceir.store.audit`)
+``audit_idx``   device key -> sequence numbers (dupsort)
+``stages``      4-byte stage id + 4-byte part (0: the stage record) -> JSON or sealed bytes
+``config``      a name -> a value
+==============  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ceir.record import Record
+
+__all__ = ["SEP", "Details", "Tables", "TacInfo", "pack_fields", "unpack_fields"]
+
+SEP = "\x1f"
+"""Between the fields of a ``details`` value and of a TAC entry."""
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_PAIR = struct.Struct(">II")
+TOKEN_BYTES = 16
+
+
+def pack_fields(*values: str) -> bytes:
+    """A ``details`` value: the fields, ``\\x1f``-joined, UTF-8."""
+    return SEP.join(values).encode()
+
+
+def unpack_fields(value: bytes) -> list[str]:
+    return bytes(value).decode().split(SEP)
+
+
+@dataclass(frozen=True, slots=True)
+class TacInfo:
+    """What the TAC database says of one Type Allocation Code."""
+
+    tac: str
+    brand: str
+    model: str
+    device_type: str = ""
+
+    def pack(self) -> bytes:
+        return pack_fields(self.brand, self.model, self.device_type)
+
+    @classmethod
+    def unpack(cls, tac: str, value: bytes) -> TacInfo:
+        brand, model, device_type = unpack_fields(value)
+        return cls(tac, brand, model, device_type)
+
+
+class _View:
+    """One table inside one transaction."""
+
+    __slots__ = ("_db", "_txn")
+
+    def __init__(self, txn: Any, db: Any) -> None:
+        self._txn = txn
+        self._db = db
+
+    def _get(self, key: bytes) -> bytes | None:
+        if self._db is None:
+            return None
+        value = self._txn.get(key, db=self._db)
+        return None if value is None else bytes(value)
+
+    def _items(self, start: bytes = b"", prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) from *start* (or the first key) while keys begin with *prefix*."""
+        if self._db is None:
+            return
+        cursor = self._txn.cursor(self._db)
+        if not (cursor.set_range(start) if start else cursor.first()):
+            return
+        n = len(prefix)
+        for key, value in cursor:
+            if key[:n] != prefix:
+                break
+            yield bytes(key), bytes(value)
+
+    def _last_key(self) -> bytes | None:
+        if self._db is None:
+            return None
+        cursor = self._txn.cursor(self._db)
+        return bytes(cursor.key()) if cursor.last() else None
+
+    def _put(self, items: Mapping[bytes, bytes | None]) -> None:
+        """Put the pairs sorted by key; a None value deletes its key."""
+        puts = sorted((k, v) for k, v in items.items() if v is not None)
+        if puts:
+            self._txn.cursor(self._db).putmulti(puts)
+        for key in sorted(k for k, v in items.items() if v is None):
+            self._txn.delete(key, db=self._db)
+
+    def count(self) -> int:
+        return 0 if self._db is None else int(self._txn.stat(self._db)["entries"])
+
+
+class Devices(_View):
+    """``devices``: body key -> packed record."""
+
+    __slots__ = ()
+
+    def packed(self, key: bytes) -> bytes | None:
+        return self._get(key)
+
+    def record(self, key: bytes) -> Record | None:
+        value = self._get(key)
+        return None if value is None else Record.unpack(value)
+
+    def items(self) -> Iterator[tuple[bytes, Record]]:
+        for key, value in self._items():
+            yield key, Record.unpack(value)
+
+    def packed_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """(key, packed record) of every device, in key order."""
+        return self._items()
+
+    def put(self, items: Mapping[bytes, bytes | None]) -> None:
+        """Packed records by key (None: delete the device)."""
+        self._put(items)
+
+    def delete(self, key: bytes) -> bool:
+        return bool(self._txn.delete(key, db=self._db))
+
+
+class Tacs(_View):
+    """``tacs``: 8-digit TAC -> brand, model, device type."""
+
+    __slots__ = ()
+
+    def get(self, tac: str) -> TacInfo | None:
+        value = self._get(tac.encode())
+        return None if value is None else TacInfo.unpack(tac, value)
+
+    def packed(self, key: bytes) -> bytes | None:
+        return self._get(key)
+
+    def put(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
+        """Packed entries (:meth:`TacInfo.pack`) by ASCII TAC key."""
+        self._txn.cursor(self._db).putmulti(sorted(entries))
+
+
+class Details(_View):
+    """``details``: what each channel registered for a device, by feed-kind code."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def key(device: bytes, code: int) -> bytes:
+        return device + bytes((code,))
+
+    def get(self, device: bytes, code: int) -> bytes | None:
+        """The packed fields (:func:`pack_fields`) channel *code* registered, or None."""
+        return self._get(self.key(device, code))
+
+    def of_device(self, device: bytes) -> Iterator[tuple[int, list[str]]]:
+        """(feed-kind code, fields) of every channel that registered *device*."""
+        for key, value in self._items(device, device):
+            yield key[len(device)], unpack_fields(value)
+
+    def items(self) -> Iterator[tuple[bytes, int, list[str]]]:
+        """(device key, feed-kind code, fields) of every entry, in key order."""
+        for key, value in self._items():
+            yield key[:-1], key[-1], unpack_fields(value)
+
+    def put(self, items: Mapping[tuple[bytes, int], bytes | None]) -> None:
+        """Packed fields by (device, code); None deletes the entry."""
+        self._put({self.key(device, code): v for (device, code), v in items.items()})
+
+
+class Identities(_View):
+    """``identities``: how many devices one identity registered for one arrival day."""
+
+    __slots__ = ()
+
+    def days(self, token: bytes) -> dict[int, int]:
+        """Arrival day -> devices registered, for one identity token."""
+        return {
+            _U32.unpack(key[len(token) :])[0]: _U32.unpack(value)[0]
+            for key, value in self._items(token, token)
+        }
+
+    def before(self, day: int) -> list[tuple[bytes, int]]:
+        """(token, day) of every count for an arrival before *day*."""
+        if self._db is None:
+            return []
+        cursor = self._txn.cursor(self._db)
+        out = []
+        for key in cursor.iternext(keys=True, values=False):
+            found = _U32.unpack(key[TOKEN_BYTES : TOKEN_BYTES + 4])[0]
+            if found < day:
+                out.append((bytes(key[:TOKEN_BYTES]), found))
+        return out
+
+    def put(self, counts: Mapping[tuple[bytes, int], int | None]) -> None:
+        """Counts by (token, day); None deletes the count."""
+        self._put(
+            {
+                token + _U32.pack(day): None if n is None else _U32.pack(n)
+                for (token, day), n in counts.items()
+            }
+        )
+
+
+class Rejects(_View):
+    """``rejects``: the rejected rows of one import, by row number."""
+
+    __slots__ = ()
+
+    def put(self, origin: int, rows: Iterable[tuple[int, dict[str, Any]]]) -> None:
+        pairs = [
+            (_PAIR.pack(origin, row), json.dumps(r, separators=(",", ":")).encode())
+            for row, r in rows
+        ]
+        if pairs:
+            self._txn.cursor(self._db).putmulti(sorted(pairs))
+
+    def of_origin(self, origin: int) -> Iterator[dict[str, Any]]:
+        prefix = _U32.pack(origin)
+        for _key, value in self._items(prefix, prefix):
+            yield dict(json.loads(value))
+
+
+class Digests(_View):
+    """``digests``: what makes an import the same (file digest, kind, rules) -> its origin."""
+
+    __slots__ = ()
+
+    def get(self, key: bytes) -> int | None:
+        value = self._get(key)
+        return None if value is None else _U32.unpack(value)[0]
+
+    def put(self, key: bytes, origin: int) -> None:
+        self._txn.put(key, _U32.pack(origin), db=self._db)
+
+
+class Imports(_View):
+    """``imports``: one record per origin (a file import, a request, a purge...)."""
+
+    __slots__ = ()
+
+    def last(self) -> int:
+        key = self._last_key()
+        return 0 if key is None else int(_U32.unpack(key)[0])
+
+    def get(self, origin: int) -> dict[str, Any] | None:
+        value = self._get(_U32.pack(origin))
+        return None if value is None else dict(json.loads(value))
+
+    def put(self, origin: int, info: Mapping[str, Any]) -> None:
+        value = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
+        self._txn.put(_U32.pack(origin), value, db=self._db)
+
+
+class AuditLog:
+    """``audit`` and its index ``audit_idx``: packed changes by sequence number."""
+
+    __slots__ = ("_index", "_log", "_txn")
+
+    def __init__(self, txn: Any, log: Any, index: Any) -> None:
+        self._txn = txn
+        self._log = _View(txn, log)
+        self._index = index
+
+    def last(self) -> int:
+        key = self._log._last_key()
+        return 0 if key is None else int(_U64.unpack(key)[0])
+
+    def append(self, first: int, entries: list[tuple[bytes, bytes]]) -> None:
+        """(device key, packed change) pairs, numbered from *first* in order."""
+        seqs = [_U64.pack(n) for n in range(first, first + len(entries))]
+        pairs = [(seq, value) for seq, (_key, value) in zip(seqs, entries, strict=True)]
+        self._txn.cursor(self._log._db).putmulti(pairs, append=True)
+        index = sorted((key, seq) for seq, (key, _value) in zip(seqs, entries, strict=True))
+        self._txn.cursor(self._index).putmulti(index, dupdata=True)
+
+    def of_device(self, key: bytes) -> Iterator[tuple[int, bytes]]:
+        """(sequence number, packed change) of every change to device *key*, oldest first."""
+        if self._log._db is None or self._index is None:
+            return
+        cursor = self._txn.cursor(self._index)
+        if cursor.set_key(key):
+            for seq in cursor.iternext_dup():
+                value = self._log._get(bytes(seq))
+                if value is not None:
+                    yield _U64.unpack(seq)[0], value
+
+    def after(self, seq: int) -> Iterator[tuple[int, bytes]]:
+        """(sequence number, packed change) of every change numbered above *seq*."""
+        for key, value in self._log._items(_U64.pack(seq + 1)):
+            yield _U64.unpack(key)[0], value
+
+    def delete(self, seq: int) -> bool:
+        return bool(self._txn.delete(_U64.pack(seq), db=self._log._db))
+
+
+class Stages(_View):
+    """``stages``: bulk imports waiting for a second principal (:mod:`ceir.feeds.staging`):
+    part 0 is the stage's JSON record, parts 1.. its file, sealed."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def aad(stage_id: int, part: int) -> bytes:
+        """The bytes a sealed part is bound to (its key)."""
+        return _PAIR.pack(stage_id, part)
+
+    def last(self) -> int:
+        key = self._last_key()
+        return 0 if key is None else int(_PAIR.unpack(key)[0])
+
+    def record(self, stage_id: int) -> dict[str, Any] | None:
+        value = self._get(_PAIR.pack(stage_id, 0))
+        return None if value is None else dict(json.loads(value))
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for key, value in self._items():
+            if _PAIR.unpack(key)[1] == 0:
+                yield dict(json.loads(value))
+
+    def parts(self, stage_id: int) -> Iterator[tuple[int, bytes]]:
+        """(part, sealed bytes) of the stage's file, in order."""
+        prefix = _U32.pack(stage_id)
+        for key, value in self._items(_PAIR.pack(stage_id, 1), prefix):
+            yield _PAIR.unpack(key)[1], value
+
+    def put(self, stage_id: int, record: Mapping[str, Any], parts: Iterable[bytes]) -> None:
+        self._txn.put(_PAIR.pack(stage_id, 0), json.dumps(record).encode(), db=self._db)
+        for part, sealed in enumerate(parts, 1):
+            self._txn.put(_PAIR.pack(stage_id, part), sealed, db=self._db)
+
+    def delete(self, stage_id: int) -> None:
+        for key, _value in list(self._items(_PAIR.pack(stage_id, 0), _U32.pack(stage_id))):
+            self._txn.delete(key, db=self._db)
+
+
+class Config(_View):
+    """``config``: store-wide settings by name."""
+
+    __slots__ = ()
+
+    def get(self, name: bytes) -> bytes | None:
+        return self._get(name)
+
+    def put(self, name: bytes, value: bytes) -> None:
+        self._txn.put(name, value, db=self._db)
+
+    def delete(self, name: bytes) -> bool:
+        return self._db is not None and bool(self._txn.delete(name, db=self._db))
+
+
+class Tables:
+    """Every table, viewed through one transaction (read-only in a snapshot)."""
+
+    __slots__ = (
+        "audit",
+        "config",
+        "details",
+        "devices",
+        "digests",
+        "identities",
+        "imports",
+        "rejects",
+        "stages",
+        "tacs",
+    )
+
+    def __init__(self, txn: Any, devices: Any, tacs: Any, dbs: Mapping[str, Any]) -> None:
+        self.devices = Devices(txn, devices)
+        self.tacs = Tacs(txn, tacs)
+        self.details = Details(txn, dbs["details"])
+        self.identities = Identities(txn, dbs["identities"])
+        self.rejects = Rejects(txn, dbs["rejects"])
+        self.digests = Digests(txn, dbs["digests"])
+        self.imports = Imports(txn, dbs["imports"])
+        self.audit = AuditLog(txn, dbs["audit"], dbs["audit_idx"])
+        self.stages = Stages(txn, dbs["stages"])
+        self.config = Config(txn, dbs["config"])
