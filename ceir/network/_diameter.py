@@ -25,7 +25,10 @@ from diameter.message.commands import (
     DisconnectPeerAnswer,
     DisconnectPeerRequest,
 )
-from diameter.message.commands.me_identity_check import MeIdentityCheckAnswer
+from diameter.message.commands.me_identity_check import (
+    MeIdentityCheckAnswer,
+    MeIdentityCheckRequest,
+)
 
 from ceir import __version__
 
@@ -224,6 +227,18 @@ class Identity:
         if failed:
             answer.failed_avp = [FailedAvp(additional_avps=failed)]
         return bytes(answer.as_bytes())
+
+
+def sample_ecr() -> Any:
+    """An ECR decoded by python-diameter, to cut answer templates from."""
+    request = MeIdentityCheckRequest()
+    request.header.application_id = S13_APPLICATION
+    request.session_id = "sample;1"
+    request.auth_session_state = 1
+    request.origin_host = b"sample"
+    request.origin_realm = b"sample"
+    request.destination_realm = b"sample"
+    return decode(bytes(request.as_bytes()))
 
 
 def missing_session_id() -> Avp:
