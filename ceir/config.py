@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ceir.errors import ConfigError
+from ceir.logs import LogFormat
 from ceir.record import Status
 
 DEFAULT_DB = Path("var/ceir")
@@ -24,6 +25,9 @@ DEFAULT_DIAMETER_REALM = "localdomain"
 OFF = "off"
 """The value of a face's HOST:PORT setting that disables it."""
 MAX_BATCH = 10_000
+WEB_OFF = OFF
+DEFAULT_WEB = "127.0.0.1:8080"
+DEFAULT_LOG_FORMAT = LogFormat.TEXT
 
 
 class UnknownStatus(enum.Enum):
@@ -126,6 +130,12 @@ class Settings:
     s13_peers: tuple[str, ...] = ()
     """Origin-Hosts of the MMEs allowed to connect; empty: any, on loopback only."""
     s13_unknown: UnknownAnswer = UnknownAnswer.STATUS
+    web: str = DEFAULT_WEB
+    """HOST:PORT of the consumer page, /api/v1, /metrics and /version; ``off``: none."""
+    metrics: bool = True
+    """Record metrics (off only to measure what recording them costs)."""
+    log_format: LogFormat = DEFAULT_LOG_FORMAT
+    """``text`` lines or ``json`` lines (time, level, event, request id, principal, ...)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -159,11 +169,17 @@ class Settings:
                     f"--{name} {value!r} is not a Diameter identity (a host or realm name "
                     "such as ceir.localdomain)"
                 )
+        self.web_address  # noqa: B018 - validates --web
 
     @property
     def s13_address(self) -> tuple[str, int] | None:
         """(host, port) of the S13 face; None when it is off."""
         return parse_listen(self.s13, "--s13")
+
+    @property
+    def web_address(self) -> tuple[str, int] | None:
+        """(host, port) of the web face; None when it is off."""
+        return parse_listen(self.web, "--web")
 
     @property
     def address(self) -> str:

@@ -2,8 +2,8 @@
 
 ``ceir serve`` gives its workers a private ``PROMETHEUS_MULTIPROC_DIR`` (wiped at start,
 dead workers marked: :mod:`ceir.server.supervisor`) before this module is imported, so
-``/metrics`` on any worker answers for all of them. Without that variable (a test's in-process server) the
-metrics live in this process's default registry.
+``/metrics`` on any worker answers for all of them. Without that variable (a test's
+in-process server) the metrics live in this process's default registry.
 
 The API is a handful of functions the faces call (gRPC methods, N5g-eir, S13,
 DeviceCheck, the web page); each caches its labelled child, so the hot path is one
@@ -14,14 +14,16 @@ never an IMEI, never a personal number.
 
 from __future__ import annotations
 
+import collections
 import enum
 import os
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.exposition import generate_latest
+
+from ceir.record import Reason, Status
 
 __all__ = [
     "CONTENT_TYPE",
@@ -84,6 +86,11 @@ ANSWERS = Counter(
     "Devices answered, per face, equipment status and reason.",
     ("face", "status", "reason"),
 )
+BATCH_DEVICES = Counter(
+    "ceir_batch_devices_total",
+    "Devices answered inside batch and stream messages, per face and method.",
+    ("face", "method"),
+)
 RATE_LIMITED = Counter(
     "ceir_rate_limited_total",
     "Calls refused by a per-client rate limit (429 / RESOURCE_EXHAUSTED).",
@@ -125,10 +132,14 @@ REPLICA_LAG = Gauge(
     multiprocess_mode="livemostrecent",
 )
 STORE_BYTES = Gauge(
-    "ceir_store_size_bytes", "Bytes the store's data file takes on disk.", multiprocess_mode="livemostrecent"
+    "ceir_store_size_bytes",
+    "Bytes the store's data file takes on disk.",
+    multiprocess_mode="livemostrecent",
 )
 STORE_MAP_BYTES = Gauge(
-    "ceir_store_map_size_bytes", "The store's map size (address space).", multiprocess_mode="livemostrecent"
+    "ceir_store_map_size_bytes",
+    "The store's map size (address space).",
+    multiprocess_mode="livemostrecent",
 )
 STORE_MAP_USED = Gauge(
     "ceir_store_map_used_ratio",
@@ -168,13 +179,30 @@ def answer(face: Face, status: enum.Enum, reason: enum.Enum, count: int = 1) -> 
     child.inc(count)
 
 
-def answer_counter(face: Face) -> Callable[[enum.Enum, enum.Enum, int], None]:
-    """:func:`answer` bound to *face*, for a loop that records many answers."""
+_code_children: dict[tuple[Face, int, int], Any] = {}
 
-    def record(status: enum.Enum, reason: enum.Enum, count: int = 1) -> None:
-        answer(face, status, reason, count)
 
-    return record
+def answer_code(face: Face, status: int, reason: int, count: int = 1) -> None:
+    """:func:`answer` for the wire numbers of :class:`~ceir.record.Status` and
+    :class:`~ceir.record.Reason` (a response's fields), without building enums."""
+    key = (face, status, reason)
+    child = _code_children.get(key)
+    if child is None:
+        names = (face.value, Status(status).name, Reason(reason).name)
+        child = _code_children[key] = ANSWERS.labels(*names)
+    child.inc(count)
+
+
+def answer_packed(face: Face, results: bytes) -> None:
+    """Count CheckPacked's result bytes, ``(reason << 2) | status`` each."""
+    for code, count in collections.Counter(results).items():
+        answer_code(face, code & 3, code >> 2, count)
+
+
+def batch_devices(face: Face, method: str, count: int) -> None:
+    """*count* devices answered in one batch or stream message (not split by status:
+    the bulk path builds its answer without looking at each one)."""
+    BATCH_DEVICES.labels(face.value, method).inc(count)
 
 
 def rate_limited(face: Face, method: str) -> None:
@@ -235,6 +263,26 @@ def set_store(*, size_bytes: int, map_bytes: int, used_ratio: float, devices: in
 
 def set_build(version: str, schema: int) -> None:
     BUILD.labels(version, str(schema)).set(1)
+
+
+def _nothing(*args: object) -> None:
+    """What a recording function does once metrics are off."""
+
+
+def disable() -> None:
+    """Record nothing from now on in this process (``ceir serve --no-metrics``: to
+    measure what recording costs). ``/metrics`` still answers, with what it had."""
+    module = globals()
+    for name in (
+        "request",
+        "answer",
+        "answer_code",
+        "answer_packed",
+        "batch_devices",
+        "rate_limited",
+        "refused",
+    ):
+        module[name] = _nothing
 
 
 def exposition() -> bytes:

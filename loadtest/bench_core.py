@@ -192,6 +192,8 @@ class ServerProcess:
                 "1",
                 "--workers",
                 "1",
+                "--web",
+                "off",
             ],
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -46,6 +46,8 @@ class ServerProcess:
                 # Every face on a free port too, named in the same start-up line.
                 "--s13",
                 "127.0.0.1:0",
+                "--web",
+                "127.0.0.1:0",
                 *extra,
             ],
             stdin=subprocess.DEVNULL,
@@ -65,6 +67,9 @@ class ServerProcess:
                 self.addresses = {Face.GRPC: self.address}
                 if s13:
                     self.addresses[Face.S13] = s13.group(1)
+                web = re.search(r"on http://127\.0\.0\.1:(\d+)", line)
+                self.web = f"http://127.0.0.1:{web.group(1)}" if web else None
+                """The web face's base URL (/metrics, /api/v1), None if it is off."""
                 break
         else:
             raise RuntimeError(

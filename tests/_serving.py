@@ -42,7 +42,8 @@ def serving(settings: Settings, store: Store | None = None) -> Iterator[Running]
     """Serve *settings* (port forced to 0) on *store* or a demo store at settings.db."""
     # Faces on free ports too (never the fixed defaults: other tests run at the same time).
     s13 = "127.0.0.1:0" if settings.s13_address else "off"
-    settings = dataclasses.replace(settings, port=0, s13=s13)
+    web = "127.0.0.1:0" if settings.web_address else "off"
+    settings = dataclasses.replace(settings, port=0, s13=s13, web=web)
     own = store is None
     if store is None:
         store = open_store(Path(settings.db))

@@ -37,6 +37,7 @@ settings.load_profile("ceir")
 # Every `ceir serve` a test starts binds its faces to free ports, never the fixed
 # defaults (other engineers' tests run at the same time); a test may still pass --s13.
 os.environ.setdefault("CEIR_S13", "127.0.0.1:0")
+os.environ.setdefault("CEIR_WEB", "127.0.0.1:0")
 
 
 @pytest.fixture
@@ -91,6 +92,7 @@ class _LoopThread:
 def run_server(path: Path, *, load_demo: bool = True, **overrides: Any) -> Iterator[RunningServer]:
     """Open a store at *path* (demo data unless told not to) and serve it on port 0."""
     overrides.setdefault("s13", "127.0.0.1:0")
+    overrides.setdefault("web", "127.0.0.1:0")
     server_settings = Settings(db=path, host="127.0.0.1", port=0, **overrides)
     loaded_at = int(time.time()) if load_demo else 0
     with open_store(path) as opened:

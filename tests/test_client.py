@@ -48,8 +48,8 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
 
 
 async def _serving(store: Store, settings: Settings | None = None) -> tuple[Any, int]:
-    # S13 on a free port, never the fixed default (other tests run at the same time).
-    chosen = dataclasses.replace(settings or Settings(port=0), s13="127.0.0.1:0")
+    # Faces on free ports, never the fixed defaults (other tests run at the same time).
+    chosen = dataclasses.replace(settings or Settings(port=0), s13="127.0.0.1:0", web="127.0.0.1:0")
     server, port = create_server(chosen, store)
     await server.start()
     return server, port

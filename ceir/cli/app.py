@@ -38,6 +38,7 @@ from ceir.errors import (
     StageExpiredError,
     StoreError,
 )
+from ceir.store import SCHEMA_VERSION
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -92,7 +93,11 @@ CONTEXT = {
 
 
 @click.group(context_settings=CONTEXT, epilog=EPILOG)
-@click.version_option(__version__, prog_name="ceir")
+@click.version_option(
+    __version__,
+    prog_name="ceir",
+    message=f"%(prog)s {__version__} (store schema {SCHEMA_VERSION})",
+)
 def main() -> None:
     """ceir: the national IMEI register and the CheckIMEI service operators' EIRs call."""
 

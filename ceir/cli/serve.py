@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
+from ceir import logs
 from ceir.cli.app import CONTEXT, EPILOG, fail, main
 from ceir.config import (
     DEFAULT_DB,
     DEFAULT_DIAMETER_HOST,
     DEFAULT_DIAMETER_REALM,
+    DEFAULT_LOG_FORMAT,
     DEFAULT_PORT,
     DEFAULT_S13,
     DEFAULT_TOKENS,
+    DEFAULT_WEB,
     Settings,
     UnknownAnswer,
     UnknownStatus,
 )
 from ceir.errors import CeirError, ConfigError
+from ceir.logs import LogFormat
 
 
 def _tokens_file(given: Path | None) -> Path | None:
@@ -170,6 +173,27 @@ def _tokens_file(given: Path | None) -> Path | None:
     "--unknown-status) or 'not-found' (Experimental-Result 5422).",
 )
 @click.option(
+    "--web",
+    default=DEFAULT_WEB,
+    show_default=True,
+    help="HOST:PORT of the consumer check page, /api/v1/devices/{imei}, /metrics and "
+    "/version; 'off': none.",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    default=Settings.__dataclass_fields__["metrics"].default,
+    show_default=True,
+    help="Record metrics for /metrics (off only to measure what recording costs).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice([f.value for f in LogFormat]),
+    default=DEFAULT_LOG_FORMAT.value,
+    show_default=True,
+    help="text lines, or JSON lines (time, level, event, request id, principal, method/face, "
+    "status, duration).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -202,12 +226,14 @@ def serve(
     diameter_realm: str,
     s13_peers: str,
     s13_unknown: str,
+    web: str,
+    metrics: bool,
+    log_format: str,
     log_level: str,
 ) -> None:
-    """Serve CheckIMEI, DeviceCheck, health and reflection over gRPC, and S13 over Diameter."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """Serve CheckIMEI, DeviceCheck, health and reflection over gRPC, S13 over Diameter,
+    and the consumer check page over HTTP."""
+    logs.configure(log_level, LogFormat(log_format))
     from ceir.server.supervisor import serve as run
 
     try:
@@ -238,6 +264,9 @@ def serve(
             diameter_realm=diameter_realm,
             s13_peers=tuple(p.strip() for p in s13_peers.split(",") if p.strip()),
             s13_unknown=UnknownAnswer(s13_unknown),
+            web=web,
+            metrics=metrics,
+            log_format=LogFormat(log_format),
         )
         run(settings)
     except CeirError as exc:

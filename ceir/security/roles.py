@@ -31,11 +31,14 @@ class Rule:
     write_limited: bool = False
     """Each principal's single writes go through its write token bucket: one request at a
     time must not become a way around the two-person rule for bulk imports."""
+    write: bool = False
+    """The call changes the register: every one gets an access-log line."""
 
 
 _EIR = "/ceir.v1.EquipmentIdentityRegister/"
 _HEALTH = "/grpc.health.v1.Health/"
 _REGISTRY = "/ceir.v1.Registry/"
+_WEB = "web:"
 
 # The table. Keep it in the README ("Who may call what") when it changes.
 METHOD_RULES: dict[str, Rule] = {
@@ -48,13 +51,13 @@ METHOD_RULES: dict[str, Rule] = {
     "/ceir.v1.DeviceCheck/LookupDevice": Rule(EVERYONE, rate_limited=True),
     # The two-person rule: the second person (ceir.feeds.staging checks it is another one).
     "/ceir.v1.Approvals/ListStages": Rule(OPERATIONS),
-    "/ceir.v1.Approvals/ApproveStage": Rule(OPERATIONS),
-    "/ceir.v1.Approvals/RejectStage": Rule(OPERATIONS),
+    "/ceir.v1.Approvals/ApproveStage": Rule(OPERATIONS, write=True),
+    "/ceir.v1.Approvals/RejectStage": Rule(OPERATIONS, write=True),
     # Writes: the role table below says which feed kinds each role may write.
-    _REGISTRY + "ImportFeed": Rule(WRITERS),
-    _REGISTRY + "Register": Rule(WRITERS, write_limited=True),
-    _REGISTRY + "ReportLostStolen": Rule(REPORTERS, write_limited=True),
-    _REGISTRY + "ClearLostStolen": Rule(REPORTERS, write_limited=True),
+    _REGISTRY + "ImportFeed": Rule(WRITERS, write=True),
+    _REGISTRY + "Register": Rule(WRITERS, write_limited=True, write=True),
+    _REGISTRY + "ReportLostStolen": Rule(REPORTERS, write_limited=True, write=True),
+    _REGISTRY + "ClearLostStolen": Rule(REPORTERS, write_limited=True, write=True),
     # A device's full record and history (tokens, never clear personal data).
     _REGISTRY + "GetDevice": Rule(OPERATIONS),
     # Load balancers and orchestrators probe without credentials.
@@ -63,6 +66,16 @@ METHOD_RULES: dict[str, Rule] = {
     _HEALTH + "List": Rule(EVERYONE, public=True),
     # The schema helps an attacker as much as a developer: admins only.
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Rule(frozenset({Role.ADMIN})),
+    # The web face (ceir.web.app), one entry per route. The page is for people in a shop:
+    # public, each client through the DeviceCheck bucket it shares with gRPC.
+    _WEB + "page": Rule(EVERYONE, public=True, rate_limited=True),
+    # The JSON endpoint is LookupDevice over HTTP: the same rule.
+    _WEB + "device": Rule(EVERYONE, rate_limited=True),
+    # Metrics show traffic per operator: operations only (Prometheus with a bearer token).
+    _WEB + "metrics": Rule(OPERATIONS),
+    _WEB + "version": Rule(EVERYONE, public=True),
+    _WEB + "static": Rule(EVERYONE, public=True),
+    _WEB + "favicon": Rule(EVERYONE, public=True),
 }
 
 # Which feed kinds each role may write (ImportFeed, Register, lost/stolen reports). An

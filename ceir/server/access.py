@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from ceir import logs, metrics, version_text
 from ceir.config import Settings
 from ceir.errors import CeirError, ForbiddenError
 from ceir.feeds import Kind
@@ -188,10 +190,12 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if rule is not None and rule.public:
                 return None
             log.warning("unauthenticated call to %s from %s", method, context.peer())
+            metrics.refused(_face(method), metrics.Refusal.UNAUTHENTICATED)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
         assert principal is not None  # abort raises
         if rule is None or principal.role not in rule.roles:
             log.warning("denied %s to %s from %s", method, principal.label, context.peer())
+            metrics.refused(_face(method), metrics.Refusal.DENIED)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, DENIED)
         assert rule is not None
         limiter = self.limiter if rule.rate_limited else None
@@ -201,6 +205,18 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             key = principal.label if self.secure else _peer_host(context.peer())
             wait = limiter.take(key)
             if wait:
+                short = method.rsplit("/", 1)[-1]
+                metrics.rate_limited(_face(method), short)
+                logs.access(
+                    "rate limited",
+                    face=_face(method).value,
+                    method=short,
+                    status=grpc.StatusCode.RESOURCE_EXHAUSTED.name,
+                    principal=principal.label,
+                    duration=0.0,
+                    request=_request_id(context),
+                    level=logging.WARNING,
+                )
                 await context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     "rate limit exceeded; retry later",
@@ -290,7 +306,52 @@ def _peer_host(peer: str) -> str:
     return host or peer
 
 
-def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
+_OK = grpc.StatusCode.OK
+_HEALTH = "/grpc.health.v1.Health/"
+VERSION_METADATA = (("ceir-version", version_text()),)
+"""Health answers carry it: the version and store schema ``ceir --version`` prints."""
+
+
+def _face(method: str) -> metrics.Face:
+    """The metrics face of a gRPC method: DeviceCheck's own, every other gRPC."""
+    if method.startswith("/ceir.v1.DeviceCheck/"):
+        return metrics.Face.DEVICE_CHECK
+    return metrics.Face.GRPC
+
+
+def _request_id(context: Any) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str):
+            return logs.request_id(value)
+    return logs.request_id(None)
+
+
+def _done(
+    face: metrics.Face,
+    method: str,
+    principal: Principal | None,
+    started: float,
+    code: Any,
+    write: bool,
+    context: Any,
+) -> None:
+    """Record one finished call: its latency, and an access-log line for a write."""
+    elapsed = time.perf_counter() - started
+    metrics.request(face, method, principal.operator_id if principal is not None else "", elapsed)
+    if write:
+        logs.access(
+            "write",
+            face=face.value,
+            method=method,
+            status=code.name,
+            principal=principal.label if principal is not None else "anonymous",
+            duration=elapsed,
+            request=_request_id(context),
+        )
+
+
+# Inline on purpose (one frame per call), hence long.
+def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:  # noqa: PLR0915
     """*handler* with the gate in front of it, of the same kind (unary/stream)."""
     kind = (handler.request_streaming, handler.response_streaming)
     inner = {
@@ -303,15 +364,23 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
     decode = handler.request_deserializer
     admitted = gate.admitted(method)
     errors = gate.errors
+    face = _face(method)
+    short = method.rsplit("/", 1)[-1]
+    rule = gate.rules.get(method)
+    write = rule is not None and rule.write
+    health = method.startswith(_HEALTH)
     # One Python frame between grpc and the servicer: admission, decoding (as decoded()
     # does), the call and the translation of a domain error into its status, inline.
 
     if inspect.isasyncgenfunction(inner):
 
         async def generator(request: Any, context: Any) -> AsyncIterator[Any]:
+            started = time.perf_counter()
             principal = admitted if admitted is not None else await gate.admit(method, context)
             if principal is not None:
                 CURRENT.set(principal)
+            if health:
+                context.set_trailing_metadata(VERSION_METADATA)
             if streaming_in:
                 request = gate.bounded(request, decode, context)
             elif decode is not None:
@@ -319,21 +388,28 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
                     request = decode(request)
                 except DecodeError:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
+            code = _OK
             try:
                 async for item in inner(request, context):
                     yield item
             except CeirError as exc:
                 if errors is None:
                     raise
-                await context.abort(errors(exc), str(exc))
+                code = errors(exc)
+                await context.abort(code, str(exc))
+            finally:
+                _done(face, short, principal, started, code, write, context)
 
         behaviour: Any = generator
     else:
 
         async def coroutine(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
             principal = admitted if admitted is not None else await gate.admit(method, context)
             if principal is not None:
                 CURRENT.set(principal)
+            if health:
+                context.set_trailing_metadata(VERSION_METADATA)
             if streaming_in:
                 request = gate.bounded(request, decode, context)
             elif decode is not None:
@@ -341,12 +417,16 @@ def _wrap(handler: Any, method: str, gate: AccessInterceptor) -> Any:
                     request = decode(request)
                 except DecodeError:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
+            code = _OK
             try:
                 return await inner(request, context)
             except CeirError as exc:
                 if errors is None:
                     raise
-                await context.abort(errors(exc), str(exc))
+                code = errors(exc)
+                await context.abort(code, str(exc))
+            finally:
+                _done(face, short, principal, started, code, write, context)
 
         behaviour = coroutine
 

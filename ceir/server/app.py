@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from ceir import __version__
+from ceir import metrics, version_text
 from ceir.config import Settings
 from ceir.errors import (
     CeirError,
@@ -102,7 +102,7 @@ class CeirServer:
     store: Store
     security: str = transport.OPEN_DEFAULT
     faces: list[Face] = field(default_factory=list)
-    """The other doors (S13, ...), started after and stopped with the gRPC server."""
+    """The other doors (S13, the web page, ...), started after and stopped with the gRPC server."""
 
     async def start(self) -> None:
         await self.grpc_server.start()
@@ -137,6 +137,8 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
 
     Bind ``port=0`` to get a free port (tests do).
     """
+    if not settings.metrics:
+        metrics.disable()
     # The gate translates domain errors too: one wrapper per call, not two.
     gate, security = access.from_settings(settings, errors=status_for)
     options = transport.server_options(
@@ -177,11 +179,19 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     if port == 0 and settings.port != 0:  # pragma: no cover - grpc raises on most systems
         raise ConfigError(f"cannot listen on {settings.address}")
     described = security.describe(tokens=None if gate.tokens is None else len(gate.tokens))
-    return CeirServer(server, health, store, described, create_faces(settings, store, policy)), port
+    faces = create_faces(settings, store, policy, gate, security)
+    return CeirServer(server, health, store, described, faces), port
 
 
-def create_faces(settings: Settings, store: Store, policy: Policy) -> list[Face]:
-    """The configured faces beside gRPC, created (not yet bound) on *store* and *policy*."""
+def create_faces(
+    settings: Settings,
+    store: Store,
+    policy: Policy,
+    gate: access.AccessInterceptor,
+    security: transport.Security,
+) -> list[Face]:
+    """The configured faces beside gRPC, created (not yet bound) on *store* and *policy*;
+    the web face shares the gRPC gate's principals and DeviceCheck rate limit."""
     faces: list[Face] = []
     if settings.s13_address is not None:
         from ceir.network.s13 import S13Face, S13Options
@@ -189,6 +199,23 @@ def create_faces(settings: Settings, store: Store, policy: Policy) -> list[Face]
         options = S13Options.from_settings(settings)
         assert options is not None
         faces.append(S13Face(options, Checker(store, policy), store))
+    web_address = settings.web_address
+    if web_address is not None:
+        from ceir.web.app import WebFace, WebSettings, ssl_context
+
+        host, port = web_address
+        security.check(host, authenticated=gate.secure)
+        faces.append(
+            WebFace(
+                WebSettings(host, port, reuse_port=settings.workers > 1, grace=settings.grace),
+                store,
+                policy,
+                limiter=gate.limiter,
+                tokens=gate.tokens,
+                certificates=security.mutual,
+                ssl_context=ssl_context(security) if security.tls else None,
+            )
+        )
     return faces
 
 
@@ -211,7 +238,7 @@ async def _serve(settings: Settings, store: Store) -> None:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info(
         "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); unknown IMEIs are %s; %s%s",
-        __version__,
+        version_text(),
         host,
         port,
         settings.db,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ceir import metrics
 from ceir.imei import parse_lenient
 from ceir.policy import Decision, Policy
 from ceir.record import Reason, Status
@@ -45,15 +46,20 @@ def _summary(decision: Decision) -> str:
 class DeviceCheck(device_check_pb2_grpc.DeviceCheckServicer):
     """The consumer's IMEI check: plain answers, brand and model, nothing personal."""
 
-    def __init__(self, store: Store, policy: Policy) -> None:
+    def __init__(
+        self, store: Store, policy: Policy, *, face: metrics.Face = metrics.Face.DEVICE_CHECK
+    ) -> None:
         self.store = store
         self.policy = policy
+        self.face = face
+        """Whose answers the metrics count (the web page asks through this servicer too)."""
 
     async def LookupDevice(
         self, request: device_check_pb2.LookupDeviceRequest, context: Any
     ) -> device_check_pb2.LookupDeviceResponse:
         imei = parse_lenient(request.imei)
         decision = self.policy.decide(self.store.get(imei.key), time.time())
+        metrics.answer(self.face, decision.status, decision.reason)
         response = device_check_pb2.LookupDeviceResponse(
             imei=imei.canonical,
             tac=imei.tac,

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ceir import metrics
 from ceir.errors import LimitError
 from ceir.lookup import Checker
 from ceir.v1 import eir_pb2
 
 PACKED_KEY = 8
+_GRPC = metrics.Face.GRPC
 
 
 def _check_batch_size(n: int, limit: int) -> None:
@@ -36,10 +38,13 @@ class EquipmentIdentityRegister:
     async def CheckIMEI(
         self, request: eir_pb2.CheckIMEIRequest, context: Any
     ) -> eir_pb2.CheckIMEIResponse:
-        return self.checker.check_one(request)
+        response = self.checker.check_one(request)
+        metrics.answer_code(_GRPC, response.status, response.reason)
+        return response
 
     async def CheckIMEIBatch(self, request: eir_pb2.CheckIMEIBatchRequest, context: Any) -> bytes:
         _check_batch_size(len(request.requests), self.max_batch)
+        metrics.batch_devices(_GRPC, "CheckIMEIBatch", len(request.requests))
         return self.checker.check_batch(request.requests)
 
     async def CheckIMEIStream(
@@ -47,6 +52,7 @@ class EquipmentIdentityRegister:
     ) -> AsyncIterator[bytes]:
         async for message in request_iterator:
             _check_batch_size(len(message.requests), self.max_batch)
+            metrics.batch_devices(_GRPC, "CheckIMEIStream", len(message.requests))
             yield self.checker.check_batch(message.requests)
 
     async def CheckPacked(
@@ -56,7 +62,9 @@ class EquipmentIdentityRegister:
         if len(keys) % PACKED_KEY:
             raise LimitError(f"keys is {len(keys)} bytes long; expected a multiple of 8")
         _check_batch_size(len(keys) // PACKED_KEY, self.max_batch)
-        return eir_pb2.CheckPackedResponse(results=self.checker.check_packed(keys))
+        results = self.checker.check_packed(keys)
+        metrics.answer_packed(_GRPC, results)
+        return eir_pb2.CheckPackedResponse(results=results)
 
 
 def add_eir_to_server(servicer: Any, server: Any) -> None:

@@ -28,13 +28,16 @@ import gc
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from ceir import __version__
+from ceir import version_text
 from ceir.config import Settings
 from ceir.errors import CeirError, ConfigError
 from ceir.server.transport import check_settings
@@ -49,6 +52,7 @@ _PR_SET_PDEATHSIG = 1
 _READY_TIMEOUT = 60.0
 _MAX_RESTARTS = 5  # within _RESTART_WINDOW seconds, then give up
 _RESTART_WINDOW = 30.0
+_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def default_workers() -> int:
@@ -71,17 +75,43 @@ def serve(settings: Settings) -> None:
     security = check_settings(settings)  # before the port is reserved
     counts = _prepare_store(settings)
     s13 = settings.s13_address
+    web = settings.web_address
     with (
+        _metrics_dir(),  # before any worker imports prometheus_client
         _reserve_port(settings.host, settings.port, settings.address) as port,
         _reserve_face(s13, "--s13") as s13_port,
+        _reserve_face(web, "--web") as web_port,
     ):
         if s13 is not None:  # the workers bind the port the parent holds
             settings = dataclasses.replace(settings, s13=_address(s13[0], s13_port))
+        if web is not None:
+            settings = dataclasses.replace(settings, web=_address(web[0], web_port))
         supervisor = _Supervisor(
             dataclasses.replace(settings, port=port, workers=count), count, counts
         )
         supervisor.security = security
         supervisor.run()
+
+
+@contextlib.contextmanager
+def _metrics_dir() -> Iterator[Path]:
+    """A private, empty ``PROMETHEUS_MULTIPROC_DIR`` for the workers' shared metrics,
+    set before any of them imports prometheus_client, removed when serving ends."""
+    directory = Path(tempfile.mkdtemp(prefix="ceir-metrics-"))  # 0700, fresh
+    os.environ[_METRICS_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        os.environ.pop(_METRICS_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _mark_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges from the shared metrics (its counters stay)."""
+    if os.environ.get(_METRICS_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def _prepare_store(settings: Settings) -> tuple[int, int]:
@@ -140,7 +170,7 @@ class _Supervisor:
             log.info(
                 "ceir %s serving on %s:%d; store %s (%d devices, %d TACs); "
                 "unknown IMEIs are %s; %s%s; %d worker processes (pids %s)",
-                __version__,
+                version_text(),
                 host,
                 self.settings.port,
                 self.settings.db,
@@ -163,13 +193,19 @@ class _Supervisor:
         """The faces beside gRPC, as the workers serve them (from the settings alone:
         the parent imports no face)."""
         s = self.settings
-        if s.s13_address is None:
-            return ""
-        peers = ", ".join(s.s13_peers) or "any (loopback only)"
-        return (
-            f"; S13 Diameter on {s.s13} as {s.diameter_host} (realm {s.diameter_realm}), "
-            f"peers {peers}"
-        )
+        parts = ""
+        if s.s13_address is not None:
+            peers = ", ".join(s.s13_peers) or "any (loopback only)"
+            parts += (
+                f"; S13 Diameter on {s.s13} as {s.diameter_host} (realm {s.diameter_realm}), "
+                f"peers {peers}"
+            )
+        web = s.web_address
+        if web is not None:
+            from ceir.web import describe  # the package's __init__ only: no aiohttp, no grpc
+
+            parts += f"; {describe(web[0], web[1], tls=s.tls_cert is not None)}"
+        return parts
 
     def _start_all(self) -> None:
         pipes = {slot: self._fork(slot) for slot in range(self.count)}
@@ -227,6 +263,7 @@ class _Supervisor:
             slot = self.workers.pop(pid, None)
             if slot is None:
                 continue
+            _mark_dead(pid)
             code = os.waitstatus_to_exitcode(status)
             now = time.monotonic()
             self.deaths = [t for t in self.deaths if now - t < _RESTART_WINDOW] + [now]

@@ -72,6 +72,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Store",
     "TacInfo",
+    "Usage",
     "check_file",
     "exists",
     "open_store",
@@ -113,6 +114,16 @@ class Reads:
     """The hot path's view of ``devices``: ``get(key)`` -> packed record or None."""
 
     get: Callable[[bytes], bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A store's size: its data file, its map (address space), the share in use."""
+
+    file_bytes: int
+    map_bytes: int
+    used_ratio: float
+    devices: int
 
 
 class Store:
@@ -199,6 +210,18 @@ class Store:
         """How many devices the register holds."""
         with self.snapshot() as tables:
             return tables.devices.count()
+
+    def usage(self) -> Usage:
+        """How big the store is and how much of its map it uses (for /metrics)."""
+        try:
+            info = self.env.info()
+            page = int(self.env.stat()["psize"])
+            file_bytes = (self.path / "data.mdb").stat().st_size
+        except (lmdb.Error, OSError) as exc:
+            raise StoreError(f"cannot read the size of store {self.path}: {exc}") from exc
+        map_bytes = int(info["map_size"])
+        used = (int(info["last_pgno"]) + 1) * page
+        return Usage(file_bytes, map_bytes, used / map_bytes, self.device_count())
 
     def iter_devices(self) -> Iterator[tuple[bytes, Record]]:
         """Every (key, record) in key order, from one read transaction."""

@@ -32,7 +32,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from ceir import __version__, logs, metrics
-from ceir.errors import CeirError, InvalidImeiError
+from ceir.errors import CeirError, ConfigError, InvalidImeiError
 from ceir.metrics import Face as MetricFace
 from ceir.policy import Policy
 from ceir.security.principals import OPEN, Principal, principal_from_certificate
@@ -40,9 +40,10 @@ from ceir.security.roles import METHOD_RULES, Rule
 from ceir.security.tokens import TokenBook
 from ceir.server.device_check import DeviceCheck
 from ceir.server.ratelimit import RateLimiter
+from ceir.server.transport import Security
 from ceir.store import SCHEMA_VERSION, Store
 from ceir.v1 import device_check_pb2
-from ceir.web import i18n, page
+from ceir.web import describe, i18n, page
 
 log = logging.getLogger("ceir.web")
 
@@ -72,6 +73,7 @@ ROUTES = {
 
 _CSS = importlib.resources.files("ceir.web").joinpath("static/style.css").read_bytes()
 _JSON = "application/json"
+_PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
 
 
 def version_info() -> dict[str, Any]:
@@ -162,8 +164,6 @@ class WebFace:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            from ceir.errors import ConfigError
-
             raise ConfigError(
                 f"cannot listen on {self.address(self.settings.port)} for --web: {exc.strerror}"
             ) from exc
@@ -184,7 +184,7 @@ class WebFace:
         return f"{scheme}://{host}:{port}"
 
     def describe(self) -> str:
-        return f"web page, /api/v1, /metrics on {self.address(self.port)}"
+        return describe(self.settings.host, self.port, tls=self.ssl_context is not None)
 
     # -- who is calling ----------------------------------------------------------------
 
@@ -232,7 +232,7 @@ class WebFace:
         try:
             rule = self.rules.get(RULE_PREFIX + route) if route != "missing" else None
             principal = self.principal(request)
-            request["principal"] = principal
+            request[_PRINCIPAL] = principal
             if route != "missing":
                 self._admit(rule, principal)
             response = await handler(request)
@@ -241,8 +241,8 @@ class WebFace:
             response = self._refusal(request, refusal.status)
         except web.HTTPException as exc:
             response = self._http_error(request, exc)
-        except Exception as exc:  # noqa: BLE001 - the edge: no internals to the visitor
-            log.error("web %s failed: %s", route, type(exc).__name__)
+        except Exception as exc:  # the edge: no internals to the visitor
+            log.exception("web %s failed: %s", route, type(exc).__name__)
             response = self._failure(request)
         response.headers["X-Request-Id"] = rid
         elapsed = time.perf_counter() - started
@@ -275,7 +275,7 @@ class WebFace:
         """Take a DeviceCheck token for the caller: 0.0, or the seconds until one is due."""
         if self.limiter is None:
             return 0.0
-        return self.limiter.take(self.client_key(request, request.get("principal")))
+        return self.limiter.take(self.client_key(request, request.get(_PRINCIPAL)))
 
     # -- the page ----------------------------------------------------------------------
 
@@ -292,7 +292,9 @@ class WebFace:
             cleaned = page.check_text(typed)
         except InvalidImeiError as exc:
             metrics.refused(MetricFace.WEB, metrics.Refusal.INVALID)
-            view = page.View(lang, typed=shown, error=page.explain(exc, page.read_pasted(typed), lang))
+            view = page.View(
+                lang, typed=shown, error=page.explain(exc, page.read_pasted(typed), lang)
+            )
             return _html(page.render(view), status=400)
         answer = await self._lookup(cleaned)
         view = page.View(lang, typed=shown, verdict=page.verdict(answer, lang))
@@ -407,6 +409,23 @@ class WebFace:
             notice_body=i18n.text(lang, "failed.body"),
         )
         return _html(page.render(view), status=500)
+
+
+def ssl_context(security: Security) -> ssl.SSLContext:
+    """The TLS context of the gRPC port's certificate, for the web port; with a client
+    CA, certificates are asked for (optional: the page is public) and verified."""
+    assert security.tls_cert is not None
+    assert security.tls_key is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(security.tls_cert, security.tls_key)
+        if security.client_ca is not None:
+            context.load_verify_locations(security.client_ca)
+            context.verify_mode = ssl.CERT_OPTIONAL
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use the TLS files for --web: {exc}") from exc
+    return context
 
 
 def _lang(request: web.Request) -> i18n.Lang:

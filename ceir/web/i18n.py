@@ -22,12 +22,34 @@ class Lang(enum.Enum):
 DEFAULT = Lang.ID
 
 _MONTHS = {
-    Lang.EN: (
-        "January February March April May June July August September October November December"
-    ).split(),
-    Lang.ID: (
-        "Januari Februari Maret April Mei Juni Juli Agustus September Oktober November Desember"
-    ).split(),
+    Lang.EN: [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ],
+    Lang.ID: [
+        "Januari",
+        "Februari",
+        "Maret",
+        "April",
+        "Mei",
+        "Juni",
+        "Juli",
+        "Agustus",
+        "September",
+        "Oktober",
+        "November",
+        "Desember",
+    ],
 }
 
 TEXT: dict[Lang, dict[str, str]] = {
@@ -182,8 +204,7 @@ TEXT: dict[Lang, dict[str, str]] = {
         "UNKNOWN.next": "Silakan coba lagi nanti.",
         "invalid.title": "Itu bukan IMEI yang valid",
         "invalid.EMPTY": "Ketik IMEI: 15 digit.",
-        "invalid.NON_DIGIT": "IMEI hanya berisi angka; {char} pada posisi {position} bukan "
-        "angka.",
+        "invalid.NON_DIGIT": "IMEI hanya berisi angka; {char} pada posisi {position} bukan angka.",
         "invalid.BAD_LENGTH": "Ini berisi {count} digit; IMEI terdiri dari 15 digit (14 tanpa "
         "digit terakhir, 16 untuk IMEISV).",
         "invalid.BAD_CHECK_DIGIT": "Digit terakhir tidak cocok dengan 14 digit pertama: "

@@ -28,7 +28,7 @@ MAX_INPUT = 200
 # What a *#06# screen or a box label puts around the number: the code itself and labels
 # like "IMEI:", "IMEI 1:", "IMEISV", "SV:". Only the first line with digits is read.
 _LABELS = re.compile(
-    r"\*#06#|\b(?:imei\s*sv|imeisv|imei(?:\s*[12](?=\s*[:：]))?|svn|sv|s/n)\b\s*[:：]?",
+    r"\*#06#|\b(?:imei\s*sv|imeisv|imei(?:\s*[12](?=\s*[:\uff1a]))?|svn|sv|s/n)\b\s*[:\uff1a]?",
     re.IGNORECASE,
 )
 

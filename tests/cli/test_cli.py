@@ -34,7 +34,7 @@ from ceir.errors import (
 )
 from ceir.security.principals import Role
 from ceir.security.tokens import TokenBook
-from ceir.store import demo, open_store
+from ceir.store import SCHEMA_VERSION, demo, open_store
 from tests._serving import serving
 from tests.conftest import RunningServer
 
@@ -303,9 +303,10 @@ def test_help_documents_exit_codes() -> None:
 
 
 def test_version() -> None:
-    """`ceir --version` prints the package version."""
+    """`ceir --version` prints the package version and the store schema it reads."""
     result = invoke("--version")
-    assert (result.exit_code, result.stdout) == (0, f"ceir, version {__version__}\n")
+    expected = f"ceir {__version__} (store schema {SCHEMA_VERSION})\n"
+    assert (result.exit_code, result.stdout) == (0, expected)
 
 
 @pytest.mark.parametrize(
@@ -412,7 +413,8 @@ def test_serve_logs_start_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     try:
         server.wait_for(r"empty store: loaded demo data \(7 devices, 5 TACs\)")
         start = server.wait_for(
-            rf"ceir {re.escape(__version__)} serving on 127\.0\.0\.1:(\d+); "
+            rf"ceir {re.escape(__version__)} \(store schema {SCHEMA_VERSION}\) "
+            r"serving on 127\.0\.0\.1:(\d+); "
             rf"store {re.escape(str(db))} \(7 devices, 5 TACs\); unknown IMEIs are blacklisted"
         )
         port = int(start.group(1))

@@ -69,8 +69,9 @@ def test_every_registered_rpc_is_in_the_access_table(
     """Each RPC of each service the server registers (now or later) has a rule, and vice versa."""
     methods = registered_methods(tmp_path, monkeypatch)
     assert len(methods) >= 9
-    assert sorted(methods - METHOD_RULES.keys()) == [], "add these RPCs to METHOD_RULES"
-    assert sorted(METHOD_RULES.keys() - methods) == [], "stale entries in METHOD_RULES"
+    grpc_rules = {name for name in METHOD_RULES if name.startswith("/")}
+    assert sorted(methods - grpc_rules) == [], "add these RPCs to METHOD_RULES"
+    assert sorted(grpc_rules - methods) == [], "stale entries in METHOD_RULES"
 
 
 def test_every_rule_admits_admin_so_the_open_default_works() -> None:

@@ -28,7 +28,9 @@ class _Running:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        settings = Settings(db=db, host="127.0.0.1", port=0, demo=False, s13="127.0.0.1:0")
+        settings = Settings(
+            db=db, host="127.0.0.1", port=0, demo=False, s13="127.0.0.1:0", web="127.0.0.1:0"
+        )
 
         async def start() -> tuple[Any, int]:
             server, port = create_server(settings, store)
