@@ -26,9 +26,10 @@ MAX_INPUT = 200
 """Longest input read; anything longer is answered as a wrong length, unread."""
 
 # What a *#06# screen or a box label puts around the number: the code itself and labels
-# like "IMEI:", "IMEI 1:", "IMEISV", "SV:". Only the first line with digits is read.
+# like "IMEI:", "IMEI 1:", "IMEISV", "SV:". Each is read as a line break (a text input
+# drops the paste's own line breaks), and the first line holding a digit is the number.
 _LABELS = re.compile(
-    r"\*#06#|\b(?:imei\s*sv|imeisv|imei(?:\s*[12](?=\s*[:\uff1a]))?|svn|sv|s/n)\b\s*[:\uff1a]?",
+    r"\*#06#|(?:imei\s*sv|imeisv|imei(?:\s*[12](?=\s*[:\uff1a]))?|svn|sv|s/n)\s*[:\uff1a]?",
     re.IGNORECASE,
 )
 
@@ -37,7 +38,7 @@ def read_pasted(text: str) -> str:
     """The number in what a person typed or pasted: labels and the *#06# code dropped,
     the first line holding a digit kept (a dual-SIM screen lists IMEI 1 first)."""
     text = text[: MAX_INPUT + 1]
-    lines = [_LABELS.sub(" ", line).strip() for line in text.splitlines()]
+    lines = [line.strip() for line in _LABELS.sub("\n", text).splitlines()]
     for line in lines:
         if any(ch.isdigit() for ch in line):
             return line

@@ -56,6 +56,7 @@ def test_language_from_query_then_accept_language(
         ("  35 209900 176148 1 ", "352099001761481", None),
         ("*#06#\nIMEI: 352099001761481\nIMEI SV: 23", "352099001761481", None),
         ("IMEISV 3520990017614823", "352099001761481", "23"),
+        ("*#06#IMEI: 352099001761481SV: 23", "352099001761481", None),  # an input's paste
         ("IMEI 1: 352099001761481\nIMEI 2: 356868000041418", "352099001761481", None),
         (
             "imei\uff1a" + "".join(chr(0xFF10 + int(d)) for d in "352099001761481"),
