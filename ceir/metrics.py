@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import enum
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -234,8 +235,17 @@ class ImportResult(enum.Enum):
     REFUSED = "refused"
 
 
-def imported(kind: str, result: ImportResult) -> None:
+def imported(
+    kind: str,
+    result: ImportResult,
+    accepted: int = 0,
+    rejected: Mapping[str, int] | None = None,
+) -> None:
+    """One import of a *kind* feed ended *result*, with its rows' outcomes."""
     IMPORTS.labels(kind, result.value).inc()
+    import_rows(kind, "accepted", accepted)
+    for reason, count in (rejected or {}).items():
+        import_rows(kind, reason, count)
 
 
 class Decision(enum.Enum):

@@ -22,6 +22,9 @@ SHOTS = (
 
 
 def main() -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        return
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
     reason = browser.missing()
     if reason:

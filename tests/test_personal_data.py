@@ -4,6 +4,7 @@ its backup), not in any log or command output, not in any response."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 import signal
 import subprocess
@@ -67,7 +68,8 @@ def test_no_clear_identity_number_is_stored_logged_or_returned(tmp_path: Path) -
     assert len(secrets) > 300
     outputs = [ceir("import", "tac", str(feeds["tac"]), "--db", str(db), "--create", cwd=tmp_path)]
     server = subprocess.Popen(
-        [*CLI, "serve", "--db", str(db), "--port", "0", "--log-level", "debug"],
+        [*CLI, "serve", "--db", str(db), "--port", "0", "--log-level", "debug",
+         "--log-format", "json"],
         stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )  # fmt: skip
     assert server.stderr is not None
@@ -108,6 +110,9 @@ def test_no_clear_identity_number_is_stored_logged_or_returned(tmp_path: Path) -
         server.send_signal(signal.SIGTERM)
         rest = server.communicate(timeout=30)[1]
     log.append(rest)
+    # the JSON access log has a line for the approval (a write), naming principal and method
+    access = [json.loads(line) for line in "".join(log).splitlines() if '"ceir.access_log"' in line]
+    assert any(a["method"] == "ApproveStage" and a["principal"] for a in access), access[:3]
     # the search finds what is there: the feed files themselves hold the numbers
     assert all(any(s.encode() in feeds[k].read_bytes() for s in secrets) for k in PERSONAL_KINDS)
     haystacks = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ceir import metrics
 from ceir.feeds import staging
 from ceir.security.principals import current
 from ceir.store import Store
@@ -48,6 +49,13 @@ class Approvals(approval_pb2_grpc.ApprovalsServicer):
     ) -> approval_pb2.ApproveStageResponse:
         # The import may take a while: off the event loop, so lookups go on meanwhile.
         stage, summary = await asyncio.to_thread(staging.approve, self.store, request.id, current())
+        metrics.approval(metrics.Decision.APPROVED)
+        metrics.imported(
+            summary.kind,
+            metrics.ImportResult.IMPORTED,
+            accepted=summary.added + summary.changed + summary.unchanged,
+            rejected=summary.rejected,
+        )
         return approval_pb2.ApproveStageResponse(
             stage=stage_message(stage),
             import_id=summary.origin,
@@ -60,4 +68,5 @@ class Approvals(approval_pb2_grpc.ApprovalsServicer):
         self, request: approval_pb2.StageRequest, context: Any
     ) -> approval_pb2.RejectStageResponse:
         stage = await asyncio.to_thread(staging.reject, self.store, request.id, current())
+        metrics.approval(metrics.Decision.REJECTED)
         return approval_pb2.RejectStageResponse(stage=stage_message(stage))

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from ceir import metrics
 from ceir.errors import (
     FeedRefusedError,
     InvalidRequestError,
@@ -207,11 +208,21 @@ class Registry(registry_pb2_grpc.RegistryServicer):
             except FeedRefusedError as exc:
                 refused: Any = exc.summary
                 log.warning("ImportFeed from %s: %s", actor, exc)
+                metrics.imported(
+                    kind.value, metrics.ImportResult.REFUSED, rejected=refused.rejected
+                )
                 return _summary(refused)
             if isinstance(result, Stage):
                 log.info("ImportFeed from %s: staged as %s", actor, result.id)
+                metrics.imported(kind.value, metrics.ImportResult.STAGED)
                 return _staged(result)
             log.info("ImportFeed from %s: %s", actor, result.line())
+            metrics.imported(
+                kind.value,
+                metrics.ImportResult.IMPORTED,
+                accepted=result.added + result.changed + result.unchanged,
+                rejected=result.rejected,
+            )
             return _summary(result)
         finally:
             os.unlink(tmp)

@@ -282,3 +282,36 @@ def test_no_personal_number_in_responses_or_logs(
         for data in responses:
             assert value.encode() not in data
         assert value not in caplog.text
+
+
+def _count(name: str, **labels: str) -> float:
+    from ceir import metrics
+
+    total = 0.0
+    for line in metrics.exposition().decode().splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_imports_are_counted_on_metrics(
+    stub: registry_pb2_grpc.RegistryStub, tmp_path: Path
+) -> None:
+    """An import adds to ceir_imports_total and its rows to accepted / the reject reasons;
+    a refused one to result="refused"."""
+    imported = ("ceir_imports_total", {"kind": "manufacturer", "result": "imported"})
+    refused = ("ceir_imports_total", {"kind": "manufacturer", "result": "refused"})
+    accepted = ("ceir_import_rows_total", {"kind": "manufacturer", "outcome": "accepted"})
+    before = [_count(n, **labels) for n, labels in (imported, refused, accepted)]
+    _load_tacs(stub, tmp_path)
+    data = _feed(tmp_path, Kind.MANUFACTURER, 300, dirt=0.02, seed=9)
+    summary = _upload(stub, registry_pb2.FEED_KIND_MANUFACTURER, data, "maker.csv")
+    bad = _feed(tmp_path, Kind.MANUFACTURER, 100, dirt=0.5, seed=1)
+    _upload(stub, registry_pb2.FEED_KIND_MANUFACTURER, bad, "bad.csv")
+    after = [_count(n, **labels) for n, labels in (imported, refused, accepted)]
+    assert after[0] - before[0] == 1
+    assert after[1] - before[1] == 1
+    assert after[2] - before[2] == summary.added + summary.changed + summary.unchanged
+    reasons = sum(_count("ceir_import_rows_total", kind="manufacturer", outcome=r) for r in
+                  summary.rejected_by_reason)  # fmt: skip
+    assert reasons >= summary.rejected > 0
