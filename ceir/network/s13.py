@@ -51,6 +51,8 @@ from ceir.network import _ecr
 from ceir.network._diameter import Command, FramingError, ResultCode
 from ceir.policy import INVALID
 from ceir.record import Reason, Status
+from ceir.security.principals import Role
+from ceir.security.roles import METHOD_RULES
 from ceir.sightings import Observer, ignore
 from ceir.store import Store
 from ceir.store.identity import IdKind, Tokenizer, tokenizer_for
@@ -62,6 +64,8 @@ log = logging.getLogger("ceir.network.s13")
 
 _WRITE_HIGH = 256 * 1024  # stop reading a peer that does not read its answers
 _CHECK = eir_pb2.CheckIMEIRequest
+OPERATION = "s13:ME-Identity-Check"
+"""This face's entry in the method -> roles table (:data:`ceir.security.roles.METHOD_RULES`)."""
 _ECR_HEAD = Command.ME_IDENTITY_CHECK.to_bytes(3, "big") + dia.S13_APPLICATION.to_bytes(4, "big")
 
 
@@ -125,6 +129,11 @@ class S13Face:
         self.peers: set[_Peer] = set()
         self._server: asyncio.base_events.Server | None = None
         self._answers = _ecr.Answers(self.identity, dia.sample_ecr())
+        # Listed peers are operators; with no list (loopback only) a peer is the open
+        # default's admin. A role the table does not admit (or no entry) refuses every peer.
+        rule = METHOD_RULES.get(OPERATION)
+        role = Role.OPERATOR if options.peers else Role.ADMIN
+        self._admitted = rule is not None and role in rule.roles
 
     async def start(self) -> None:
         """Bind and listen; :attr:`port` is then the bound port."""
@@ -168,6 +177,9 @@ class S13Face:
     # -- the decision ---------------------------------------------------------------
 
     def allowed(self, origin_host: str) -> bool:
+        """Whether a peer with this Origin-Host may connect (3010 otherwise)."""
+        if not self._admitted:
+            return False
         return not self.options.peers or origin_host.lower() in self.options.peers
 
     def answer_ecr(self, ecr: Any) -> bytes:

@@ -76,6 +76,10 @@ METHOD_RULES: dict[str, Rule] = {
     _WEB + "version": Rule(EVERYONE, public=True),
     _WEB + "static": Rule(EVERYONE, public=True),
     _WEB + "favicon": Rule(EVERYONE, public=True),
+    # The S13 face (ceir.network.s13): an MME's Diameter node asks as an operator. Diameter
+    # carries no bearer token: a peer is an operator by its Origin-Host in --s13-peers
+    # (with no list, on loopback only, it is the open default's admin).
+    "s13:ME-Identity-Check": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
 }
 
 # Which feed kinds each role may write (ImportFeed, Register, lost/stolen reports). An

@@ -404,3 +404,26 @@ def test_stop_sends_dpr_and_waits_for_the_peer(demo_store: Store) -> None:
     assert dpr.command == 282
     assert decoded.disconnect_cause == 0
     assert took < 5
+
+
+def test_access_table_entry_gates_the_face(
+    demo_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The face asks the method -> roles table: without its entry every peer is refused
+    at CER with 3010 (fail closed), listed or not."""
+    from ceir.network import s13 as s13_module
+
+    assert s13_module.OPERATION in s13_module.METHOD_RULES
+    monkeypatch.delitem(s13_module.METHOD_RULES, s13_module.OPERATION)
+
+    async def main() -> list[client.Answer | None]:
+        answers = []
+        for peers in (frozenset(), frozenset({MME})):
+            async with face(demo_store, peers=peers) as s13:
+                mme = S13Client(MME, REALM)
+                answers.append(await mme.connect("127.0.0.1", s13.port))
+                await asyncio.wait_for(mme.closed(), 5)
+        return answers
+
+    refused = run(main())
+    assert [a.result_code if a else None for a in refused] == [3010, 3010]
