@@ -136,6 +136,25 @@ class Settings:
     """Record metrics (off only to measure what recording them costs)."""
     log_format: LogFormat = DEFAULT_LOG_FORMAT
     """``text`` lines or ``json`` lines (time, level, event, request id, principal, ...)."""
+    # -- replication (ceir.replication): the central publishes, replicas follow --
+    publish: str | None = None
+    """Central: relay every committed change to this NATS JetStream broker (nats://HOST:PORT)."""
+    signing_key: Path | None = None
+    """Central: Ed25519 key that signs changes and snapshots (``ceir replica keygen``)."""
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_creds: Path | None = None
+    """NATS credentials file (instead of user and password)."""
+    nats: str | None = None
+    """Replica: the broker to follow (nats://HOST:PORT)."""
+    source: str | None = None
+    """Replica: the central register's gRPC address (HOST:PORT) to bootstrap from."""
+    verify_key: Path | None = None
+    """Replica: the central's public key; only what verifies under it is applied."""
+    source_token: str | None = None
+    """Replica: bearer token (role replica) for the central, when it requires one."""
+    operator: str | None = None
+    """Replica: the operator it serves (MCC-MNC, e.g. 510-10), for logs and status."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -170,6 +189,15 @@ class Settings:
                     "such as ceir.localdomain)"
                 )
         self.web_address  # noqa: B018 - validates --web
+        self._check_replication()
+
+    def _check_replication(self) -> None:
+        if self.publish is not None and self.signing_key is None:
+            raise ConfigError("--publish needs --signing-key (make one with ceir replica keygen)")
+        if self.source is not None and (self.nats is None or self.verify_key is None):
+            raise ConfigError("a replica needs --nats, --source and --verify-key")
+        if self.source is not None and self.publish is not None:
+            raise ConfigError("a replica does not publish: drop --publish")
 
     @property
     def s13_address(self) -> tuple[str, int] | None:
@@ -180,6 +208,11 @@ class Settings:
     def web_address(self) -> tuple[str, int] | None:
         """(host, port) of the web face; None when it is off."""
         return parse_listen(self.web, "--web")
+
+    @property
+    def replica(self) -> bool:
+        """Whether this server is a read replica (it follows a source, serves no writes)."""
+        return self.source is not None
 
     @property
     def address(self) -> str:

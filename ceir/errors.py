@@ -48,6 +48,14 @@ class StoreSchemaError(StoreError):
     """The store was written by a ceir with a layout this version does not know."""
 
 
+class ReplicationError(CeirError):
+    """A replica cannot follow the central register (no snapshot, a gap it must bootstrap over)."""
+
+
+class RefusedMessageError(ReplicationError):
+    """A replication message or snapshot does not verify: junk, forged, damaged or replayed."""
+
+
 class LimitError(CeirError):
     """A request goes beyond a configured limit (batch size, message size)."""
 

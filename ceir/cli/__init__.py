@@ -6,7 +6,17 @@ its commands to that group when imported, which this package does (and only this
 
 from __future__ import annotations
 
-from ceir.cli import approve, backup, certs, check, feeds, purge, serve, token  # noqa: F401
+from ceir.cli import (  # noqa: F401
+    approve,
+    backup,
+    certs,
+    check,
+    feeds,
+    purge,
+    replica,
+    serve,
+    token,
+)
 from ceir.cli.app import main, run
 
 __all__ = ["main", "run"]

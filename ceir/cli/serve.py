@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -194,6 +195,24 @@ def _tokens_file(given: Path | None) -> Path | None:
     "status, duration).",
 )
 @click.option(
+    "--publish",
+    metavar="nats://HOST:PORT",
+    help="Relay every committed change to this NATS JetStream broker (stream CEIR_CHANGES) "
+    "for read replicas; needs --signing-key.",
+)
+@click.option(
+    "--signing-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Ed25519 key that signs changes and snapshots (from `ceir replica keygen`).",
+)
+@click.option("--nats-user", help="Broker user name (with --nats-password).")
+@click.option("--nats-password", help="Broker password.")
+@click.option(
+    "--nats-creds",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Broker credentials file (instead of user and password).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -229,7 +248,13 @@ def serve(
     web: str,
     metrics: bool,
     log_format: str,
+    publish: str | None,
+    signing_key: Path | None,
+    nats_user: str | None,
+    nats_password: str | None,
+    nats_creds: Path | None,
     log_level: str,
+    **replica: Any,
 ) -> None:
     """Serve CheckIMEI, DeviceCheck, health and reflection over gRPC, S13 over Diameter,
     and the consumer check page over HTTP."""
@@ -267,6 +292,12 @@ def serve(
             web=web,
             metrics=metrics,
             log_format=LogFormat(log_format),
+            publish=publish,
+            signing_key=signing_key,
+            nats_user=nats_user,
+            nats_password=nats_password,
+            nats_creds=nats_creds,
+            **replica,  # `ceir replica` serves with these flags and its own
         )
         run(settings)
     except CeirError as exc:

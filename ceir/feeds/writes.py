@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ceir.feeds import Kind
 from ceir.feeds.base import Candidate, Context, Feed, Outcome
-from ceir.store import audit
+from ceir.store import audit, changes
 from ceir.store.tables import Tables
 
 __all__ = ["Writes"]
@@ -60,6 +60,7 @@ class Writes:
         tables.details.put(self.details)
         if self.tacs:
             tables.tacs.put(self.tacs)
+            changes.record(tables, tacs=sorted(self.tacs))
         if ctx.identity_writes:
             tables.identities.put(ctx.identity_writes)
         return audit.append(tables, self.changes, at, origin)

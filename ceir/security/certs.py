@@ -28,6 +28,7 @@ DEMO_PRINCIPALS = (
     Principal("kemenperin", Role.MINISTRY, via="certificate"),
     Principal("portal", Role.CONSUMER, via="certificate"),
     Principal("admin", Role.ADMIN, via="certificate"),
+    Principal("replica", Role.REPLICA, via="certificate"),
 )
 _DAYS = 365
 

@@ -41,6 +41,8 @@ class Role(enum.Enum):
     """The public (through a portal): DeviceCheck only, rate-limited."""
     ADMIN = "admin"
     """Operations: everything, including approvals."""
+    REPLICA = "replica"
+    """An operator-site read replica: the central's signed snapshot, digests and status."""
 
 
 def check_operator_id(operator_id: str) -> str:

@@ -39,6 +39,7 @@ _EIR = "/ceir.v1.EquipmentIdentityRegister/"
 _HEALTH = "/grpc.health.v1.Health/"
 _REGISTRY = "/ceir.v1.Registry/"
 _WEB = "web:"
+_REPLICATION = "/ceir.v1.Replication/"
 
 # The table. Keep it in the README ("Who may call what") when it changes.
 METHOD_RULES: dict[str, Rule] = {
@@ -60,6 +61,10 @@ METHOD_RULES: dict[str, Rule] = {
     _REGISTRY + "ClearLostStolen": Rule(REPORTERS, write_limited=True, write=True),
     # A device's full record and history (tokens, never clear personal data).
     _REGISTRY + "GetDevice": Rule(OPERATIONS),
+    # Read replicas bootstrap from the central's snapshot and verify against its digests.
+    _REPLICATION + "Snapshot": Rule(frozenset({Role.REPLICA, Role.ADMIN})),
+    _REPLICATION + "Digest": Rule(frozenset({Role.REPLICA, Role.ADMIN})),
+    _REPLICATION + "Status": Rule(frozenset({Role.REPLICA, Role.OPERATOR, Role.ADMIN})),
     # Load balancers and orchestrators probe without credentials.
     _HEALTH + "Check": Rule(EVERYONE, public=True),
     _HEALTH + "Watch": Rule(EVERYONE, public=True),
@@ -91,5 +96,6 @@ KIND_ROLES: dict[Role, frozenset[Kind]] = {
     Role.CUSTOMS: frozenset({Kind.CUSTOMS}),
     Role.MINISTRY: frozenset({Kind.EXCEPTION, Kind.TAC}),
     Role.CONSUMER: frozenset(),
+    Role.REPLICA: frozenset(),
     Role.ADMIN: frozenset(Kind),
 }

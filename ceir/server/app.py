@@ -33,6 +33,7 @@ from ceir.errors import (
     InvalidRequestError,
     LimitError,
     NotFoundError,
+    ReplicationError,
     RuleError,
     StageExpiredError,
     StoreError,
@@ -40,13 +41,17 @@ from ceir.errors import (
 )
 from ceir.lookup import Checker
 from ceir.policy import Policy
+from ceir.replication.keys import load_signing_key
+from ceir.replication.service import replication_services
 from ceir.server import access, transport
 from ceir.server.approvals import Approvals
 from ceir.server.device_check import DeviceCheck
 from ceir.server.eir import EquipmentIdentityRegister, add_eir_to_server
 from ceir.server.faces import Face
 from ceir.server.registry import Registry
+from ceir.server.replication import Replication
 from ceir.store import Store, demo, open_store
+from ceir.store.replica import state as replica_state
 from ceir.v1 import (
     approval_pb2,
     approval_pb2_grpc,
@@ -55,6 +60,8 @@ from ceir.v1 import (
     eir_pb2,
     registry_pb2,
     registry_pb2_grpc,
+    replication_pb2,
+    replication_pb2_grpc,
 )
 
 log = logging.getLogger("ceir.server.app")
@@ -72,14 +79,20 @@ STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
     (FeedRefusedError, grpc.StatusCode.FAILED_PRECONDITION),
     (FeedError, grpc.StatusCode.INVALID_ARGUMENT),
     (RuleError, grpc.StatusCode.FAILED_PRECONDITION),
+    (ReplicationError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreSchemaError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreError, grpc.StatusCode.UNAVAILABLE),
     (CeirError, grpc.StatusCode.INTERNAL),
 )
 
-SERVICE_NAMES = (
+REPLICA_SERVICE_NAMES = (
     eir_pb2.DESCRIPTOR.services_by_name["EquipmentIdentityRegister"].full_name,
     device_check_pb2.DESCRIPTOR.services_by_name["DeviceCheck"].full_name,
+    replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name,
+)
+"""What a read replica serves: lookups, never Registry or Approvals."""
+SERVICE_NAMES = (
+    *REPLICA_SERVICE_NAMES,
     approval_pb2.DESCRIPTOR.services_by_name["Approvals"].full_name,
     registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
 )
@@ -102,7 +115,13 @@ class CeirServer:
     store: Store
     security: str = transport.OPEN_DEFAULT
     faces: list[Face] = field(default_factory=list)
-    """The other doors (S13, the web page, ...), started after and stopped with the gRPC server."""
+    """The other doors (S13, the web page, ...) and, in one process of a site, the
+    replication relay or follower; started after and stopped with the gRPC server."""
+    names: tuple[str, ...] = SERVICE_NAMES
+    """The services health reports on."""
+    replica: bool = False
+    """A read replica: NOT_SERVING until its store has been bootstrapped."""
+    _watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.grpc_server.start()
@@ -115,12 +134,27 @@ class CeirServer:
             await asyncio.gather(*(face.stop(0) for face in started))
             await self.grpc_server.stop(0)
             raise
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.replica and replica_state(self.store) is None:
+            await self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
+            self._watch = asyncio.create_task(self._serve_when_bootstrapped())
+        else:
+            await self._set(health_pb2.HealthCheckResponse.SERVING)
+
+    async def _set(self, status: Any) -> None:
+        for name in ("", *self.names):
+            await self.health.set(name, status)
+
+    async def _serve_when_bootstrapped(self) -> None:
+        # Every worker watches the store: only one of them runs the follower.
+        while replica_state(self.store) is None:
+            await asyncio.sleep(0.1)
+        await self._set(health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, let in-flight calls finish within *grace* s, then stop
         (the faces drain alongside, with the same grace)."""
+        if self._watch is not None:
+            self._watch.cancel()
         await self.health.enter_graceful_shutdown()
         await asyncio.gather(self.grpc_server.stop(grace), *(f.stop(grace) for f in self.faces))
 
@@ -132,10 +166,13 @@ class CeirServer:
         return self.grpc_server.wait_for_termination()  # type: ignore[no-any-return]
 
 
-def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
+def create_server(
+    settings: Settings, store: Store, *, background: bool = True
+) -> tuple[CeirServer, int]:
     """Build the aio server on *store* and bind it; returns it and the bound port.
 
-    Bind ``port=0`` to get a free port (tests do).
+    Bind ``port=0`` to get a free port (tests do). With *background* (one process of a
+    site), the server also runs the relay (``--publish``) or, on a replica, the follower.
     """
     if not settings.metrics:
         metrics.disable()
@@ -153,23 +190,29 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
     add_eir_to_server(eir, server)
     check = DeviceCheck(store, policy)
     device_check_pb2_grpc.add_DeviceCheckServicer_to_server(check, server)
-    approval_pb2_grpc.add_ApprovalsServicer_to_server(Approvals(store), server)
-    registry_pb2_grpc.add_RegistryServicer_to_server(
-        Registry(
-            store,
-            policy,
-            actor=access.actor,
-            allow=access.allow_kind,
-            allow_unblock=access.unblock_guard(store),
-            stage_above=settings.stage_above,
-        ),
-        server,
+    if not settings.replica:
+        approval_pb2_grpc.add_ApprovalsServicer_to_server(Approvals(store), server)
+        registry_pb2_grpc.add_RegistryServicer_to_server(
+            Registry(
+                store,
+                policy,
+                actor=access.actor,
+                allow=access.allow_kind,
+                allow_unblock=access.unblock_guard(store),
+                stage_above=settings.stage_above,
+            ),
+            server,
+        )
+    signing = None if settings.signing_key is None else load_signing_key(settings.signing_key)
+    replication_pb2_grpc.add_ReplicationServicer_to_server(
+        Replication(store, signing, is_replica=settings.replica), server
     )
+    names = REPLICA_SERVICE_NAMES if settings.replica else SERVICE_NAMES
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (
-            *SERVICE_NAMES,
+            *names,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -180,7 +223,10 @@ def create_server(settings: Settings, store: Store) -> tuple[CeirServer, int]:
         raise ConfigError(f"cannot listen on {settings.address}")
     described = security.describe(tokens=None if gate.tokens is None else len(gate.tokens))
     faces = create_faces(settings, store, policy, gate, security)
-    return CeirServer(server, health, store, described, faces), port
+    if background:
+        faces += replication_services(settings, store)
+    made = CeirServer(server, health, store, described, faces, names, settings.replica)
+    return made, port
 
 
 def create_faces(

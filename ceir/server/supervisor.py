@@ -312,7 +312,8 @@ def _worker(settings: Settings, slot: int, parent: int, ready_fd: int) -> int:
     try:
 
         async def main() -> None:
-            grpc_server, _port = server.create_server(settings, store)
+            # One process per site relays or follows: the first.
+            grpc_server, _port = server.create_server(settings, store, background=slot == 0)
             await grpc_server.start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

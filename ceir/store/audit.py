@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from ceir.record import RECORD_SIZE, Record
 from ceir.store import Store
+from ceir.store import changes as change_log
 from ceir.store.tables import Tables
 
 __all__ = [
@@ -120,6 +121,8 @@ def append(tables: Tables, changes: Sequence[Change], at: int, origin: int) -> i
     first = tables.audit.last() + 1
     if changes:
         tables.audit.append(first, [(c.key, _pack(c, at, origin)) for c in changes])
+        # The same changes, for replicas: only the key and the new record (no audit detail).
+        change_log.record(tables, devices=[(c.key, _packed(c.new)) for c in changes])
     return first
 
 

@@ -33,6 +33,10 @@ hot record stays 12 bytes:
     store-wide settings and secrets (the token key).
 ``stages``
     bulk imports waiting for a second principal's approval (:mod:`ceir.feeds.staging`).
+``changes``
+    8-byte sequence -> one change-log entry: what replicas apply (:mod:`ceir.store.changes`).
+``replica``
+    on a replica: the applied sequence and the head it heard of (:mod:`ceir.store.replica`).
 
 Adding these to an older store needs no migration: they are created on the first
 writable open, and a read-only open of a store without them sees them as empty.
@@ -65,6 +69,7 @@ import lmdb
 
 from ceir.errors import StoreError, StoreSchemaError
 from ceir.record import Record
+from ceir.store import changes
 from ceir.store.tables import Tables, TacInfo
 
 __all__ = [
@@ -92,7 +97,7 @@ _FILES = ("data.mdb", "lock.mdb")
 # grow, which is unsafe while other threads of the process are inside read transactions
 # (the Registry service imports in a worker thread while lookups run).
 _INITIAL_MAP = 1 << 40
-_MAX_DBS = 16
+_MAX_DBS = 32
 # name -> dupsort. Opened (created) with the store; see the module docstring.
 REGISTRY_DBS: dict[str, bool] = {
     "details": False,
@@ -104,6 +109,8 @@ REGISTRY_DBS: dict[str, bool] = {
     "rejects": False,
     "config": False,
     "stages": False,  # bulk imports waiting for a second principal (ceir.feeds.staging)
+    "changes": False,  # the change log replicas follow (ceir.store.changes)
+    "replica": False,  # a replica's position in that log (ceir.store.replica)
 }
 
 T = TypeVar("T")
@@ -293,6 +300,7 @@ class Store:
 
         def put(tables: Tables) -> int:
             tables.devices.put(pairs)
+            changes.record(tables, devices=sorted(pairs.items()))
             return len(pairs)
 
         return self.write(put)
@@ -303,6 +311,7 @@ class Store:
 
         def put(tables: Tables) -> int:
             tables.tacs.put(pairs)
+            changes.record(tables, tacs=sorted(pairs))
             return len(pairs)
 
         return self.write(put)

@@ -20,6 +20,8 @@ Key layouts (see :mod:`ceir.store.env` for what each table holds):
 ``audit_idx``   device key -> sequence numbers (dupsort)
 ``stages``      4-byte stage id + 4-byte part (0: the stage record) -> JSON or sealed bytes
 ``config``      a name -> a value
+``changes``     8-byte sequence -> 8-byte commit time (ms) + packed ops (:mod:`ceir.store.changes`)
+``replica``     ``state`` -> JSON position of a replica (:mod:`ceir.store.replica`)
 ==============  ===========================================================================
 """
 
@@ -143,6 +145,14 @@ class Devices(_View):
     def delete(self, key: bytes) -> bool:
         return bool(self._txn.delete(key, db=self._db))
 
+    def clear(self) -> None:
+        """Delete every device (a replica's bootstrap, inside its one transaction)."""
+        self._txn.drop(self._db, delete=False)
+
+    def append(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        """(key, packed record) pairs in ascending key order, after every stored key."""
+        self._txn.cursor(self._db).putmulti(pairs, append=True)
+
 
 class Tacs(_View):
     """``tacs``: 8-digit TAC -> brand, model, device type."""
@@ -159,6 +169,16 @@ class Tacs(_View):
     def put(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
         """Packed entries (:meth:`TacInfo.pack`) by ASCII TAC key."""
         self._txn.cursor(self._db).putmulti(sorted(entries))
+
+    def packed_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """(ASCII TAC key, packed entry) of every TAC, in key order."""
+        return self._items()
+
+    def delete(self, key: bytes) -> bool:
+        return bool(self._txn.delete(key, db=self._db))
+
+    def clear(self) -> None:
+        self._txn.drop(self._db, delete=False)
 
 
 class Details(_View):
@@ -370,11 +390,53 @@ class Config(_View):
         return self._db is not None and bool(self._txn.delete(name, db=self._db))
 
 
+class ChangeLog(_View):
+    """``changes``: what replicas apply, by sequence number (:mod:`ceir.store.changes`)."""
+
+    __slots__ = ()
+
+    def last(self) -> tuple[int, int]:
+        """(last sequence, its commit time in Unix ms); (0, 0) when empty."""
+        if self._db is None:
+            return 0, 0
+        cursor = self._txn.cursor(self._db)
+        if not cursor.last():
+            return 0, 0
+        return int(_U64.unpack(cursor.key())[0]), int(_U64.unpack(cursor.value()[:8])[0])
+
+    def append(self, first: int, committed_ms: int, bodies: list[bytes]) -> None:
+        stamp = _U64.pack(committed_ms)
+        pairs = [(_U64.pack(first + i), stamp + body) for i, body in enumerate(bodies)]
+        self._txn.cursor(self._db).putmulti(pairs, append=True)
+
+    def after(self, seq: int, limit: int) -> list[tuple[int, int, bytes]]:
+        """Up to *limit* (sequence, commit time, body) numbered above *seq*, in order."""
+        out = []
+        for key, value in self._items(_U64.pack(seq + 1)):
+            out.append((int(_U64.unpack(key)[0]), int(_U64.unpack(value[:8])[0]), value[8:]))
+            if len(out) >= limit:
+                break
+        return out
+
+
+class ReplicaPosition(_View):
+    """``replica``: where a replica stands (one JSON value)."""
+
+    __slots__ = ()
+
+    def get(self) -> bytes | None:
+        return self._get(b"state")
+
+    def put(self, value: bytes) -> None:
+        self._txn.put(b"state", value, db=self._db)
+
+
 class Tables:
     """Every table, viewed through one transaction (read-only in a snapshot)."""
 
     __slots__ = (
         "audit",
+        "changes",
         "config",
         "details",
         "devices",
@@ -382,6 +444,7 @@ class Tables:
         "identities",
         "imports",
         "rejects",
+        "replica",
         "stages",
         "tacs",
     )
@@ -397,3 +460,5 @@ class Tables:
         self.audit = AuditLog(txn, dbs["audit"], dbs["audit_idx"])
         self.stages = Stages(txn, dbs["stages"])
         self.config = Config(txn, dbs["config"])
+        self.changes = ChangeLog(txn, dbs["changes"])
+        self.replica = ReplicaPosition(txn, dbs["replica"])

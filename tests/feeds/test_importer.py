@@ -163,8 +163,13 @@ def test_interrupted_import_resumes_to_the_state_of_one_run(
 
 
 def _without_time(d: dict[str, list[tuple[bytes, bytes]]]) -> dict[str, Any]:
-    """The dump with the commit time of audit entries masked (a re-run is later)."""
-    return {**d, "audit": [(k, b"\0" * 4 + v[4:]) for k, v in d["audit"]]}
+    """The dump with the commit time of audit and change-log entries masked (a re-run is
+    later)."""
+    return {
+        **d,
+        "audit": [(k, b"\0" * 4 + v[4:]) for k, v in d["audit"]],
+        "changes": [(k, b"\0" * 8 + v[8:]) for k, v in d["changes"]],
+    }
 
 
 def test_registry_databases_exist(store: Store) -> None:

@@ -1,0 +1,198 @@
+"""The relay: the central register's change log -> the ``CEIR_CHANGES`` stream.
+
+It runs beside the gRPC server (one relay per central site) and polls the log's head, so
+changes committed by any process — the servers, ``ceir import``, ``ceir purge`` — are
+published in commit order. Each message carries its log sequence as ``Nats-Msg-Id``
+(a duplicate publish is dropped by the broker) and the stream sequence it expects to
+follow as ``Nats-Expected-Last-Sequence`` (the relay is the only writer). When that
+expectation fails, someone else published on the stream: the relay raises an alarm
+(log line and counter), takes the stream as it is and carries on; replicas order by the
+signed log sequence inside each message, so later changes still arrive. Whenever the
+stream is behind the log (the broker lost its tail, the relay restarted, the broker was
+away), the relay republishes from the log: the log, not the broker, is the truth.
+
+A signed heart-beat with the head sequence goes out on ``ceir.heartbeat`` every half
+second, so a replica can tell "caught up" from "stalled".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ceir.errors import RefusedMessageError
+from ceir.replication import HEARTBEAT_SUBJECT, STREAM, SUBJECT, wire
+from ceir.replication.broker import Broker, ensure_stream
+from ceir.store import Store, changes
+
+__all__ = ["Relay"]
+
+log = logging.getLogger("ceir.replication")
+
+_WRONG_LAST_SEQUENCE = 10071  # JetStream's err_code for a failed expected-last-sequence
+_BATCH = 64
+_SCAN_BACK = 64  # how many of the stream's last messages a resync looks at
+
+
+class _Resync(Exception):  # noqa: N818 - control flow inside the relay, never escapes
+    """Look at the stream again before publishing more."""
+
+
+class Relay:
+    """Publishes the change log of *store* on the broker until stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        key: Ed25519PrivateKey,
+        *,
+        poll: float = 0.005,
+        heartbeat: float = 0.5,
+        check_every: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.key = key
+        self.public = key.public_key()
+        self.poll = poll
+        self.heartbeat = heartbeat
+        self.check_every = check_every
+        self.published = 0
+        """The last log sequence known to be on the stream."""
+        self.stream_last = 0
+        """The stream's last sequence, whoever published it."""
+        self.alarms = 0
+        self.republished = 0
+        self._nc: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    def describe(self) -> str:
+        return f"publishing changes to {self.broker.url} (stream {STREAM})"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ceir-relay")
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.close(), timeout=grace or 2.0)
+
+    async def _run(self) -> None:
+        while self._nc is None:
+            try:
+                self._nc = await self.broker.connect("ceir-relay")
+            except Exception as exc:  # noqa: BLE001 - broker away at start: keep trying
+                log.warning(
+                    "relay: cannot reach the broker %s (%s); retrying", self.broker.url, exc
+                )
+                await asyncio.sleep(1.0)
+        js = self._nc.jetstream()
+        while True:
+            try:
+                await self._resync(js)
+                await self._relay(js)
+            except _Resync:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - broker trouble: wait, look again
+                log.warning("relay: %s: %s; retrying", type(exc).__name__, exc)
+                await asyncio.sleep(0.5)
+
+    async def _resync(self, js: Any) -> None:
+        """Learn where the stream stands: its last sequence and our last message on it."""
+        info = await ensure_stream(js, STREAM, SUBJECT)
+        state = info.state
+        head, _ = changes.head(self.store)
+        # The highest signed sequence among the last messages: a replayed old message
+        # verifies too, so the first one found is not enough.
+        found = [0]
+        if state.messages:
+            low = max(state.first_seq, state.last_seq - _SCAN_BACK + 1)
+            found += [await self._ours(js, seq) or 0 for seq in range(state.last_seq, low - 1, -1)]
+        ours = max(found)
+        if not ours:  # empty (purged or new), or only others' messages: stream seq = log seq
+            ours = min(state.last_seq, head)
+        if ours < self.published:
+            log.warning(
+                "relay: the stream holds changes up to %d only, the log up to %d; republishing",
+                ours,
+                head,
+            )
+            self.republished += self.published - ours
+        self.published = min(ours, head)
+        self.stream_last = state.last_seq
+
+    async def _ours(self, js: Any, seq: int) -> int | None:
+        from nats.js.errors import NotFoundError
+
+        try:
+            msg = await js.get_msg(STREAM, seq)
+        except NotFoundError:
+            return None
+        try:
+            return wire.open_change(self.public, msg.data or b"").seq
+        except RefusedMessageError:
+            return None
+
+    async def _relay(self, js: Any) -> None:
+        last_beat = last_check = 0.0
+        while True:
+            head, head_ms = changes.head(self.store)
+            if head > self.published:
+                for entry in changes.entries(self.store, self.published, _BATCH):
+                    await self._publish(js, entry.seq, entry.committed_ms, entry.body)
+                continue
+            now = time.monotonic()
+            if now - last_beat >= self.heartbeat:
+                last_beat = now
+                beat = wire.seal_heartbeat(self.key, head, head_ms, int(time.time() * 1000))
+                await self._nc.publish(HEARTBEAT_SUBJECT, beat)
+            if now - last_check >= self.check_every:
+                last_check = now
+                info = await js.stream_info(STREAM)
+                if info.state.last_seq != self.stream_last:
+                    log.warning(
+                        "relay: stream last sequence is %d, expected %d; looking again",
+                        info.state.last_seq,
+                        self.stream_last,
+                    )
+                    raise _Resync
+            await asyncio.sleep(self.poll)
+
+    async def _publish(self, js: Any, seq: int, committed_ms: int, body: bytes) -> None:
+        from nats.js.errors import APIError
+
+        data = wire.seal_change(self.key, seq, committed_ms, body)
+        headers = {
+            "Nats-Msg-Id": str(seq),
+            "Nats-Expected-Last-Sequence": str(self.stream_last),
+        }
+        try:
+            ack = await js.publish(SUBJECT, data, timeout=5.0, stream=STREAM, headers=headers)
+        except APIError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                self.alarms += 1
+                log.error(  # noqa: TRY400 - an alarm, not a crash: no traceback
+                    "ALARM relay: stream %s has a message the relay did not publish "
+                    "(expected last sequence %d: %s); someone else can publish on the "
+                    "broker. Replicas refuse what does not verify; carrying on",
+                    STREAM,
+                    self.stream_last,
+                    exc.description,
+                )
+                raise _Resync from None
+            raise
+        if not ack.duplicate:
+            self.stream_last = ack.seq
+        self.published = seq

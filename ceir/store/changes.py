@@ -1,0 +1,149 @@
+"""The change log: every committed change to the hot table, in commit order (an outbox).
+
+Written inside the same write transaction as the change it describes, so a crash between
+commit and publish loses nothing: the relay (:mod:`ceir.replication.publisher`) reads it
+and publishes what the broker has not got. Each entry holds only what a lookup needs —
+device keys, 12-byte records, TAC rows — never personal data or identity tokens.
+
+``changes``: 8-byte big-endian sequence (1, 2, ...) -> 8-byte commit time (Unix ms) +
+packed operations. One transaction writes one or more entries, each at most
+:data:`MAX_ENTRY_BYTES` of operations, so every entry fits in one broker message.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ceir.errors import StoreError
+from ceir.record import RECORD_SIZE
+
+if TYPE_CHECKING:
+    from ceir.store.env import Store
+    from ceir.store.tables import Tables
+
+__all__ = [
+    "MAX_ENTRY_BYTES",
+    "Entry",
+    "Op",
+    "entries",
+    "head",
+    "pack_ops",
+    "record",
+    "unpack_ops",
+]
+
+MAX_ENTRY_BYTES = 512 * 1024
+"""Operations per entry (bytes). With the envelope and signature a message stays well
+under NATS's default ``max_payload`` of 1 MiB."""
+_TAC_LEN = struct.Struct(">H")
+_KEY = 8
+
+
+class Op(enum.IntEnum):
+    """What one operation does."""
+
+    DEVICE_PUT = 1
+    DEVICE_DELETE = 2
+    TAC_PUT = 3
+    TAC_DELETE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One change-log entry."""
+
+    seq: int
+    committed_ms: int
+    body: bytes
+    """Packed operations (:func:`unpack_ops`)."""
+
+
+def _device_op(key: bytes, value: bytes | None) -> bytes:
+    if value is None:
+        return bytes((Op.DEVICE_DELETE,)) + key
+    return bytes((Op.DEVICE_PUT,)) + key + value
+
+
+def _tac_op(key: bytes, value: bytes | None) -> bytes:
+    if value is None:
+        return bytes((Op.TAC_DELETE,)) + key
+    return bytes((Op.TAC_PUT,)) + key + _TAC_LEN.pack(len(value)) + value
+
+
+def pack_ops(
+    devices: Iterable[tuple[bytes, bytes | None]] = (),
+    tacs: Iterable[tuple[bytes, bytes | None]] = (),
+) -> list[bytes]:
+    """Pack device and TAC changes (value None: deleted) into bodies of at most
+    :data:`MAX_ENTRY_BYTES` each, in the order given (TACs after devices)."""
+    bodies: list[bytes] = []
+    parts: list[bytes] = []
+    size = 0
+    ops = [_device_op(k, v) for k, v in devices] + [_tac_op(k, v) for k, v in tacs]
+    for op in ops:
+        if size + len(op) > MAX_ENTRY_BYTES and parts:
+            bodies.append(b"".join(parts))
+            parts, size = [], 0
+        parts.append(op)
+        size += len(op)
+    if parts:
+        bodies.append(b"".join(parts))
+    return bodies
+
+
+def unpack_ops(body: bytes) -> Iterator[tuple[Op, bytes, bytes | None]]:
+    """(op, key, value or None) for each operation in *body*; StoreError if malformed."""
+    i, end = 0, len(body)
+    try:
+        while i < end:
+            op = Op(body[i])
+            key = body[i + 1 : i + 1 + _KEY]
+            i += 1 + _KEY
+            if op is Op.DEVICE_PUT:
+                value: bytes | None = body[i : i + RECORD_SIZE]
+                i += RECORD_SIZE
+            elif op is Op.TAC_PUT:
+                (n,) = _TAC_LEN.unpack_from(body, i)
+                value = body[i + 2 : i + 2 + n]
+                i += 2 + n
+            else:
+                value = None
+            if i > end or len(key) != _KEY:
+                raise StoreError("change-log entry is truncated")
+            yield op, key, value
+    except (ValueError, struct.error) as exc:
+        raise StoreError(f"malformed change-log entry at byte {i}") from exc
+
+
+def record(
+    tables: Tables,
+    devices: Sequence[tuple[bytes, bytes | None]] = (),
+    tacs: Sequence[tuple[bytes, bytes | None]] = (),
+    *,
+    at_ms: int | None = None,
+) -> int:
+    """Append the changes to the log inside a write transaction; returns the last sequence
+    written (the head as it was when there is nothing to write)."""
+    seq, _ = tables.changes.last()
+    if not devices and not tacs:
+        return seq
+    bodies = pack_ops(devices, tacs)
+    tables.changes.append(seq + 1, int(time.time() * 1000) if at_ms is None else at_ms, bodies)
+    return seq + len(bodies)
+
+
+def head(store: Store) -> tuple[int, int]:
+    """(last sequence, its commit time in Unix ms); (0, 0) for an empty log."""
+    with store.snapshot() as tables:
+        return tables.changes.last()
+
+
+def entries(store: Store, after: int, limit: int) -> list[Entry]:
+    """Up to *limit* entries with a sequence above *after*, in order."""
+    with store.snapshot() as tables:
+        return [Entry(*row) for row in tables.changes.after(after, limit)]
