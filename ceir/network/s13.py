@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+from ceir import metrics
 from ceir.config import Settings, UnknownAnswer
 from ceir.imei import body_key
 from ceir.lookup import Checker
@@ -59,6 +60,8 @@ from ceir.store.identity import IdKind, Tokenizer, tokenizer_for
 from ceir.v1 import eir_pb2
 
 __all__ = ["S13Face", "S13Options"]
+
+_FACE = metrics.Face.S13
 
 log = logging.getLogger("ceir.network.s13")
 
@@ -220,6 +223,7 @@ class S13Face:
                 self._observe(text[:14], user)
         else:  # TS 29.272: 14 digits, or 15; anything else is what CheckIMEI calls invalid
             status, reason = int(INVALID.status), int(INVALID.reason)
+        metrics.answer_code(_FACE, status, reason)
         if reason == Reason.NOT_REGISTERED and self.options.unknown_not_found:
             return None
         return Status(status).gpp_value
@@ -308,8 +312,10 @@ class _Peer(asyncio.Protocol):
             and raw[5:12] == _ECR_HEAD
             and self.state is not _State.WAIT_CER
         ):
+            started = time.perf_counter()
             fast = self.face.answer_fast(raw)
             if fast is not None:
+                metrics.request(_FACE, "ECR", "", time.perf_counter() - started)
                 return fast
         message = dia.decode(raw)
         header = message.header
@@ -327,7 +333,10 @@ class _Peer(asyncio.Protocol):
         if code == Command.ME_IDENTITY_CHECK:
             if header.application_id != dia.S13_APPLICATION:
                 return self.face.identity.error(message, ResultCode.APPLICATION_UNSUPPORTED)
-            return self.face.answer_ecr(message)
+            started = time.perf_counter()
+            answer = self.face.answer_ecr(message)
+            metrics.request(_FACE, "ECR", "", time.perf_counter() - started)
+            return answer
         if code == Command.DEVICE_WATCHDOG:
             return self.face.identity.dwa(message)
         if code == Command.DISCONNECT_PEER:

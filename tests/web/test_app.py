@@ -249,3 +249,30 @@ def test_metrics_count_every_face_by_method_status_and_reason(web: Web) -> None:
     assert grew(answers, face="web", status="WHITELISTED", reason="REGISTERED") == 1
     assert _sample(after, "ceir_store_devices") == 7
     assert _sample(after, "ceir_build_info", version=__version__) == 1
+
+
+@pytest.mark.parametrize("value", ["8080", "localhost:", "[::1]:99999", "host:port"])
+def test_a_bad_web_address_is_one_line_and_exit_6(tmp_path: Path, value: str) -> None:
+    """--web that is not HOST:PORT or off: one line saying so, exit 6, nothing served."""
+    from click.testing import CliRunner
+
+    from ceir.cli.app import main
+
+    result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "db"), "--web", value])
+    assert result.exit_code == 6
+    assert result.stderr.strip().splitlines() == [
+        f"ceir: --web {value!r} is not HOST:PORT (port 0..65535, [addr]:PORT for IPv6) or 'off'"
+    ]
+
+
+def test_serve_help_shows_the_web_flags() -> None:
+    """`ceir serve --help` lists --web (with its default), --metrics and --log-format."""
+    from click.testing import CliRunner
+
+    from ceir.cli.app import main
+
+    text = CliRunner().invoke(main, ["serve", "--help"]).output
+    assert "--web TEXT" in text
+    assert "127.0.0.1:8080" in text
+    assert "--metrics / --no-metrics" in text
+    assert "--log-format [text|json]" in text
