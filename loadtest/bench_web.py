@@ -84,6 +84,24 @@ async def _hammer(
     return done["json"], done["metrics"], done["failed"]
 
 
+def _await_load(base: str, timeout: float = 180) -> None:
+    """Return once the load test's attaches reach the server (stream devices counted)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as response:  # noqa: S310
+            text = response.read().decode()
+        if any(
+            line.startswith("ceir_batch_devices_total{") and float(line.rsplit(" ", 1)[1]) > 0
+            for line in text.splitlines()
+        ):
+            time.sleep(1.0)  # past the connection-up transient
+            return
+        time.sleep(0.25)
+    sys.exit("bench_web: the load test's attaches never reached the server")
+
+
 @click.command()
 @click.option("--devices", type=int, default=200_000, show_default=True)
 @click.option("--work", type=click.Path(path_type=Path), default=Path("var/loadtest"))
@@ -142,13 +160,13 @@ def main(
              "--work", str(work), "--out", str(out), "--quiet"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        time.sleep(3)  # the load test loads its population and connects first
+        _await_load(server.web)  # the load test builds its population first
         series: list[tuple[float, str]] = []
+        span = seconds * 0.75  # inside the load test's run, whatever its start-up took
         answered, scrapes, failed = asyncio.run(
-            _hammer(server.web, imeis, seconds - 4, json_concurrency, series)
+            _hammer(server.web, imeis, span, json_concurrency, series)
         )
         output = load.communicate(timeout=seconds + 120)[0]
-    span = seconds - 4
     result = json.loads((out / "result.json").read_text())["total"]
     print(
         f"\nwhile `python -m loadtest --rate {load_rate:,.0f}` ran ({workers} workers; "
