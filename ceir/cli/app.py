@@ -6,7 +6,8 @@ Exit codes (also in ``ceir --help``):
 
 ==  =====================================================================
 0   success; for ``ceir check``: the device may connect
-1   ``ceir check``: the device will be refused (not registered, blocked, expired)
+1   ``ceir check``: the device will be refused (not registered, blocked, expired);
+    ``ceir verify --compare``: the two copies differ
 2   usage error (bad flag or argument)
 3   invalid IMEI
 4   the server could not be reached, failed, or rate-limits you (retry after the time given)
@@ -35,6 +36,7 @@ from ceir.errors import (
     ForbiddenError,
     InvalidImeiError,
     RemoteError,
+    ReplicationError,
     StageExpiredError,
     StoreError,
 )
@@ -58,6 +60,7 @@ EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
     (StoreError, EXIT_STORE),
     (FeedError, EXIT_FEED),
     (RemoteError, EXIT_UNAVAILABLE),
+    (ReplicationError, EXIT_UNAVAILABLE),  # copies that did not meet at one sequence
     (ForbiddenError, EXIT_FORBIDDEN),
     (StageExpiredError, EXIT_NO_STAGE),
     (ConfigError, EXIT_CONFIG),
@@ -65,7 +68,8 @@ EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
 )
 
 EPILOG = """\b
-Exit codes: 0 ok (check: may connect), 1 check: refused, 2 usage,
+Exit codes: 0 ok (check: may connect), 1 check: refused (verify
+--compare: copies differ), 2 usage,
 3 invalid IMEI, 4 server unreachable or rate-limiting, 5 store missing,
 damaged or unreadable, 6 bad configuration (address in use, a file that
 cannot be written), 7 feed refused or unreadable, 8 import staged for

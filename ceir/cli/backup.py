@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ceir.cli.app import CONTEXT, EPILOG, EXIT_STORE, fail, main
+from ceir.cli._client import ClientAuth, auth_from, call_failed, client_options
+from ceir.cli.app import CONTEXT, EPILOG, EXIT_REFUSED, EXIT_STORE, fail, main
 from ceir.config import DEFAULT_DB
 from ceir.errors import CeirError
 
@@ -58,11 +59,37 @@ def restore(src: Path, db: Path, force: bool) -> None:
 
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
 @_DB
-def verify(db: Path) -> None:
+@click.option(
+    "--compare",
+    metavar="HOST:PORT",
+    help="Instead: compare the hot table, range by range, with the ceir server there "
+    "(a replica with its central) at the same change sequence.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    help="With --compare: seconds to wait for both copies to stand at one sequence.",
+)
+@client_options
+def verify(
+    db: Path,
+    compare: str | None,
+    wait: float,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    token: str | None,
+) -> None:
     """Check a store's integrity and schema: every table walked, every value decoded.
 
-    Exits 0 when the store is sound, 5 with the problems listed when it is not.
+    Exits 0 when the store is sound, 5 with the problems listed when it is not. With
+    --compare, exits 0 when every range's digest matches the other server's and 1,
+    naming the ranges that differ, when one does not.
     """
+    if compare is not None:
+        _compare(db, compare, wait, auth_from(ca, cert, key, token))
+        return
     from ceir.store.backup import verify as run
 
     report = run(db)
@@ -75,3 +102,41 @@ def verify(db: Path) -> None:
         click.echo(f"problem: {problem}", err=True)
     click.echo(f"{db}: {len(report.problems)} problem(s)", err=True)
     sys.exit(EXIT_STORE)
+
+
+def _compare(db: Path, address: str, wait: float, auth: ClientAuth) -> None:
+    import grpc
+
+    from ceir.replication.verify import RangeDigest, compare
+    from ceir.store import open_store
+    from ceir.v1 import replication_pb2, replication_pb2_grpc
+
+    def remote() -> tuple[int, list[RangeDigest]]:
+        with auth.channel(address) as channel:
+            stub = replication_pb2_grpc.ReplicationStub(channel)
+            reply = stub.Digest(
+                replication_pb2.DigestRequest(), metadata=auth.metadata, timeout=600
+            )
+        return reply.sequence, [(r.range, r.count, r.sha256) for r in reply.ranges]
+
+    try:
+        with open_store(db, readonly=True) as store:
+            found = compare(store, remote, wait=wait)
+    except grpc.RpcError as exc:
+        call_failed(exc, address)
+    except CeirError as exc:
+        fail(exc)
+    if not found.differ:
+        click.echo(
+            f"{db} = {address} at change {found.sequence:,}: {found.ranges} ranges, "
+            f"{found.rows:,} rows, every digest equal"
+        )
+        return
+    for name, here, there in found.differ:
+        click.echo(f"differs: {name} ({here:,} rows here, {there:,} there)")
+    click.echo(
+        f"{db} != {address} at change {found.sequence:,}: {len(found.differ)} of "
+        f"{found.ranges} ranges differ",
+        err=True,
+    )
+    sys.exit(EXIT_REFUSED)

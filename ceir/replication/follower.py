@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ceir import metrics
 from ceir.errors import CeirError, RefusedMessageError
 from ceir.replication import HEARTBEAT_SUBJECT, STREAM, SUBJECT, wire
 from ceir.replication.broker import Broker
@@ -244,6 +246,13 @@ class Follower:
             return
         self._noted = now
         beat = self.beat
+        state = self.state
+        if state is not None:
+            head = max(state.applied, 0 if beat is None else beat.head)
+            seen = dataclasses.replace(
+                state, head=head, heard_ms=state.heard_ms if beat is None else beat.sent_ms
+            )
+            metrics.set_replica(applied=state.applied, head=head, lag_seconds=seen.lag_seconds())
         if beat is not None:
             await asyncio.to_thread(
                 replica.note,

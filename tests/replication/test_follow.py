@@ -8,6 +8,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
+from ceir.record import Reason, Record
+from ceir.store import open_store
 from ceir.v1 import eir_pb2, eir_pb2_grpc, registry_pb2, registry_pb2_grpc
 from tests.replication._cluster import cluster, wait_for
 
@@ -32,3 +34,38 @@ def test_replica_bootstraps_follows_and_answers_like_the_central(tmp_path: Path)
             with pytest.raises(grpc.RpcError) as info:
                 registry.GetDevice(registry_pb2.GetDeviceRequest(imei="352099001761481"))
             assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_status_and_verify_say_where_a_replica_stands(tmp_path: Path) -> None:
+    """`ceir replica status` prints applied/head/lag; `ceir verify --compare` exits 0 when
+    the copies match and 1, naming the range, when one device differs."""
+    with cluster(tmp_path) as c:
+        r = c.add_replica()
+        c.manufacturer(1_000, 0)
+        c.converged(r)
+        db = str(tmp_path / "r1")
+        same = c.ceir("verify", "--db", db, "--compare", c.central.address)
+        assert "every digest equal" in same.stdout
+        status = c.ceir("replica", "status", "--db", db).stdout
+        head = c.central.status().applied_sequence
+        assert f"applied sequence  {head:,}" in status
+        assert f"head sequence     {head:,}" in status
+        assert "lag " in status
+        r.stop()
+        with open_store(tmp_path / "r1") as store:  # a device only this copy has
+            store.put_devices([((86000000000001).to_bytes(8, "big"), Record(Reason.EXEMPT))])
+        differ = c.ceir("verify", "--db", db, "--compare", c.central.address, check=False)
+        assert differ.returncode == 1
+        there = next(x.count for x in c.central.digest().ranges if x.range == "devices:86")
+        assert differ.stdout == f"differs: devices:86 ({there + 1:,} rows here, {there:,} there)\n"
+
+
+def test_a_replica_is_not_serving_until_its_first_bootstrap(tmp_path: Path) -> None:
+    """With the central unreachable, a new replica answers health NOT_SERVING."""
+    with cluster(tmp_path) as c:
+        c.central.kill()
+        r = c.add_replica()
+        assert r.health() == health_pb2.HealthCheckResponse.NOT_SERVING
+        unbooted = c.ceir("replica", "status", "--db", str(tmp_path / "r1"), check=False)
+        assert unbooted.returncode == 6
+        assert "has not been bootstrapped" in unbooted.stderr
