@@ -7,6 +7,11 @@ Errors are raised deep and translated only at the edges: the gRPC status table i
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the bottom layer imports nothing of ceir at run time
+    from ceir.feeds.rows import RejectReason
+    from ceir.feeds.summary import ImportSummary
 
 
 class CeirError(Exception):
@@ -91,10 +96,10 @@ class FeedFormatError(FeedError):
 class FeedRefusedError(FeedError):
     """A whole feed file was refused by a threshold; nothing was written.
 
-    ``summary`` is the :class:`ceir.feeds.importer.ImportSummary` of the check pass.
+    ``summary`` is the :class:`ceir.feeds.summary.ImportSummary` of the check pass.
     """
 
-    def __init__(self, message: str, summary: object) -> None:
+    def __init__(self, message: str, summary: ImportSummary) -> None:
         super().__init__(message)
         self.summary = summary
 
@@ -133,7 +138,7 @@ class FeedRowError(CeirError):
     The message never contains a personal number.
     """
 
-    def __init__(self, field: str, reason: object, message: str, fix: str = "") -> None:
+    def __init__(self, field: str, reason: RejectReason, message: str, fix: str = "") -> None:
         super().__init__(message)
         self.field = field
         self.reason = reason

@@ -18,6 +18,7 @@ import click
 from ceir.cli._client import auth_from, call_failed, client_options
 from ceir.cli.app import CONTEXT, EPILOG, EXIT_NO_STAGE, main
 from ceir.config import DEFAULT_PORT
+from ceir.feeds import Kind  # enums only
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,10 +49,18 @@ def _call(address: str, auth: Any, method: str, request: Any) -> Any:
             call_failed(exc, address)
 
 
+def _kind(stage: Any) -> str:
+    """The feed kind of a proto Stage, as ``ceir import`` names it (``operator-dump``)."""
+    from ceir.v1 import registry_pb2
+
+    name = registry_pb2.FeedKind.Name(stage.kind).removeprefix("FEED_KIND_")
+    return Kind[name].value if name in Kind.__members__ else "unknown"
+
+
 def _describe(stage: Any) -> str:
     until = time.strftime("%Y-%m-%d %H:%M", time.gmtime(stage.expires_at.seconds))
     return (
-        f"{stage.id:>5}  {stage.kind:<12} {stage.file}  {stage.new_devices:,} new devices, "
+        f"{stage.id:>5}  {_kind(stage):<12} {stage.file}  {stage.new_devices:,} new devices, "
         f"{stage.rows:,} rows; staged by {stage.staged_by}; expires {until} UTC"
     )
 
@@ -96,7 +105,7 @@ def approve(
     auth = auth_from(ca, cert, key, token)
     answer = _call(address, auth, "ApproveStage", approval_pb2.StageRequest(id=stage_id))
     click.echo(
-        f"approved stage {stage_id} ({answer.stage.kind} {answer.stage.file}, staged by "
+        f"approved stage {stage_id} ({_kind(answer.stage)} {answer.stage.file}, staged by "
         f"{answer.stage.staged_by}): import #{answer.import_id}, {answer.added:,} new, "
         f"{answer.changed:,} changed, {answer.rejected:,} rejected"
     )
@@ -119,4 +128,4 @@ def reject(
 
     auth = auth_from(ca, cert, key, token)
     answer = _call(address, auth, "RejectStage", approval_pb2.StageRequest(id=stage_id))
-    click.echo(f"rejected stage {stage_id} ({answer.stage.kind} {answer.stage.file})")
+    click.echo(f"rejected stage {stage_id} ({_kind(answer.stage)} {answer.stage.file})")

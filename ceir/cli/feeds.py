@@ -204,8 +204,7 @@ def import_(
                 report=report,
             )
     except FeedRefusedError as exc:
-        refused: Any = exc.summary
-        _print_summary(refused, quiet)
+        _print_summary(exc.summary, quiet)
         click.echo(f"ceir: {exc}", err=True)
         sys.exit(EXIT_FEED)
     except CeirError as exc:

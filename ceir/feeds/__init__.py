@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Format", "Kind"]
+__all__ = ["Format", "ImportState", "Kind", "StageState"]
 
 
-class Kind(enum.Enum):
+class Kind(enum.StrEnum):
     """A feed kind: the ``KIND`` argument of ``ceir import``."""
 
     TAC = "tac"
@@ -31,10 +31,33 @@ class Kind(enum.Enum):
 _CODES = {kind: i for i, kind in enumerate(Kind, 1)}
 
 
-class Format(enum.Enum):
+class Format(enum.StrEnum):
     """A feed file format. ``osmocom`` and ``gsma`` are TAC database dialects."""
 
     CSV = "csv"
     JSONL = "jsonl"
     OSMOCOM = "osmocom"
     GSMA = "gsma"
+
+
+class ImportState(enum.StrEnum):
+    """Where an import stands, in its summary and in its origin record."""
+
+    WRITING = "writing"
+    """Begun: batches are being committed (an origin record only)."""
+    DONE = "done"
+    ALREADY_IMPORTED = "already-imported"
+    """The same file, kind and rules were imported before: nothing to do."""
+    NEEDS_APPROVAL = "needs-approval"
+    """Held for a second principal (the two-person rule); nothing written."""
+    REFUSED = "refused"
+    """Refused whole by a threshold; nothing written."""
+
+
+class StageState(enum.StrEnum):
+    """What became of a stage of the two-person rule (its origin says ``stage-<state>``)."""
+
+    STAGED = "staged"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ceir.errors import FeedFormatError, FeedRefusedError, FeedRowError, StoreError
-from ceir.feeds import Format, Kind
+from ceir.feeds import Format, ImportState, Kind
 from ceir.feeds.base import Candidate, Context, Feed, Options
 from ceir.feeds.kinds import feed_for
 from ceir.feeds.reader import Row, open_feed
@@ -142,7 +142,7 @@ class _Check:
 def _reject(line: int, exc: FeedRowError, feed: Feed) -> Reject:
     """The reject kept and shown for *exc*: short, and for a feed with personal columns
     without any raw value (see :func:`ceir.feeds.rows.redact`)."""
-    reason = exc.reason.value if isinstance(exc.reason, RejectReason) else str(exc.reason)
+    reason = exc.reason.value
     personal = bool(feed.personal)
     return Reject(
         line,
@@ -154,7 +154,7 @@ def _reject(line: int, exc: FeedRowError, feed: Feed) -> Reject:
 
 
 def _malformed(exc: FeedRowError) -> bool:
-    return isinstance(exc.reason, RejectReason) and exc.reason.malformed
+    return exc.reason.malformed
 
 
 class _Import:
@@ -336,14 +336,14 @@ def rejects_of(store: Store, origin: int) -> Iterator[Reject]:
 
 
 def _summary(
-    imp: _Import, digest: str, state: str, info: dict[str, Any], elapsed: float
+    imp: _Import, digest: str, state: ImportState, info: dict[str, Any], elapsed: float
 ) -> ImportSummary:
     counts = info["counts"]
     return ImportSummary(
         kind=imp.feed.kind.value,
         file=imp.name,
         digest=digest,
-        format=imp.reader.format.value,
+        format=imp.reader.format,
         state=state,
         origin=int(info.get("id", 0)),
         rows=int(counts["rows"]),
@@ -435,8 +435,10 @@ def _run(
     store = imp.store
     digest = file_digest(imp.path)
     info = _find(store, _index_key(digest, imp.feed.kind.value, dataclasses.asdict(imp.options)))
-    if info is not None and info["state"] == "done":
-        summary = _summary(imp, digest, "already-imported", info, time.monotonic() - started)
+    if info is not None and info["state"] == ImportState.DONE:
+        summary = _summary(
+            imp, digest, ImportState.ALREADY_IMPORTED, info, time.monotonic() - started
+        )
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info["finished_at"]))
         summary.message = (
             f"{imp.name} (sha256 {digest[:12]}) was already imported as import "
@@ -494,9 +496,9 @@ def _begin(tables: Tables, digest: str, base: dict[str, Any]) -> dict[str, Any]:
         info = audit.read_origin(tables, existing)
         if info is not None:
             return info
-    origin = audit.new_origin(tables, {**base, "state": "writing"})
+    origin = audit.new_origin(tables, {**base, "state": ImportState.WRITING})
     tables.digests.put(key, origin)
-    return {**base, "state": "writing", "id": origin}
+    return {**base, "state": ImportState.WRITING, "id": origin}
 
 
 def _finish(
@@ -508,14 +510,14 @@ def _finish(
         info = audit.read_origin(tables, origin)
         if info is None:  # pragma: no cover - written by _begin
             raise StoreError(f"import #{origin} vanished from the store")
-        if info["state"] != "done":
-            info["state"] = "done"
+        if info["state"] != ImportState.DONE:
+            info["state"] = ImportState.DONE
             info["finished_at"] = int(imp.clock())
             audit.put_origin(tables, origin, info)
         return info
 
     info = store.write(finish)
-    summary = _summary(imp, digest, "done", info, time.monotonic() - started)
+    summary = _summary(imp, digest, ImportState.DONE, info, time.monotonic() - started)
     if summary.rejected_total:
         summary.first_rejects = list(itertools.islice(rejects_of(store, origin), FIRST_REJECTS))
         if report is not None:
@@ -535,7 +537,9 @@ def _needs_approval(
         rejected=dict(found.rejected),
         malformed=found.malformed,
     )
-    summary = _summary(imp, base["digest"], "needs-approval", base, time.monotonic() - started)
+    summary = _summary(
+        imp, base["digest"], ImportState.NEEDS_APPROVAL, base, time.monotonic() - started
+    )
     summary.message = (
         f"{imp.name}: would add {found.added:,} new devices, above the two-person threshold "
         f"of {limit:,}: held for approval by a second principal (ministry or admin)"
@@ -564,11 +568,11 @@ def _refuse(
     # The register is untouched; the refused attempt itself is logged as an origin.
     origin = imp.store.write(
         lambda tables: audit.new_origin(
-            tables, {**base, "state": "refused", "refusal": why, "rows_done": 0}
+            tables, {**base, "state": ImportState.REFUSED, "refusal": why, "rows_done": 0}
         )
     )
     summary = _summary(
-        imp, base["digest"], "refused", {**base, "id": origin}, time.monotonic() - started
+        imp, base["digest"], ImportState.REFUSED, {**base, "id": origin}, time.monotonic() - started
     )
     summary.message = why
     summary.first_rejects = found.rejects[:FIRST_REJECTS]

@@ -14,7 +14,6 @@ from ceir.errors import FeedRowError, InvalidRequestError, RuleError
 from ceir.feeds import Kind
 from ceir.feeds.base import Context, Options
 from ceir.feeds.kinds import feed_for
-from ceir.feeds.rows import RejectReason
 from ceir.feeds.writes import Writes
 from ceir.imei import Imei
 from ceir.record import Record
@@ -73,7 +72,7 @@ def apply_one(
             cand = feed.parse(values, ctx)
             outcome = feed.decide(cand, ctx)
         except FeedRowError as exc:
-            if isinstance(exc.reason, RejectReason) and not exc.reason.malformed:
+            if not exc.reason.malformed:
                 raise RuleError(exc.message, exc.reason.value) from exc
             raise
         imei = Imei.from_key(cand.key)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ceir.errors import ConfigError, ForbiddenError, NotFoundError, StageExpiredError
-from ceir.feeds import Format, Kind
+from ceir.feeds import Format, ImportState, Kind, StageState
 from ceir.feeds.base import Options
 from ceir.feeds.importer import ImportSummary, import_file
 from ceir.security.principals import Principal, Role
@@ -57,16 +57,21 @@ class Stage:
     """A staged import."""
 
     id: int
-    kind: str
+    kind: Kind
     file: str
     digest: str
-    format: str
+    format: Format
     staged_by: str
     rows: int
     new_devices: int
     created_at: int
     expires_at: int
     options: dict[str, Any]
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Stage:
+        """The stage a ``stages`` record (JSON) describes."""
+        return cls(**{**record, "kind": Kind(record["kind"]), "format": Format(record["format"])})
 
     def line(self) -> str:
         """What ``ceir import`` prints for a staged file."""
@@ -121,7 +126,7 @@ def submit(
         stage_above=stage_above or None,
         **kwargs,
     )
-    if summary.state != "needs-approval":
+    if summary.state is not ImportState.NEEDS_APPROVAL:
         return summary
     options: Options = kwargs.get("options") or Options()
     data = path.read_bytes()
@@ -134,7 +139,7 @@ def submit(
     def put(tables: Tables) -> Stage:
         stage = Stage(
             id=tables.stages.last() + 1,
-            kind=kind.value,
+            kind=kind,
             file=summary.file,
             digest=summary.digest,
             format=summary.format,
@@ -152,13 +157,13 @@ def submit(
             aad = Stages.aad(stage.id, part)
             parts.append(nonce + cipher.encrypt(nonce, data[i : i + _PART], aad))
         tables.stages.put(stage.id, asdict(stage), parts)
-        _record(tables, stage, "staged", actor, now)
+        _record(tables, stage, StageState.STAGED, actor, now)
         return stage
 
     return store.write(put)
 
 
-def _record(tables: Tables, stage: Stage, state: str, actor: str, now: int) -> None:
+def _record(tables: Tables, stage: Stage, state: StageState, actor: str, now: int) -> None:
     """An origin in the audit log for a stage decision (no row data, no personal data)."""
     audit.new_origin(
         tables,
@@ -184,12 +189,12 @@ def get(store: Store, stage_id: int) -> Stage:
         found = tables.stages.record(stage_id)
     if found is None:
         raise NotFoundError(f"there is no stage {stage_id} (approved, rejected or expired?)")
-    return Stage(**found)
+    return Stage.from_record(found)
 
 
 def _stages(store: Store) -> list[Stage]:
     with store.snapshot() as tables:
-        return [Stage(**record) for record in tables.stages.records()]
+        return [Stage.from_record(record) for record in tables.stages.records()]
 
 
 def list_stages(store: Store, *, now: float | None = None) -> list[Stage]:
@@ -198,7 +203,7 @@ def list_stages(store: Store, *, now: float | None = None) -> list[Stage]:
     return [stage for stage in _stages(store) if stage.expires_at > at]
 
 
-def _drop(store: Store, stage: Stage, state: str, actor: str, now: int) -> None:
+def _drop(store: Store, stage: Stage, state: StageState, actor: str, now: int) -> None:
     def drop(tables: Tables) -> None:
         if tables.stages.record(stage.id) is not None:
             tables.stages.delete(stage.id)
@@ -231,7 +236,7 @@ def approve(
             "principal must approve it"
         )
     if stage.expires_at <= now:
-        _drop(store, stage, "expired", approver.label, now)
+        _drop(store, stage, StageState.EXPIRED, approver.label, now)
         raise StageExpiredError(f"stage {stage_id} expired unapproved and has been dropped")
     data = _file_bytes(store, stage_id)
     with tempfile.TemporaryDirectory(prefix="ceir-stage-") as tmp:
@@ -239,16 +244,16 @@ def approve(
         path.write_bytes(data)
         summary = import_file(
             store,
-            Kind(stage.kind),
+            stage.kind,
             path,
             actor=f"{stage.staged_by} approved by {approver.label}",
-            fmt=Format(stage.format),
+            fmt=stage.format,
             options=Options(**stage.options),
             clock=clock,
             report=report,
             name=stage.file,
         )
-    _drop(store, stage, "approved", approver.label, now)
+    _drop(store, stage, StageState.APPROVED, approver.label, now)
     return stage, summary
 
 
@@ -259,7 +264,7 @@ def reject(
     if by.role not in APPROVERS:
         raise ForbiddenError("only a ministry or admin principal may reject a stage")
     stage = get(store, stage_id)
-    _drop(store, stage, "rejected", by.label, int(clock()))
+    _drop(store, stage, StageState.REJECTED, by.label, int(clock()))
     return stage
 
 
@@ -268,7 +273,7 @@ def purge_expired(store: Store, *, now: float | None = None, actor: str = "purge
     at = time.time() if now is None else now
     expired = [stage for stage in _stages(store) if stage.expires_at <= at]
     for stage in expired:
-        _drop(store, stage, "expired", actor, int(at))
+        _drop(store, stage, StageState.EXPIRED, actor, int(at))
     return expired
 
 

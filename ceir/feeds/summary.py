@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ceir.feeds import Format, ImportState
+
 __all__ = ["ImportSummary", "Reject", "write_report"]
 
 
@@ -47,9 +49,8 @@ class ImportSummary:
     kind: str
     file: str
     digest: str
-    format: str
-    state: str
-    """``done``, ``already-imported`` or ``refused``."""
+    format: Format
+    state: ImportState
     origin: int = 0
     rows: int = 0
     added: int = 0
@@ -81,9 +82,9 @@ class ImportSummary:
 
     def line(self) -> str:
         """The one-line summary ``ceir import`` prints."""
-        if self.state == "already-imported":
+        if self.state is ImportState.ALREADY_IMPORTED:
             return self.message
-        refused = self.state == "refused"
+        refused = self.state is ImportState.REFUSED
         head = "refused" if refused else "imported"
         noun = "TACs" if self.kind == "tac" else "devices"
         rejected = ", ".join(f"{n:,} {reason}" for reason, n in sorted(self.rejected.items()))

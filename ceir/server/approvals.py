@@ -13,6 +13,7 @@ from typing import Any
 from ceir import metrics
 from ceir.feeds import staging
 from ceir.security.principals import current
+from ceir.server.registry import FEED_KINDS
 from ceir.store import Store
 from ceir.v1 import approval_pb2, approval_pb2_grpc
 
@@ -20,7 +21,7 @@ from ceir.v1 import approval_pb2, approval_pb2_grpc
 def stage_message(stage: staging.Stage) -> approval_pb2.Stage:
     message = approval_pb2.Stage(
         id=stage.id,
-        kind=stage.kind,
+        kind=FEED_KINDS[stage.kind],
         file=stage.file,
         digest=stage.digest,
         staged_by=stage.staged_by,

@@ -25,7 +25,7 @@ from ceir.errors import (
     LimitError,
     NotFoundError,
 )
-from ceir.feeds import Format, Kind
+from ceir.feeds import Format, ImportState, Kind
 from ceir.feeds.history import HistoryEntry, device_history
 from ceir.feeds.single import OneChange, apply_one
 from ceir.feeds.staging import Stage, submit
@@ -33,7 +33,7 @@ from ceir.feeds.summary import ImportSummary
 from ceir.imei import parse_lenient
 from ceir.policy import Policy
 from ceir.record import Record
-from ceir.store import Store
+from ceir.store import Store, audit
 from ceir.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
 __all__ = ["MAX_IMPORT_BYTES", "Registry", "peer_actor"]
@@ -43,27 +43,23 @@ log = logging.getLogger("ceir.server.registry")
 MAX_IMPORT_BYTES = 8 << 30
 """Largest feed file ImportFeed accepts (8 GiB)."""
 
-_KINDS = {
-    registry_pb2.FEED_KIND_TAC: Kind.TAC,
-    registry_pb2.FEED_KIND_MANUFACTURER: Kind.MANUFACTURER,
-    registry_pb2.FEED_KIND_CUSTOMS: Kind.CUSTOMS,
-    registry_pb2.FEED_KIND_OPERATOR_DUMP: Kind.OPERATOR_DUMP,
-    registry_pb2.FEED_KIND_VISITOR: Kind.VISITOR,
-    registry_pb2.FEED_KIND_EXCEPTION: Kind.EXCEPTION,
-    registry_pb2.FEED_KIND_LOST_STOLEN: Kind.LOST_STOLEN,
+# The proto's enums name the Python ones: FEED_KIND_<Kind.name>, FEED_FORMAT_<Format.name>,
+# HISTORY_ACTION_<Action.name>. A member missing on either side fails at import.
+FEED_KINDS = {kind: registry_pb2.FeedKind.Value(f"FEED_KIND_{kind.name}") for kind in Kind}
+FEED_FORMATS = {f: registry_pb2.FeedFormat.Value(f"FEED_FORMAT_{f.name}") for f in Format}
+HISTORY_ACTIONS = {
+    a: registry_pb2.HistoryAction.Value(f"HISTORY_ACTION_{a.name}") for a in audit.Action
 }
-_FORMATS = {
+_KINDS = {value: kind for kind, value in FEED_KINDS.items()}
+_FORMATS: dict[int, Format | None] = {
     registry_pb2.FEED_FORMAT_AUTO: None,
-    registry_pb2.FEED_FORMAT_CSV: Format.CSV,
-    registry_pb2.FEED_FORMAT_JSONL: Format.JSONL,
-    registry_pb2.FEED_FORMAT_OSMOCOM: Format.OSMOCOM,
-    registry_pb2.FEED_FORMAT_GSMA: Format.GSMA,
+    **{value: fmt for fmt, value in FEED_FORMATS.items()},
 }
 _STATES = {
-    "done": registry_pb2.IMPORT_STATE_DONE,
-    "already-imported": registry_pb2.IMPORT_STATE_ALREADY_IMPORTED,
-    "refused": registry_pb2.IMPORT_STATE_REFUSED,
-    "needs-approval": registry_pb2.IMPORT_STATE_STAGED,
+    ImportState.DONE: registry_pb2.IMPORT_STATE_DONE,
+    ImportState.ALREADY_IMPORTED: registry_pb2.IMPORT_STATE_ALREADY_IMPORTED,
+    ImportState.REFUSED: registry_pb2.IMPORT_STATE_REFUSED,
+    ImportState.NEEDS_APPROVAL: registry_pb2.IMPORT_STATE_STAGED,
 }
 
 
@@ -96,7 +92,7 @@ def _staged(stage: Stage) -> registry_pb2.ImportFeedResponse:
     return registry_pb2.ImportFeedResponse(
         state=registry_pb2.IMPORT_STATE_STAGED,
         digest=stage.digest,
-        format=stage.format,
+        format=FEED_FORMATS[stage.format],
         rows=stage.rows,
         added=stage.new_devices,
         message=stage.line(),
@@ -109,7 +105,7 @@ def _summary(s: ImportSummary) -> registry_pb2.ImportFeedResponse:
         state=_STATES[s.state],
         import_id=s.origin,
         digest=s.digest,
-        format=s.format,
+        format=FEED_FORMATS[s.format],
         rows=s.rows,
         added=s.added,
         changed=s.changed,
@@ -132,7 +128,7 @@ def _history(h: HistoryEntry) -> registry_pb2.HistoryEntry:
     e = h.entry
     out = registry_pb2.HistoryEntry(
         seq=e.seq,
-        action=e.action.name.lower(),
+        action=HISTORY_ACTIONS[e.action],
         before=_record(e.old),
         after=_record(e.new),
         actor=h.actor,
@@ -206,12 +202,11 @@ class Registry(registry_pb2_grpc.RegistryServicer):
                     name=name,
                 )
             except FeedRefusedError as exc:
-                refused: Any = exc.summary
                 log.warning("ImportFeed from %s: %s", actor, exc)
                 metrics.imported(
-                    kind.value, metrics.ImportResult.REFUSED, rejected=refused.rejected
+                    kind.value, metrics.ImportResult.REFUSED, rejected=exc.summary.rejected
                 )
-                return _summary(refused)
+                return _summary(exc.summary)
             if isinstance(result, Stage):
                 log.info("ImportFeed from %s: staged as %s", actor, result.id)
                 metrics.imported(kind.value, metrics.ImportResult.STAGED)

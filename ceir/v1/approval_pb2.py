@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from ceir.v1 import registry_pb2 as ceir_dot_v1_dot_registry__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x65ir/v1/approval.proto\x12\x07\x63\x65ir.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x01\n\x05Stage\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x11\n\tstaged_by\x18\x05 \x01(\t\x12\x0c\n\x04rows\x18\x06 \x01(\x04\x12\x13\n\x0bnew_devices\x18\x07 \x01(\x04\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x13\n\x11ListStagesRequest\"4\n\x12ListStagesResponse\x12\x1e\n\x06stages\x18\x01 \x03(\x0b\x32\x0e.ceir.v1.Stage\"\x1a\n\x0cStageRequest\x12\n\n\x02id\x18\x01 \x01(\r\"z\n\x14\x41pproveStageResponse\x12\x1d\n\x05stage\x18\x01 \x01(\x0b\x32\x0e.ceir.v1.Stage\x12\x11\n\timport_id\x18\x02 \x01(\r\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x03 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x04\x12\x10\n\x08rejected\x18\x05 \x01(\x04\"4\n\x13RejectStageResponse\x12\x1d\n\x05stage\x18\x01 \x01(\x0b\x32\x0e.ceir.v1.Stage2\xdc\x01\n\tApprovals\x12\x45\n\nListStages\x12\x1a.ceir.v1.ListStagesRequest\x1a\x1b.ceir.v1.ListStagesResponse\x12\x44\n\x0c\x41pproveStage\x12\x15.ceir.v1.StageRequest\x1a\x1d.ceir.v1.ApproveStageResponse\x12\x42\n\x0bRejectStage\x12\x15.ceir.v1.StageRequest\x1a\x1c.ceir.v1.RejectStageResponseB;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x65ir/v1/approval.proto\x12\x07\x63\x65ir.v1\x1a\x16\x63\x65ir/v1/registry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xee\x01\n\x05Stage\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x11\n\tstaged_by\x18\x05 \x01(\t\x12\x0c\n\x04rows\x18\x06 \x01(\x04\x12\x13\n\x0bnew_devices\x18\x07 \x01(\x04\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x04kind\x18\n \x01(\x0e\x32\x11.ceir.v1.FeedKindJ\x04\x08\x02\x10\x03\"\x13\n\x11ListStagesRequest\"4\n\x12ListStagesResponse\x12\x1e\n\x06stages\x18\x01 \x03(\x0b\x32\x0e.ceir.v1.Stage\"\x1a\n\x0cStageRequest\x12\n\n\x02id\x18\x01 \x01(\r\"z\n\x14\x41pproveStageResponse\x12\x1d\n\x05stage\x18\x01 \x01(\x0b\x32\x0e.ceir.v1.Stage\x12\x11\n\timport_id\x18\x02 \x01(\r\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x03 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x04\x12\x10\n\x08rejected\x18\x05 \x01(\x04\"4\n\x13RejectStageResponse\x12\x1d\n\x05stage\x18\x01 \x01(\x0b\x32\x0e.ceir.v1.Stage2\xdc\x01\n\tApprovals\x12\x45\n\nListStages\x12\x1a.ceir.v1.ListStagesRequest\x1a\x1b.ceir.v1.ListStagesResponse\x12\x44\n\x0c\x41pproveStage\x12\x15.ceir.v1.StageRequest\x1a\x1d.ceir.v1.ApproveStageResponse\x12\x42\n\x0bRejectStage\x12\x15.ceir.v1.StageRequest\x1a\x1c.ceir.v1.RejectStageResponseB;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +34,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ceir.v1.approval_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\013org.ceir.v1P\001Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1'
-  _globals['_STAGE']._serialized_start=69
-  _globals['_STAGE']._serialized_end=282
-  _globals['_LISTSTAGESREQUEST']._serialized_start=284
-  _globals['_LISTSTAGESREQUEST']._serialized_end=303
-  _globals['_LISTSTAGESRESPONSE']._serialized_start=305
-  _globals['_LISTSTAGESRESPONSE']._serialized_end=357
-  _globals['_STAGEREQUEST']._serialized_start=359
-  _globals['_STAGEREQUEST']._serialized_end=385
-  _globals['_APPROVESTAGERESPONSE']._serialized_start=387
-  _globals['_APPROVESTAGERESPONSE']._serialized_end=509
-  _globals['_REJECTSTAGERESPONSE']._serialized_start=511
-  _globals['_REJECTSTAGERESPONSE']._serialized_end=563
-  _globals['_APPROVALS']._serialized_start=566
-  _globals['_APPROVALS']._serialized_end=786
+  _globals['_STAGE']._serialized_start=93
+  _globals['_STAGE']._serialized_end=331
+  _globals['_LISTSTAGESREQUEST']._serialized_start=333
+  _globals['_LISTSTAGESREQUEST']._serialized_end=352
+  _globals['_LISTSTAGESRESPONSE']._serialized_start=354
+  _globals['_LISTSTAGESRESPONSE']._serialized_end=406
+  _globals['_STAGEREQUEST']._serialized_start=408
+  _globals['_STAGEREQUEST']._serialized_end=434
+  _globals['_APPROVESTAGERESPONSE']._serialized_start=436
+  _globals['_APPROVESTAGERESPONSE']._serialized_end=558
+  _globals['_REJECTSTAGERESPONSE']._serialized_start=560
+  _globals['_REJECTSTAGERESPONSE']._serialized_end=612
+  _globals['_APPROVALS']._serialized_start=615
+  _globals['_APPROVALS']._serialized_end=835
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ the configured threshold is staged, not applied. It reaches the register only wh
 second, different principal with the ministry or admin role approves it.
 """
 
+from ceir.v1 import registry_pb2 as _registry_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -27,7 +28,6 @@ class Stage(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
-    KIND_FIELD_NUMBER: _builtins.int
     FILE_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
     STAGED_BY_FIELD_NUMBER: _builtins.int
@@ -35,9 +35,8 @@ class Stage(_message.Message):
     NEW_DEVICES_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     id: _builtins.int
-    kind: _builtins.str
-    """The feed kind, e.g. "manufacturer"."""
     file: _builtins.str
     digest: _builtins.str
     """SHA-256 of the staged file, hex."""
@@ -45,6 +44,7 @@ class Stage(_message.Message):
     """The principal that submitted it, "role:name[@operator]"."""
     rows: _builtins.int
     new_devices: _builtins.int
+    kind: _registry_pb2.FeedKind.ValueType
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -53,7 +53,6 @@ class Stage(_message.Message):
         self,
         *,
         id: _builtins.int = ...,
-        kind: _builtins.str = ...,
         file: _builtins.str = ...,
         digest: _builtins.str = ...,
         staged_by: _builtins.str = ...,
@@ -61,6 +60,7 @@ class Stage(_message.Message):
         new_devices: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        kind: _registry_pb2.FeedKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

@@ -26,7 +26,7 @@ from ceir.v1 import common_pb2 as ceir_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x65ir/v1/registry.proto\x12\x07\x63\x65ir.v1\x1a\x14\x63\x65ir/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"f\n\x0cImportHeader\x12\x1f\n\x04kind\x18\x01 \x01(\x0e\x32\x11.ceir.v1.FeedKind\x12#\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x13.ceir.v1.FeedFormat\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"U\n\x11ImportFeedRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.ceir.v1.ImportHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"S\n\x06Reject\x12\x0c\n\x04line\x18\x01 \x01(\r\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0b\n\x03\x66ix\x18\x05 \x01(\t\"\xbd\x03\n\x12ImportFeedResponse\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.ceir.v1.ImportState\x12\x11\n\timport_id\x18\x02 \x01(\r\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0c\n\x04rows\x18\x05 \x01(\x04\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x06 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x07 \x01(\x04\x12\x11\n\tunchanged\x18\x08 \x01(\x04\x12\x10\n\x08rejected\x18\t \x01(\x04\x12M\n\x12rejected_by_reason\x18\n \x03(\x0b\x32\x31.ceir.v1.ImportFeedResponse.RejectedByReasonEntry\x12&\n\rfirst_rejects\x18\x0b \x03(\x0b\x32\x0f.ceir.v1.Reject\x12\x10\n\x08warnings\x18\x0c \x03(\t\x12\x17\n\x0f\x65lapsed_seconds\x18\r \x01(\x01\x12\x0f\n\x07message\x18\x0e \x01(\t\x12\x10\n\x08stage_id\x18\x0f \x01(\r\x1a\x37\n\x15RejectedByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xab\x01\n\x0fRegisterRequest\x12\x1f\n\x04kind\x18\x01 \x01(\x0e\x32\x11.ceir.v1.FeedKind\x12\x34\n\x06\x66ields\x18\x02 \x03(\x0b\x32$.ceir.v1.RegisterRequest.FieldsEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\x11LostStolenRequest\x12\x0c\n\x04imei\x18\x01 \x01(\t\x12\x12\n\nreport_ref\x18\x02 \x01(\t\x12/\n\x0breported_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\xd9\x01\n\x0c\x44\x65viceRecord\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x1f\n\x06reason\x18\x02 \x01(\x0e\x32\x0f.ceir.v1.Reason\x12\x1f\n\x06source\x18\x03 \x01(\x0e\x32\x0f.ceir.v1.Source\x12\x13\n\x0blost_stolen\x18\x04 \x01(\x08\x12\x31\n\rregistered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf0\x01\n\x0c\x44\x65viceChange\x12\x0c\n\x04imei\x18\x01 \x01(\t\x12\'\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.ceir.v1.ChangeOutcome\x12%\n\x06\x62\x65\x66ore\x18\x03 \x01(\x0b\x32\x15.ceir.v1.DeviceRecord\x12$\n\x05\x61\x66ter\x18\x04 \x01(\x0b\x32\x15.ceir.v1.DeviceRecord\x12(\n\x06status\x18\x05 \x01(\x0e\x32\x18.ceir.v1.EquipmentStatus\x12\x1f\n\x06reason\x18\x06 \x01(\x0e\x32\x0f.ceir.v1.Reason\x12\x11\n\taudit_seq\x18\x07 \x01(\x04\" \n\x10GetDeviceRequest\x12\x0c\n\x04imei\x18\x01 \x01(\t\"\xef\x01\n\x0cHistoryEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12%\n\x06\x62\x65\x66ore\x18\x04 \x01(\x0b\x32\x15.ceir.v1.DeviceRecord\x12$\n\x05\x61\x66ter\x18\x05 \x01(\x0b\x32\x15.ceir.v1.DeviceRecord\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x11\n\timport_id\x18\x07 \x01(\r\x12\x0c\n\x04\x66ile\x18\x08 \x01(\t\x12\x0c\n\x04line\x18\t \x01(\r\x12\x0f\n\x07request\x18\n \x01(\t\"f\n\x07\x44\x65tails\x12,\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x1c.ceir.v1.Details.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x81\x03\n\x06\x44\x65vice\x12\x0c\n\x04imei\x18\x01 \x01(\t\x12\x0b\n\x03tac\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.ceir.v1.EquipmentStatus\x12\x1f\n\x06reason\x18\x04 \x01(\x0e\x32\x0f.ceir.v1.Reason\x12\x1f\n\x06source\x18\x05 \x01(\x0e\x32\x0f.ceir.v1.Source\x12$\n\x05state\x18\x06 \x01(\x0b\x32\x15.ceir.v1.DeviceRecord\x12\r\n\x05\x62rand\x18\x07 \x01(\t\x12\r\n\x05model\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65vice_type\x18\t \x01(\t\x12-\n\x07\x64\x65tails\x18\n \x03(\x0b\x32\x1c.ceir.v1.Device.DetailsEntry\x12&\n\x07history\x18\x0b \x03(\x0b\x32\x15.ceir.v1.HistoryEntry\x1a@\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.ceir.v1.Details:\x02\x38\x01*\xd3\x01\n\x08\x46\x65\x65\x64Kind\x12\x19\n\x15\x46\x45\x45\x44_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rFEED_KIND_TAC\x10\x01\x12\x1a\n\x16\x46\x45\x45\x44_KIND_MANUFACTURER\x10\x02\x12\x15\n\x11\x46\x45\x45\x44_KIND_CUSTOMS\x10\x03\x12\x1b\n\x17\x46\x45\x45\x44_KIND_OPERATOR_DUMP\x10\x04\x12\x15\n\x11\x46\x45\x45\x44_KIND_VISITOR\x10\x05\x12\x17\n\x13\x46\x45\x45\x44_KIND_EXCEPTION\x10\x06\x12\x19\n\x15\x46\x45\x45\x44_KIND_LOST_STOLEN\x10\x07*}\n\nFeedFormat\x12\x14\n\x10\x46\x45\x45\x44_FORMAT_AUTO\x10\x00\x12\x13\n\x0f\x46\x45\x45\x44_FORMAT_CSV\x10\x01\x12\x15\n\x11\x46\x45\x45\x44_FORMAT_JSONL\x10\x02\x12\x17\n\x13\x46\x45\x45\x44_FORMAT_OSMOCOM\x10\x03\x12\x14\n\x10\x46\x45\x45\x44_FORMAT_GSMA\x10\x04*\x98\x01\n\x0bImportState\x12\x1c\n\x18IMPORT_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11IMPORT_STATE_DONE\x10\x01\x12!\n\x1dIMPORT_STATE_ALREADY_IMPORTED\x10\x02\x12\x18\n\x14IMPORT_STATE_REFUSED\x10\x03\x12\x17\n\x13IMPORT_STATE_STAGED\x10\x04*\x83\x01\n\rChangeOutcome\x12\x1e\n\x1a\x43HANGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANGE_OUTCOME_ADDED\x10\x01\x12\x1a\n\x16\x43HANGE_OUTCOME_CHANGED\x10\x02\x12\x1c\n\x18\x43HANGE_OUTCOME_UNCHANGED\x10\x03\x32\xd6\x02\n\x08Registry\x12G\n\nImportFeed\x12\x1a.ceir.v1.ImportFeedRequest\x1a\x1b.ceir.v1.ImportFeedResponse(\x01\x12;\n\x08Register\x12\x18.ceir.v1.RegisterRequest\x1a\x15.ceir.v1.DeviceChange\x12\x45\n\x10ReportLostStolen\x12\x1a.ceir.v1.LostStolenRequest\x1a\x15.ceir.v1.DeviceChange\x12\x44\n\x0f\x43learLostStolen\x12\x1a.ceir.v1.LostStolenRequest\x1a\x15.ceir.v1.DeviceChange\x12\x37\n\tGetDevice\x12\x19.ceir.v1.GetDeviceRequest\x1a\x0f.ceir.v1.DeviceB;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x65ir/v1/registry.proto\x12\x07\x63\x65ir.v1\x1a\x14\x63\x65ir/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"f\n\x0cImportHeader\x12\x1f\n\x04kind\x18\x01 \x01(\x0e\x32\x11.ceir.v1.FeedKind\x12#\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x13.ceir.v1.FeedFormat\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"U\n\x11ImportFeedRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.ceir.v1.ImportHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"S\n\x06Reject\x12\x0c\n\x04line\x18\x01 \x01(\r\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0b\n\x03\x66ix\x18\x05 \x01(\t\"\xd8\x03\n\x12ImportFeedResponse\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.ceir.v1.ImportState\x12\x11\n\timport_id\x18\x02 \x01(\r\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0c\n\x04rows\x18\x05 \x01(\x04\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x06 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x07 \x01(\x04\x12\x11\n\tunchanged\x18\x08 \x01(\x04\x12\x10\n\x08rejected\x18\t \x01(\x04\x12M\n\x12rejected_by_reason\x18\n \x03(\x0b\x32\x31.ceir.v1.ImportFeedResponse.RejectedByReasonEntry\x12&\n\rfirst_rejects\x18\x0b \x03(\x0b\x32\x0f.ceir.v1.Reject\x12\x10\n\x08warnings\x18\x0c \x03(\t\x12\x17\n\x0f\x65lapsed_seconds\x18\r \x01(\x01\x12\x0f\n\x07message\x18\x0e \x01(\t\x12\x10\n\x08stage_id\x18\x0f \x01(\r\x12#\n\x06\x66ormat\x18\x10 \x01(\x0e\x32\x13.ceir.v1.FeedFormat\x1a\x37\n\x15RejectedByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01J\x04\x08\x04\x10\x05\"\xab\x01\n\x0fRegisterRequest\x12\x1f\n\x04kind\x18\x01 \x01(\x0e\x32\x11.ceir.v1.FeedKind\x12\x34\n\x06\x66ields\x18\x02 \x03(\x0b\x32$.ceir.v1.RegisterRequest.FieldsEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\x11LostStolenRequest\x12\x0c\n\x04imei\x18\x01 \x01(\t\x12\x12\n\nreport_ref\x18\x02 \x01(\t\x12/\n\x0breported_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\xd9\x01\n\x0c\x44\x65viceRecord\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x1f\n\x06reason\x18\x02 \x01(\x0e\x32\x0f.ceir.v1.Reason\x12\x1f\n\x06source\x18\x03 \x01(\x0e\x32\x0f.ceir.v1.Source\x12\x13\n\x0blost_stolen\x18\x04 \x01(\x08\x12\x31\n\rregistered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf0\x01\n\x0c\x44\x65viceChange\x12\x0c\n\x04imei\x18\x01 \x01(\t\x12\'\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.ceir.v1.ChangeOutcome\x12%\n\x06\x62\x65\x66ore\x18\x03 \x01(\x0b\x32\x15.ceir.v1.DeviceRecord\x12$\n\x05\x61\x66ter\x18\x04 \x01(\x0b\x32\x15.ceir.v1.DeviceRecord\x12(\n\x06status\x18\x05 \x01(\x0e\x32\x18.ceir.v1.EquipmentStatus\x12\x1f\n\x06reason\x18\x06 \x01(\x0e\x32\x0f.ceir.v1.Reason\x12\x11\n\taudit_seq\x18\x07 \x01(\x04\" \n\x10GetDeviceRequest\x12\x0c\n\x04imei\x18\x01 \x01(\t\"\x8d\x02\n\x0cHistoryEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06\x62\x65\x66ore\x18\x04 \x01(\x0b\x32\x15.ceir.v1.DeviceRecord\x12$\n\x05\x61\x66ter\x18\x05 \x01(\x0b\x32\x15.ceir.v1.DeviceRecord\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x11\n\timport_id\x18\x07 \x01(\r\x12\x0c\n\x04\x66ile\x18\x08 \x01(\t\x12\x0c\n\x04line\x18\t \x01(\r\x12\x0f\n\x07request\x18\n \x01(\t\x12&\n\x06\x61\x63tion\x18\x0b \x01(\x0e\x32\x16.ceir.v1.HistoryActionJ\x04\x08\x03\x10\x04\"f\n\x07\x44\x65tails\x12,\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x1c.ceir.v1.Details.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x81\x03\n\x06\x44\x65vice\x12\x0c\n\x04imei\x18\x01 \x01(\t\x12\x0b\n\x03tac\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.ceir.v1.EquipmentStatus\x12\x1f\n\x06reason\x18\x04 \x01(\x0e\x32\x0f.ceir.v1.Reason\x12\x1f\n\x06source\x18\x05 \x01(\x0e\x32\x0f.ceir.v1.Source\x12$\n\x05state\x18\x06 \x01(\x0b\x32\x15.ceir.v1.DeviceRecord\x12\r\n\x05\x62rand\x18\x07 \x01(\t\x12\r\n\x05model\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65vice_type\x18\t \x01(\t\x12-\n\x07\x64\x65tails\x18\n \x03(\x0b\x32\x1c.ceir.v1.Device.DetailsEntry\x12&\n\x07history\x18\x0b \x03(\x0b\x32\x15.ceir.v1.HistoryEntry\x1a@\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.ceir.v1.Details:\x02\x38\x01*\xd3\x01\n\x08\x46\x65\x65\x64Kind\x12\x19\n\x15\x46\x45\x45\x44_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rFEED_KIND_TAC\x10\x01\x12\x1a\n\x16\x46\x45\x45\x44_KIND_MANUFACTURER\x10\x02\x12\x15\n\x11\x46\x45\x45\x44_KIND_CUSTOMS\x10\x03\x12\x1b\n\x17\x46\x45\x45\x44_KIND_OPERATOR_DUMP\x10\x04\x12\x15\n\x11\x46\x45\x45\x44_KIND_VISITOR\x10\x05\x12\x17\n\x13\x46\x45\x45\x44_KIND_EXCEPTION\x10\x06\x12\x19\n\x15\x46\x45\x45\x44_KIND_LOST_STOLEN\x10\x07*}\n\nFeedFormat\x12\x14\n\x10\x46\x45\x45\x44_FORMAT_AUTO\x10\x00\x12\x13\n\x0f\x46\x45\x45\x44_FORMAT_CSV\x10\x01\x12\x15\n\x11\x46\x45\x45\x44_FORMAT_JSONL\x10\x02\x12\x17\n\x13\x46\x45\x45\x44_FORMAT_OSMOCOM\x10\x03\x12\x14\n\x10\x46\x45\x45\x44_FORMAT_GSMA\x10\x04*\x98\x01\n\x0bImportState\x12\x1c\n\x18IMPORT_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11IMPORT_STATE_DONE\x10\x01\x12!\n\x1dIMPORT_STATE_ALREADY_IMPORTED\x10\x02\x12\x18\n\x14IMPORT_STATE_REFUSED\x10\x03\x12\x17\n\x13IMPORT_STATE_STAGED\x10\x04*\x83\x01\n\rChangeOutcome\x12\x1e\n\x1a\x43HANGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANGE_OUTCOME_ADDED\x10\x01\x12\x1a\n\x16\x43HANGE_OUTCOME_CHANGED\x10\x02\x12\x1c\n\x18\x43HANGE_OUTCOME_UNCHANGED\x10\x03*\x96\x02\n\rHistoryAction\x12\x1e\n\x1aHISTORY_ACTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bHISTORY_ACTION_MANUFACTURER\x10\x01\x12\x1a\n\x16HISTORY_ACTION_CUSTOMS\x10\x02\x12\x1e\n\x1aHISTORY_ACTION_GRANDFATHER\x10\x03\x12\x1a\n\x16HISTORY_ACTION_VISITOR\x10\x04\x12\x1c\n\x18HISTORY_ACTION_EXCEPTION\x10\x05\x12\x18\n\x14HISTORY_ACTION_BLOCK\x10\x06\x12\x1a\n\x16HISTORY_ACTION_UNBLOCK\x10\x07\x12\x18\n\x14HISTORY_ACTION_PURGE\x10\x08\x32\xd6\x02\n\x08Registry\x12G\n\nImportFeed\x12\x1a.ceir.v1.ImportFeedRequest\x1a\x1b.ceir.v1.ImportFeedResponse(\x01\x12;\n\x08Register\x12\x18.ceir.v1.RegisterRequest\x1a\x15.ceir.v1.DeviceChange\x12\x45\n\x10ReportLostStolen\x12\x1a.ceir.v1.LostStolenRequest\x1a\x15.ceir.v1.DeviceChange\x12\x44\n\x0f\x43learLostStolen\x12\x1a.ceir.v1.LostStolenRequest\x1a\x15.ceir.v1.DeviceChange\x12\x37\n\tGetDevice\x12\x19.ceir.v1.GetDeviceRequest\x1a\x0f.ceir.v1.DeviceB;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,14 +42,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETAILS_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_DEVICE_DETAILSENTRY']._loaded_options = None
   _globals['_DEVICE_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_FEEDKIND']._serialized_start=2344
-  _globals['_FEEDKIND']._serialized_end=2555
-  _globals['_FEEDFORMAT']._serialized_start=2557
-  _globals['_FEEDFORMAT']._serialized_end=2682
-  _globals['_IMPORTSTATE']._serialized_start=2685
-  _globals['_IMPORTSTATE']._serialized_end=2837
-  _globals['_CHANGEOUTCOME']._serialized_start=2840
-  _globals['_CHANGEOUTCOME']._serialized_end=2971
+  _globals['_FEEDKIND']._serialized_start=2401
+  _globals['_FEEDKIND']._serialized_end=2612
+  _globals['_FEEDFORMAT']._serialized_start=2614
+  _globals['_FEEDFORMAT']._serialized_end=2739
+  _globals['_IMPORTSTATE']._serialized_start=2742
+  _globals['_IMPORTSTATE']._serialized_end=2894
+  _globals['_CHANGEOUTCOME']._serialized_start=2897
+  _globals['_CHANGEOUTCOME']._serialized_end=3028
+  _globals['_HISTORYACTION']._serialized_start=3031
+  _globals['_HISTORYACTION']._serialized_end=3309
   _globals['_IMPORTHEADER']._serialized_start=90
   _globals['_IMPORTHEADER']._serialized_end=192
   _globals['_IMPORTFEEDREQUEST']._serialized_start=194
@@ -57,31 +59,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REJECT']._serialized_start=281
   _globals['_REJECT']._serialized_end=364
   _globals['_IMPORTFEEDRESPONSE']._serialized_start=367
-  _globals['_IMPORTFEEDRESPONSE']._serialized_end=812
-  _globals['_IMPORTFEEDRESPONSE_REJECTEDBYREASONENTRY']._serialized_start=757
-  _globals['_IMPORTFEEDRESPONSE_REJECTEDBYREASONENTRY']._serialized_end=812
-  _globals['_REGISTERREQUEST']._serialized_start=815
-  _globals['_REGISTERREQUEST']._serialized_end=986
-  _globals['_REGISTERREQUEST_FIELDSENTRY']._serialized_start=941
-  _globals['_REGISTERREQUEST_FIELDSENTRY']._serialized_end=986
-  _globals['_LOSTSTOLENREQUEST']._serialized_start=988
-  _globals['_LOSTSTOLENREQUEST']._serialized_end=1110
-  _globals['_DEVICERECORD']._serialized_start=1113
-  _globals['_DEVICERECORD']._serialized_end=1330
-  _globals['_DEVICECHANGE']._serialized_start=1333
-  _globals['_DEVICECHANGE']._serialized_end=1573
-  _globals['_GETDEVICEREQUEST']._serialized_start=1575
-  _globals['_GETDEVICEREQUEST']._serialized_end=1607
-  _globals['_HISTORYENTRY']._serialized_start=1610
-  _globals['_HISTORYENTRY']._serialized_end=1849
-  _globals['_DETAILS']._serialized_start=1851
-  _globals['_DETAILS']._serialized_end=1953
-  _globals['_DETAILS_FIELDSENTRY']._serialized_start=941
-  _globals['_DETAILS_FIELDSENTRY']._serialized_end=986
-  _globals['_DEVICE']._serialized_start=1956
-  _globals['_DEVICE']._serialized_end=2341
-  _globals['_DEVICE_DETAILSENTRY']._serialized_start=2277
-  _globals['_DEVICE_DETAILSENTRY']._serialized_end=2341
-  _globals['_REGISTRY']._serialized_start=2974
-  _globals['_REGISTRY']._serialized_end=3316
+  _globals['_IMPORTFEEDRESPONSE']._serialized_end=839
+  _globals['_IMPORTFEEDRESPONSE_REJECTEDBYREASONENTRY']._serialized_start=778
+  _globals['_IMPORTFEEDRESPONSE_REJECTEDBYREASONENTRY']._serialized_end=833
+  _globals['_REGISTERREQUEST']._serialized_start=842
+  _globals['_REGISTERREQUEST']._serialized_end=1013
+  _globals['_REGISTERREQUEST_FIELDSENTRY']._serialized_start=968
+  _globals['_REGISTERREQUEST_FIELDSENTRY']._serialized_end=1013
+  _globals['_LOSTSTOLENREQUEST']._serialized_start=1015
+  _globals['_LOSTSTOLENREQUEST']._serialized_end=1137
+  _globals['_DEVICERECORD']._serialized_start=1140
+  _globals['_DEVICERECORD']._serialized_end=1357
+  _globals['_DEVICECHANGE']._serialized_start=1360
+  _globals['_DEVICECHANGE']._serialized_end=1600
+  _globals['_GETDEVICEREQUEST']._serialized_start=1602
+  _globals['_GETDEVICEREQUEST']._serialized_end=1634
+  _globals['_HISTORYENTRY']._serialized_start=1637
+  _globals['_HISTORYENTRY']._serialized_end=1906
+  _globals['_DETAILS']._serialized_start=1908
+  _globals['_DETAILS']._serialized_end=2010
+  _globals['_DETAILS_FIELDSENTRY']._serialized_start=968
+  _globals['_DETAILS_FIELDSENTRY']._serialized_end=1013
+  _globals['_DEVICE']._serialized_start=2013
+  _globals['_DEVICE']._serialized_end=2398
+  _globals['_DEVICE_DETAILSENTRY']._serialized_start=2334
+  _globals['_DEVICE_DETAILSENTRY']._serialized_end=2398
+  _globals['_REGISTRY']._serialized_start=3312
+  _globals['_REGISTRY']._serialized_end=3654
 # @@protoc_insertion_point(module_scope)

@@ -132,6 +132,42 @@ CHANGE_OUTCOME_UNCHANGED: ChangeOutcome.ValueType  # 3
 """The register already said exactly this."""
 Global___ChangeOutcome: _TypeAlias = ChangeOutcome  # noqa: Y015
 
+class _HistoryAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HistoryActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HistoryAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HISTORY_ACTION_UNSPECIFIED: _HistoryAction.ValueType  # 0
+    HISTORY_ACTION_MANUFACTURER: _HistoryAction.ValueType  # 1
+    """Registered by a feed kind."""
+    HISTORY_ACTION_CUSTOMS: _HistoryAction.ValueType  # 2
+    HISTORY_ACTION_GRANDFATHER: _HistoryAction.ValueType  # 3
+    HISTORY_ACTION_VISITOR: _HistoryAction.ValueType  # 4
+    HISTORY_ACTION_EXCEPTION: _HistoryAction.ValueType  # 5
+    HISTORY_ACTION_BLOCK: _HistoryAction.ValueType  # 6
+    """A lost/stolen report, and its clearing."""
+    HISTORY_ACTION_UNBLOCK: _HistoryAction.ValueType  # 7
+    HISTORY_ACTION_PURGE: _HistoryAction.ValueType  # 8
+    """Deleted past retention."""
+
+class HistoryAction(_HistoryAction, metaclass=_HistoryActionEnumTypeWrapper):
+    """What one change in the audit log did (ceir.store.audit.Action, same numbers)."""
+
+HISTORY_ACTION_UNSPECIFIED: HistoryAction.ValueType  # 0
+HISTORY_ACTION_MANUFACTURER: HistoryAction.ValueType  # 1
+"""Registered by a feed kind."""
+HISTORY_ACTION_CUSTOMS: HistoryAction.ValueType  # 2
+HISTORY_ACTION_GRANDFATHER: HistoryAction.ValueType  # 3
+HISTORY_ACTION_VISITOR: HistoryAction.ValueType  # 4
+HISTORY_ACTION_EXCEPTION: HistoryAction.ValueType  # 5
+HISTORY_ACTION_BLOCK: HistoryAction.ValueType  # 6
+"""A lost/stolen report, and its clearing."""
+HISTORY_ACTION_UNBLOCK: HistoryAction.ValueType  # 7
+HISTORY_ACTION_PURGE: HistoryAction.ValueType  # 8
+"""Deleted past retention."""
+Global___HistoryAction: _TypeAlias = HistoryAction  # noqa: Y015
+
 @_typing.final
 class ImportHeader(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -244,7 +280,6 @@ class ImportFeedResponse(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     IMPORT_ID_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
-    FORMAT_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
     ADDED_FIELD_NUMBER: _builtins.int
     CHANGED_FIELD_NUMBER: _builtins.int
@@ -256,11 +291,11 @@ class ImportFeedResponse(_message.Message):
     ELAPSED_SECONDS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     STAGE_ID_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
     state: Global___ImportState.ValueType
     import_id: _builtins.int
     digest: _builtins.str
     """SHA-256 of the file, hex."""
-    format: _builtins.str
     rows: _builtins.int
     added: _builtins.int
     changed: _builtins.int
@@ -271,6 +306,8 @@ class ImportFeedResponse(_message.Message):
     """Why the file was refused, or that it was imported before, or staged."""
     stage_id: _builtins.int
     """IMPORT_STATE_STAGED: the stage to approve."""
+    format: Global___FeedFormat.ValueType
+    """The file's format, as detected or as asked for."""
     @_builtins.property
     def rejected_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
     @_builtins.property
@@ -285,7 +322,6 @@ class ImportFeedResponse(_message.Message):
         state: Global___ImportState.ValueType = ...,
         import_id: _builtins.int = ...,
         digest: _builtins.str = ...,
-        format: _builtins.str = ...,
         rows: _builtins.int = ...,
         added: _builtins.int = ...,
         changed: _builtins.int = ...,
@@ -297,6 +333,7 @@ class ImportFeedResponse(_message.Message):
         elapsed_seconds: _builtins.float = ...,
         message: _builtins.str = ...,
         stage_id: _builtins.int = ...,
+        format: Global___FeedFormat.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -498,7 +535,6 @@ class HistoryEntry(_message.Message):
 
     SEQ_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
-    ACTION_FIELD_NUMBER: _builtins.int
     BEFORE_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
@@ -506,9 +542,8 @@ class HistoryEntry(_message.Message):
     FILE_FIELD_NUMBER: _builtins.int
     LINE_FIELD_NUMBER: _builtins.int
     REQUEST_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
-    action: _builtins.str
-    """manufacturer, customs, grandfather, visitor, exception, block, unblock, purge."""
     actor: _builtins.str
     """Who made the change: the principal's label."""
     import_id: _builtins.int
@@ -516,6 +551,7 @@ class HistoryEntry(_message.Message):
     """The feed file and line, or the request."""
     line: _builtins.int
     request: _builtins.str
+    action: Global___HistoryAction.ValueType
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -527,7 +563,6 @@ class HistoryEntry(_message.Message):
         *,
         seq: _builtins.int = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
-        action: _builtins.str = ...,
         before: Global___DeviceRecord | None = ...,
         after: Global___DeviceRecord | None = ...,
         actor: _builtins.str = ...,
@@ -535,6 +570,7 @@ class HistoryEntry(_message.Message):
         file: _builtins.str = ...,
         line: _builtins.int = ...,
         request: _builtins.str = ...,
+        action: Global___HistoryAction.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "before", b"before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

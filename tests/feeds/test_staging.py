@@ -19,7 +19,7 @@ from ceir.imei import check_digit, parse
 from ceir.security.principals import Principal, Role
 from ceir.security.tokens import TokenBook
 from ceir.store import Store, TacInfo, audit, open_store
-from ceir.v1 import common_pb2, eir_pb2, eir_pb2_grpc
+from ceir.v1 import common_pb2, eir_pb2, eir_pb2_grpc, registry_pb2
 from tests._serving import serving
 
 TAC = "35209900"
@@ -158,6 +158,7 @@ def test_cli_import_stages_and_the_approve_command_applies_over_grpc(tmp_path: P
         assert missing.exit_code == EXIT_NO_STAGE
         listed = runner.invoke(main, ["stages", *server, "--token", ministry])
         assert "30 new devices, 30 rows; staged by local:" in listed.output
+        assert "    1  manufacturer bulk.csv" in listed.output  # the enum, named as on the CLI
         assert stored_count_open(running.store, bulk) == 0
         approved = runner.invoke(main, ["approve", "1", *server, "--token", ministry])
         assert approved.exit_code == 0, approved.output
@@ -186,6 +187,7 @@ def test_lookups_see_a_stage_only_after_approval(tmp_path: Path) -> None:
         approvals = approval_pb2_grpc.ApprovalsStub(ch)
         answer = approvals.ApproveStage(approval_pb2.StageRequest(id=stage.id))
         assert answer.added == 12
+        assert answer.stage.kind == registry_pb2.FEED_KIND_MANUFACTURER
         assert stub.CheckIMEI(request).status == common_pb2.EQUIPMENT_STATUS_WHITELISTED
         with pytest.raises(grpc.RpcError) as err:
             approvals.ApproveStage(approval_pb2.StageRequest(id=stage.id))

@@ -96,6 +96,7 @@ def test_import_feed_streams_chunks_and_summarises(
     data = _feed(tmp_path, Kind.MANUFACTURER, 500, dirt=0.02, seed=4)
     summary = _upload(stub, registry_pb2.FEED_KIND_MANUFACTURER, data, "/x/y/maker.csv")
     assert summary.state == registry_pb2.IMPORT_STATE_DONE
+    assert summary.format == registry_pb2.FEED_FORMAT_CSV
     assert summary.rows == 500
     assert summary.added + summary.rejected == 500
     assert summary.rejected == sum(summary.rejected_by_reason.values()) > 0
@@ -203,7 +204,10 @@ def test_get_device_full_record_without_personal_data(
     customs = device.details["customs"].fields
     assert customs["id_token"].startswith("tok_")
     assert customs["declaration_no"] == "BC-1"
-    assert [h.action for h in device.history] == ["customs", "block"]
+    assert [h.action for h in device.history] == [
+        registry_pb2.HISTORY_ACTION_CUSTOMS,
+        registry_pb2.HISTORY_ACTION_BLOCK,
+    ]
     assert device.history[0].actor.startswith("grpc:")
     assert device.history[0].request == "Register r1"
     assert NIK.encode() not in device.SerializeToString()
@@ -315,3 +319,20 @@ def test_imports_are_counted_on_metrics(
     reasons = sum(_count("ceir_import_rows_total", kind="manufacturer", outcome=r) for r in
                   summary.rejected_by_reason)  # fmt: skip
     assert reasons >= summary.rejected > 0
+
+
+def test_every_python_enum_has_its_proto_twin() -> None:
+    """Feed kinds, formats and history actions map one to one onto the proto's enums."""
+    from ceir.feeds import Format
+    from ceir.server.registry import FEED_FORMATS, FEED_KINDS, HISTORY_ACTIONS
+    from ceir.store.audit import Action
+
+    assert sorted(FEED_KINDS.values()) == sorted(
+        v for v in registry_pb2.FeedKind.values() if v != registry_pb2.FEED_KIND_UNSPECIFIED
+    )
+    assert sorted(FEED_FORMATS.values()) == sorted(
+        v for v in registry_pb2.FeedFormat.values() if v != registry_pb2.FEED_FORMAT_AUTO
+    )
+    assert len(FEED_FORMATS) == len(Format)
+    assert {int(a): v for a, v in HISTORY_ACTIONS.items()} == {int(a): int(a) for a in Action}
+    assert len(registry_pb2.HistoryAction.values()) == len(Action) + 1
