@@ -240,6 +240,7 @@ class S13Client:
         self.template = EcrTemplate(origin_host, realm)
         self._hops = itertools.count(0x100)
         self._protocol: _Protocol | None = None
+        self._outgoing: list[bytes] = []
         self.cea: Answer | None = None
 
     async def connect(self, host: str, port: int, *, exchange: bool = True) -> Answer | None:
@@ -282,14 +283,25 @@ class S13Client:
         return next(self._hops) & 0xFFFFFFFF
 
     def request_nowait(self, data: bytes, hop: int) -> asyncio.Future[Answer]:
-        """Send one request whose hop-by-hop id is *hop*; the future gets its answer."""
+        """Send one request whose hop-by-hop id is *hop*; the future gets its answer.
+
+        Requests made in the same event-loop turn leave in one write (as an MME with
+        many attaches in flight pipelines them): one syscall, not one per request."""
         protocol = self._protocol
         assert protocol is not None
-        assert protocol.transport is not None
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Answer] = loop.create_future()
         protocol.pending[hop] = future
-        protocol.transport.write(data)
+        if not self._outgoing:
+            loop.call_soon(self._flush)
+        self._outgoing.append(data)
         return future
+
+    def _flush(self) -> None:
+        data, self._outgoing = self._outgoing, []
+        protocol = self._protocol
+        if protocol is not None and protocol.transport is not None and data:
+            protocol.transport.write(b"".join(data))
 
     async def server_request(self) -> Answer:
         """The next request the server sent (a DPR when it stops)."""
