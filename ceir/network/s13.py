@@ -66,6 +66,9 @@ _FACE = metrics.Face.S13
 log = logging.getLogger("ceir.network.s13")
 
 _WRITE_HIGH = 256 * 1024  # stop reading a peer that does not read its answers
+CER_TIMEOUT = 10.0
+"""Seconds a new connection has to send its CER before it is closed (a silent socket
+must not hold a connection slot forever)."""
 _CHECK = eir_pb2.CheckIMEIRequest
 OPERATION = "s13:ME-Identity-Check"
 """This face's entry in the method -> roles table (:data:`ceir.security.roles.METHOD_RULES`)."""
@@ -244,6 +247,7 @@ class _Peer(asyncio.Protocol):
         self.state = _State.WAIT_CER
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
+        self._cer_timer: asyncio.TimerHandle | None = None
         self.origin = ""
         self.address = ""
         self.local = ""
@@ -262,9 +266,20 @@ class _Peer(asyncio.Protocol):
         self.address = f"{peer[0]}:{peer[1]}"
         self.local = str(sock[0])
         self.face.peers.add(self)
+        self._cer_timer = asyncio.get_running_loop().call_later(CER_TIMEOUT, self._no_cer)
+
+    def _no_cer(self) -> None:
+        if self.state is _State.WAIT_CER and self.transport is not None:
+            log.warning(
+                "S13 connection from %s closed: no CER within %g s", self.address, CER_TIMEOUT
+            )
+            self.state = _State.CLOSING
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.face.peers.discard(self)
+        if self._cer_timer is not None:
+            self._cer_timer.cancel()
         if self.state is _State.OPEN:
             log.info("S13 peer %s (%s) disconnected", self.origin, self.address)
 
@@ -359,6 +374,8 @@ class _Peer(asyncio.Protocol):
             return identity.cea(cer, ResultCode.NO_COMMON_APPLICATION, self.local)
         self.origin = origin
         self.state = _State.OPEN
+        if self._cer_timer is not None:
+            self._cer_timer.cancel()
         log.info("S13 peer %s (%s) connected", origin, self.address)
         return identity.cea(cer, ResultCode.SUCCESS, self.local)
 

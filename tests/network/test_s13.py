@@ -427,3 +427,25 @@ def test_access_table_entry_gates_the_face(
 
     refused = run(main())
     assert [a.result_code if a else None for a in refused] == [3010, 3010]
+
+
+def test_silent_connection_is_closed_after_the_cer_timeout(
+    demo_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that sends no CER within CER_TIMEOUT is closed; one that did stays."""
+    from ceir.network import s13 as s13_module
+
+    monkeypatch.setattr(s13_module, "CER_TIMEOUT", 0.3)
+
+    async def main() -> client.Answer:
+        async with face(demo_store) as s13:
+            silent = S13Client(MME, REALM)
+            await silent.connect("127.0.0.1", s13.port, exchange=False)
+            talker = await _connected(s13.port, "mme2.localdomain")
+            await asyncio.wait_for(silent.closed(), 5)
+            await asyncio.sleep(0.4)
+            answer = await talker.check("35209900176148")
+            await talker.close()
+            return answer
+
+    assert run(main()).equipment_status == 0
