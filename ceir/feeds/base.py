@@ -20,6 +20,9 @@ __all__ = ["Candidate", "Context", "Feed", "Options", "Outcome"]
 
 # 2020-09-15T22:00:00+07:00: the Indonesian whitelist regime's start (grandfathering cutoff).
 DEFAULT_CUTOFF = 1600182000
+MAX_CLOCK_SKEW = 3600
+"""Seconds a date of something that has happened (an arrival, a registration, a report)
+may lie ahead of the server's clock; further ahead is refused as a future date."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -109,6 +112,19 @@ class Context:
         days = self.identity_days(token)
         days[day] = days.get(day, 0) + 1
         self.identity_writes[(token, day)] = days[day]
+
+    def past(self, seconds: int, name: str) -> int:
+        """*seconds* unless it lies in the future (beyond :data:`MAX_CLOCK_SKEW`): a visitor
+        registered in 2099 would be whitelisted until 2100, a customs arrival in 2030
+        would get a fresh quota."""
+        if seconds > self.now + MAX_CLOCK_SKEW:
+            raise FeedRowError(
+                name,
+                RejectReason.BAD_DATE,
+                f"{name} is in the future ({iso_day(seconds)}; today is "
+                f"{iso_day(int(self.now))})",
+            )
+        return seconds
 
     def text(self, value: str, name: str, *, optional: bool = False) -> str:
         """A free-text field: surrounding spaces trimmed (and counted), no control chars."""

@@ -21,6 +21,7 @@ from ceir.feeds.rows import (
     parse_bool,
     parse_choice,
     parse_feed_imei,
+    parse_identity,
     parse_instant,
     required,
 )
@@ -55,8 +56,11 @@ class CustomsFeed(Feed):
         imei = parse_feed_imei(imei_text)
         declaration = ctx.text(declaration, "declaration_no")
         id_type = parse_choice(id_type, "id_type", _ID_TYPES)
-        token = ctx.tokenizer.token(IdKind(id_type), required(id_number.strip(), "id_number"))
-        arrived = parse_instant(required(arrival, "arrival_date"), "arrival_date")
+        kind = IdKind(id_type)
+        token = ctx.tokenizer.token(kind, parse_identity(kind, id_number, "id_number"))
+        arrived = ctx.past(
+            parse_instant(required(arrival, "arrival_date"), "arrival_date"), "arrival_date"
+        )
         channel = parse_choice(channel, "channel", _CHANNELS)
         if not parse_bool(tax_paid, "tax_paid"):
             raise FeedRowError(

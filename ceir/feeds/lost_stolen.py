@@ -34,7 +34,9 @@ class LostStolenFeed(Feed):
         imei = parse_feed_imei(imei_text)
         report_ref = ctx.text(report_ref, "report_ref")
         block = parse_choice(action, "action", _ACTIONS) == "BLOCK"
-        reported = parse_instant(required(reported_at, "reported_at"), "reported_at")
+        reported = ctx.past(
+            parse_instant(required(reported_at, "reported_at"), "reported_at"), "reported_at"
+        )
         return Candidate(
             imei.key,
             Record(lost_stolen=True, registered_at=reported),

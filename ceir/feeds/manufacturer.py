@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
-from ceir.feeds.base import Candidate, Context, Feed
+from ceir.feeds.base import MAX_CLOCK_SKEW, Candidate, Context, Feed
 from ceir.feeds.rows import RejectReason, feed_body, parse_feed_imei, parse_instant, required
 from ceir.imei import Imei
 from ceir.record import Reason, Record, Source
@@ -40,8 +40,12 @@ class ManufacturerFeed(Feed):
         tpp = ctx.text(tpp, "tpp_number")
         maker = ctx.text(maker, "maker_id")
         cached = _records.get(produced)
+        if cached is not None and cached[0].registered_at > ctx.now + MAX_CLOCK_SKEW:
+            cached = None  # cached by an import with an earlier clock: check it again
         if cached is None:
-            produced_at = parse_instant(required(produced, "produced_at"), "produced_at")
+            produced_at = ctx.past(
+                parse_instant(required(produced, "produced_at"), "produced_at"), "produced_at"
+            )
             record = Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=produced_at)
             cached = (record, record.pack())
             if len(_records) < 100_000:

@@ -37,7 +37,9 @@ class OperatorDumpFeed(Feed):
         msisdn = required(msisdn.strip(), "msisdn")
         if not imsi.isdigit():
             raise FeedRowError("imsi", RejectReason.BAD_VALUE, "imsi is not all digits")
-        seen = parse_instant(required(first_seen, "first_seen"), "first_seen")
+        seen = ctx.past(
+            parse_instant(required(first_seen, "first_seen"), "first_seen"), "first_seen"
+        )
         if seen > ctx.options.cutoff:
             raise FeedRowError(
                 "first_seen",

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 from ceir import imei as imei_mod
 from ceir.errors import FeedRowError, InvalidImeiError, InvalidReason
+from ceir.store.identity import IdKind, normalise
 
 __all__ = [
     "FEED_TZ",
@@ -19,6 +20,7 @@ __all__ = [
     "parse_bool",
     "parse_choice",
     "parse_feed_imei",
+    "parse_identity",
     "parse_instant",
     "redact",
     "required",
@@ -101,6 +103,34 @@ def redact(text: str, *, personal: bool) -> str:
     if len(text) > MAX_MESSAGE:
         text = text[: MAX_MESSAGE - 1] + "…"
     return text
+
+
+_PASSPORT = re.compile(r"[A-Z0-9]{5,20}")
+
+
+def parse_identity(kind: IdKind, value: str, field: str) -> str:
+    """A NIK or passport number in the one form that is tokenised (NFKC, upper case, no
+    spaces or separators), so that spelling it another way gets no new quota: a NIK is
+    16 digits, a passport number 5-20 letters and digits. The value is never echoed."""
+    number = normalise(value)
+    if not number:
+        raise FeedRowError(field, RejectReason.MISSING_FIELD, f"{field} is empty")
+    if kind is IdKind.NIK:
+        if len(number) != 16 or not (number.isascii() and number.isdigit()):
+            raise FeedRowError(
+                field,
+                RejectReason.BAD_VALUE,
+                f"{field} is not a NIK: {len(number)} characters"
+                f"{'' if number.isdigit() else ', not all digits'}; a NIK has 16 digits",
+            )
+    elif kind is IdKind.PASSPORT and not (number.isascii() and _PASSPORT.fullmatch(number)):
+        raise FeedRowError(
+            field,
+            RejectReason.BAD_VALUE,
+            f"{field} is not a passport number: {len(number)} characters; one has 5-20 "
+            "letters and digits",
+        )
+    return number
 
 
 def required(value: str, field: str) -> str:

@@ -14,7 +14,14 @@ from typing import ClassVar
 from ceir.errors import FeedRowError
 from ceir.feeds import Kind
 from ceir.feeds.base import Candidate, Context, Feed
-from ceir.feeds.rows import DAY, RejectReason, parse_feed_imei, parse_instant, required
+from ceir.feeds.rows import (
+    DAY,
+    RejectReason,
+    parse_feed_imei,
+    parse_identity,
+    parse_instant,
+    required,
+)
 from ceir.record import Reason, Record, Source
 from ceir.store.audit import Action
 from ceir.store.identity import IdKind
@@ -32,8 +39,10 @@ class VisitorFeed(Feed):
     def parse(self, values: Sequence[str], ctx: Context) -> Candidate:
         imei_text, passport, registered, valid_until = values
         imei = parse_feed_imei(imei_text)
-        token = ctx.tokenizer.text(IdKind.PASSPORT, required(passport.strip(), "passport_number"))
+        number = parse_identity(IdKind.PASSPORT, passport, "passport_number")
+        token = ctx.tokenizer.text(IdKind.PASSPORT, number)
         start = parse_instant(required(registered, "registered_at"), "registered_at")
+        ctx.past(start, "registered_at")
         until = parse_instant(required(valid_until, "valid_until"), "valid_until")
         end = parse_instant(valid_until, "valid_until", end_of_day=True)
         if until <= start:

@@ -99,13 +99,13 @@ def test_visitor_limit_is_configurable(store: Store, run: Importer) -> None:
 
 def test_valid_until_before_start_is_a_bad_date(store: Store, run: Importer) -> None:
     """valid_until not after registered_at is a bad date."""
-    summary = run("visitor", csv_text(VISIT, f"{imei(1)},A1,{_day(0)},{_day(-1)}"), max_bad_ratio=1)
+    summary = run("visitor", csv_text(VISIT, f"{imei(1)},A1234567,{_day(0)},{_day(-1)}"), max_bad_ratio=1)
     assert summary.rejected == {"bad_date": 1}
 
 
 def test_visitor_expires_at_read_time(store: Store, run: Importer) -> None:
     """Through valid_until the device is TEMPORARY; after it, BLACKLISTED / EXPIRED."""
-    run("visitor", csv_text(VISIT, f"{imei(1)},A1,2024-01-01,2024-03-31"))
+    run("visitor", csv_text(VISIT, f"{imei(1)},A1234567,2024-01-01,2024-03-31"))
     end_of_day = datetime(2024, 4, 1, tzinfo=FEED_TZ).timestamp()
     assert decide(store, 1, end_of_day - 1)[1] is Reason.TEMPORARY
     assert decide(store, 1, end_of_day)[:2] == (Status.BLACKLISTED, Reason.EXPIRED)
@@ -115,16 +115,16 @@ def test_visitor_expires_at_read_time(store: Store, run: Importer) -> None:
 
 def test_expired_visitor_may_register_again(store: Store, run: Importer) -> None:
     """An expired temporary registration may be renewed; a running one may not."""
-    run("visitor", csv_text(VISIT, f"{imei(1)},A1,2024-01-01,2024-02-01"))
-    assert run("visitor", csv_text(VISIT, f"{imei(1)},B2,{_day(0)},{_day(30)}")).changed == 1
-    again = run("visitor", csv_text(VISIT, f"{imei(1)},C3,{_day(0)},{_day(60)}"))
+    run("visitor", csv_text(VISIT, f"{imei(1)},A1234567,2024-01-01,2024-02-01"))
+    assert run("visitor", csv_text(VISIT, f"{imei(1)},B2345678,{_day(0)},{_day(30)}")).changed == 1
+    again = run("visitor", csv_text(VISIT, f"{imei(1)},C3456789,{_day(0)},{_day(60)}"))
     assert again.rejected == {"conflict": 1}
 
 
 def test_visitor_cannot_override_a_registration(store: Store, run: Importer) -> None:
     """A registered device cannot be made temporary."""
     run("manufacturer", csv_text(MAKER, f"{imei(1)},B,M,T,X,2024-01-01"))
-    summary = run("visitor", csv_text(VISIT, f"{imei(1)},A1,{_day(0)},{_day(30)}"))
+    summary = run("visitor", csv_text(VISIT, f"{imei(1)},A1234567,{_day(0)},{_day(30)}"))
     assert summary.rejected == {"conflict": 1}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+import time
 from pathlib import Path
 
 import grpc
@@ -106,7 +107,8 @@ def test_rejected_and_expired_stages_leave_no_trace_in_lookups(
     first = staging.submit(store, Kind.MANUFACTURER, feed(tmp_path / "a.csv", imeis(10)),
                            actor=STAGER, stage_above=5)  # fmt: skip
     second = staging.submit(store, Kind.MANUFACTURER, feed(tmp_path / "b.csv", imeis(10, 600_000)),
-                            actor=STAGER, stage_above=5, ttl=60, clock=lambda: 1000.0)  # fmt: skip
+                            actor=STAGER, stage_above=5, ttl=60,
+                            clock=lambda: time.time() - 3600)  # fmt: skip
     assert isinstance(first, staging.Stage)
     assert isinstance(second, staging.Stage)
     staging.reject(store, first.id, MINISTRY)
@@ -120,12 +122,15 @@ def test_rejected_and_expired_stages_leave_no_trace_in_lookups(
     assert states == ["stage-staged", "stage-staged", "stage-rejected", "stage-expired"]
 
 
+NOW = time.time()
+
+
 def test_purge_drops_expired_stages(store: Store, tmp_path: Path) -> None:
     """purge_expired removes stages past their time and keeps the others."""
     old = staging.submit(store, Kind.MANUFACTURER, feed(tmp_path / "a.csv", imeis(10)),
-                         actor=STAGER, stage_above=5, ttl=10, clock=lambda: 100.0)  # fmt: skip
+                         actor=STAGER, stage_above=5, ttl=10, clock=lambda: NOW - 900)  # fmt: skip
     assert isinstance(old, staging.Stage)
-    assert [s.id for s in staging.purge_expired(store, now=1000)] == [old.id]
+    assert [s.id for s in staging.purge_expired(store, now=NOW)] == [old.id]
     with pytest.raises(NotFoundError):
         staging.get(store, old.id)
 
