@@ -28,6 +28,9 @@ MAX_BATCH = 10_000
 WEB_OFF = OFF
 DEFAULT_WEB = "127.0.0.1:8080"
 DEFAULT_LOG_FORMAT = LogFormat.TEXT
+DEFAULT_STAGE_LOST_STOLEN_ABOVE = 1_000
+"""Blocks and unblocks one lost-stolen file may make before it needs a second principal:
+a mass blacklisting cuts phones off, so its threshold is small (0: the general one)."""
 
 
 class UnknownStatus(enum.Enum):
@@ -113,7 +116,10 @@ class Settings:
     """Single writes (Register, lost/stolen) per second per principal; 0: unlimited."""
     write_burst: int = 500
     stage_above: int = 100_000
-    """Two-person rule: an ImportFeed adding more new devices is staged; 0: never."""
+    """Two-person rule: an ImportFeed changing more devices' answers (new devices, blocks,
+    unblocks, upgrades) is staged; 0: never."""
+    stage_lost_stolen_above: int = DEFAULT_STAGE_LOST_STOLEN_ABOVE
+    """The same for a lost-stolen ImportFeed (the smaller of the two applies)."""
     max_stream_messages: int = 1_000_000
     """Most messages in one client stream."""
     stream_idle: float = 300.0
@@ -169,7 +175,12 @@ class Settings:
             raise ConfigError(f"grace {self.grace} must not be negative")
         if self.consumer_rate < 0 or self.consumer_burst < 1:
             raise ConfigError("consumer_rate must be >= 0 and consumer_burst >= 1")
-        if self.write_rate < 0 or self.write_burst < 1 or self.stage_above < 0:
+        if (
+            self.write_rate < 0
+            or self.write_burst < 1
+            or self.stage_above < 0
+            or self.stage_lost_stolen_above < 0
+        ):
             raise ConfigError("write_rate, stage_above must be >= 0 and write_burst >= 1")
         if self.max_stream_messages < 1 or self.stream_idle <= 0:
             raise ConfigError("max_stream_messages must be >= 1 and stream_idle > 0")

@@ -16,6 +16,7 @@ from ceir.config import (
     DEFAULT_LOG_FORMAT,
     DEFAULT_PORT,
     DEFAULT_S13,
+    DEFAULT_STAGE_LOST_STOLEN_ABOVE,
     DEFAULT_TOKENS,
     DEFAULT_WEB,
     Settings,
@@ -121,8 +122,14 @@ def _tokens_file(given: Path | None) -> Path | None:
     "--stage-above",
     type=click.IntRange(0),
     default=100_000,
-    help="Two-person rule: an ImportFeed adding more new devices is staged until a second "
-    "principal approves it; 0: never stage.",
+    help="Two-person rule: an ImportFeed changing more devices' answers (new devices, "
+    "blocks, unblocks, upgrades) is staged until a second principal approves it; 0: never.",
+)
+@click.option(
+    "--stage-lost-stolen-above",
+    type=click.IntRange(0),
+    default=DEFAULT_STAGE_LOST_STOLEN_ABOVE,
+    help="The same for lost-stolen files (the smaller threshold applies); 0: --stage-above.",
 )
 @click.option(
     "--max-stream-messages", type=int, default=1_000_000, help="Most messages in one stream."
@@ -237,6 +244,7 @@ def serve(
     write_rate: float,
     write_burst: int,
     stage_above: int,
+    stage_lost_stolen_above: int,
     max_stream_messages: int,
     stream_idle: float,
     workers: int,
@@ -281,6 +289,7 @@ def serve(
             write_rate=write_rate,
             write_burst=write_burst,
             stage_above=stage_above,
+            stage_lost_stolen_above=stage_lost_stolen_above,
             max_stream_messages=max_stream_messages,
             stream_idle=stream_idle,
             workers=workers,

@@ -82,6 +82,13 @@ class Context:
     options: Options
     tokenizer: Tokenizer
     now: float
+    operator: str = ""
+    """The writing operator's id (MCC-MNC); ``""`` for the ministry, an admin or a local
+    command. Lost/stolen blocks record it; an operator may clear only its own."""
+    pending: dict[bytes, bytes | None] = field(default_factory=dict)
+    """Device records this pass has decided but not yet written (key -> packed or None):
+    the rows of one device in one file see each other's outcome."""
+    pending_details: dict[tuple[bytes, int], bytes | None] = field(default_factory=dict)
     tac_known: dict[str, bool] = field(default_factory=dict)
     identities: dict[bytes, dict[int, int]] = field(default_factory=dict)
     identity_writes: dict[tuple[bytes, int], int] = field(default_factory=dict)
@@ -89,9 +96,14 @@ class Context:
     fixed: int = 0
 
     def current(self, key: bytes) -> Record | None:
+        if self.pending and key in self.pending:
+            value = self.pending[key]
+            return None if value is None else Record.unpack(value)
         return self.tables.devices.record(key)
 
     def details(self, key: bytes, kind: Kind) -> bytes | None:
+        if self.pending_details and (key, kind.code) in self.pending_details:
+            return self.pending_details[key, kind.code]
         return self.tables.details.get(key, kind.code)
 
     def has_tac(self, tac: str) -> bool:
@@ -121,8 +133,7 @@ class Context:
             raise FeedRowError(
                 name,
                 RejectReason.BAD_DATE,
-                f"{name} is in the future ({iso_day(seconds)}; today is "
-                f"{iso_day(int(self.now))})",
+                f"{name} is in the future ({iso_day(seconds)}; today is {iso_day(int(self.now))})",
             )
         return seconds
 

@@ -40,6 +40,7 @@ from ceir.feeds.reader import Row, open_feed
 from ceir.feeds.rows import RejectReason, redact
 from ceir.feeds.summary import ImportSummary, Reject, write_report
 from ceir.feeds.writes import Writes
+from ceir.security.principals import operator_in
 from ceir.store import Store, audit
 from ceir.store.env import spool_file, spool_path
 from ceir.store.identity import Tokenizer, tokenizer_for
@@ -194,7 +195,10 @@ class _Import:
         i = -1
         self.progress.phase("checking", None)
         with self.store.snapshot() as tables:
-            ctx = Context(tables, self.options, self.tokenizer, self.clock())
+            ctx = Context(
+                tables, self.options, self.tokenizer, self.clock(),
+                operator=operator_in(self.actor),
+            )  # fmt: skip
             for i, (line, values) in enumerate(self.reader.rows()):
                 if i % 10_000 == 0 and i:
                     self.progress.advance(10_000)
@@ -284,10 +288,14 @@ class _Import:
                 "run the import again to resume it"
             )
         feed = self.feed
-        ctx = Context(tables, self.options, self.tokenizer, float(info["started_at"]))
+        writes = Writes(feed)
+        ctx = Context(
+            tables, self.options, self.tokenizer, float(info["started_at"]),
+            operator=operator_in(self.actor), pending=writes.devices,
+            pending_details=writes.details,
+        )  # fmt: skip
         counts: dict[str, Any] = info["counts"]
         rejected: Counter[str] = Counter(counts["rejected"])
-        writes = Writes(feed)
         rejects: list[tuple[int, dict[str, Any]]] = []
         for i, (line, values) in batch:
             try:
@@ -476,7 +484,9 @@ def _run(
         why = imp.refusal(found)
         if why:
             return _refuse(imp, found, base, why, started, report)
-        if stage_above is not None and found.added > stage_above:
+        # Every row that changes a device's answer counts: a block or an unblock changes a
+        # phone's fate as much as a new registration does.
+        if stage_above is not None and found.added + found.changed > stage_above:
             return _needs_approval(imp, found, base, stage_above, started)
         info = store.write(lambda tables: _begin(tables, digest, base))
         duplicates = found.duplicates
@@ -541,7 +551,8 @@ def _needs_approval(
         imp, base["digest"], ImportState.NEEDS_APPROVAL, base, time.monotonic() - started
     )
     summary.message = (
-        f"{imp.name}: would add {found.added:,} new devices, above the two-person threshold "
+        f"{imp.name}: would change {found.added + found.changed:,} devices' answers "
+        f"({found.added:,} new, {found.changed:,} changed), above the two-person threshold "
         f"of {limit:,}: held for approval by a second principal (ministry or admin)"
     )
     return summary

@@ -51,6 +51,8 @@ class RejectReason(enum.Enum):
     NOT_ELIGIBLE = "not_eligible"
     TOO_LONG = "too_long"
     NOT_BLOCKED = "not_blocked"
+    NOT_OWNER = "not_owner"
+    """An operator clearing a block it did not make (or that no operator made)."""
 
     @property
     def malformed(self) -> bool:

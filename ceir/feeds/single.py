@@ -10,13 +10,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ceir.errors import FeedRowError, InvalidRequestError, RuleError
+from ceir.errors import FeedRowError, ForbiddenError, InvalidRequestError, RuleError
 from ceir.feeds import Kind
 from ceir.feeds.base import Context, Options
 from ceir.feeds.kinds import feed_for
+from ceir.feeds.rows import RejectReason, redact
 from ceir.feeds.writes import Writes
 from ceir.imei import Imei
 from ceir.record import Record
+from ceir.security.principals import operator_in
 from ceir.store import Store, audit
 from ceir.store.identity import tokenizer_for
 from ceir.store.tables import Tables
@@ -67,14 +69,20 @@ def apply_one(
     now = clock()
 
     def write(tables: Tables) -> OneChange:
-        ctx = Context(tables, opts, tokenizer, now)
+        ctx = Context(tables, opts, tokenizer, now, operator=operator_in(actor))
         try:
             cand = feed.parse(values, ctx)
             outcome = feed.decide(cand, ctx)
         except FeedRowError as exc:
+            personal = bool(feed.personal)
+            message = redact(exc.message, personal=personal)
+            if exc.reason is RejectReason.NOT_OWNER:
+                raise ForbiddenError(message) from exc
             if not exc.reason.malformed:
-                raise RuleError(exc.message, exc.reason.value) from exc
-            raise
+                raise RuleError(message, exc.reason.value) from exc
+            raise FeedRowError(
+                exc.field, exc.reason, message, redact(exc.fix, personal=personal)
+            ) from exc
         imei = Imei.from_key(cand.key)
         if outcome.unchanged:
             return OneChange(imei, outcome.old, outcome.old, False, True, 0)

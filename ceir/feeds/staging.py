@@ -17,25 +17,35 @@ numbers, and neither the store file nor its backups may hold them in clear.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ceir.errors import ConfigError, ForbiddenError, NotFoundError, StageExpiredError
+from ceir.config import DEFAULT_STAGE_LOST_STOLEN_ABOVE
+from ceir.errors import (
+    ConfigError,
+    FeedFormatError,
+    ForbiddenError,
+    NotFoundError,
+    StageExpiredError,
+    StoreError,
+)
 from ceir.feeds import Format, ImportState, Kind, StageState
 from ceir.feeds.base import Options
-from ceir.feeds.importer import ImportSummary, import_file
+from ceir.feeds.importer import ImportSummary, import_file, private_copy
 from ceir.security.principals import Principal, Role
 from ceir.store import Store, audit
+from ceir.store.env import spool_file, spool_path
 from ceir.store.tables import Stages, Tables
 
 __all__ = [
     "APPROVERS",
     "DEFAULT_STAGE_ABOVE",
+    "DEFAULT_STAGE_LOST_STOLEN_ABOVE",
     "DEFAULT_STAGE_TTL",
     "Stage",
     "approve",
@@ -67,6 +77,8 @@ class Stage:
     created_at: int
     expires_at: int
     options: dict[str, Any]
+    changes: int = 0
+    """Devices whose answer the file changes (new ones included): what the threshold counts."""
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Stage:
@@ -78,7 +90,13 @@ class Stage:
         until = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.expires_at))
         return (
             f"staged {self.kind} {self.file} as stage {self.id}: {self.rows:,} rows, "
-            f"{self.new_devices:,} new devices; nothing is written until a second principal "
+            f"{self.new_devices:,} new devices"
+            + (
+                f", {self.changes - self.new_devices:,} changed"
+                if self.changes > self.new_devices
+                else ""
+            )
+            + "; nothing is written until a second principal "
             f"(ministry or admin) runs `ceir approve {self.id}` (before {until} UTC)"
         )
 
@@ -102,6 +120,16 @@ def _cipher(store: Store, *, create: bool) -> Any:
         raise ConfigError(f"cannot use the stage key {path}: {exc}") from exc
 
 
+def threshold(kind: Kind, stage_above: int, stage_lost_stolen_above: int) -> int | None:
+    """Devices' answers one file of *kind* may change before it is staged (None: never)."""
+    limits = (
+        [n for n in (stage_above, stage_lost_stolen_above) if n]
+        if kind is (Kind.LOST_STOLEN)
+        else [n for n in (stage_above,) if n]
+    )
+    return min(limits) if limits else None
+
+
 def submit(
     store: Store,
     kind: Kind,
@@ -109,27 +137,43 @@ def submit(
     *,
     actor: str,
     stage_above: int = DEFAULT_STAGE_ABOVE,
+    stage_lost_stolen_above: int = DEFAULT_STAGE_LOST_STOLEN_ABOVE,
     ttl: int = DEFAULT_STAGE_TTL,
     clock: Callable[[], float] = time.time,
+    private: bool = False,
     **kwargs: Any,
 ) -> ImportSummary | Stage:
-    """Import *path*, or stage it when it adds more than *stage_above* new devices.
+    """Import *path*, or stage it when it changes more than *stage_above* devices' answers
+    (new devices, blocks, unblocks, upgrades; *stage_lost_stolen_above* for lost-stolen).
 
-    *kwargs* go to :func:`ceir.feeds.importer.import_file` (fmt, options, report, name...).
+    The file is read from one private copy (*private*: *path* is one already), so the
+    bytes staged are the bytes checked. *kwargs* go to
+    :func:`ceir.feeds.importer.import_file` (fmt, options, report, name...).
     """
+    if not private:
+        with private_copy(store, path) as copy:
+            kwargs.setdefault("name", path.name)
+            return submit(
+                store, kind, copy, actor=actor, stage_above=stage_above,
+                stage_lost_stolen_above=stage_lost_stolen_above, ttl=ttl, clock=clock,
+                private=True, **kwargs,
+            )  # fmt: skip
     summary = import_file(
         store,
         kind,
         path,
         actor=actor,
         clock=clock,
-        stage_above=stage_above or None,
+        stage_above=threshold(kind, stage_above, stage_lost_stolen_above),
+        private=True,
         **kwargs,
     )
     if summary.state is not ImportState.NEEDS_APPROVAL:
         return summary
     options: Options = kwargs.get("options") or Options()
     data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != summary.digest:
+        raise FeedFormatError(f"{summary.file} changed while it was checked; send it again")
     now = int(clock())
     try:
         cipher = _cipher(store, create=True)
@@ -146,6 +190,7 @@ def submit(
             staged_by=actor,
             rows=summary.rows,
             new_devices=summary.added,
+            changes=summary.added + summary.changed,
             created_at=now,
             expires_at=now + ttl,
             options=asdict(options),
@@ -239,13 +284,20 @@ def approve(
         _drop(store, stage, StageState.EXPIRED, approver.label, now)
         raise StageExpiredError(f"stage {stage_id} expired unapproved and has been dropped")
     data = _file_bytes(store, stage_id)
-    with tempfile.TemporaryDirectory(prefix="ceir-stage-") as tmp:
-        path = Path(tmp) / stage.file
-        path.write_bytes(data)
+    if hashlib.sha256(data).hexdigest() != stage.digest:
+        raise StoreError(
+            f"stage {stage_id} does not match its digest {stage.digest[:12]}: the stage was "
+            "altered; reject it"
+        )
+    # Decrypted into a nameless spool file inside the store's directory, never $TMPDIR.
+    with spool_file(store) as f:
+        f.write(data)
+        f.flush()
         summary = import_file(
             store,
             stage.kind,
-            path,
+            spool_path(f),
+            private=True,
             actor=f"{stage.staged_by} approved by {approver.label}",
             fmt=stage.format,
             options=Options(**stage.options),

@@ -92,6 +92,17 @@ class Principal:
         return f"{self.role.value}:{self.name}{at}"
 
 
+def operator_in(actor: str) -> str:
+    """The operator id (MCC-MNC) of the principal an audit actor names, or ``""`` when it
+    is not an operator (ministry, admin, a local command, the open default). For a staged
+    import (``<stager> approved by <approver>``) the stager is the one who writes."""
+    submitter = actor.split(" approved by ", 1)[0]
+    role, _, rest = submitter.partition(":")
+    if role != Role.OPERATOR.value:
+        return ""
+    return rest.rpartition("@")[2] if "@" in rest else ""
+
+
 OPEN = Principal("local", Role.ADMIN, via="open")
 """Whoever calls a server with no security configured (embedded default, loopback only)."""
 

@@ -38,13 +38,10 @@ from ceir import logs, metrics, version_text
 from ceir.config import Settings
 from ceir.errors import CeirError, ForbiddenError
 from ceir.feeds import Kind
-from ceir.feeds.history import device_history
-from ceir.imei import parse_lenient
 from ceir.security.principals import (
     CURRENT,
     OPEN,
     Principal,
-    Role,
     current,
     principal_from_certificate,
 )
@@ -52,8 +49,6 @@ from ceir.security.roles import KIND_ROLES, METHOD_RULES, Rule
 from ceir.security.tokens import TokenBook
 from ceir.server.ratelimit import RateLimiter
 from ceir.server.transport import Security
-from ceir.store import Store
-from ceir.store.audit import Action
 
 log = logging.getLogger("ceir.server.access")
 
@@ -64,23 +59,6 @@ def allow_kind(kind: Kind) -> None:
     if kind not in KIND_ROLES[principal.role]:
         log.warning("denied a %s write to %s", kind.value, principal.label)
         raise ForbiddenError(DENIED)
-
-
-def unblock_guard(store: Store) -> Callable[[str], None]:
-    """A check for ClearLostStolen on *store*: an operator may clear only a lost/stolen
-    report that its own operator id (MCC-MNC) made; admins may clear any."""
-
-    def allow(imei_text: str) -> None:
-        principal = current()
-        if principal.role is not Role.OPERATOR:
-            return
-        history = device_history(store, parse_lenient(imei_text))
-        blocks = [h for h in history.entries if h.entry.action is Action.BLOCK]
-        if blocks and not blocks[-1].actor.endswith(f"@{principal.operator_id}"):
-            log.warning("denied clearing %s's block to %s", blocks[-1].actor, principal.label)
-            raise ForbiddenError(DENIED)
-
-    return allow
 
 
 def actor(context: Any) -> str:

@@ -198,8 +198,8 @@ def create_server(
                 policy,
                 actor=access.actor,
                 allow=access.allow_kind,
-                allow_unblock=access.unblock_guard(store),
                 stage_above=settings.stage_above,
+                stage_lost_stolen_above=settings.stage_lost_stolen_above,
             ),
             server,
         )

@@ -10,15 +10,16 @@ event loop go on meanwhile. Who asks is the *actor* function's answer for the ca
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import logging
-import os
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from ceir import metrics
+from ceir.config import DEFAULT_STAGE_LOST_STOLEN_ABOVE
 from ceir.errors import (
     FeedRefusedError,
     InvalidRequestError,
@@ -34,6 +35,7 @@ from ceir.imei import parse_lenient
 from ceir.policy import Policy
 from ceir.record import Record
 from ceir.store import Store, audit
+from ceir.store.env import spool_file, spool_path
 from ceir.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
 __all__ = ["MAX_IMPORT_BYTES", "Registry", "peer_actor"]
@@ -42,6 +44,23 @@ log = logging.getLogger("ceir.server.registry")
 
 MAX_IMPORT_BYTES = 8 << 30
 """Largest feed file ImportFeed accepts (8 GiB)."""
+MAX_FILENAME = 255
+MAX_REQUEST_ID = 128
+IMPORT_WORKERS = 2
+"""Threads of the import pool (imports of different principals run side by side)."""
+
+
+def checked_text(value: str, name: str, limit: int) -> str:
+    """*value* if it is printable and at most *limit* characters; else InvalidRequestError.
+
+    A request id or file name is written to the audit log and the server log: a newline
+    or an escape sequence in it would forge a line there."""
+    if len(value) > limit:
+        raise InvalidRequestError(f"{name} is longer than {limit} characters")
+    if not value.isprintable():
+        raise InvalidRequestError(f"{name} contains control characters")
+    return value
+
 
 # The proto's enums name the Python ones: FEED_KIND_<Kind.name>, FEED_FORMAT_<Format.name>,
 # HISTORY_ACTION_<Action.name>. A member missing on either side fails at import.
@@ -152,8 +171,9 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         actor: Callable[[Any], str] = peer_actor,
         max_import_bytes: int = MAX_IMPORT_BYTES,
         allow: Callable[[Kind], None] = lambda kind: None,
-        allow_unblock: Callable[[str], None] = lambda imei: None,
         stage_above: int = 0,
+        stage_lost_stolen_above: int = DEFAULT_STAGE_LOST_STOLEN_ABOVE,
+        import_workers: int = IMPORT_WORKERS,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -161,10 +181,19 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         self.max_import_bytes = max_import_bytes
         self.allow = allow
         """Raises ForbiddenError when the caller may not write *kind* (ceir.server.access)."""
-        self.allow_unblock = allow_unblock
-        """Raises ForbiddenError when the caller may not clear this IMEI's report."""
         self.stage_above = stage_above
-        """Two-person rule: files adding more new devices are staged (0: never)."""
+        """Two-person rule: files changing more devices' answers are staged (0: never)."""
+        self.stage_lost_stolen_above = stage_lost_stolen_above
+        """The same for lost-stolen files, whose blocks cut phones off (0: never)."""
+        self._imports = concurrent.futures.ThreadPoolExecutor(
+            max_workers=import_workers, thread_name_prefix="ceir-import"
+        )
+        self._importing: set[str] = set()
+        """Principals (actors) with an import running: one at a time each."""
+
+    def close(self) -> None:
+        """Stop the import pool (after the server has drained)."""
+        self._imports.shutdown(wait=False, cancel_futures=True)
 
     async def ImportFeed(
         self, request_iterator: AsyncIterator[registry_pb2.ImportFeedRequest], context: Any
@@ -176,11 +205,16 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         header = first.header
         kind = _kind(header.kind)
         self.allow(kind)
-        name = Path(header.filename).name or f"{kind.value}-feed"
-        fd, tmp = tempfile.mkstemp(prefix="ceir-import-", suffix=Path(name).suffix)
+        name = Path(checked_text(header.filename, "filename", MAX_FILENAME)).name
+        name = name or f"{kind.value}-feed"
+        if actor in self._importing:
+            raise LimitError("this principal already has an import running; wait for it to finish")
+        self._importing.add(actor)
         try:
-            size = 0
-            with os.fdopen(fd, "wb") as f:
+            # The upload goes to a nameless file in the store's own spool (0700), never
+            # to $TMPDIR: a killed import leaves no clear-text personal numbers behind.
+            with spool_file(self.store) as f:
+                size = 0
                 async for message in request_iterator:
                     if message.HasField("header"):
                         raise InvalidRequestError("only the first message may carry a header")
@@ -190,37 +224,48 @@ class Registry(registry_pb2_grpc.RegistryServicer):
                             f"feed file is larger than {self.max_import_bytes:,} bytes"
                         )
                     f.write(message.chunk)
-            try:
-                result = await asyncio.to_thread(
-                    submit,
-                    self.store,
-                    kind,
-                    Path(tmp),
-                    actor=actor,
-                    stage_above=self.stage_above,
-                    fmt=_FORMATS.get(header.format),
-                    name=name,
-                )
-            except FeedRefusedError as exc:
-                log.warning("ImportFeed from %s: %s", actor, exc)
-                metrics.imported(
-                    kind.value, metrics.ImportResult.REFUSED, rejected=exc.summary.rejected
-                )
-                return _summary(exc.summary)
-            if isinstance(result, Stage):
-                log.info("ImportFeed from %s: staged as %s", actor, result.id)
-                metrics.imported(kind.value, metrics.ImportResult.STAGED)
-                return _staged(result)
-            log.info("ImportFeed from %s: %s", actor, result.line())
-            metrics.imported(
-                kind.value,
-                metrics.ImportResult.IMPORTED,
-                accepted=result.added + result.changed + result.unchanged,
-                rejected=result.rejected,
-            )
-            return _summary(result)
+                f.flush()
+                return await self._submit(f, kind, actor, name, header)
         finally:
-            os.unlink(tmp)
+            self._importing.discard(actor)
+
+    async def _submit(
+        self, f: Any, kind: Kind, actor: str, name: str, header: registry_pb2.ImportHeader
+    ) -> registry_pb2.ImportFeedResponse:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(
+            submit,
+            self.store,
+            kind,
+            spool_path(f),
+            actor=actor,
+            stage_above=self.stage_above,
+            stage_lost_stolen_above=self.stage_lost_stolen_above,
+            fmt=_FORMATS.get(header.format),
+            name=name,
+            private=True,
+        )
+        try:
+            # Imports run in their own small pool: single writes, approvals and lookups
+            # keep the default pool (and their latency) while a big file is imported.
+            result = await loop.run_in_executor(self._imports, call)
+        except FeedRefusedError as exc:
+            refused: Any = exc.summary
+            log.warning("ImportFeed from %s: %s", actor, exc)
+            metrics.imported(kind.value, metrics.ImportResult.REFUSED, rejected=refused.rejected)
+            return _summary(refused)
+        if isinstance(result, Stage):
+            log.info("ImportFeed from %s: staged as %s", actor, result.id)
+            metrics.imported(kind.value, metrics.ImportResult.STAGED)
+            return _staged(result)
+        log.info("ImportFeed from %s: %s", actor, result.line())
+        metrics.imported(
+            kind.value,
+            metrics.ImportResult.IMPORTED,
+            accepted=result.added + result.changed + result.unchanged,
+            rejected=result.rejected,
+        )
+        return _summary(result)
 
     async def _apply(
         self, context: Any, kind: Kind, fields: dict[str, str], request: str
@@ -250,8 +295,9 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.RegisterRequest, context: Any
     ) -> registry_pb2.DeviceChange:
         kind = _kind(request.kind)
+        request_id = checked_text(request.request_id, "request_id", MAX_REQUEST_ID)
         return await self._apply(
-            context, kind, dict(request.fields), f"Register {request.request_id}".strip()
+            context, kind, dict(request.fields), f"Register {request_id}".strip()
         )
 
     def _lost_stolen(self, request: registry_pb2.LostStolenRequest, action: str) -> dict[str, str]:
@@ -268,15 +314,16 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.LostStolenRequest, context: Any
     ) -> registry_pb2.DeviceChange:
         fields = self._lost_stolen(request, "BLOCK")
-        name = f"ReportLostStolen {request.request_id}".strip()
+        request_id = checked_text(request.request_id, "request_id", MAX_REQUEST_ID)
+        name = f"ReportLostStolen {request_id}".strip()
         return await self._apply(context, Kind.LOST_STOLEN, fields, name)
 
     async def ClearLostStolen(
         self, request: registry_pb2.LostStolenRequest, context: Any
     ) -> registry_pb2.DeviceChange:
-        self.allow_unblock(request.imei)
         fields = self._lost_stolen(request, "UNBLOCK")
-        name = f"ClearLostStolen {request.request_id}".strip()
+        request_id = checked_text(request.request_id, "request_id", MAX_REQUEST_ID)
+        name = f"ClearLostStolen {request_id}".strip()
         return await self._apply(context, Kind.LOST_STOLEN, fields, name)
 
     async def GetDevice(

@@ -103,4 +103,5 @@ def test_malformed_reasons_are_the_data_quality_ones() -> None:
         RejectReason.NOT_ELIGIBLE,
         RejectReason.TOO_LONG,
         RejectReason.NOT_BLOCKED,
+        RejectReason.NOT_OWNER,
     }
