@@ -164,6 +164,9 @@ class Feed:
     detail_fields: ClassVar[tuple[str, ...]] = ()
     """The names of the values packed into ``details`` by :meth:`parse`."""
     action: ClassVar[Action]
+    events: ClassVar[bool] = False
+    """Rows are events (lost-stolen): one device's rows apply in time order, and only an
+    exact repeat of a row is a duplicate."""
     recurring: ClassVar[bool] = False
     """Rows for already-registered devices are normal (operator dumps): unchanged."""
     default_max_new: ClassVar[int] = 1_000_000

@@ -57,6 +57,9 @@ __all__ = [
 ]
 
 FIRST_REJECTS = 20
+MAX_KEPT_REJECTS = 10_000
+"""Rejects a check pass keeps in memory for the report of a refused file (all are
+counted; a file refused with more lists its first 10,000)."""
 
 
 class Progress(Protocol):
@@ -184,32 +187,73 @@ class _Import:
         self.clock = clock
         self.name = name
         self.tokenizer: Tokenizer = tokenizer_for(store)
+        self._order: dict[int, Row] | None = None
 
     # -- pass 1 ------------------------------------------------------------------------
+
+    def rows(self) -> Iterator[Row]:
+        """The file's rows in the order they are applied: file order, except that the
+        rows of one device in a lost-stolen file (a log of events) follow their
+        ``reported_at`` order, each taking the place of the next of that device's rows."""
+        if self._order is None:
+            self._order = self._event_order() if self.feed.events else {}
+        order = self._order
+        for i, row in enumerate(self.reader.rows()):
+            yield order.get(i, row)
+
+    def _event_order(self) -> dict[int, Row]:
+        """Row index -> the row applied there instead (only where the order differs)."""
+        times: dict[bytes, list[tuple[int, int]]] = {}
+        with self.store.snapshot() as tables:
+            ctx = Context(tables, self.options, self.tokenizer, self.clock())
+            for i, (_line, values) in enumerate(self.reader.rows()):
+                if isinstance(values, FeedRowError):
+                    continue
+                try:
+                    cand = self.feed.parse(values, ctx)
+                except FeedRowError:
+                    continue
+                times.setdefault(cand.key, []).append((cand.record.registered_at, i))
+        moves: dict[int, int] = {}  # slot -> the row index applied in it
+        for events in times.values():
+            if len(events) > 1:
+                slots = sorted(i for _at, i in events)
+                for slot, (_at, i) in zip(slots, sorted(events), strict=True):
+                    if slot != i:
+                        moves[slot] = i
+        if not moves:
+            return {}
+        wanted = set(moves.values())
+        found = {i: row for i, row in enumerate(self.reader.rows()) if i in wanted}
+        return {slot: found[i] for slot, i in moves.items()}
 
     def check(self, *, decide: bool) -> _Check:
         """The check pass; *decide* False only finds duplicates (a resumed import)."""
         found = _Check()
-        seen: set[bytes] = set()
+        seen: set[object] = set()
         feed = self.feed
         i = -1
         self.progress.phase("checking", None)
+        shadow = Writes(feed)  # what earlier rows of a lost-stolen file did to a device
         with self.store.snapshot() as tables:
             ctx = Context(
                 tables, self.options, self.tokenizer, self.clock(),
-                operator=operator_in(self.actor),
+                operator=operator_in(self.actor), pending=shadow.devices,
+                pending_details=shadow.details,
             )  # fmt: skip
-            for i, (line, values) in enumerate(self.reader.rows()):
+            for i, (line, values) in enumerate(self.rows()):
                 if i % 10_000 == 0 and i:
                     self.progress.advance(10_000)
                 try:
                     if isinstance(values, FeedRowError):
                         raise values
                     cand = feed.parse(values, ctx)
-                    if cand.key in seen:
+                    # In a log of events only an exact repeat of a row is a duplicate.
+                    same: object = (cand.key, tuple(values)) if feed.events else cand.key
+                    if same in seen:
                         found.duplicates.add(i)
                         raise _duplicate(cand, feed.kind)
-                    seen.add(cand.key)
+                    seen.add(same)
                     if decide:
                         outcome = feed.decide(cand, ctx)
                         if outcome.unchanged:
@@ -218,11 +262,14 @@ class _Import:
                             found.added += 1
                         else:
                             found.changed += 1
+                        if feed.events:
+                            shadow.add(cand, outcome, line)
                 except FeedRowError as exc:
                     r = _reject(line, exc, feed)
                     found.rejected[r.reason] += 1
                     found.malformed += _malformed(exc)
-                    found.rejects.append(r)
+                    if len(found.rejects) < MAX_KEPT_REJECTS:
+                        found.rejects.append(r)
             found.rows = i + 1
             found.trimmed, found.fixed = ctx.trimmed, ctx.fixed
         return found
@@ -257,7 +304,7 @@ class _Import:
         batch_rows = self.options.batch_rows
         self.progress.phase("importing", int(info.get("rows", 0)) or None)
         self.progress.advance(done)
-        rows = enumerate(self.reader.rows())
+        rows = enumerate(self.rows())
         for _skipped in itertools.islice(rows, done):
             pass
         while True:

@@ -33,6 +33,7 @@ class LostStolenFeed(Feed):
     fields = ("imei", "report_ref", "action", "reported_at")
     detail_fields = ("report_ref", "reported_at", "blocked_by")
     action = Action.BLOCK
+    events = True
     default_max_new: ClassVar[int] = 1_000_000
 
     def parse(self, values: Sequence[str], ctx: Context) -> Candidate:

@@ -99,7 +99,9 @@ def test_visitor_limit_is_configurable(store: Store, run: Importer) -> None:
 
 def test_valid_until_before_start_is_a_bad_date(store: Store, run: Importer) -> None:
     """valid_until not after registered_at is a bad date."""
-    summary = run("visitor", csv_text(VISIT, f"{imei(1)},A1234567,{_day(0)},{_day(-1)}"), max_bad_ratio=1)
+    summary = run(
+        "visitor", csv_text(VISIT, f"{imei(1)},A1234567,{_day(0)},{_day(-1)}"), max_bad_ratio=1
+    )
     assert summary.rejected == {"bad_date": 1}
 
 
@@ -188,15 +190,20 @@ def test_unblock_of_unblocked_device_is_rejected(store: Store, run: Importer) ->
     assert run("lost-stolen", csv_text(LOST, f"{imei(2)},POLRI/3,BLOCK,2024-06-02")).unchanged == 1
 
 
-def test_block_then_unblock_in_one_file_is_a_duplicate(store: Store, run: Importer) -> None:
-    """One action per device per file: the second row is a duplicate."""
+def test_block_then_unblock_in_one_file_are_two_events(store: Store, run: Importer) -> None:
+    """A lost-stolen file is a log of events: BLOCK then UNBLOCK of one device are both
+    applied, in reported_at order; only an exact repeat of a row is a duplicate."""
     text = csv_text(
         LOST,
         *(f"{imei(100 + i)},P/{i},BLOCK,2024-05-01" for i in range(30)),
-        f"{imei(1)},POLRI/1,BLOCK,2024-05-01",
         f"{imei(1)},POLRI/1,UNBLOCK,2024-05-02",
+        f"{imei(1)},POLRI/1,BLOCK,2024-05-01",
+        f"{imei(1)},POLRI/1,BLOCK,2024-05-01",
     )
-    assert run("lost-stolen", text).rejected == {"duplicate": 1}
+    summary = run("lost-stolen", text)
+    assert summary.rejected == {"duplicate": 1}
+    assert summary.changed == 32
+    assert store.get(parse(imei(1)).key) is None  # known only from its report
 
 
 def test_expired_at_read_time_not_stored(store: Store) -> None:

@@ -111,7 +111,8 @@ def test_customs_upgrades_a_visitor(store: Store, run: Importer) -> None:
     run(
         "visitor",
         csv_text(
-            "imei,passport_number,registered_at,valid_until", f"{imei(1)},A1234567,2024-01-01,2024-02-01"
+            "imei,passport_number,registered_at,valid_until",
+            f"{imei(1)},A1234567,2024-01-01,2024-02-01",
         ),
     )
     summary = run("customs", csv_text(HEADER, row(1)))

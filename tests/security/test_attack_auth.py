@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -50,16 +51,37 @@ def test_a_10_mb_jsonl_field_is_refused_without_echoing_it(tmp_path: Path) -> No
     assert "too long" in out.stderr + out.stdout
 
 
+def _peak_rss_kib(tmp_path: Path, *args: str) -> int:
+    """The peak RSS of one `ceir` run, measured by a fresh parent whose only child it is."""
+    from tests.security.test_attack_leaks import CEIR
+
+    probe = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], capture_output=True, check=False)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, CEIR, *args],
+        capture_output=True, text=True, check=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    return int(done.stdout)
+
+
 def test_a_csv_line_of_3m_columns_is_one_malformed_row(tmp_path: Path) -> None:
-    """A CSV line of 3 million columns is a malformed row, refused cheaply (exit 7)."""
+    """A CSV line of 3 million columns is a malformed row, refused (exit 7) without the
+    memory of 3 million fields: the run costs about what a one-row file costs."""
     db = tmp_path / "db"
     _tac(tmp_path, db)
     header = "imei,brand,model,tpp_number,maker_id,produced_at\n"
     (tmp_path / "m.csv").write_text(header + "," * 3_000_000 + "\n")
+    (tmp_path / "small.csv").write_text(header + "," * 5 + "\n")
     out = ceir(
         "import", "manufacturer", "m.csv", "--db", str(db), "--create", cwd=tmp_path, ok=(7,)
     )
     assert len(out.stdout) + len(out.stderr) < 5_000
+    baseline = _peak_rss_kib(tmp_path, "import", "manufacturer", "small.csv", "--db", str(db))
+    wide = _peak_rss_kib(tmp_path, "import", "manufacturer", "m.csv", "--db", str(db))
+    assert wide < baseline + 12_000, (baseline, wide)
 
 
 def test_deeply_nested_json_is_a_malformed_row_not_a_crash(tmp_path: Path) -> None:

@@ -174,7 +174,8 @@ def test_nik_spellings_share_one_quota(tmp_path: Path) -> None:
 
 def test_a_lost_stolen_file_is_a_log_of_events(secured: Secured) -> None:
     """BLOCK at 09:00 and UNBLOCK at 15:00 of one phone (listed in reverse order) are both
-    applied, in reported_at order, each with its own audit entry."""
+    applied, in reported_at order, each with its own audit entry; only the exact repeat is
+    a duplicate."""
     running, md = secured
     number = REGISTERED_DEMO
     data = (
@@ -182,12 +183,13 @@ def test_a_lost_stolen_file_is_a_log_of_events(secured: Secured) -> None:
         f"{number},POL-7,UNBLOCK,2026-01-05T15:00:00+07:00\n"
         f"{number},POL-7,BLOCK,2026-01-05T09:00:00+07:00\n"
         f"{number},POL-7,BLOCK,2026-01-05T09:00:00+07:00\n"
+        + "".join(f"{imei(700 + i)},POL-{i},BLOCK,2026-01-05\n" for i in range(40))
     ).encode()
     with running.channel() as ch:
         token = md["telkomsel"][0][1].removeprefix("Bearer ")
         answer = upload(ch, token, _kind("LOST_STOLEN"), data, "events.csv")
         assert answer.state == registry_pb2.IMPORT_STATE_DONE, answer.message
-        assert answer.changed == 2
+        assert answer.changed == 2 + 40
         assert dict(answer.rejected_by_reason) == {"duplicate": 1}
         assert _status(ch, md["telkomsel"], number) == common_pb2.EQUIPMENT_STATUS_WHITELISTED
         device = registry_pb2_grpc.RegistryStub(ch).GetDevice(
@@ -213,3 +215,42 @@ def test_request_ids_and_filenames_with_control_characters_are_refused(secured: 
         with pytest.raises(grpc.RpcError) as err:
             upload(ch, token, _kind("LOST_STOLEN"), _lost_stolen_file([imei(1)]), "a\nb.csv")
         assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_rows_appended_between_the_passes_are_never_written(tmp_path: Path) -> None:
+    """The file grows by 5,000 rows after the check pass: only the 1,000 checked rows are
+    written (the import reads one private copy), and the summary says 1,000."""
+    from ceir.feeds import Kind
+    from ceir.feeds.importer import import_file
+    from ceir.store import open_store
+
+    header = "imei,brand,model,tpp_number,maker_id,produced_at\n"
+    path = tmp_path / "m.csv"
+    path.write_text(header + "".join(f"{imei(i)},B,M,T,X,2025-01-01\n" for i in range(1_000)))
+
+    class Growing:
+        def phase(self, name: str, total: int | None) -> None:
+            if name == "importing":
+                with path.open("a") as f:
+                    f.writelines(f"{imei(i)},B,M,T,X,2025-01-01\n" for i in range(1_000, 6_000))
+
+        def advance(self, n: int) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    with open_store(tmp_path / "db") as store:
+        summary = import_file(
+            store, Kind.MANUFACTURER, path, actor="local:test",
+            options=_options(allow_unknown_tac=True), progress=Growing(),
+        )  # fmt: skip
+        assert summary.rows == 1_000
+        assert summary.added == 1_000
+        assert store.device_count() == 1_000
+
+
+def _options(**kwargs: object) -> object:
+    from ceir.feeds.base import Options
+
+    return Options(**kwargs)  # type: ignore[arg-type]
