@@ -19,30 +19,28 @@ would; a file imported before is a no-op that says so.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import itertools
 import json
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
-from ceir.errors import FeedFormatError, FeedRefusedError, FeedRowError, StoreError
+from ceir.errors import FeedRefusedError, FeedRowError, StoreError
 from ceir.feeds import Format, ImportState, Kind
 from ceir.feeds.base import Candidate, Context, Feed, Options
 from ceir.feeds.kinds import feed_for
 from ceir.feeds.reader import Row, open_feed
 from ceir.feeds.rows import RejectReason, redact
+from ceir.feeds.source import event_order, file_digest, private_copy
 from ceir.feeds.summary import ImportSummary, Reject, write_report
 from ceir.feeds.writes import Writes
 from ceir.security.principals import operator_in
 from ceir.store import Store, audit
-from ceir.store.env import spool_file, spool_path
 from ceir.store.identity import Tokenizer, tokenizer_for
 from ceir.store.tables import Tables
 
@@ -79,51 +77,6 @@ class NoProgress:
 
     def close(self) -> None:
         pass
-
-
-def file_digest(path: Path) -> str:
-    """The SHA-256 of a file's bytes, hex."""
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise FeedFormatError(f"cannot read {path}: {exc.strerror}") from exc
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def private_copy(store: Store, path: Path) -> Iterator[Path]:
-    """A private copy of feed file *path* in *store*'s spool, as a path to open (again).
-
-    Every pass of an import reads this one copy, so rows appended to (or changed in) the
-    original between the check pass and the write pass are never written: the file that
-    was checked, counted and staged is the file that is imported. The copy has no name
-    in the spool and is gone when the block ends (or the process dies).
-    """
-    if not path.is_file():
-        raise FeedFormatError(f"no feed file at {path}")
-    try:
-        source = path.open("rb")
-    except OSError as exc:
-        raise FeedFormatError(f"cannot read {path}: {exc.strerror}") from exc
-    with source, spool_file(store) as copy:
-        try:
-            shutil.copyfileobj(source, copy, 1 << 20)
-            copy.flush()
-        except OSError as exc:
-            raise FeedFormatError(f"cannot copy {path} into the spool: {exc.strerror}") from exc
-        yield spool_path(copy)
-
-
-def digest_of(f: IO[bytes]) -> str:
-    """The SHA-256 (hex) of an open file's bytes, read from the start."""
-    h = hashlib.sha256()
-    f.seek(0)
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-        h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -191,41 +144,22 @@ class _Import:
 
     # -- pass 1 ------------------------------------------------------------------------
 
+    def _context(self, tables: Tables) -> Context:
+        return Context(tables, self.options, self.tokenizer, self.clock())
+
     def rows(self) -> Iterator[Row]:
         """The file's rows in the order they are applied: file order, except that the
         rows of one device in a lost-stolen file (a log of events) follow their
         ``reported_at`` order, each taking the place of the next of that device's rows."""
         if self._order is None:
-            self._order = self._event_order() if self.feed.events else {}
+            self._order = (
+                event_order(self.store, self.feed, self.reader, self._context)
+                if (self.feed.events)
+                else {}
+            )
         order = self._order
         for i, row in enumerate(self.reader.rows()):
             yield order.get(i, row)
-
-    def _event_order(self) -> dict[int, Row]:
-        """Row index -> the row applied there instead (only where the order differs)."""
-        times: dict[bytes, list[tuple[int, int]]] = {}
-        with self.store.snapshot() as tables:
-            ctx = Context(tables, self.options, self.tokenizer, self.clock())
-            for i, (_line, values) in enumerate(self.reader.rows()):
-                if isinstance(values, FeedRowError):
-                    continue
-                try:
-                    cand = self.feed.parse(values, ctx)
-                except FeedRowError:
-                    continue
-                times.setdefault(cand.key, []).append((cand.record.registered_at, i))
-        moves: dict[int, int] = {}  # slot -> the row index applied in it
-        for events in times.values():
-            if len(events) > 1:
-                slots = sorted(i for _at, i in events)
-                for slot, (_at, i) in zip(slots, sorted(events), strict=True):
-                    if slot != i:
-                        moves[slot] = i
-        if not moves:
-            return {}
-        wanted = set(moves.values())
-        found = {i: row for i, row in enumerate(self.reader.rows()) if i in wanted}
-        return {slot: found[i] for slot, i in moves.items()}
 
     def check(self, *, decide: bool) -> _Check:
         """The check pass; *decide* False only finds duplicates (a resumed import)."""

@@ -36,7 +36,8 @@ from ceir.errors import (
 )
 from ceir.feeds import Format, ImportState, Kind, StageState
 from ceir.feeds.base import Options
-from ceir.feeds.importer import ImportSummary, import_file, private_copy
+from ceir.feeds.importer import ImportSummary, import_file
+from ceir.feeds.source import private_copy
 from ceir.security.principals import Principal, Role
 from ceir.store import Store, audit
 from ceir.store.env import spool_file, spool_path
