@@ -196,7 +196,7 @@ def test_a_lost_stolen_file_is_a_log_of_events(secured: Secured) -> None:
             registry_pb2.GetDeviceRequest(imei=number), metadata=md["ops"]
         )
     actions = [h.action for h in device.history if h.file == "events.csv"]
-    assert actions == ["block", "unblock"]
+    assert actions == [registry_pb2.HISTORY_ACTION_BLOCK, registry_pb2.HISTORY_ACTION_UNBLOCK]
 
 
 def test_request_ids_and_filenames_with_control_characters_are_refused(secured: Secured) -> None:
