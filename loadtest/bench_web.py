@@ -1,9 +1,10 @@
 """The web face's figures: what recording metrics costs CheckIMEI, and how many JSON
 lookups and /metrics scrapes the server answers while the load test runs.
 
-1. CheckIMEI p99 with and without metrics, same run: ``ceir serve`` started alternately
-   with ``--metrics`` and ``--no-metrics`` (``--rounds`` times each), unary CheckIMEI at
-   ``--unary-rate`` from the load test's simulated operators; the median p99 of each.
+1. CheckIMEI p99 with and without metrics, same run: two one-worker ``ceir serve``, one
+   with metrics and one ``--no-metrics``, each offered unary CheckIMEI at
+   ``--unary-rate`` by the load test's simulated operators at the same time (so both see
+   the same machine noise), ``--rounds`` times; the median p99 of each.
 2. With metrics on and the consumer rate limit off (``--consumer-rate 0``: the JSON
    endpoint's raw capacity, not its per-client limit), ``python -m loadtest --rate
    --load-rate`` runs against the server while this process asks ``GET
@@ -36,19 +37,31 @@ from loadtest.report import summarize
 from loadtest.serverproc import ServerProcess
 
 
-def _p99(
-    db: Path, workers: int, rate: float, seconds: float, metrics: bool, pop: Any
-) -> tuple[float, int]:
-    """(p99 ms, errors) of unary CheckIMEI at *rate* against a fresh server."""
-    extra = () if metrics else ("--no-metrics",)
-    with ServerProcess(db, workers=workers, extra=extra) as server:
-        run = asyncio.run(
-            run_load(pop, server.address, rate=rate, duration=seconds, mode=Mode.UNARY, warmup=1)
-        )
-    total = summarize(run)["total"]
-    if total["wrong"]:
-        sys.exit(f"bench_web: wrong answers in the unary run: {total}")
-    return float(total["p99_ms"]), int(total["errors"])
+def _p99_pair(db: Path, workers: int, rate: float, seconds: float, pop: Any) -> list[Any]:
+    """Unary CheckIMEI at *rate* against two servers at once, one with metrics and one
+    ``--no-metrics`` (the same moment, so the same machine noise): their load-test totals."""
+    with (
+        ServerProcess(db, workers=workers) as on,
+        ServerProcess(db, workers=workers, extra=("--no-metrics",)) as off,
+    ):
+
+        async def both() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        run_load(
+                            pop, s.address, rate=rate, duration=seconds, mode=Mode.UNARY, warmup=1
+                        )
+                        for s in (on, off)
+                    )
+                )
+            )
+
+        runs = asyncio.run(both())
+    totals = [summarize(run)["total"] for run in runs]
+    if any(t["wrong"] for t in totals):
+        sys.exit(f"bench_web: wrong answers in the unary run: {totals}")
+    return totals
 
 
 async def _hammer(
@@ -82,6 +95,45 @@ async def _hammer(
 
         await asyncio.gather(scrape_loop(), *(json_loop() for _ in range(concurrency)))
     return done["json"], done["metrics"], done["failed"]
+
+
+_RECORD_COST = """
+import os, sys, time
+from ceir import metrics
+from ceir.record import Reason, Status
+n = int(sys.argv[1])
+face, ok, why = metrics.Face.GRPC, int(Status.WHITELISTED), int(Reason.REGISTERED)
+for _ in range(1000):  # children made, caches warm
+    metrics.request(face, "CheckIMEI", "510-10", 0.0003)
+    metrics.answer_code(face, ok, why)
+start = time.process_time()
+for _ in range(n):
+    metrics.request(face, "CheckIMEI", "510-10", 0.0003)
+    metrics.answer_code(face, ok, why)
+print((time.process_time() - start) / n * 1e6)
+"""
+
+
+def _record_cost(calls: int = 200_000) -> tuple[float, float]:
+    """CPU microseconds one CheckIMEI's recording costs (latency observation + answer
+    count; CPU time, so other load on the machine does not count), in multi-process mode
+    (as under ``ceir serve --workers N``) and in one process."""
+    import os
+    import tempfile
+
+    costs = []
+    for multiprocess in (True, False):
+        env = dict(os.environ)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        with tempfile.TemporaryDirectory() as tmp:
+            if multiprocess:
+                env["PROMETHEUS_MULTIPROC_DIR"] = tmp
+            out = subprocess.run(  # noqa: S603 - this interpreter, fixed program
+                [sys.executable, "-c", _RECORD_COST, str(calls)],
+                env=env, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+        costs.append(float(out.stdout))
+    return costs[0], costs[1]
 
 
 def _await_load(base: str, timeout: float = 180) -> None:
@@ -134,15 +186,23 @@ def main(
     population, db = registry.prepare(
         devices=devices, mix=DEFAULT_MIX, seed=20200915, work=work, quiet=True
     )
+    shared, single = _record_cost()
+    print(
+        f"recording one CheckIMEI (latency + answer): {shared:.2f} CPU us in multi-process mode, "
+        f"{single:.2f} us in one process"
+    )
     p99: dict[bool, list[float]] = {True: [], False: []}
     errors = {True: 0, False: 0}
     for _ in range(rounds):
-        for metrics in (True, False):
-            value, failed = _p99(db, workers, unary_rate, unary_seconds, metrics, population)
-            p99[metrics].append(value)
-            errors[metrics] += failed
+        pair = _p99_pair(db, 1, unary_rate, unary_seconds, population)
+        for metrics, total in zip((True, False), pair, strict=True):
+            p99[metrics].append(float(total["p99_ms"]))
+            errors[metrics] += int(total["errors"])
     on, off = statistics.median(p99[True]), statistics.median(p99[False])
-    print(f"CheckIMEI unary at {unary_rate:,.0f}/s, {workers} workers, {rounds} rounds each:")
+    print(
+        f"CheckIMEI unary at {unary_rate:,.0f}/s to each of two 1-worker servers at once "
+        f"(one with metrics, one --no-metrics), {rounds} rounds:"
+    )
     for label, value, key in (("with", on, True), ("without", off, False)):
         shown = ", ".join(f"{v:.2f}" for v in p99[key])
         print(
