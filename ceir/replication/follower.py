@@ -65,6 +65,7 @@ class Follower:
         source: str,
         *,
         source_token: str | None = None,
+        operator: str | None = None,
         on_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
@@ -72,6 +73,7 @@ class Follower:
         self.key = key
         self.source = source
         self.source_token = source_token
+        self.operator = operator
         self.on_ready = on_ready
         self.refused: Counter[str] = Counter()
         self.bootstraps = 0
@@ -83,7 +85,8 @@ class Follower:
         self._refused_base = 0
 
     def describe(self) -> str:
-        return f"replica of {self.source}, following {self.broker.url} (stream {STREAM})"
+        serves = f" for operator {self.operator}" if self.operator else ""
+        return f"replica{serves} of {self.source}, following {self.broker.url} (stream {STREAM})"
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ceir-follower")

@@ -34,6 +34,7 @@ def replication_services(settings: Settings, store: Store) -> list[Any]:
                 load_verify_key(settings.verify_key),
                 settings.source,
                 source_token=settings.source_token,
+                operator=settings.operator,
             )
         ]
     return []

@@ -4,25 +4,22 @@
 from __future__ import annotations
 
 import contextlib
-import re
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ceir.replication.keys import generate
 from ceir.v1 import replication_pb2, replication_pb2_grpc
-from tests.replication._nats import NatsServer
+from loadtest.edge import NatsServer, Node
 
 CEIR = str(Path(sys.executable).parent / "ceir")
-MANUFACTURER_START = 0
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -35,56 +32,8 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@dataclass
-class Proc:
-    """One ``ceir`` server process and where it listens."""
-
-    args: list[str]
-    log: Path
-    proc: subprocess.Popen[str] | None = None
-    port: int = 0
-    handle: IO[str] | None = None
-
-    def start(self, timeout: float = 30.0) -> Proc:
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        self.handle = self.log.open("a")
-        self.proc = subprocess.Popen(
-            [CEIR, *self.args, "--port", "0", "--workers", "1", "--grace", "1"],
-            stdout=self.handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = re.search(r"serving on 127\.0\.0\.1:(\d+)", self.log.read_text()[offset:])
-            if found:
-                self.port = int(found.group(1))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.kill()
-        raise AssertionError(f"{self.args[0]} did not start:\n{self.log.read_text()}")
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
+class Proc(Node):
+    """A node with the calls the tests make to it."""
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.address)
