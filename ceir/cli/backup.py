@@ -71,6 +71,12 @@ def restore(src: Path, db: Path, force: bool) -> None:
     default=30.0,
     help="With --compare: seconds to wait for both copies to stand at one sequence.",
 )
+@click.option(
+    "--expect-head",
+    metavar="HASH",
+    help="The audit chain's head hash recorded earlier (printed by a previous verify): "
+    "exit 5 unless the log still ends there or has only grown past it.",
+)
 @client_options
 def verify(
     db: Path,
@@ -80,8 +86,10 @@ def verify(
     cert: Path | None,
     key: Path | None,
     token: str | None,
+    expect_head: str | None,
 ) -> None:
-    """Check a store's integrity and schema: every table walked, every value decoded.
+    """Check a store's integrity and schema: every table walked, every value decoded,
+    the audit chain followed; print the chain's head hash (keep it elsewhere).
 
     Exits 0 when the store is sound, 5 with the problems listed when it is not. With
     --compare, exits 0 when every range's digest matches the other server's and 1,
@@ -92,9 +100,10 @@ def verify(
         return
     from ceir.store.backup import verify as run
 
-    report = run(db)
+    report = run(db, expect_head=expect_head)
     for name, count in sorted(report.tables.items()):
         click.echo(f"{name:<12}{count:>14,}")
+    click.echo(f"audit chain: {report.chained:,} entries linked; head {report.audit_head}")
     if report.ok:
         click.echo(f"{db}: ok")
         return

@@ -7,12 +7,21 @@ request — whose record (in ``imports``) names the principal, the channel and t
 
 Appending happens inside the caller's write transaction, so a change and its entry
 commit together or not at all.
+
+The log is a **chain**: each entry carries the hash of the one before it (SHA-256 over
+the previous entry's sequence number, its bytes and the fixed fields of its origin: actor,
+kind, file, digest, request). Editing an entry or its origin's actor breaks the link of
+the next entry; rewriting the whole chain changes the head hash, which ``ceir verify``
+prints so that an operator can keep it elsewhere and check it later (``--expect-head``).
+Entries written before the chain existed carry no link; the chain starts after them.
 """
 
 from __future__ import annotations
 
 import enum
 import getpass
+import hashlib
+import json
 import socket
 import struct
 from collections.abc import Iterator, Sequence
@@ -39,6 +48,11 @@ __all__ = [
 # at, origin, line, action, presence (1: old, 2: new), key, old, new
 _ENTRY = struct.Struct(f">IIIBB8s{RECORD_SIZE}s{RECORD_SIZE}s")
 _EMPTY = bytes(RECORD_SIZE)
+_SEQ = struct.Struct(">Q")
+HASH_BYTES = 32
+GENESIS = bytes(HASH_BYTES)
+"""The link of the first entry: no entry before it."""
+_ORIGIN_FIELDS = ("actor", "kind", "file", "digest", "request")
 
 
 class Action(enum.IntEnum):
@@ -102,8 +116,13 @@ def _pack(change: Change, at: int, origin: int) -> bytes:
     )
 
 
+def unpack_entry(seq: int, value: bytes) -> AuditEntry:
+    """The entry numbered *seq*, stored as *value*."""
+    return _unpack(seq, value)
+
+
 def _unpack(seq: int, value: bytes) -> AuditEntry:
-    at, origin, line, action, presence, key, old, new = _ENTRY.unpack(value)
+    at, origin, line, action, presence, key, old, new = _ENTRY.unpack(value[: _ENTRY.size])
     return AuditEntry(
         seq,
         at,
@@ -116,11 +135,49 @@ def _unpack(seq: int, value: bytes) -> AuditEntry:
     )
 
 
+def fingerprint(info: dict[str, Any] | None) -> bytes:
+    """What of an origin the chain covers: the fields that say who wrote, from what."""
+    fixed = {name: (info or {}).get(name) for name in _ORIGIN_FIELDS}
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).digest()
+
+
+def link(seq: int, value: bytes, origin: bytes) -> bytes:
+    """The hash entry *seq* (stored as *value*, origin fingerprint *origin*) hands on."""
+    return hashlib.sha256(_SEQ.pack(seq) + value + origin).digest()
+
+
+def origin_of(value: bytes) -> int:
+    """The origin id stored in a packed entry."""
+    return int(_ENTRY.unpack(value[: _ENTRY.size])[1])
+
+
+def stored_link(value: bytes) -> bytes | None:
+    """The previous entry's hash a packed entry carries (None: written before the chain)."""
+    return value[_ENTRY.size :] if len(value) == _ENTRY.size + HASH_BYTES else None
+
+
+def head(tables: Tables) -> bytes:
+    """The hash the last entry hands on (:data:`GENESIS` for an empty log)."""
+    last = tables.audit.last()
+    value = tables.audit.get(last) if last else None
+    if value is None:
+        return GENESIS
+    return link(last, value, fingerprint(tables.imports.get(origin_of(value))))
+
+
 def append(tables: Tables, changes: Sequence[Change], at: int, origin: int) -> int:
-    """Append *changes* in order inside a write transaction; returns the first seq."""
+    """Append *changes* in order inside a write transaction, each linked to the one
+    before it; returns the first seq."""
     first = tables.audit.last() + 1
     if changes:
-        tables.audit.append(first, [(c.key, _pack(c, at, origin)) for c in changes])
+        prev = head(tables)
+        print_ = fingerprint(tables.imports.get(origin))
+        packed = []
+        for seq, c in enumerate(changes, first):
+            value = _pack(c, at, origin) + prev
+            packed.append((c.key, value))
+            prev = link(seq, value, print_)
+        tables.audit.append(first, packed)
         # The same changes, for replicas: only the key and the new record (no audit detail).
         change_log.record(tables, devices=[(c.key, _packed(c.new)) for c in changes])
     return first

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import time
@@ -25,7 +26,7 @@ import lmdb
 from ceir.errors import CeirError, StoreError
 from ceir.imei import MAX_BODY
 from ceir.record import RECORD_SIZE, Record
-from ceir.store import SCHEMA_VERSION, TacInfo, open_store
+from ceir.store import SCHEMA_VERSION, TacInfo, audit, open_store
 from ceir.store.env import check_file
 
 _DATA = "data.mdb"
@@ -40,6 +41,11 @@ class Report:
     tables: dict[str, int] = field(default_factory=dict)
     """Entries per table."""
     problems: list[str] = field(default_factory=list)
+    expect_head: str | None = None
+    audit_head: str = ""
+    """The audit chain's head hash (hex): keep it elsewhere, check it with --expect-head."""
+    chained: int = 0
+    """Audit entries linked into the chain (older ones carry no link)."""
 
     @property
     def ok(self) -> bool:
@@ -82,9 +88,11 @@ def _check_tac(key: bytes, value: bytes, report: Report) -> None:
 CHECKERS: dict[str, Checker] = {"devices": _check_device, "tacs": _check_tac}
 
 
-def verify(path: Path) -> Report:
-    """Check the store at *path*: schema version, every table walked, every value decoded."""
-    report = Report(path)
+def verify(path: Path, *, expect_head: str | None = None) -> Report:
+    """Check the store at *path*: schema version, every table walked, every value decoded,
+    the audit chain followed. *expect_head*: a head hash recorded earlier, which the
+    chain must still pass through (an edited and re-chained log does not)."""
+    report = Report(path, expect_head=expect_head)
     problem = check_file(path) if (path / _DATA).exists() else None
     if problem is not None:
         report.add(problem)
@@ -141,8 +149,70 @@ def _check_audit(store: Any, txn: Any, report: Report) -> None:
             report.add(f"audit_idx: device {key.hex()} points at missing entry {seq.hex()}")
 
 
+def _check_chain(store: Any, txn: Any, report: Report) -> None:
+    """Every audit entry's link is the hash of the entry before it (and of that entry's
+    origin); each device's record is what its last audit entry left. Sets the head."""
+    log, imports, index = (store.dbs.get(n) for n in ("audit", "imports", "audit_idx"))
+    if log is None:
+        report.audit_head = audit.GENESIS.hex()
+        if report.expect_head not in (None, audit.GENESIS.hex()):
+            report.add("audit: the log is empty but a head hash was expected")
+        return
+    prints: dict[int, bytes] = {}
+
+    def origin_print(origin: int) -> bytes:
+        found = prints.get(origin)
+        if found is None:
+            raw = None if imports is None else txn.get(origin.to_bytes(4, "big"), db=imports)
+            try:
+                info = None if raw is None else json.loads(raw)
+            except ValueError:
+                info = None
+            found = prints[origin] = audit.fingerprint(info)
+        return found
+
+    prev = audit.GENESIS
+    for key, value in txn.cursor(log):
+        seq = int.from_bytes(key, "big")
+        stored = audit.stored_link(value)
+        if stored is not None:
+            report.chained += 1
+            if stored != prev:
+                report.add(
+                    f"audit: entry {seq} does not follow entry {seq - 1}: the chain is broken "
+                    "(an entry or its origin before it was altered, inserted or removed)"
+                )
+        prev = audit.link(seq, value, origin_print(audit.origin_of(value)))
+        if prev.hex() == report.expect_head:
+            report.expect_head = None  # passed through: the log only grew since
+    report.audit_head = prev.hex()
+    if report.expect_head is not None and report.expect_head != audit.GENESIS.hex():
+        report.add(
+            f"audit: the chain does not pass through the expected head "
+            f"{report.expect_head[:16]}...: the log was rewritten or the wrong store"
+        )
+    if index is None:
+        return
+    devices = store.devices
+    cursor = txn.cursor(index)
+    for key in cursor.iternext_nodup(keys=True, values=False):
+        cursor.set_key(key)
+        cursor.last_dup()
+        entry = txn.get(cursor.value(), db=log)
+        if entry is None:
+            continue
+        last = audit.unpack_entry(int.from_bytes(cursor.value(), "big"), entry)
+        current = txn.get(key, db=devices)
+        expected = None if last.new is None else last.new.pack()
+        if (None if current is None else bytes(current)) != expected:
+            report.add(
+                f"devices: {bytes(key).hex()} is not what its last audit entry "
+                f"(#{last.seq}) left: the record was changed outside the register"
+            )
+
+
 # Checks beyond the tables' own values: fn(store, txn, report).
-EXTRA_CHECKS: list[Callable[[Any, Any, Report], None]] = [_check_audit]
+EXTRA_CHECKS: list[Callable[[Any, Any, Report], None]] = [_check_audit, _check_chain]
 
 
 @contextlib.contextmanager

@@ -315,6 +315,10 @@ class AuditLog:
         index = sorted((key, seq) for seq, (key, _value) in zip(seqs, entries, strict=True))
         self._txn.cursor(self._index).putmulti(index, dupdata=True)
 
+    def get(self, seq: int) -> bytes | None:
+        """The packed change numbered *seq*, or None."""
+        return self._log._get(_U64.pack(seq))
+
     def of_device(self, key: bytes) -> Iterator[tuple[int, bytes]]:
         """(sequence number, packed change) of every change to device *key*, oldest first."""
         if self._log._db is None or self._index is None:
