@@ -1,0 +1,314 @@
+"""N5g-eir EquipmentIdentityCheck (3GPP TS 29.511) over HTTP/2: what a 5G AMF asks.
+
+``GET /n5g-eir-eic/v1/equipment-status?pei=imei-<15>|imeisv-<16>[&supi=imsi-…]
+[&gpsi=msisdn-…][&supported-features=…]`` is answered from the same store and policy
+as CheckIMEI (:meth:`ceir.lookup.Checker.check_one`): 200 ``{"status": …}`` with the
+same EquipmentStatus. Everything else is a ProblemDetails (``application/problem+json``,
+TS 29.500 §5.2.7):
+
+=====  ==============================  ===========================================
+ 400   MANDATORY_QUERY_PARAM_MISSING    no ``pei``
+ 400   MANDATORY_QUERY_PARAM_INCORRECT  a malformed ``pei``, a bad check digit, a
+                                        ``mac-``/``eui-`` PEI (no IMEI to check)
+ 400   OPTIONAL_QUERY_PARAM_INCORRECT   a malformed ``supi``, ``gpsi`` or
+                                        ``supported-features``
+ 401   (none)                           security is on and the call names nobody
+ 403   (none)                           the principal's role may not ask
+ 404   ERROR_EQUIPMENT_UNKNOWN          a valid PEI not in the register, with
+                                        ``sbi_unknown = not-found`` (else 200 with
+                                        the ``--unknown-status`` answer)
+ 404   RESOURCE_URI_STRUCTURE_NOT_FOUND any other path
+ 405   (none)                           any method but GET (``allow: GET``)
+ 500   SYSTEM_FAILURE                   a failure inside ceir (logged, never sent)
+=====  ==============================  ===========================================
+
+``supi`` and ``gpsi`` are personal data: they are never logged or echoed; a ``supi``
+that is an IMSI reaches the observation seam (:mod:`ceir.sightings`) as an identity
+token only.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from ceir.auth import OPEN, Principal, Role, principal_from_certificate
+from ceir.errors import CeirError
+from ceir.identity import IdKind, Tokenizer
+from ceir.imei import check_digit
+from ceir.lookup import Checker
+from ceir.network._http2 import Request, Response
+from ceir.record import Reason, Status
+from ceir.sightings import Observer
+from ceir.tokens import TokenBook
+from ceir.v1 import eir_pb2
+
+log = logging.getLogger("ceir.network.n5g_eir")
+
+SERVICE_NAME = "n5g-eir-eic"
+API_VERSION = "v1"
+API_FULL_VERSION = "1.4.0"
+"""The TS 29.511 OpenAPI version whose shape this follows (the same from Rel-15 on)."""
+RESOURCE = f"/{SERVICE_NAME}/{API_VERSION}/equipment-status"
+OPERATION = f"GET {RESOURCE}"
+"""This face's entry in the method -> roles table (:data:`ceir.access.METHOD_RULES`)."""
+
+_RESOURCE = RESOURCE.encode()
+_PROBLEM = b"application/problem+json"
+_JSON = b"application/json"
+_BODY = {status: json.dumps({"status": status.name}).encode() for status in Status}
+_IMEI = re.compile(r"imei-([0-9]{15})")
+_IMEISV = re.compile(r"imeisv-([0-9]{16})")
+_SUPI = re.compile(r"(imsi-([0-9]{5,15}))|(nai-.+)")
+_GPSI = re.compile(r"(msisdn-[0-9]{5,15})|(extid-.+@.+)")
+_FEATURES = re.compile(r"[A-Fa-f0-9]*")
+_MAX_FIELDS = 16
+
+
+class UnknownAnswer(enum.Enum):
+    """How a valid PEI that is not in the register is answered."""
+
+    STATUS = "status"
+    """200 with the ``--unknown-status`` answer (the whitelist regime's deny)."""
+    NOT_FOUND = "not-found"
+    """The strict 3GPP answer: 404 with cause ERROR_EQUIPMENT_UNKNOWN."""
+
+
+class Cause(enum.Enum):
+    """The ProblemDetails ``cause`` values this face sends (TS 29.500 / TS 29.511)."""
+
+    MANDATORY_QUERY_PARAM_MISSING = "MANDATORY_QUERY_PARAM_MISSING"
+    MANDATORY_QUERY_PARAM_INCORRECT = "MANDATORY_QUERY_PARAM_INCORRECT"
+    OPTIONAL_QUERY_PARAM_INCORRECT = "OPTIONAL_QUERY_PARAM_INCORRECT"
+    ERROR_EQUIPMENT_UNKNOWN = "ERROR_EQUIPMENT_UNKNOWN"
+    RESOURCE_URI_STRUCTURE_NOT_FOUND = "RESOURCE_URI_STRUCTURE_NOT_FOUND"
+    SYSTEM_FAILURE = "SYSTEM_FAILURE"
+
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    cause: Cause | None = None,
+    invalid: tuple[tuple[str, str], ...] = (),
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> Response:
+    """A ProblemDetails response (TS 29.571 ``ProblemDetails``)."""
+    body: dict[str, object] = {"title": _TITLES[status], "status": status, "detail": detail}
+    if cause is not None:
+        body["cause"] = cause.value
+    if invalid:
+        body["invalidParams"] = [{"param": p, "reason": r} for p, r in invalid]
+    return Response(status, json.dumps(body).encode(), _PROBLEM, headers)
+
+
+class BadQueryError(CeirError):
+    """A query parameter of an N5g-eir request is missing or malformed."""
+
+    def __init__(self, param: str, reason: str, cause: Cause) -> None:
+        super().__init__(f"query {param}: {reason}")
+        self.param = param
+        self.reason = reason
+        self.cause = cause
+
+    def response(self) -> Response:
+        return problem(
+            400,
+            f"query parameter {self.param} {self.reason}",
+            self.cause,
+            ((f"query {self.param}", self.reason),),
+        )
+
+
+def imei_of_pei(pei: str) -> str:
+    """The IMEI digits (15, check digit verified, or the 16 of an IMEISV) of a PEI;
+    BadQueryError when it is not an IMEI PEI (TS 29.571 ``Pei``)."""
+    found = _IMEI.fullmatch(pei)
+    if found is not None:
+        digits = found.group(1)
+        if int(digits[14]) != check_digit(digits[:14]):
+            raise BadQueryError("pei", "has a wrong IMEI check digit (Luhn)", _INCORRECT)
+        return digits
+    found = _IMEISV.fullmatch(pei)
+    if found is not None:
+        return found.group(1)
+    if pei.startswith(("mac-", "eui-")):
+        raise BadQueryError(
+            "pei", "is a MAC or EUI-64 address; this register holds IMEIs only", _INCORRECT
+        )
+    if pei.startswith("imeisv-"):
+        raise BadQueryError("pei", "must be imeisv- followed by 16 digits", _INCORRECT)
+    if pei.startswith("imei-"):
+        raise BadQueryError("pei", "must be imei- followed by 15 digits", _INCORRECT)
+    raise BadQueryError("pei", "must be imei-<15 digits> or imeisv-<16 digits>", _INCORRECT)
+
+
+_INCORRECT = Cause.MANDATORY_QUERY_PARAM_INCORRECT
+_OPTIONAL = Cause.OPTIONAL_QUERY_PARAM_INCORRECT
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """The parameters of one equipment-status request, checked."""
+
+    imei: str
+    """The digits of the PEI: 15 (check digit verified) or 16 (an IMEISV)."""
+    imsi: str = ""
+    """The IMSI digits of an ``imsi-`` SUPI; empty otherwise. Personal data."""
+
+
+def parse_query(raw: bytes) -> Query:
+    """The checked parameters of a query string; BadQueryError if one is wrong."""
+    if raw.startswith(b"pei=") and b"&" not in raw and b"%" not in raw and b"+" not in raw:
+        # What AMFs send: one parameter, nothing to unquote.
+        return Query(imei_of_pei(raw[4:].decode("ascii", "replace")))
+    try:
+        text = raw.decode("ascii")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise BadQueryError(
+            "pei", "cannot be read: the query string is not URL-encoded ASCII", _INCORRECT
+        ) from None
+    seen: dict[str, str] = {}
+    for name, value in pairs:
+        if name in seen:
+            cause = _INCORRECT if name == "pei" else _OPTIONAL
+            raise BadQueryError(name, "is given more than once", cause)
+        seen[name] = value
+    if "pei" not in seen:
+        raise BadQueryError("pei", "is missing", Cause.MANDATORY_QUERY_PARAM_MISSING)
+    imei = imei_of_pei(seen["pei"])
+    imsi = ""
+    supi = seen.get("supi")
+    if supi is not None:
+        found = _SUPI.fullmatch(supi)
+        if found is None:
+            raise BadQueryError("supi", "must be imsi-<5 to 15 digits> or nai-<NAI>", _OPTIONAL)
+        imsi = found.group(2) or ""
+    gpsi = seen.get("gpsi")
+    if gpsi is not None and _GPSI.fullmatch(gpsi) is None:
+        raise BadQueryError("gpsi", "must be msisdn-<5 to 15 digits> or extid-<id>", _OPTIONAL)
+    features = seen.get("supported-features")
+    if features is not None and _FEATURES.fullmatch(features) is None:
+        raise BadQueryError("supported-features", "must be hexadecimal digits", _OPTIONAL)
+    return Query(imei, imsi)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpGate:
+    """Who may ask, over HTTP: the principals and roles gRPC has (``ceir.access``).
+
+    A client certificate (mutual TLS) names the principal first, else an
+    ``authorization: Bearer`` token from ``ceir token add``. With neither configured,
+    every caller is :data:`ceir.auth.OPEN` (loopback only, as for gRPC).
+    """
+
+    roles: frozenset[Role]
+    tokens: TokenBook | None = None
+    certificates: bool = False
+
+    @property
+    def secure(self) -> bool:
+        return self.certificates or self.tokens is not None
+
+    def principal(self, request: Request) -> Principal | None:
+        """The caller; None if it names nobody this server knows."""
+        if not self.secure:
+            return OPEN
+        connection = request.connection
+        if self.certificates and connection.certificate is not None:
+            cached = connection.cache.get("principal", False)
+            if cached is False:
+                cached = principal_from_certificate(connection.certificate)
+                connection.cache["principal"] = cached
+            if isinstance(cached, Principal):
+                return cached
+        if self.tokens is not None:
+            header = request.headers.get(b"authorization", b"")
+            scheme, _, token = header.partition(b" ")
+            if scheme.lower() == b"bearer":
+                return self.tokens.authenticate(token.strip().decode("ascii", "replace"))
+        return None
+
+
+UNAUTHENTICATED = problem(
+    401, "authentication required", headers=((b"www-authenticate", b"Bearer"),)
+)
+DENIED = problem(403, "permission denied")
+NO_SUCH_RESOURCE = problem(
+    404,
+    "no such resource; this server offers GET " + RESOURCE,
+    Cause.RESOURCE_URI_STRUCTURE_NOT_FOUND,
+)
+WRONG_METHOD = problem(405, "only GET is allowed on " + RESOURCE, headers=((b"allow", b"GET"),))
+FAILURE = problem(500, "the register could not answer; try again", Cause.SYSTEM_FAILURE)
+UNKNOWN = problem(404, "the equipment is not in the register", Cause.ERROR_EQUIPMENT_UNKNOWN)
+
+
+class EquipmentStatusService:
+    """Answers N5g-eir requests (the HTTP/2 layer's handler)."""
+
+    def __init__(
+        self,
+        checker: Checker,
+        gate: HttpGate,
+        *,
+        unknown: UnknownAnswer = UnknownAnswer.STATUS,
+        tokenizer: Tokenizer | None = None,
+        observe: Observer | None = None,
+    ) -> None:
+        self.checker = checker
+        self.gate = gate
+        self.unknown = unknown
+        self.tokenizer = tokenizer
+        self.observe = observe
+        self._ok = {status: Response(200, body, _JSON) for status, body in _BODY.items()}
+        self._request: Callable[..., eir_pb2.CheckIMEIRequest] = eir_pb2.CheckIMEIRequest
+
+    def __call__(self, request: Request) -> Response:
+        path, _, query = request.path.partition(b"?")
+        if path != _RESOURCE:
+            return NO_SUCH_RESOURCE
+        if request.method != b"GET":
+            return WRONG_METHOD
+        principal = self.gate.principal(request)
+        if principal is None:
+            log.warning("unauthenticated N5g-eir request from %s", request.connection.peer)
+            return UNAUTHENTICATED
+        if principal.role not in self.gate.roles:
+            log.warning("denied N5g-eir to %s from %s", principal.label, request.connection.peer)
+            return DENIED
+        try:
+            parsed = parse_query(query)
+        except BadQueryError as exc:
+            return exc.response()
+        try:
+            answer = self.checker.check_one(self._request(imei=parsed.imei))
+        except CeirError:
+            log.exception("N5g-eir lookup failed")
+            return FAILURE
+        if parsed.imsi and self.observe is not None and self.tokenizer is not None:
+            key = int(parsed.imei[:14]).to_bytes(8, "big")
+            self.observe(key, self.tokenizer.token(IdKind.IMSI, parsed.imsi), principal.operator_id)
+        if answer.reason == Reason.NOT_REGISTERED and self.unknown is UnknownAnswer.NOT_FOUND:
+            return UNKNOWN
+        return self._ok[Status(answer.status)]
+
+
+def on_error() -> Response:
+    """What a request gets when the handler itself fails (a bug): 500, nothing more."""
+    return FAILURE
