@@ -11,6 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ceir.errors import ConfigError
 from ceir.logs import LogFormat
@@ -24,6 +25,8 @@ DEFAULT_DIAMETER_HOST = "ceir.localdomain"
 DEFAULT_DIAMETER_REALM = "localdomain"
 OFF = "off"
 """The value of a face's HOST:PORT setting that disables it."""
+DEFAULT_SBI = "127.0.0.1:7777"
+"""Where the N5g-eir face (HTTP/2) listens unless told otherwise."""
 MAX_BATCH = 10_000
 WEB_OFF = OFF
 DEFAULT_WEB = "127.0.0.1:8080"
@@ -59,7 +62,8 @@ class UnknownAnswer(enum.Enum):
     STATUS = "status"
     """With the ``--unknown-status`` answer, as CheckIMEI does (the whitelist regime's deny)."""
     NOT_FOUND = "not-found"
-    """The strict 3GPP answer: S13 Experimental-Result 5422 DIAMETER_ERROR_EQUIPMENT_UNKNOWN."""
+    """The strict 3GPP answer: S13 Experimental-Result 5422 DIAMETER_ERROR_EQUIPMENT_UNKNOWN,
+    N5g-eir 404 with cause ERROR_EQUIPMENT_UNKNOWN."""
 
 
 def parse_listen(value: str, flag: str) -> tuple[str, int] | None:
@@ -73,6 +77,11 @@ def parse_listen(value: str, flag: str) -> tuple[str, int] | None:
             f"{flag} {value!r} is not HOST:PORT (port 0..65535, [addr]:PORT for IPv6) or 'off'"
         )
     return host, int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, ``[v6]:port`` for IPv6: the inverse of :func:`parse_listen`."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def is_loopback(host: str) -> bool:
@@ -161,6 +170,13 @@ class Settings:
     """Replica: bearer token (role replica) for the central, when it requires one."""
     operator: str | None = None
     """Replica: the operator it serves (MCC-MNC, e.g. 510-10), for logs and status."""
+    # -- the N5g-eir HTTP/2 face (ceir.network.n5g_eir) and NRF registration --
+    sbi: str = DEFAULT_SBI
+    """``HOST:PORT`` of the N5g-eir face (HTTP/2, TS 29.511), or ``off``."""
+    sbi_unknown: UnknownAnswer = UnknownAnswer.STATUS
+    """N5g-eir's answer for a valid PEI not in the register."""
+    nrf: str | None = None
+    """The NRF's apiRoot (``http://`` or ``https://``) to register the N5g-eir face with."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -201,6 +217,7 @@ class Settings:
                 )
         self.web_address  # noqa: B018 - validates --web
         self._check_replication()
+        self._check_sbi()
 
     def _check_replication(self) -> None:
         if self.publish is not None and self.signing_key is None:
@@ -209,6 +226,22 @@ class Settings:
             raise ConfigError("a replica needs --nats, --source and --verify-key")
         if self.source is not None and self.publish is not None:
             raise ConfigError("a replica does not publish: drop --publish")
+
+    def _check_sbi(self) -> None:
+        """--sbi is HOST:PORT or off; --nrf an http(s) URL, and only with --sbi."""
+        sbi = self.sbi_address
+        if self.nrf is None:
+            return
+        parts = urlsplit(self.nrf)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"--nrf {self.nrf!r} is not the http:// or https:// URL of an NRF")
+        if sbi is None:
+            raise ConfigError("--nrf registers the N5g-eir face: it needs --sbi, not 'off'")
+
+    @property
+    def sbi_address(self) -> tuple[str, int] | None:
+        """(host, port) of the N5g-eir face; None when it is off."""
+        return parse_listen(self.sbi, "--sbi")
 
     @property
     def s13_address(self) -> tuple[str, int] | None:

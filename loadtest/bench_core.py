@@ -187,6 +187,8 @@ class ServerProcess:
                 str(db),
                 "--port",
                 "0",
+                "--sbi",
+                "off",
                 "--no-demo",
                 "--grace",
                 "1",

@@ -142,12 +142,26 @@ def h2load(
         raise RuntimeError("h2load is not installed (Debian: apt-get install nghttp2-client)")
     log = f"/tmp/ceir-h2load-{os.getpid()}.log"  # noqa: S108 - private, removed below
     try:
-        out = subprocess.run(
+        out = subprocess.run(  # noqa: S603 - h2load from PATH, our own arguments
             [
-                binary, "-n", str(requests), "-c", str(clients), "-m", str(streams),
-                "-t", str(threads), "--log-file", log, *extra, url,
+                binary,
+                "-n",
+                str(requests),
+                "-c",
+                str(clients),
+                "-m",
+                str(streams),
+                "-t",
+                str(threads),
+                "--log-file",
+                log,
+                *extra,
+                url,
             ],
-            capture_output=True, text=True, check=True, timeout=600,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
         ).stdout
         times = []
         with open(log, encoding="ascii") as f:
@@ -179,7 +193,8 @@ def measure(name: str, requests: int) -> tuple[str, H2loadResult | str]:
     port = _free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own module
         [sys.executable, "-m", "loadtest.sbi_servers", "serve", name, str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_port(port)
@@ -207,15 +222,19 @@ def main(argv: list[str] | None = None) -> int:
             args.port
         )
         return 0
-    print(f"{'HTTP/2 server (1 process, h2c, h2load -c4 -m16)':<50} {'req/s':>9} "
-          f"{'p50 ms':>7} {'p99 ms':>7}")
+    print(
+        f"{'HTTP/2 server (1 process, h2c, h2load -c4 -m16)':<50} {'req/s':>9} "
+        f"{'p50 ms':>7} {'p99 ms':>7}"
+    )
     for name in CANDIDATES:
         label, result = measure(name, args.requests)
         if isinstance(result, str):
             print(f"{label:<50} {result}")
         else:
-            print(f"{label:<50} {result.per_second:>9,.0f} {result.p50_ms:>7.2f} "
-                  f"{result.p99_ms:>7.2f}  ({result.succeeded:,}/{result.requests:,} ok)")
+            print(
+                f"{label:<50} {result.per_second:>9,.0f} {result.p50_ms:>7.2f} "
+                f"{result.p99_ms:>7.2f}  ({result.succeeded:,}/{result.requests:,} ok)"
+            )
     return 0
 
 

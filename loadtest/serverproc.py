@@ -48,6 +48,8 @@ class ServerProcess:
                 "127.0.0.1:0",
                 "--web",
                 "127.0.0.1:0",
+                "--sbi",
+                "127.0.0.1:0",
                 *extra,
             ],
             stdin=subprocess.DEVNULL,
@@ -67,9 +69,12 @@ class ServerProcess:
                 self.addresses = {Face.GRPC: self.address}
                 if s13:
                     self.addresses[Face.S13] = s13.group(1)
-                web = re.search(r"on http://127\.0\.0\.1:(\d+)", line)
-                self.web = f"http://127.0.0.1:{web.group(1)}" if web else None
+                web = re.search(r"/metrics on (http://127\.0\.0\.1:\d+)", line)
+                self.web = web.group(1) if web else None
                 """The web face's base URL (/metrics, /api/v1), None if it is off."""
+                sbi = re.search(r"N5g-eir on (https?://\S+)", line)
+                self.sbi_url = sbi.group(1) if sbi else ""
+                """The N5g-eir face's apiRoot; empty when it is off."""
                 break
         else:
             raise RuntimeError(

@@ -99,7 +99,7 @@ def start_server(db: Path, workers: int) -> tuple[subprocess.Popen[str], int]:
     """`ceir serve` (its supervisor and workers in their own process group)."""
     proc = subprocess.Popen(
         [*CLI, "serve", "--db", str(db), "--port", "0", "--no-demo", "--grace", "1",
-         "--workers", str(workers), "--write-rate", "0", "--web", "off"],
+         "--workers", str(workers), "--write-rate", "0", "--web", "off", "--sbi", "off"],
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     assert proc.stderr is not None

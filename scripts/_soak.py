@@ -190,7 +190,7 @@ def main() -> int:
     server = subprocess.Popen(
         [sys.executable, "-c", "from ceir.cli import run; run()", "serve", "--db", str(db),
          "--port", "0", "--consumer-rate", "200", "--consumer-burst", "400", "--grace", "5",
-         "--workers", str(args.workers), "--web", "off"],
+         "--workers", str(args.workers), "--web", "off", "--sbi", "off"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert server.stderr is not None

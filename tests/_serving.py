@@ -43,7 +43,8 @@ def serving(settings: Settings, store: Store | None = None) -> Iterator[Running]
     # Faces on free ports too (never the fixed defaults: other tests run at the same time).
     s13 = "127.0.0.1:0" if settings.s13_address else "off"
     web = "127.0.0.1:0" if settings.web_address else "off"
-    settings = dataclasses.replace(settings, port=0, s13=s13, web=web)
+    sbi = "127.0.0.1:0" if settings.sbi_address else "off"
+    settings = dataclasses.replace(settings, port=0, s13=s13, web=web, sbi=sbi)
     own = store is None
     if store is None:
         store = open_store(Path(settings.db))

@@ -29,15 +29,17 @@ from ceir.v1 import device_check_pb2_grpc, eir_pb2_grpc
 
 T = TypeVar("T")
 
+
 # A loaded 2-core machine must not turn slow examples into failures; example counts are
 # set per test where a property deserves more (or fewer) than the default.
 settings.register_profile("ceir", deadline=None)
 settings.load_profile("ceir")
 
 # Every `ceir serve` a test starts binds its faces to free ports, never the fixed
-# defaults (other engineers' tests run at the same time); a test may still pass --s13.
+# defaults (other engineers' tests run at the same time); a test may still pass --s13/--sbi.
 os.environ.setdefault("CEIR_S13", "127.0.0.1:0")
 os.environ.setdefault("CEIR_WEB", "127.0.0.1:0")
+os.environ.setdefault("CEIR_SBI", "127.0.0.1:0")
 
 
 @pytest.fixture
@@ -93,6 +95,7 @@ def run_server(path: Path, *, load_demo: bool = True, **overrides: Any) -> Itera
     """Open a store at *path* (demo data unless told not to) and serve it on port 0."""
     overrides.setdefault("s13", "127.0.0.1:0")
     overrides.setdefault("web", "127.0.0.1:0")
+    overrides.setdefault("sbi", "127.0.0.1:0")
     server_settings = Settings(db=path, host="127.0.0.1", port=0, **overrides)
     loaded_at = int(time.time()) if load_demo else 0
     with open_store(path) as opened:

@@ -16,6 +16,7 @@ from ceir.config import (
     DEFAULT_LOG_FORMAT,
     DEFAULT_PORT,
     DEFAULT_S13,
+    DEFAULT_SBI,
     DEFAULT_STAGE_LOST_STOLEN_ABOVE,
     DEFAULT_TOKENS,
     DEFAULT_WEB,
@@ -220,6 +221,28 @@ def _tokens_file(given: Path | None) -> Path | None:
     help="Broker credentials file (instead of user and password).",
 )
 @click.option(
+    "--sbi",
+    default=DEFAULT_SBI,
+    show_default=True,
+    metavar="HOST:PORT|off",
+    help="N5g-eir face for 5G AMFs: HTTP/2 (cleartext, prior knowledge; TLS with ALPN h2 "
+    "when --tls-cert/--tls-key are given); 'off' disables it.",
+)
+@click.option(
+    "--sbi-unknown",
+    type=click.Choice([u.value for u in UnknownAnswer]),
+    default=UnknownAnswer.STATUS.value,
+    show_default=True,
+    help="N5g-eir answer for a valid PEI not in the register: 'status' is 200 with the "
+    "--unknown-status answer; 'not-found' the strict 404 ERROR_EQUIPMENT_UNKNOWN.",
+)
+@click.option(
+    "--nrf",
+    metavar="URL",
+    help="NRF apiRoot (http:// or https://): register the N5g-eir face (NFProfile 5G_EIR), "
+    "heart-beat, deregister on shutdown.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -261,11 +284,14 @@ def serve(
     nats_user: str | None,
     nats_password: str | None,
     nats_creds: Path | None,
+    sbi: str,
+    sbi_unknown: str,
+    nrf: str | None,
     log_level: str,
     **replica: Any,
 ) -> None:
     """Serve CheckIMEI, DeviceCheck, health and reflection over gRPC, S13 over Diameter,
-    and the consumer check page over HTTP."""
+    N5g-eir over HTTP/2, and the consumer check page over HTTP."""
     logs.configure(log_level, LogFormat(log_format))
     from ceir.server.supervisor import serve as run
 
@@ -307,6 +333,9 @@ def serve(
             nats_password=nats_password,
             nats_creds=nats_creds,
             **replica,  # `ceir replica` serves with these flags and its own
+            sbi=sbi,
+            sbi_unknown=UnknownAnswer(sbi_unknown),
+            nrf=nrf,
         )
         run(settings)
     except CeirError as exc:

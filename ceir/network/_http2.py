@@ -33,12 +33,16 @@ from typing import cast
 
 import h2.config
 import h2.connection
-import h2.events
 import h2.errors
+import h2.events
 import h2.exceptions
 import h2.settings
 
 log = logging.getLogger("ceir.network.http2")
+# h2 and hpack log every decoded header at DEBUG, :path included, and the query string
+# carries personal data (supi, gpsi): their logs stay off, whatever the root level.
+for _name in ("h2", "hpack"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 MAX_BODY = 16 * 1024
 """Largest request body kept (an EIR GET has none); more resets the stream."""
@@ -164,44 +168,46 @@ class _Connection(asyncio.Protocol):
 
     def _event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
-            headers = dict(event.headers or ())  # type: ignore[arg-type]
-            stream_id = event.stream_id
-            assert stream_id is not None
-            if event.stream_ended is not None:
-                self._answer(stream_id, headers, b"")
-            else:
-                self.streams[stream_id] = _Stream(headers)  # type: ignore[arg-type]
+            self._on_request(event)
         elif isinstance(event, h2.events.DataReceived):
-            stream_id = event.stream_id
-            assert stream_id is not None
-            data = event.data or b""
-            self.h2.acknowledge_received_data(event.flow_controlled_length or 0, stream_id)
-            stream = self.streams.get(stream_id)
-            if stream is not None:
-                stream.body += data
-                if len(stream.body) > MAX_BODY:
-                    del self.streams[stream_id]
-                    self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
-                    return
-            if event.stream_ended is not None and stream is not None:
-                del self.streams[stream_id]
-                self._answer(stream_id, stream.headers, bytes(stream.body))
+            self._on_data(event)
         elif isinstance(event, h2.events.StreamEnded):
-            stream_id = event.stream_id
-            assert stream_id is not None
-            stream = self.streams.pop(stream_id, None)
+            assert event.stream_id is not None
+            stream = self.streams.pop(event.stream_id, None)
             if stream is not None:
-                self._answer(stream_id, stream.headers, bytes(stream.body))
+                self._answer(event.stream_id, stream.headers, bytes(stream.body))
         elif isinstance(event, h2.events.StreamReset):
             assert event.stream_id is not None
             self.streams.pop(event.stream_id, None)
             self.pending.pop(event.stream_id, None)
         elif isinstance(event, h2.events.WindowUpdated):
             self._flush_pending()
-        elif isinstance(event, h2.events.ConnectionTerminated):
-            if self.transport is not None:
-                self.transport.write(self.h2.data_to_send())
-                self.transport.close()
+        elif isinstance(event, h2.events.ConnectionTerminated) and self.transport is not None:
+            self.transport.write(self.h2.data_to_send())
+            self.transport.close()
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        headers: dict[bytes, bytes] = dict(event.headers or ())
+        assert event.stream_id is not None
+        if event.stream_ended is not None:  # HEADERS with END_STREAM: a GET
+            self._answer(event.stream_id, headers, b"")
+        else:
+            self.streams[event.stream_id] = _Stream(headers)
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None
+        self.h2.acknowledge_received_data(event.flow_controlled_length or 0, stream_id)
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return
+        stream.body += event.data or b""
+        if len(stream.body) > MAX_BODY:
+            del self.streams[stream_id]
+            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        elif event.stream_ended is not None:
+            del self.streams[stream_id]
+            self._answer(stream_id, stream.headers, bytes(stream.body))
 
     def _answer(self, stream_id: int, headers: dict[bytes, bytes], body: bytes) -> None:
         request = Request(

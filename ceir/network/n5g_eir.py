@@ -33,19 +33,25 @@ import enum
 import json
 import logging
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from ceir.auth import OPEN, Principal, Role, principal_from_certificate
-from ceir.errors import CeirError
-from ceir.identity import IdKind, Tokenizer
+from ceir.config import Settings, UnknownAnswer, format_address
+from ceir.errors import CeirError, ConfigError
 from ceir.imei import check_digit
 from ceir.lookup import Checker
-from ceir.network._http2 import Request, Response
+from ceir.network._http2 import Http2Server, Request, Response, tls_context
+from ceir.policy import Policy
 from ceir.record import Reason, Status
+from ceir.security.principals import OPEN, Principal, Role, principal_from_certificate
+from ceir.security.roles import METHOD_RULES
+from ceir.security.tokens import TokenBook
+from ceir.server.transport import Security
 from ceir.sightings import Observer
-from ceir.tokens import TokenBook
+from ceir.store import Store
+from ceir.store.identity import IdKind, Tokenizer, tokenizer_for
 from ceir.v1 import eir_pb2
 
 log = logging.getLogger("ceir.network.n5g_eir")
@@ -55,28 +61,23 @@ API_VERSION = "v1"
 API_FULL_VERSION = "1.4.0"
 """The TS 29.511 OpenAPI version whose shape this follows (the same from Rel-15 on)."""
 RESOURCE = f"/{SERVICE_NAME}/{API_VERSION}/equipment-status"
-OPERATION = f"GET {RESOURCE}"
-"""This face's entry in the method -> roles table (:data:`ceir.access.METHOD_RULES`)."""
+OPERATION = "n5g-eir:GetEquipmentStatus"
+"""This face's entry in the method -> roles table (:data:`ceir.security.roles.METHOD_RULES`)."""
+OPERATIONS = (OPERATION,)
 
 _RESOURCE = RESOURCE.encode()
 _PROBLEM = b"application/problem+json"
 _JSON = b"application/json"
-_BODY = {status: json.dumps({"status": status.name}).encode() for status in Status}
+_COMPACT = (",", ":")
+_BODY = {
+    status: json.dumps({"status": status.name}, separators=_COMPACT).encode() for status in Status
+}
 _IMEI = re.compile(r"imei-([0-9]{15})")
 _IMEISV = re.compile(r"imeisv-([0-9]{16})")
 _SUPI = re.compile(r"(imsi-([0-9]{5,15}))|(nai-.+)")
 _GPSI = re.compile(r"(msisdn-[0-9]{5,15})|(extid-.+@.+)")
 _FEATURES = re.compile(r"[A-Fa-f0-9]*")
 _MAX_FIELDS = 16
-
-
-class UnknownAnswer(enum.Enum):
-    """How a valid PEI that is not in the register is answered."""
-
-    STATUS = "status"
-    """200 with the ``--unknown-status`` answer (the whitelist regime's deny)."""
-    NOT_FOUND = "not-found"
-    """The strict 3GPP answer: 404 with cause ERROR_EQUIPMENT_UNKNOWN."""
 
 
 class Cause(enum.Enum):
@@ -113,7 +114,7 @@ def problem(
         body["cause"] = cause.value
     if invalid:
         body["invalidParams"] = [{"param": p, "reason": r} for p, r in invalid]
-    return Response(status, json.dumps(body).encode(), _PROBLEM, headers)
+    return Response(status, json.dumps(body, separators=_COMPACT).encode(), _PROBLEM, headers)
 
 
 class BadQueryError(CeirError):
@@ -279,7 +280,7 @@ class EquipmentStatusService:
         self._ok = {status: Response(200, body, _JSON) for status, body in _BODY.items()}
         self._request: Callable[..., eir_pb2.CheckIMEIRequest] = eir_pb2.CheckIMEIRequest
 
-    def __call__(self, request: Request) -> Response:
+    def __call__(self, request: Request) -> Response:  # noqa: PLR0911 - one return per answer
         path, _, query = request.path.partition(b"?")
         if path != _RESOURCE:
             return NO_SUCH_RESOURCE
@@ -304,7 +305,7 @@ class EquipmentStatusService:
         if parsed.imsi and self.observe is not None and self.tokenizer is not None:
             key = int(parsed.imei[:14]).to_bytes(8, "big")
             self.observe(key, self.tokenizer.token(IdKind.IMSI, parsed.imsi), principal.operator_id)
-        if answer.reason == Reason.NOT_REGISTERED and self.unknown is UnknownAnswer.NOT_FOUND:
+        if int(answer.reason) == Reason.NOT_REGISTERED and self.unknown is UnknownAnswer.NOT_FOUND:
             return UNKNOWN
         return self._ok[Status(answer.status)]
 
@@ -312,3 +313,105 @@ class EquipmentStatusService:
 def on_error() -> Response:
     """What a request gets when the handler itself fails (a bug): 500, nothing more."""
     return FAILURE
+
+
+class N5gEirFace:
+    """The N5g-eir face of one server process: the service on an HTTP/2 listener."""
+
+    def __init__(
+        self,
+        service: EquipmentStatusService,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.reuse_port = reuse_port
+        self._server = Http2Server(service, on_error)
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_context is not None
+
+    @property
+    def url(self) -> str:
+        """The apiRoot AMFs are configured with (``http://host:port``)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{format_address(self.host, self.port)}"
+
+    async def start(self) -> None:
+        """Bind (port 0: any free port, then :attr:`port` is the bound one) and accept."""
+        try:
+            self.port = await self._server.listen(
+                self.host, self.port, ssl_context=self.ssl_context, reuse_port=self.reuse_port
+            )
+        except OSError as exc:
+            where = format_address(self.host, self.port)
+            raise ConfigError(f"--sbi: cannot listen on {where}: {exc.strerror}") from exc
+
+    async def stop(self, grace: float | None) -> None:
+        await self._server.stop(grace)
+
+    def describe(self) -> str:
+        h2 = "HTTP/2 over TLS, ALPN h2" if self.ssl_context is not None else "h2c"
+        return f"N5g-eir on {self.url} ({h2}, security as gRPC)"
+
+
+def create_face(
+    settings: Settings, store: Store, observe: Observer | None = None
+) -> N5gEirFace | None:
+    """The N5g-eir face *settings* ask for on *store* (not started); None with ``--sbi off``.
+
+    Security is gRPC's: the same TLS files, client CA, token file and loopback rule
+    (a non-loopback address needs TLS and authentication, or ``--insecure``).
+    """
+    address = settings.sbi_address
+    if address is None:
+        return None
+    host, port = address
+    security = Security(
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
+        client_ca=settings.client_ca,
+        insecure=settings.insecure,
+    )
+    tokens = TokenBook.load(settings.tokens) if settings.tokens is not None else None
+    rule = METHOD_RULES.get(OPERATION)
+    gate = HttpGate(
+        roles=rule.roles if rule is not None else frozenset(),  # missing: refused to all
+        tokens=tokens if tokens else None,
+        certificates=security.mutual,
+    )
+    security.check(host, authenticated=gate.secure)
+    context = None
+    if security.tls:
+        security.credentials()  # the same checks (readable, key matches) as gRPC's
+        assert settings.tls_cert is not None
+        assert settings.tls_key is not None
+        try:
+            context = tls_context(
+                str(settings.tls_cert),
+                str(settings.tls_key),
+                str(settings.client_ca) if settings.client_ca is not None else None,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--sbi: cannot set up TLS: {exc}") from exc
+    service = EquipmentStatusService(
+        Checker(store, Policy(settings.unknown_status.status)),
+        gate,
+        unknown=settings.sbi_unknown,
+        tokenizer=tokenizer_for(store) if observe is not None else None,
+        observe=observe,
+    )
+    return N5gEirFace(
+        service,
+        host,
+        port,
+        ssl_context=context,
+        reuse_port=settings.workers > 1,
+    )

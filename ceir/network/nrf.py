@@ -26,7 +26,7 @@ import logging
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ceir import __version__
@@ -119,15 +119,33 @@ class Registration:
         return profile
 
 
-class NrfAgent:
-    """Registers with the NRF, heart-beats, deregisters: a face's lifecycle without a port."""
+class Endpoint(Protocol):
+    """Where the face listens (its port is known once it is started)."""
 
-    def __init__(self, registration: Registration, client: Any = None) -> None:
-        self.registration = registration
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool: ...
+
+
+class NrfAgent:
+    """Registers with the NRF, heart-beats, deregisters: a face's lifecycle without a port.
+
+    Started after the N5g-eir face (*endpoint*), so the profile carries its bound port.
+    """
+
+    def __init__(self, nrf: str, endpoint: Endpoint, client: Any = None) -> None:
+        self.nrf = check_url(nrf)
+        self.endpoint = endpoint
         self._client = client
         self._task: asyncio.Task[None] | None = None
         self.registered = False
-        self.period = float(registration.heartbeat)
+        self.registration = self._registration()
+        self.period = float(self.registration.heartbeat)
+
+    def _registration(self) -> Registration:
+        return Registration(self.nrf, self.endpoint.host, self.endpoint.port, self.endpoint.tls)
 
     def describe(self) -> str:
         return f"NRF {self.registration.nrf} (nfInstanceId {self.registration.nf_instance_id})"
@@ -136,13 +154,12 @@ class NrfAgent:
         if self._client is None:
             import httpx
 
-            self._client = httpx.AsyncClient(
-                http1=False, http2=True, timeout=TIMEOUT, verify=True
-            )
+            self._client = httpx.AsyncClient(http1=False, http2=True, timeout=TIMEOUT, verify=True)
         return self._client
 
     async def start(self) -> None:
         """Register once now (a failure is logged and retried), then heart-beat."""
+        self.registration = self._registration()
         await self._register()
         self._task = asyncio.create_task(self._beat(), name="nrf-heartbeat")
 

@@ -48,6 +48,9 @@ METHOD_RULES: dict[str, Rule] = {
     _EIR + "CheckIMEIBatch": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
     _EIR + "CheckIMEIStream": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
     _EIR + "CheckPacked": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
+    # The same question from a 5G AMF: N5g-eir over HTTP/2 (ceir.network.n5g_eir), by its
+    # TS 29.511 operationId (GET /n5g-eir-eic/v1/equipment-status).
+    "n5g-eir:GetEquipmentStatus": Rule(frozenset({Role.OPERATOR, Role.ADMIN})),
     # The consumer check: anyone authenticated, each client through its bucket.
     "/ceir.v1.DeviceCheck/LookupDevice": Rule(EVERYONE, rate_limited=True),
     # The two-person rule: the second person (ceir.feeds.staging checks it is another one).

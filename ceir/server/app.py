@@ -50,6 +50,7 @@ from ceir.server.eir import EquipmentIdentityRegister, add_eir_to_server
 from ceir.server.faces import Face
 from ceir.server.registry import Registry
 from ceir.server.replication import Replication
+from ceir.sightings import ignore
 from ceir.store import Store, demo, open_store
 from ceir.store.replica import state as replica_state
 from ceir.v1 import (
@@ -224,7 +225,7 @@ def create_server(
     described = security.describe(tokens=None if gate.tokens is None else len(gate.tokens))
     faces = create_faces(settings, store, policy, gate, security)
     if background:
-        faces += replication_services(settings, store)
+        faces += replication_services(settings, store) + nrf_agents(settings, faces)
     made = CeirServer(server, health, store, described, faces, names, settings.replica)
     return made, port
 
@@ -262,7 +263,24 @@ def create_faces(
                 ssl_context=ssl_context(security) if security.tls else None,
             )
         )
+    if settings.sbi_address is not None:
+        from ceir.network import n5g_eir
+
+        n5g = n5g_eir.create_face(settings, store, observe=ignore)
+        assert n5g is not None
+        faces.append(n5g)
     return faces
+
+
+def nrf_agents(settings: Settings, faces: list[Face]) -> list[Face]:
+    """The NRF registration of the N5g-eir face among *faces* (``--nrf``), for the one
+    process of the site that does such things; started after the face: it knows its port."""
+    if settings.nrf is None:
+        return []
+    from ceir.network.n5g_eir import N5gEirFace
+    from ceir.network.nrf import NrfAgent
+
+    return [NrfAgent(settings.nrf, f) for f in faces if isinstance(f, N5gEirFace)]
 
 
 def prepare_store(settings: Settings) -> Store:

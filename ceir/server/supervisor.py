@@ -76,16 +76,20 @@ def serve(settings: Settings) -> None:
     counts = _prepare_store(settings)
     s13 = settings.s13_address
     web = settings.web_address
+    sbi = settings.sbi_address
     with (
         _metrics_dir(),  # before any worker imports prometheus_client
         _reserve_port(settings.host, settings.port, settings.address) as port,
         _reserve_face(s13, "--s13") as s13_port,
         _reserve_face(web, "--web") as web_port,
+        _reserve_face(sbi, "--sbi") as sbi_port,
     ):
         if s13 is not None:  # the workers bind the port the parent holds
             settings = dataclasses.replace(settings, s13=_address(s13[0], s13_port))
         if web is not None:
             settings = dataclasses.replace(settings, web=_address(web[0], web_port))
+        if sbi is not None:
+            settings = dataclasses.replace(settings, sbi=_address(sbi[0], sbi_port))
         supervisor = _Supervisor(
             dataclasses.replace(settings, port=port, workers=count), count, counts
         )
@@ -205,6 +209,14 @@ class _Supervisor:
             from ceir.web import describe  # the package's __init__ only: no aiohttp, no grpc
 
             parts += f"; {describe(web[0], web[1], tls=s.tls_cert is not None)}"
+        if s.sbi_address is not None:  # as ceir.network.n5g_eir.N5gEirFace.describe says it
+            tls = s.tls_cert is not None
+            parts += (
+                f"; N5g-eir on {'https' if tls else 'http'}://{s.sbi} "
+                f"({'HTTP/2 over TLS, ALPN h2' if tls else 'h2c'}, security as gRPC)"
+            )
+            if s.nrf is not None:
+                parts += f"; registering with the NRF {s.nrf} (worker 0)"
         return parts
 
     def _start_all(self) -> None:

@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ceir.config import Settings
+from ceir.network import n5g_eir
 from ceir.security.principals import OPEN, Principal, Role, current
 from ceir.security.tokens import TokenBook
 from ceir.server import app as server_mod
@@ -66,12 +67,14 @@ def registered_methods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> set[s
 def test_every_registered_rpc_is_in_the_access_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each RPC of each service the server registers (now or later) has a rule, and vice versa."""
+    """Each RPC of each service the server registers (now or later) has a rule, and vice
+    versa; the N5g-eir face's operation has one too."""
     methods = registered_methods(tmp_path, monkeypatch)
     assert len(methods) >= 9
     grpc_rules = {name for name in METHOD_RULES if name.startswith("/")}
     assert sorted(methods - grpc_rules) == [], "add these RPCs to METHOD_RULES"
     assert sorted(grpc_rules - methods) == [], "stale entries in METHOD_RULES"
+    assert set(n5g_eir.OPERATIONS) <= METHOD_RULES.keys(), "add N5g-eir to METHOD_RULES"
 
 
 def test_every_rule_admits_admin_so_the_open_default_works() -> None:
