@@ -177,9 +177,10 @@ def _loud(summary: dict[str, Any]) -> None:
     type=click.Choice([f.value for f in Face]),
     default=Face.GRPC.value,
     show_default=True,
-    help="The door the nodes ask through: gRPC CheckIMEI (as --mode says) or S13 "
+    help="The door the nodes ask through: gRPC CheckIMEI (as --mode says), S13 "
     "ME-Identity-Check over Diameter (one ECR per attach, pipelined on one connection "
-    "per operator's MME).",
+    "per operator's MME) or N5g-eir over HTTP/2 (one GET per attach, multiplexed on one "
+    "connection per operator's AMF).",
 )
 @click.option("--operators", default="5", show_default=True, help="How many (1-5) or names/MNCs.")
 @click.option(
@@ -194,7 +195,8 @@ def _loud(summary: dict[str, Any]) -> None:
     "--server",
     "address",
     default=None,
-    help="Use a running server at ADDR instead (the address of the --face asked).",
+    help="Use a running server at ADDR instead (the address of the --face asked; n5g: its "
+    "apiRoot, http://HOST:PORT).",
 )
 @click.option(
     "--work",
@@ -295,6 +297,8 @@ def _label(mode: Mode, settings: ClientSettings) -> str:
     """What the nodes did: the gRPC mode, or the other face."""
     if settings.face is Face.GRPC:
         return mode.value
+    if settings.face is Face.N5G:
+        return "n5g (one HTTP/2 GET per attach)"
     return f"{settings.face.value} (one ECR per attach)"
 
 

@@ -13,6 +13,11 @@ Modes:
 ``stream``     one IMEI per stream message (the client with max_batch 1)
 ``batch``      the node gathers attaches for --max-delay and sends one CheckIMEIBatch
 ``unary``      one CheckIMEI call per attach
+
+Faces (``--face``): ``grpc`` asks CheckIMEI in one of the modes above; ``n5g`` asks
+N5g-eir as a 5G AMF does (one long-lived HTTP/2 connection per node, one
+``GET …/equipment-status?pei=…&supi=…`` per attach), and the answer is checked against
+the device's expected status (a malformed IMEI: 400).
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ from typing import Any
 
 from ceir.client import Client
 from ceir.errors import CeirError, RemoteError
+from ceir.imei import check_digit
+from ceir.record import Status
 from ceir.v1 import eir_pb2
-from loadtest.population import OPERATORS, Operator, Population
+from loadtest.population import INVALID, OPERATORS, Device, Kind, Operator, Population
+from loadtest.sbi_client import Answer, SbiClient
 
 TICK = 0.0005  # the driver's shortest sleep (event loop timers have ~1 ms resolution)
 MAX_IN_FLIGHT = 50_000  # per node: beyond this an attach is counted as an overload error
@@ -43,6 +51,25 @@ class Face(enum.Enum):
     """CheckIMEI over gRPC, as --mode says."""
     S13 = "s13"
     """Diameter ME-Identity-Check, one ECR per attach (:mod:`loadtest.s13load`)."""
+    N5G = "n5g"
+    """N5g-eir over HTTP/2, one GET per attach on one connection per node."""
+
+
+N5G_PATH = "/n5g-eir-eic/v1/equipment-status"
+
+
+def n5g_request(device: Device, digits: int, svn: str, imsi: str) -> tuple[bytes, Answer]:
+    """The request path an AMF sends for *device* and the answer ceir must give."""
+    if device.kind is not Kind.MALFORMED and digits == 16:
+        pei = f"imeisv-{device.body}{svn}"
+    elif device.kind is not Kind.MALFORMED and digits == 14:
+        pei = f"imei-{device.body}{check_digit(device.body)}"
+    else:
+        pei = f"imei-{device.text15}"
+    path = f"{N5G_PATH}?pei={pei}&supi=imsi-{imsi}".encode()
+    if device.expected == INVALID:
+        return path, (400, b"")
+    return path, (200, f'{{"status":"{Status(device.expected[0]).name}"}}'.encode())
 
 
 class Mode(enum.Enum):
@@ -90,6 +117,7 @@ class Node:
         settings: ClientSettings,
         seed: int,
     ) -> None:
+        face = settings.face
         subscribers = population.subscribers[operator.name]
         devices = population.devices
         rng = random.Random(seed)
@@ -103,14 +131,23 @@ class Node:
         self.kinds = [devices[s.device].kind.value for s in subscribers]
         self.result = NodeResult(operator, rate)
         self.mode = mode
+        self.face = face
         self.settings = settings
+        self.address = address
         one = mode is Mode.STREAM
         self.client = Client(
-            address,
+            address if face is Face.GRPC else "127.0.0.1:1",  # n5g: never connected
             max_batch=1 if one else settings.max_batch,
             max_delay=0 if one else settings.max_delay,
             timeout=settings.timeout,
         )
+        self.sbi: SbiClient | None = None
+        self.n5g: list[tuple[bytes, Answer]] = []
+        if face is Face.N5G:
+            self.n5g = [
+                n5g_request(devices[s.device], operator.imei_digits, svns[i % 16], s.imsi)
+                for i, s in enumerate(subscribers)
+            ]
         self._random = rng.random
         self._n = len(self.texts)
         self.outstanding = 0
@@ -121,15 +158,24 @@ class Node:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self) -> None:
-        await self.client.connect()
         self.loop = asyncio.get_running_loop()
+        if self.face is Face.N5G:
+            self.sbi = await SbiClient.open(self.address)
+        else:
+            await self.client.connect()
 
     async def close(self) -> None:
-        await self.client.close()
+        if self.sbi is not None:
+            await self.sbi.close()
+        else:
+            await self.client.close()
 
     async def first(self) -> None:
         """One answered attach: the connection is up."""
-        await self.client.check(self.texts[0])
+        if self.sbi is not None:
+            await self.sbi.get(self.n5g[0][0])
+        else:
+            await self.client.check(self.texts[0])
 
     # -- arrivals ----------------------------------------------------------------------
 
@@ -142,7 +188,10 @@ class Node:
             return
         self.outstanding += 1
         mode = self.mode
-        if mode is Mode.COALESCED or mode is Mode.STREAM:
+        if self.sbi is not None:
+            future = self.sbi.get(self.n5g[j][0])
+            future.add_done_callback(lambda f, t=t, j=j: self._done_n5g(t, j, f))
+        elif mode is Mode.COALESCED or mode is Mode.STREAM:
 
             def done(response: Any, error: CeirError | None, t: float = t, j: int = j) -> None:
                 self._done(t, j, response, error)
@@ -213,6 +262,27 @@ class Node:
                     f"expected status {want[0]} reason {want[1]}"
                 )
 
+    def _done_n5g(self, t: float, j: int, future: asyncio.Future[Answer]) -> None:
+        assert self.loop is not None
+        self.outstanding -= 1
+        error = future.exception()
+        if error is not None:
+            self._error(t, type(error).__name__)
+            return
+        code, body = future.result()
+        result = self.result
+        result.scheduled.append(t - self.start)
+        result.latency.append(self.loop.time() - t)
+        want_code, want_body = self.n5g[j][1]
+        if code != want_code or (want_body and body != want_body):
+            result.wrong += 1
+            if len(result.wrong_examples) < 10:
+                result.wrong_examples.append(
+                    f"{self.result.operator.name}: {self.n5g[j][0].split(b'&')[0].decode()} "
+                    f"({self.kinds[j]}) answered {code} {body[:80]!r}, expected {want_code} "
+                    f"{want_body.decode() or '(problem)'}"
+                )
+
     def _error(self, t: float, name: str) -> None:
         self.result.errors[name] += 1
         self.result.error_times.append(t - self.start)
@@ -278,7 +348,8 @@ async def run_load(
     warmup: float = 0.0,
 ) -> RunResult:
     """Offer *rate* attaches/s for *duration* s across *operators* (by market share),
-    through the face *settings* name."""
+    through the face *settings* name: *address* is ``host:port`` for gRPC and S13, the
+    N5g-eir apiRoot (``http://host:port``) for n5g."""
     settings = settings or ClientSettings()
     face = settings.face
     total_share = sum(op.share for op in operators)

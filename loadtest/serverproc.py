@@ -73,8 +73,8 @@ class ServerProcess:
                 self.web = web.group(1) if web else None
                 """The web face's base URL (/metrics, /api/v1), None if it is off."""
                 sbi = re.search(r"N5g-eir on (https?://\S+)", line)
-                self.sbi_url = sbi.group(1) if sbi else ""
-                """The N5g-eir face's apiRoot; empty when it is off."""
+                if sbi:
+                    self.addresses[Face.N5G] = sbi.group(1)  # the apiRoot
                 break
         else:
             raise RuntimeError(

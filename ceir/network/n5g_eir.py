@@ -384,7 +384,7 @@ def create_face(
     rule = METHOD_RULES.get(OPERATION)
     gate = HttpGate(
         roles=rule.roles if rule is not None else frozenset(),  # missing: refused to all
-        tokens=tokens if tokens else None,
+        tokens=tokens,  # configured, even empty: never open (as ceir.server.access)
         certificates=security.mutual,
     )
     security.check(host, authenticated=gate.secure)

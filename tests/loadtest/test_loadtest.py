@@ -14,7 +14,7 @@ from ceir.errors import InvalidImeiError
 from ceir.imei import parse
 from ceir.record import Reason, Status
 from loadtest import registry
-from loadtest.engine import ClientSettings, Face, Mode, run_load
+from loadtest.engine import ClientSettings, Face, Mode, n5g_request, run_load
 from loadtest.population import DEFAULT_MIX, OPERATORS, Kind, generate, parse_mix
 from loadtest.report import summarize
 from loadtest.serverproc import ServerProcess
@@ -256,3 +256,48 @@ def test_command_face_s13(tmp_path: Path) -> None:
     assert "s13 (one ECR per attach)" in result.stdout
     data = json.loads((out / "result.json").read_text())
     assert (data["face"], data["total"]["wrong"], data["total"]["errors"]) == ("s13", 0, 0)
+
+
+def test_n5g_face_answers_everything_right(prepared: tuple[object, Path]) -> None:
+    """--face n5g: every operator node asks N5g-eir over one HTTP/2 connection; every
+    answer (200 with the expected status, 400 for a malformed IMEI) is right."""
+    population, db = prepared
+    with ServerProcess(db, workers=1) as server:
+        assert server.addresses[Face.N5G].startswith("http://127.0.0.1:")
+        run = asyncio.run(
+            run_load(
+                population,  # type: ignore[arg-type]
+                server.addresses[Face.N5G],
+                rate=400,
+                duration=1.0,
+                mode=Mode.UNARY,
+                settings=ClientSettings(face=Face.N5G),
+                server_cpu=server.cpu_seconds,
+            )
+        )
+    total = summarize(run)["total"]
+    assert total["wrong"] == 0
+    assert total["errors"] == 0
+    assert total["answered"] == total["offered"] > 250
+
+
+def test_n5g_expectations_cover_every_kind() -> None:
+    """The AMF's request for each kind of device: imei-<15> or imeisv-<16> as the
+    operator's network sends it, and the answer a malformed IMEI must get (400)."""
+    population = generate(devices=2000, mix=DEFAULT_MIX, seed=5, now=1_750_000_000)
+    seen = set()
+    for device in population.devices:
+        path, (code, body) = n5g_request(device, 16, "07", "510101234567890")
+        assert path.endswith(b"&supi=imsi-510101234567890")
+        if device.expected == (Status.BLACKLISTED, Reason.INVALID_IMEI):
+            assert code == 400
+        else:
+            assert code == 200
+            assert body == f'{{"status":"{Status(device.expected[0]).name}"}}'.encode()
+            if device.kind is not Kind.MALFORMED:  # all zeros: valid, never registered
+                assert b"pei=imeisv-" + device.body.encode() + b"07" in path
+        seen.add(device.kind)
+        for digits in (14, 15):
+            path, _ = n5g_request(device, digits, "07", "510101234567890")
+            assert b"pei=imei-" in path
+    assert seen == set(Kind)

@@ -161,3 +161,14 @@ def test_a_missing_rule_refuses_everybody(
         httpx.Client(http1=False, http2=True) as client,
     ):
         assert client.get(running.url + QUERY).status_code == 403
+
+
+def test_an_empty_token_file_refuses_everybody(demo_store: Store, tmp_path: Path) -> None:
+    """Configured security never degrades to open: a token file listing nobody is 401."""
+    path = tmp_path / "tokens.json"
+    TokenBook().save(path)
+    with (
+        running_faces(Settings(db=tmp_path, tokens=path), demo_store) as running,
+        httpx.Client(http1=False, http2=True) as client,
+    ):
+        assert client.get(running.url + QUERY).status_code == 401
