@@ -11,7 +11,9 @@ way of asking ceir, and to what a user would pick instead, on the same keys:
 - the same at 1M devices (for the 10M-vs-1M target);
 - Redis (Debian ``redis-server``, installed with apt-get when missing, started and stopped
   here on loopback): ``MGET`` of 1,000 and one ``GET`` per key, from redis-py;
-- SQLite ``WITHOUT ROWID``: point lookups in one read transaction, ``IN`` batches of 1,000.
+- SQLite ``WITHOUT ROWID``: point lookups in one read transaction, ``IN`` batches of 1,000;
+- N5g-eir over HTTP/2 (:mod:`loadtest.bench_n5g`): the HTTP/2 server candidates, then
+  h2load against the face with 1 and N workers and unary gRPC beside it (``--no-n5g``).
 
 Each row: IMEIs/s, server CPU µs per IMEI (the server processes' CPU; for in-process rows
 this process's CPU), per-call latency p50/p99, and the ratio to the floor. Then the
@@ -487,8 +489,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="N (0: one per core)")
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis rows")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite rows")
+    parser.add_argument(
+        "--no-n5g", action="store_true", help="skip the N5g-eir rows (loadtest.bench_n5g)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     return parser.parse_args(argv)
+
+
+def _n5g_rows(db: Path, work: Workload, workers: int, seconds: float) -> list[Row]:
+    """N5g-eir over HTTP/2 on *db*, by h2load, with unary gRPC beside it (printed here)."""
+    from loadtest import bench_n5g
+
+    rows = bench_n5g.all_rows(db, work.keys, workers, 100_000, seconds)
+    bench_n5g.print_rows(rows)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -548,6 +562,8 @@ def main(argv: list[str] | None = None) -> None:
         for target, met, figures in targets(rows, groups):
             print(f"  [{'MET' if met else 'NOT MET'}] {target}: {figures}")
             results.append({"target": target, "met": met, "figures": figures})
+    if not args.no_n5g:
+        rows += _n5g_rows(small_db, small, workers, args.seconds)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

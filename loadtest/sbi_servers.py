@@ -156,7 +156,7 @@ def h2load(
                 "--log-file",
                 log,
                 *extra,
-                url,
+                *([url] if url else []),
             ],
             capture_output=True,
             text=True,
