@@ -6,11 +6,13 @@ variable (``--db`` / ``CEIR_DB``, ``--unknown-status`` / ``CEIR_UNKNOWN_STATUS``
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from ceir.errors import ConfigError
@@ -31,9 +33,28 @@ MAX_BATCH = 10_000
 WEB_OFF = OFF
 DEFAULT_WEB = "127.0.0.1:8080"
 DEFAULT_LOG_FORMAT = LogFormat.TEXT
+DEFAULT_STAGE_ABOVE = 100_000
+"""Two-person rule: new devices one import may add before a second principal must approve."""
 DEFAULT_STAGE_LOST_STOLEN_ABOVE = 1_000
 """Blocks and unblocks one lost-stolen file may make before it needs a second principal:
 a mass blacklisting cuts phones off, so its threshold is small (0: the general one)."""
+DEFAULT_TEMPORARY_DAYS = 90
+"""Retention: days after a visitor registration ends before it is deleted (registered
+<= 90 days + 90 = gone within 6 months, as the regulation asks)."""
+DEFAULT_IDENTITY_DAYS = 365
+"""Retention: days after an arrival before its identity token is deleted (>= the 180-day
+customs cooldown)."""
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default the dataclass *cls* declares for field *name*: what a CLI flag shows
+    and uses, so the default is written once (slots dataclasses keep no class attribute)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is dataclasses.MISSING:
+                raise LookupError(f"{cls.__name__}.{name} has no default")
+            return f.default
+    raise LookupError(f"{cls.__name__} has no field {name}")
 
 
 class UnknownStatus(enum.Enum):
@@ -124,7 +145,7 @@ class Settings:
     write_rate: float = 5.0
     """Single writes (Register, lost/stolen) per second per principal; 0: unlimited."""
     write_burst: int = 500
-    stage_above: int = 100_000
+    stage_above: int = DEFAULT_STAGE_ABOVE
     """Two-person rule: an ImportFeed changing more devices' answers (new devices, blocks,
     unblocks, upgrades) is staged; 0: never."""
     stage_lost_stolen_above: int = DEFAULT_STAGE_LOST_STOLEN_ABOVE

@@ -10,9 +10,10 @@ import click
 
 from ceir.cli._paths import create_option, require_store, require_writable
 from ceir.cli.app import CONTEXT, EPILOG, EXIT_FEED, EXIT_STAGED, fail, main
-from ceir.config import DEFAULT_DB
+from ceir.config import DEFAULT_DB, DEFAULT_STAGE_ABOVE, field_default
 from ceir.errors import CeirError, FeedRefusedError
 from ceir.feeds import Format, Kind  # enums only: cheap to import
+from ceir.feeds.base import Options  # its defaults are the flags' defaults
 
 KINDS = tuple(k.value for k in Kind)
 FORMATS = tuple(f.value for f in Format)
@@ -86,7 +87,7 @@ def _cutoff(value: str | None) -> int | None:
 @click.option(
     "--max-bad-ratio",
     type=click.FloatRange(0, 1),
-    default=0.05,
+    default=field_default(Options, "max_bad_ratio"),
     help="Refuse the whole file when more than this share of rows is malformed.",
 )
 @click.option(
@@ -105,12 +106,15 @@ def _cutoff(value: str | None) -> int | None:
     help="tac: pad 7-digit TACs with the leading zero a spreadsheet dropped (counted).",
 )
 @click.option(
-    "--customs-quota", type=click.IntRange(1), default=2, help="Devices per identity per arrival."
+    "--customs-quota",
+    type=click.IntRange(1),
+    default=field_default(Options, "customs_quota"),
+    help="Devices per identity per arrival.",
 )
 @click.option(
     "--customs-cooldown-days",
     type=click.IntRange(0),
-    default=180,
+    default=field_default(Options, "customs_cooldown_days"),
     help="Days between two arrivals of one identity.",
 )
 @click.option(
@@ -120,18 +124,21 @@ def _cutoff(value: str | None) -> int | None:
     help="operator-dump: devices first seen after this are not grandfathered.",
 )
 @click.option(
-    "--visitor-max-days", type=click.IntRange(1), default=90, help="Longest visitor registration."
+    "--visitor-max-days",
+    type=click.IntRange(1),
+    default=field_default(Options, "visitor_max_days"),
+    help="Longest visitor registration.",
 )
 @click.option(
     "--batch-rows",
     type=click.IntRange(1),
-    default=250_000,
+    default=field_default(Options, "batch_rows"),
     help="Rows per write transaction (bigger: fewer pages rewritten, more memory).",
 )
 @click.option(
     "--stage-above",
     type=click.IntRange(0),
-    default=100_000,
+    default=DEFAULT_STAGE_ABOVE,
     help="Two-person rule: a file adding more new devices is staged (exit 8) until another "
     "principal runs `ceir approve`; 0: never stage.",
 )
@@ -170,7 +177,7 @@ def import_(
     (exit 7, nothing written) above the bad-row or new-device limits. Importing a file
     again is a no-op; an interrupted import resumes where it stopped.
     """
-    from ceir.feeds.base import DEFAULT_CUTOFF, Options
+    from ceir.feeds.base import DEFAULT_CUTOFF
     from ceir.feeds.staging import Stage, submit
     from ceir.store import open_store
     from ceir.store.audit import local_actor

@@ -8,7 +8,7 @@ import click
 
 from ceir.cli._paths import create_option, require_store
 from ceir.cli.app import CONTEXT, EPILOG, fail, main
-from ceir.config import DEFAULT_DB
+from ceir.config import DEFAULT_DB, DEFAULT_IDENTITY_DAYS, DEFAULT_TEMPORARY_DAYS
 from ceir.errors import CeirError
 
 
@@ -23,13 +23,13 @@ from ceir.errors import CeirError
 @click.option(
     "--temporary-days",
     type=click.IntRange(0),
-    default=90,
+    default=DEFAULT_TEMPORARY_DAYS,
     help="Days after a temporary (visitor) registration ended before it is deleted.",
 )
 @click.option(
     "--identity-days",
     type=click.IntRange(1),
-    default=365,
+    default=DEFAULT_IDENTITY_DAYS,
     help="Days after an arrival before its identity token is deleted (keep it at least as "
     "long as the customs cooldown).",
 )

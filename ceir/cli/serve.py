@@ -23,6 +23,7 @@ from ceir.config import (
     Settings,
     UnknownAnswer,
     UnknownStatus,
+    field_default,
 )
 from ceir.errors import CeirError, ConfigError
 from ceir.logs import LogFormat
@@ -45,7 +46,12 @@ def _tokens_file(given: Path | None) -> Path | None:
     show_default=True,
     help="Store directory (LMDB); created on first run.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default=field_default(Settings, "host"),
+    show_default=True,
+    help="Address to listen on.",
+)
 @click.option(
     "--port",
     type=int,
@@ -56,31 +62,34 @@ def _tokens_file(given: Path | None) -> Path | None:
 @click.option(
     "--unknown-status",
     type=click.Choice([u.value for u in UnknownStatus]),
-    default=UnknownStatus.BLACKLISTED.value,
+    default=field_default(Settings, "unknown_status").value,
     show_default=True,
     help="Answer for IMEIs not in the register: the regime.",
 )
 @click.option(
-    "--demo/--no-demo", default=True, show_default=True, help="Load demo data into an empty store."
+    "--demo/--no-demo",
+    default=field_default(Settings, "demo"),
+    show_default=True,
+    help="Load demo data into an empty store.",
 )
 @click.option(
     "--max-batch",
     type=int,
-    default=10_000,
+    default=field_default(Settings, "max_batch"),
     show_default=True,
     help="Most IMEIs in one batch or stream message.",
 )
 @click.option(
     "--max-message-bytes",
     type=int,
-    default=4 * 1024 * 1024,
+    default=field_default(Settings, "max_message_bytes"),
     show_default=True,
     help="Largest request or response message.",
 )
 @click.option(
     "--grace",
     type=float,
-    default=10.0,
+    default=field_default(Settings, "grace"),
     show_default=True,
     help="Seconds in-flight calls get to finish on SIGTERM/SIGINT.",
 )
@@ -108,21 +117,31 @@ def _tokens_file(given: Path | None) -> Path | None:
 @click.option(
     "--consumer-rate",
     type=float,
-    default=10.0,
+    default=field_default(Settings, "consumer_rate"),
     help="DeviceCheck calls per second per client; 0: unlimited.",
 )
-@click.option("--consumer-burst", type=int, default=50, help="DeviceCheck burst per client.")
+@click.option(
+    "--consumer-burst",
+    type=int,
+    default=field_default(Settings, "consumer_burst"),
+    help="DeviceCheck burst per client.",
+)
 @click.option(
     "--write-rate",
     type=float,
-    default=5.0,
+    default=field_default(Settings, "write_rate"),
     help="Single writes (Register, lost/stolen) per second per principal; 0: unlimited.",
 )
-@click.option("--write-burst", type=int, default=500, help="Single-write burst per principal.")
+@click.option(
+    "--write-burst",
+    type=int,
+    default=field_default(Settings, "write_burst"),
+    help="Single-write burst per principal.",
+)
 @click.option(
     "--stage-above",
     type=click.IntRange(0),
-    default=100_000,
+    default=field_default(Settings, "stage_above"),
     help="Two-person rule: an ImportFeed changing more devices' answers (new devices, "
     "blocks, unblocks, upgrades) is staged until a second principal approves it; 0: never.",
 )
@@ -133,18 +152,21 @@ def _tokens_file(given: Path | None) -> Path | None:
     help="The same for lost-stolen files (the smaller threshold applies); 0: --stage-above.",
 )
 @click.option(
-    "--max-stream-messages", type=int, default=1_000_000, help="Most messages in one stream."
+    "--max-stream-messages",
+    type=int,
+    default=field_default(Settings, "max_stream_messages"),
+    help="Most messages in one stream.",
 )
 @click.option(
     "--stream-idle",
     type=float,
-    default=300.0,
+    default=field_default(Settings, "stream_idle"),
     help="Seconds a client stream may stay silent before it is ended.",
 )
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
-    default=0,
+    default=field_default(Settings, "workers"),
     show_default=True,
     help="Server processes sharing the port (0: one per core).",
 )
@@ -190,7 +212,7 @@ def _tokens_file(given: Path | None) -> Path | None:
 )
 @click.option(
     "--metrics/--no-metrics",
-    default=Settings.__dataclass_fields__["metrics"].default,
+    default=field_default(Settings, "metrics"),
     show_default=True,
     help="Record metrics for /metrics (off only to measure what recording costs).",
 )

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ceir.config import DEFAULT_IDENTITY_DAYS, DEFAULT_TEMPORARY_DAYS
 from ceir.feeds import Kind, staging
 from ceir.feeds.rows import DAY, day_number
 from ceir.record import Reason, Record
@@ -28,11 +29,6 @@ from ceir.store.tables import Tables, pack_fields
 
 __all__ = ["Purged", "purge"]
 
-DEFAULT_TEMPORARY_DAYS = 90
-"""Days after a visitor registration ends before it is deleted (registered <= 90 days
-+ 90 = gone within 6 months, as the regulation asks)."""
-DEFAULT_IDENTITY_DAYS = 365
-"""Days after an arrival before its identity token is deleted (>= the 180-day cooldown)."""
 _BATCH = 50_000
 _CUSTOMS_TOKEN_FIELD = 2  # declaration_no, id_type, id_token, arrival_date, channel
 

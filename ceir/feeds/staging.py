@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ceir.config import DEFAULT_STAGE_LOST_STOLEN_ABOVE
+from ceir.config import DEFAULT_STAGE_ABOVE, DEFAULT_STAGE_LOST_STOLEN_ABOVE
 from ceir.errors import (
     ConfigError,
     FeedFormatError,
@@ -56,8 +56,6 @@ __all__ = [
     "submit",
 ]
 
-DEFAULT_STAGE_ABOVE = 100_000
-"""New devices one import may add before it needs a second principal (0: no staging)."""
 DEFAULT_STAGE_TTL = 7 * 86_400
 APPROVERS = frozenset({Role.MINISTRY, Role.ADMIN})
 _PART = 1 << 20

@@ -35,7 +35,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ceir import logs, metrics, version_text
-from ceir.config import Settings
+from ceir.config import Settings, field_default
 from ceir.errors import CeirError, ForbiddenError
 from ceir.feeds import Kind
 from ceir.security.principals import (
@@ -77,8 +77,8 @@ DENIED = "permission denied"
 class StreamLimits:
     """Bounds on one client stream."""
 
-    max_messages: int = 1_000_000
-    idle: float = 300.0
+    max_messages: int = field_default(Settings, "max_stream_messages")
+    idle: float = field_default(Settings, "stream_idle")
     """Seconds a client stream may stay silent before it is ended."""
 
 
