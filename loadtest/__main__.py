@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from ceir.server.supervisor import default_workers
-from loadtest import registry, report
+from loadtest import fill, report
 from loadtest.engine import ClientSettings, Face, Mode, RunResult, run_load
 from loadtest.population import DEFAULT_MIX, OPERATORS, Operator, format_mix, parse_mix
 from loadtest.serverproc import ServerProcess, cpu_seconds
@@ -276,7 +276,7 @@ def main(
     out = out or work / "results"
     workers = workers or default_workers()
     settings = ClientSettings(max_batch, max_delay_ms / 1000, timeout, Face(face))
-    population, db = registry.prepare(
+    population, db = fill.prepare(
         devices=devices, mix=chosen_mix, seed=seed, work=work, quiet=quiet
     )
     the_mode = Mode(mode)

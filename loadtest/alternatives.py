@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -23,7 +24,7 @@ from pathlib import Path
 from ceir.store import open_store
 from loadtest import bench_core
 from loadtest.bench_core import Workload
-from loadtest.rows import Row, inproc, pct
+from loadtest.measure import Row, pct
 from loadtest.serverproc import cpu_seconds
 
 # -- Redis -------------------------------------------------------------------------------
@@ -213,4 +214,4 @@ def sqlite_rows(path: Path, work: Workload, group: str) -> list[Row]:
         bench_core._rate("SQLite WITHOUT ROWID IN (1,000 keys)", len(keys), batched),
     ]
     con.close()
-    return [inproc(r, group) for r in rows]
+    return [dataclasses.replace(r, group=group) for r in rows]

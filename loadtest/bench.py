@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sqlite3
@@ -47,7 +48,7 @@ from ceir.v1 import eir_pb2
 from loadtest import bench_core
 from loadtest.alternatives import build_sqlite, load_redis, redis_rows, redis_server, sqlite_rows
 from loadtest.bench_core import WRONG, Workload, build_store
-from loadtest.rows import Row, inproc, pct
+from loadtest.measure import Row, measure, pct
 from loadtest.serverproc import ServerProcess, cpu_seconds
 
 SERVICE = "/ceir.v1.EquipmentIdentityRegister/"
@@ -56,7 +57,7 @@ SERVICE = "/ceir.v1.EquipmentIdentityRegister/"
 # -- in-process rows -------------------------------------------------------------------
 
 
-def row_check_batch(checker: Checker, work: Workload) -> bench_core.Row:
+def row_check_batch(checker: Checker, work: Workload) -> Row:
     imeis = work.imeis
     batches = [
         eir_pb2.CheckIMEIBatchRequest(
@@ -87,52 +88,10 @@ def inprocess_rows(db: Path, work: Workload, group: str, *, full: bool) -> list[
                 bench_core.row_check_many(checker, work),
                 bench_core.row_check_packed(checker, work),
             ]
-    return [inproc(r, group) for r in rows]
+    return [dataclasses.replace(r, group=group) for r in rows]
 
 
 # -- gRPC rows ---------------------------------------------------------------------------
-
-
-async def _closed_loop(
-    call: Callable[[int], Awaitable[int]], concurrency: int, seconds: float
-) -> tuple[int, float, list[float]]:
-    """*concurrency* workers calling call(i) for *seconds*: (IMEIs, elapsed, latencies)."""
-    loop = asyncio.get_running_loop()
-    stop_at = loop.time() + seconds
-    done = 0
-    latencies: list[float] = []
-    clock = time.perf_counter
-
-    async def worker(w: int) -> None:
-        nonlocal done
-        i = w
-        while loop.time() < stop_at:
-            started = clock()
-            n = await call(i)
-            latencies.append(clock() - started)
-            done += n
-            i += concurrency
-
-    started = clock()
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return done, clock() - started, latencies
-
-
-async def _measure(
-    name: str,
-    cpu: Callable[[], float],
-    call: Callable[[int], Awaitable[int]],
-    concurrency: int,
-    seconds: float,
-    group: str,
-) -> Row:
-    await _closed_loop(call, concurrency, min(1.0, seconds / 3))  # warm up
-    before = cpu()
-    done, elapsed, latencies = await _closed_loop(call, concurrency, seconds)
-    used = cpu() - before
-    return Row(
-        name, done / elapsed, used / done * 1e6, pct(latencies, 0.5), pct(latencies, 0.99), group
-    )
 
 
 class Requests:
@@ -204,9 +163,9 @@ async def ceir_rows(
 
         name = f"CheckIMEIBatch {req.batch:,}/call, {2 * n} in flight"
         if only_batch:
-            return [await _measure(name, cpu, many, 2 * n, seconds, group)]
-        rows.append(await _measure("CheckIMEI unary, 64 in flight", cpu, one, 64, seconds, group))
-        rows.append(await _measure(name, cpu, many, 2 * n, seconds, group))
+            return [await measure(name, cpu, many, 2 * n, seconds, group)]
+        rows.append(await measure("CheckIMEI unary, 64 in flight", cpu, one, 64, seconds, group))
+        rows.append(await measure(name, cpu, many, 2 * n, seconds, group))
         for per_message, messages in ((1, req.one), (req.batch, req.batches)):
             calls = [stream[i % n]() for i in range(2 * n if per_message > 1 else 8 * n)]
 
@@ -225,7 +184,7 @@ async def ceir_rows(
                 return per
 
             name = f"CheckIMEIStream {per_message:,}/message, {len(calls)} streams"
-            rows.append(await _measure(name, cpu, streamed, len(calls), seconds, group))
+            rows.append(await measure(name, cpu, streamed, len(calls), seconds, group))
             for call in calls:
                 call.cancel()
         rows.append(await _coalesced(address, cpu, req, n, seconds, group))
@@ -238,7 +197,7 @@ async def ceir_rows(
             return req.batch
 
         name = f"CheckPacked {req.batch:,}/call, {2 * n} in flight"
-        rows.append(await _measure(name, cpu, compact, 2 * n, seconds, group))
+        rows.append(await measure(name, cpu, compact, 2 * n, seconds, group))
     finally:
         for ch in channels:
             await ch.close()
@@ -339,7 +298,7 @@ async def empty_row(seconds: float, group: str) -> Row:
             await calls[i % 4](payload)
             return 1
 
-        row = await _measure(
+        row = await measure(
             "empty grpcio unary handler, 64 in flight",
             lambda: cpu_seconds(process.pid),
             call,

@@ -21,11 +21,9 @@ import argparse
 import asyncio
 import os
 import random
-import re
-import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,18 +35,12 @@ from ceir.policy import Policy
 from ceir.record import Reason, Record, Source, Status
 from ceir.store import LMDB_VERSION, Store, open_store
 from ceir.v1 import eir_pb2, eir_pb2_grpc
+from loadtest.measure import Row, measure
+from loadtest.serverproc import ServerProcess
 
 SEED = 20200915
 # Every queried key exists, so these reasons mean a wrong answer.
 WRONG = frozenset({int(Reason.NOT_REGISTERED), int(Reason.INVALID_IMEI)})
-
-
-@dataclass(frozen=True)
-class Row:
-    name: str
-    imeis_per_s: float
-    cpu_us: float
-    """CPU per IMEI: of this process for in-process rows, of the server for gRPC rows."""
 
 
 @dataclass(frozen=True)
@@ -174,91 +166,6 @@ def row_check_packed(checker: Checker, work: Workload) -> Row:
 # -- gRPC rows ---------------------------------------------------------------------
 
 
-class ServerProcess:
-    """``ceir serve`` on the store, in a subprocess, on a free loopback port."""
-
-    def __init__(self, db: Path) -> None:
-        command = [sys.executable, "-c", "from ceir.cli import run; run()", "serve"]
-        self.process = subprocess.Popen(  # noqa: S603 - this interpreter running ceir, fixed args
-            # One process: the CPU read below is this process's own.
-            [
-                *command,
-                "--db",
-                str(db),
-                "--port",
-                "0",
-                "--sbi",
-                "off",
-                "--no-demo",
-                "--grace",
-                "1",
-                "--workers",
-                "1",
-                "--web",
-                "off",
-            ],
-            stdin=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            found = re.search(r"serving on 127\.0\.0\.1:(\d+)", line)
-            if found:
-                self.address = f"127.0.0.1:{found.group(1)}"
-                return
-        sys.exit(f"ceir serve did not start (exit {self.process.wait()})")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server so far (Linux /proc), or NaN."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        assert self.process.stderr is not None
-        self.process.stderr.close()
-
-
-async def _closed_loop(
-    call: Callable[[int], Awaitable[int]], concurrency: int, seconds: float
-) -> tuple[int, float]:
-    """Run *concurrency* workers calling call(i) until *seconds* pass; (IMEIs, elapsed)."""
-    loop = asyncio.get_running_loop()
-    stop_at = loop.time() + seconds
-    done = 0
-
-    async def worker(w: int) -> None:
-        nonlocal done
-        i = w
-        while loop.time() < stop_at:
-            n = await call(i)  # not `done += await ...`: that reads done before the await
-            done += n
-            i += concurrency
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return done, time.perf_counter() - started
-
-
-async def _measure(
-    name: str,
-    server: ServerProcess,
-    call: Callable[[int], Awaitable[int]],
-    concurrency: int,
-    seconds: float,
-) -> Row:
-    await _closed_loop(call, concurrency, min(1.0, seconds))  # warm up
-    cpu = server.cpu_seconds()
-    done, elapsed = await _closed_loop(call, concurrency, seconds)
-    cpu = server.cpu_seconds() - cpu
-    return Row(name, done / elapsed, cpu / done * 1e6)
-
-
 async def grpc_rows(server: ServerProcess, work: Workload, args: argparse.Namespace) -> list[Row]:
     imeis = work.imeis
     singles = [eir_pb2.CheckIMEIRequest(imei=i) for i in imeis]
@@ -289,14 +196,11 @@ async def grpc_rows(server: ServerProcess, work: Workload, args: argparse.Namesp
             return len(results)
 
         c, b, s = args.unary_concurrency, args.batch_concurrency, args.seconds
+        cpu = server.cpu_seconds
         return [
-            await _measure(f"CheckIMEI unary, {c} in flight", server, unary, c, s),
-            await _measure(
-                f"CheckIMEIBatch {work.batch:,}/call, {b} in flight", server, batch, b, s
-            ),
-            await _measure(
-                f"CheckPacked {work.batch:,}/call, {b} in flight", server, compact, b, s
-            ),
+            await measure(f"CheckIMEI unary, {c} in flight", cpu, unary, c, s),
+            await measure(f"CheckIMEIBatch {work.batch:,}/call, {b} in flight", cpu, batch, b, s),
+            await measure(f"CheckPacked {work.batch:,}/call, {b} in flight", cpu, compact, b, s),
         ]
 
 
@@ -355,11 +259,10 @@ def main(argv: list[str] | None = None) -> None:
             row_check_packed(checker, work),
         ]
     if not args.no_grpc:
-        server = ServerProcess(args.db)
-        try:
+        # One worker: the server CPU per IMEI is one process's; no other face.
+        extra = ("--web", "off", "--s13", "off", "--sbi", "off")
+        with ServerProcess(args.db, workers=1, extra=extra) as server:
             rows += asyncio.run(grpc_rows(server, work, args))
-        finally:
-            server.stop()
     print(
         f"python {sys.version.split()[0]}, grpcio {grpc.__version__}, lmdb {LMDB_VERSION}, "
         f"{os.cpu_count()} CPUs; {args.lookups:,} random existing keys; one client process"

@@ -27,7 +27,7 @@ import grpc
 from ceir.server.supervisor import default_workers
 from loadtest import bench_core, sbi_servers
 from loadtest.engine import Face
-from loadtest.rows import Row
+from loadtest.measure import Row, measure
 from loadtest.sbi_servers import h2load
 from loadtest.serverproc import ServerProcess
 
@@ -80,7 +80,6 @@ async def unary_row(
 ) -> Row:
     """CheckIMEI unary calls/s, 64 in flight over 4 connections (as ./scripts/bench)."""
     from ceir.v1 import eir_pb2
-    from loadtest.bench import _measure
 
     singles = [eir_pb2.CheckIMEIRequest(imei=i).SerializeToString() for i in imeis]
     channels = [
@@ -96,7 +95,7 @@ async def unary_row(
         return 1
 
     try:
-        return await _measure("CheckIMEI unary (gRPC), 64 in flight", cpu, one, 64, seconds, group)
+        return await measure("CheckIMEI unary (gRPC), 64 in flight", cpu, one, 64, seconds, group)
     finally:
         for ch in channels:
             await ch.close()

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import click
 
-from loadtest import registry
+from loadtest import fill
 from loadtest.engine import Mode, run_load
 from loadtest.population import DEFAULT_MIX
 from loadtest.report import summarize
@@ -183,7 +183,7 @@ def main(
     chart: Path | None,
 ) -> None:
     """CheckIMEI p99 with/without metrics; JSON and /metrics requests/s under load."""
-    population, db = registry.prepare(
+    population, db = fill.prepare(
         devices=devices, mix=DEFAULT_MIX, seed=20200915, work=work, quiet=True
     )
     shared, single = _record_cost()

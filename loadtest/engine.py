@@ -29,6 +29,7 @@ import gc
 import random
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,15 @@ from ceir.errors import CeirError, RemoteError
 from ceir.imei import check_digit
 from ceir.record import Status
 from ceir.v1 import eir_pb2
-from loadtest.population import INVALID, OPERATORS, Device, Kind, Operator, Population
+from loadtest.population import (
+    INVALID,
+    OPERATORS,
+    Device,
+    Kind,
+    Operator,
+    Population,
+    Subscriber,
+)
 from loadtest.sbi_client import Answer, SbiClient
 
 TICK = 0.0005  # the driver's shortest sleep (event loop timers have ~1 ms resolution)
@@ -104,7 +113,59 @@ class NodeResult:
     offered: int = 0
 
 
-class Node:
+class Tally:
+    """How a node books its answers: when each was scheduled, its latency, and the wrong
+    ones with an example each (the gRPC :class:`Node` and ``loadtest.s13load.S13Node``)."""
+
+    result: NodeResult
+    start: float
+    loop: asyncio.AbstractEventLoop | None
+    texts: list[str]
+    kinds: list[str]
+    outstanding: int
+    _n: int
+    _random: Callable[[], float]
+
+    @staticmethod
+    def _draw(
+        population: Population, operator: Operator, seed: int
+    ) -> tuple[list[Subscriber], list[Device], list[str], random.Random]:
+        """The operator's subscribers, every device, 16 software versions drawn from *seed*
+        and the generator, which goes on to pick whose attach comes next."""
+        rng = random.Random(seed)
+        svns = [f"{rng.randrange(100):02d}" for _ in range(16)]
+        return population.subscribers[operator.name], population.devices, svns, rng
+
+    def _admit(self, t: float) -> int | None:
+        """A random subscriber's attach at loop time *t*: its index, or None when too many
+        requests are in flight already (booked as an Overload error)."""
+        j = int(self._random() * self._n)
+        self.result.offered += 1
+        if self.outstanding >= MAX_IN_FLIGHT:
+            self._error(t, "Overload")
+            return None
+        self.outstanding += 1
+        return j
+
+    def _answered(self, t: float, j: int, wrong: str | None) -> None:
+        """Book the answer to request *j* sent at *t*; *wrong* says how it was wrong."""
+        assert self.loop is not None
+        result = self.result
+        result.scheduled.append(t - self.start)
+        result.latency.append(self.loop.time() - t)
+        if wrong is not None:
+            result.wrong += 1
+            if len(result.wrong_examples) < 10:
+                result.wrong_examples.append(
+                    f"{result.operator.name}: IMEI {self.texts[j]!r} ({self.kinds[j]}) {wrong}"
+                )
+
+    def _error(self, t: float, name: str) -> None:
+        self.result.errors[name] += 1
+        self.result.error_times.append(t - self.start)
+
+
+class Node(Tally):
     """One operator's EIR node."""
 
     def __init__(
@@ -118,10 +179,7 @@ class Node:
         seed: int,
     ) -> None:
         face = settings.face
-        subscribers = population.subscribers[operator.name]
-        devices = population.devices
-        rng = random.Random(seed)
-        svns = [f"{rng.randrange(100):02d}" for _ in range(16)]
+        subscribers, devices, svns, rng = self._draw(population, operator, seed)
         self.texts = [
             devices[s.device].sent_as(operator.imei_digits, svns[i % 16])
             for i, s in enumerate(subscribers)
@@ -181,12 +239,9 @@ class Node:
 
     def fire(self, t: float) -> None:
         """One attach, scheduled at loop time *t*."""
-        j = int(self._random() * self._n)
-        self.result.offered += 1
-        if self.outstanding >= MAX_IN_FLIGHT:
-            self._error(t, "Overload")
+        j = self._admit(t)
+        if j is None:
             return
-        self.outstanding += 1
         mode = self.mode
         if self.sbi is not None:
             future = self.sbi.get(self.n5g[j][0])
@@ -249,18 +304,16 @@ class Node:
         if error is not None:
             self._error(t, type(error).__name__)
             return
-        result = self.result
-        result.scheduled.append(t - self.start)
-        result.latency.append(self.loop.time() - t)
         want = self.expected[j]
-        if response.status != want[0] or response.reason != want[1]:
-            result.wrong += 1
-            if len(result.wrong_examples) < 10:
-                result.wrong_examples.append(
-                    f"{self.result.operator.name}: IMEI {self.texts[j]!r} ({self.kinds[j]}) "
-                    f"answered status {response.status} reason {response.reason}, "
-                    f"expected status {want[0]} reason {want[1]}"
-                )
+        ok = response.status == want[0] and response.reason == want[1]
+        self._answered(
+            t,
+            j,
+            None
+            if ok
+            else f"answered status {response.status} reason {response.reason}, "
+            f"expected status {want[0]} reason {want[1]}",
+        )
 
     def _done_n5g(self, t: float, j: int, future: asyncio.Future[Answer]) -> None:
         assert self.loop is not None
@@ -282,10 +335,6 @@ class Node:
                     f"({self.kinds[j]}) answered {code} {body[:80]!r}, expected {want_code} "
                     f"{want_body.decode() or '(problem)'}"
                 )
-
-    def _error(self, t: float, name: str) -> None:
-        self.result.errors[name] += 1
-        self.result.error_times.append(t - self.start)
 
 
 async def _drive(nodes: list[Any], duration: float, rng: random.Random, timeout: float) -> float:

@@ -4,7 +4,7 @@ Indonesia (MCC 510) as the CEIR went live in 2020: five mobile operators with
 approximate market shares. Every subscriber carries one device drawn from a configurable
 mix of registration kinds, and every device carries the answer ceir must give for it
 (status and reason), because the register is loaded from feeds written from the same
-devices (:mod:`loadtest.registry`). Generation is deterministic for a seed and a "now".
+devices (:mod:`loadtest.fill`). Generation is deterministic for a seed and a "now".
 """
 
 from __future__ import annotations

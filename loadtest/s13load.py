@@ -11,17 +11,16 @@ Malformed IMEIs are sent as they are (the IMEI AVP holds the bad text).
 from __future__ import annotations
 
 import asyncio
-import random
 import struct
 from typing import Any
 
 from loadtest import diameter
 from loadtest.diameter import Answer, S13Client
-from loadtest.engine import MAX_IN_FLIGHT, ClientSettings, NodeResult
+from loadtest.engine import ClientSettings, NodeResult, Tally
 from loadtest.population import Kind, Operator, Population
 
 
-class S13Node:
+class S13Node(Tally):
     """One operator's MME on one S13 connection."""
 
     def __init__(
@@ -33,10 +32,7 @@ class S13Node:
         settings: ClientSettings,
         seed: int,
     ) -> None:
-        subscribers = population.subscribers[operator.name]
-        devices = population.devices
-        rng = random.Random(seed)
-        self.svns = [f"{rng.randrange(100):02d}" for _ in range(16)]
+        subscribers, devices, self.svns, rng = self._draw(population, operator, seed)
         self.bodies = [devices[s.device].body for s in subscribers]
         self.imsis = [s.imsi for s in subscribers]
         self.expected = [int(devices[s.device].expected[0]) - 1 for s in subscribers]
@@ -85,12 +81,9 @@ class S13Node:
 
     def fire(self, t: float) -> None:
         """One attach, scheduled at loop time *t*."""
-        j = int(self._random() * self._n)
-        self.result.offered += 1
-        if self.outstanding >= MAX_IN_FLIGHT:
-            self._error(t, "Overload")
+        j = self._admit(t)
+        if j is None:
             return
-        self.outstanding += 1
         client = self.client
         hop = client.next_hop()
         prebuilt = self.malformed.get(j)
@@ -110,22 +103,16 @@ class S13Node:
             self._error(t, "ConnectionError")
             return
         answer = future.result()
-        result = self.result
-        result.scheduled.append(t - self.start)
-        result.latency.append(self.loop.time() - t)
         want = self.expected[j]
-        if answer.result_code != 2001 or answer.equipment_status != want:
-            result.wrong += 1
-            if len(result.wrong_examples) < 10:
-                result.wrong_examples.append(
-                    f"{result.operator.name}: IMEI {self.texts[j]!r} ({self.kinds[j]}) answered "
-                    f"Result-Code {answer.result_code} Equipment-Status "
-                    f"{answer.equipment_status}, expected 2001 / {want}"
-                )
-
-    def _error(self, t: float, name: str) -> None:
-        self.result.errors[name] += 1
-        self.result.error_times.append(t - self.start)
+        ok = answer.result_code == 2001 and answer.equipment_status == want
+        self._answered(
+            t,
+            j,
+            None
+            if ok
+            else f"answered Result-Code {answer.result_code} Equipment-Status "
+            f"{answer.equipment_status}, expected 2001 / {want}",
+        )
 
 
 def nodes(

@@ -13,7 +13,7 @@ import pytest
 from ceir.errors import InvalidImeiError
 from ceir.imei import parse
 from ceir.record import Reason, Status
-from loadtest import registry
+from loadtest import fill
 from loadtest.engine import ClientSettings, Face, Mode, n5g_request, run_load
 from loadtest.population import DEFAULT_MIX, OPERATORS, Kind, generate, parse_mix
 from loadtest.report import summarize
@@ -50,7 +50,7 @@ def test_mix_parsing_names_the_kinds() -> None:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     work = tmp_path_factory.mktemp("loadtest")
-    return registry.prepare(devices=3000, mix=DEFAULT_MIX, seed=7, work=work, quiet=True)
+    return fill.prepare(devices=3000, mix=DEFAULT_MIX, seed=7, work=work, quiet=True)
 
 
 def test_registry_is_loaded_through_ceir_import(prepared: tuple[object, Path]) -> None:
@@ -71,9 +71,7 @@ def test_large_populations_are_not_staged(tmp_path: Path, monkeypatch: pytest.Mo
     """A population above the two-person threshold still loads: the simulator's own
     register is written directly, not staged for approval."""
     monkeypatch.setenv("CEIR_STAGE_ABOVE", "10")  # what ceir import would stage above
-    _population, db = registry.prepare(
-        devices=300, mix=DEFAULT_MIX, seed=3, work=tmp_path, quiet=True
-    )
+    _population, db = fill.prepare(devices=300, mix=DEFAULT_MIX, seed=3, work=tmp_path, quiet=True)
     from ceir.store import open_store
 
     with open_store(db, readonly=True) as store:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import registry
+from loadtest import fill
 from loadtest.engine import Mode, run_load
 from loadtest.population import DEFAULT_MIX
 from loadtest.report import summarize
@@ -45,9 +45,7 @@ def test_load_test_counts_and_metrics_agree(
 ) -> None:
     """Every attach the load test had answered is counted once on /metrics (plus, on the
     stream, the one uncounted attach per node that brings its connection up)."""
-    population, db = registry.prepare(
-        devices=2000, mix=DEFAULT_MIX, seed=5, work=tmp_path, quiet=True
-    )
+    population, db = fill.prepare(devices=2000, mix=DEFAULT_MIX, seed=5, work=tmp_path, quiet=True)
     with ServerProcess(db, workers=2) as server:
         assert server.web is not None
         before = _total(_scrape(server.web), metric, **labels)
