@@ -55,7 +55,7 @@ def main() -> None:
         try:
             assert server.stderr is not None
             for line in server.stderr:
-                found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
+                found = re.search(r"/metrics on (http://127\.0\.0\.1:\d+)", line)
                 if found:
                     base = found.group(1)
                     break

@@ -34,10 +34,12 @@ import json
 import logging
 import re
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from ceir import metrics
 from ceir.config import Settings, UnknownAnswer, format_address
 from ceir.errors import CeirError, ConfigError
 from ceir.imei import check_digit
@@ -260,6 +262,11 @@ FAILURE = problem(500, "the register could not answer; try again", Cause.SYSTEM_
 UNKNOWN = problem(404, "the equipment is not in the register", Cause.ERROR_EQUIPMENT_UNKNOWN)
 
 
+_FACE = metrics.Face.N5G_EIR
+OPERATION_NAME = OPERATION.removeprefix("n5g-eir:")
+"""The operationId (TS 29.511), the method label of the face's metrics."""
+
+
 class EquipmentStatusService:
     """Answers N5g-eir requests (the HTTP/2 layer's handler)."""
 
@@ -280,34 +287,44 @@ class EquipmentStatusService:
         self._ok = {status: Response(200, body, _JSON) for status, body in _BODY.items()}
         self._request: Callable[..., eir_pb2.CheckIMEIRequest] = eir_pb2.CheckIMEIRequest
 
-    def __call__(self, request: Request) -> Response:  # noqa: PLR0911 - one return per answer
+    def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        response, operator = self._answer(request)
+        metrics.request(_FACE, OPERATION_NAME, operator, time.perf_counter() - started)
+        return response
+
+    def _answer(self, request: Request) -> tuple[Response, str]:  # noqa: PLR0911 - one per answer
+        """The response, and the caller's operator id for the metrics ("" if none)."""
         path, _, query = request.path.partition(b"?")
         if path != _RESOURCE:
-            return NO_SUCH_RESOURCE
+            return NO_SUCH_RESOURCE, ""
         if request.method != b"GET":
-            return WRONG_METHOD
+            return WRONG_METHOD, ""
         principal = self.gate.principal(request)
         if principal is None:
             log.warning("unauthenticated N5g-eir request from %s", request.connection.peer)
-            return UNAUTHENTICATED
+            metrics.refused(_FACE, metrics.Refusal.UNAUTHENTICATED)
+            return UNAUTHENTICATED, ""
         if principal.role not in self.gate.roles:
             log.warning("denied N5g-eir to %s from %s", principal.label, request.connection.peer)
-            return DENIED
+            metrics.refused(_FACE, metrics.Refusal.DENIED)
+            return DENIED, principal.operator_id
         try:
             parsed = parse_query(query)
         except BadQueryError as exc:
-            return exc.response()
+            return exc.response(), principal.operator_id
         try:
             answer = self.checker.check_one(self._request(imei=parsed.imei))
         except CeirError:
             log.exception("N5g-eir lookup failed")
-            return FAILURE
+            return FAILURE, principal.operator_id
+        metrics.answer_code(_FACE, answer.status, answer.reason)
         if parsed.imsi and self.observe is not None and self.tokenizer is not None:
             key = int(parsed.imei[:14]).to_bytes(8, "big")
             self.observe(key, self.tokenizer.token(IdKind.IMSI, parsed.imsi), principal.operator_id)
         if int(answer.reason) == Reason.NOT_REGISTERED and self.unknown is UnknownAnswer.NOT_FOUND:
-            return UNKNOWN
-        return self._ok[Status(answer.status)]
+            return UNKNOWN, principal.operator_id
+        return self._ok[Status(answer.status)], principal.operator_id
 
 
 def on_error() -> Response:

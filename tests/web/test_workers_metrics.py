@@ -40,10 +40,9 @@ def test_dead_worker_gauges_are_dropped_and_the_directory_removed(tmp_path: Path
             stdout=handle, stderr=subprocess.STDOUT, text=True, env=env,
         )  # fmt: skip
         try:
-            start = _wait(
-                log, r"on (http://127\.0\.0\.1:\d+); 2 worker processes \(pids (\d+) (\d+)\)"
-            )
-            base, pids = start.group(1), (int(start.group(2)), int(start.group(3)))
+            start = _wait(log, r"2 worker processes \(pids (\d+) (\d+)\)")
+            pids = (int(start.group(1)), int(start.group(2)))
+            base = _wait(log, r"/metrics on (http://127\.0\.0\.1:\d+)").group(1)
             for _ in range(20):  # some requests to each worker (the kernel spreads them)
                 with urllib.request.urlopen(base + "/version", timeout=10) as response:
                     assert response.status == 200
