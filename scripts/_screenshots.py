@@ -44,6 +44,8 @@ def main() -> None:
                 "127.0.0.1:0",
                 "--s13",
                 "off",
+                "--sbi",
+                "off",
                 "--workers",
                 "1",
                 "--grace",
