@@ -13,6 +13,7 @@ import atexit
 import hashlib
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -184,6 +185,17 @@ def fuzz_credentials(data: bytes) -> None:
     principal_from_certificate(data)
 
 
+def _kept(exc: Any, feed: Any) -> None:
+    """What a reject keeps and shows is short, and for a feed with personal columns holds
+    no run of 6+ digits (a swapped NIK or MSISDN) and no quoted raw value."""
+    from ceir.feeds.rows import MAX_MESSAGE, redact
+
+    message = redact(exc.message, personal=bool(feed.personal))
+    assert len(message) <= MAX_MESSAGE, "a reject message over the cap"
+    if feed.personal:
+        assert not re.search(r"\d{6,}", message), "a digit run in a personal feed's reject"
+
+
 def _feed_target(kind_name: str) -> Target:
     """Reading and checking a feed file of one kind: rows become candidates and
     decisions, or FeedRowError (one row) / FeedFormatError (the file)."""
@@ -194,7 +206,7 @@ def _feed_target(kind_name: str) -> Target:
         from ceir.feeds import Format, Kind
         from ceir.feeds.base import Context, Options
         from ceir.feeds.kinds import feed_for
-        from ceir.feeds.reader import open_feed
+        from ceir.feeds.reader import MAX_LINE, open_feed
         from ceir.store.identity import Tokenizer
 
         kind = Kind(kind_name)
@@ -209,11 +221,15 @@ def _feed_target(kind_name: str) -> Target:
                 reader = open_feed(path, feed, Format.JSONL if data[:1] == b"{" else None)
                 for _line, values in reader.rows():
                     if isinstance(values, FeedRowError):
+                        _kept(values, feed)
                         continue
+                    # The reader's limits hold before any row is parsed.
+                    assert sum(map(len, values)) <= MAX_LINE, "a row longer than the line cap"
                     try:
                         candidate = feed.parse(values, ctx)
                         feed.decide(candidate, ctx)
-                    except FeedRowError:
+                    except FeedRowError as exc:
+                        _kept(exc, feed)
                         continue
             except FeedFormatError:
                 return
@@ -231,6 +247,9 @@ for _kind in ("tac", "manufacturer", "customs", "operator-dump", "visitor", "exc
 # -- engines ---------------------------------------------------------------------------
 
 _SEEDS = [
+    b"9" * 70_000 + b"\n352099001761481,B,M,T,X,2025-01-01\n",  # over the line cap
+    b'{"imei": ' + b"[" * 40 + b"]" * 40 + b"}\n",  # over the nesting cap
+    b"," * 100_000 + b"\n",  # very many columns
     b"352099001761481", b"35209900176148", b"3520990017614812", b"35-209900-176148-1",
     b"35 209900 176148 1", b"\xef\xbc\x93\xef\xbc\x95", b"000000000000000", b"12345678901234",
     b"35209900176148\n352099001761499\n86012345000002", b"\x0a\x0f352099001761481",

@@ -42,8 +42,14 @@ def token() -> None:
     default="",
     help="MCC-MNC of an operator, e.g. 510-10.",
 )
+@click.option(
+    "--person",
+    default="",
+    help="Who the token belongs to (a staff id); two tokens of one person cannot stage "
+    "and approve each other's imports.  [default: NAME]",
+)
 @_FILE
-def add(name: str, role: str, operator_id: str, path: Path) -> None:
+def add(name: str, role: str, operator_id: str, person: str, path: Path) -> None:
     """Create a token for principal NAME and print it once (only its hash is kept).
 
     A running server reads the file at start: restart it to use new tokens.
@@ -52,7 +58,7 @@ def add(name: str, role: str, operator_id: str, path: Path) -> None:
     from ceir.security.tokens import TokenBook
 
     try:
-        book, secret = TokenBook.load(path).add(name, Role(role), operator_id)
+        book, secret = TokenBook.load(path).add(name, Role(role), operator_id, person)
         book.save(path)
     except CeirError as exc:
         fail(exc)

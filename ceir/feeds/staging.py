@@ -78,6 +78,8 @@ class Stage:
     options: dict[str, Any]
     changes: int = 0
     """Devices whose answer the file changes (new ones included): what the threshold counts."""
+    staged_person: str = ""
+    """The person behind the stager's credential; the approver must be another person."""
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Stage:
@@ -140,6 +142,7 @@ def submit(
     ttl: int = DEFAULT_STAGE_TTL,
     clock: Callable[[], float] = time.time,
     private: bool = False,
+    person: str = "",
     **kwargs: Any,
 ) -> ImportSummary | Stage:
     """Import *path*, or stage it when it changes more than *stage_above* devices' answers
@@ -155,7 +158,7 @@ def submit(
             return submit(
                 store, kind, copy, actor=actor, stage_above=stage_above,
                 stage_lost_stolen_above=stage_lost_stolen_above, ttl=ttl, clock=clock,
-                private=True, **kwargs,
+                private=True, person=person, **kwargs,
             )  # fmt: skip
     summary = import_file(
         store,
@@ -187,6 +190,7 @@ def submit(
             digest=summary.digest,
             format=summary.format,
             staged_by=actor,
+            staged_person=person,
             rows=summary.rows,
             new_devices=summary.added,
             changes=summary.added + summary.changed,
@@ -274,7 +278,12 @@ def approve(
     now = int(clock())
     if approver.role not in APPROVERS:
         raise ForbiddenError("only a ministry or admin principal may approve a stage")
-    if approver.label == stage.staged_by or approver.name == _name(stage.staged_by):
+    stager = stage.staged_person or _name(stage.staged_by)
+    if (
+        approver.label == stage.staged_by
+        or approver.name == _name(stage.staged_by)
+        or approver.person_id == stager
+    ):
         raise ForbiddenError(
             f"stage {stage_id} was submitted by {stage.staged_by}: a second, different "
             "principal must approve it"

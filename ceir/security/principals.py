@@ -22,6 +22,7 @@ from ceir.errors import ConfigError
 
 ROLE_URI = "urn:ceir:role:"
 OPERATOR_URI = "urn:ceir:operator:"
+PERSON_URI = "urn:ceir:person:"
 _OPERATOR_ID = re.compile(r"\d{3}-\d{2,3}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -75,8 +76,14 @@ class Principal:
     """The operator's MCC-MNC; set for operators only."""
     via: str = "token"
     """How it was authenticated: ``certificate``, ``token`` or ``open`` (no security)."""
+    person: str = ""
+    """The person the credential belongs to (``ceir token add --person``, a certificate's
+    ``urn:ceir:person:`` URI); two tokens of one person are one person to the two-person
+    rule. Empty: the principal's name."""
 
     def __post_init__(self) -> None:
+        if self.person:
+            check_name(self.person)
         if (self.role is Role.OPERATOR) != bool(self.operator_id):
             raise ConfigError(
                 f"principal {self.name!r}: an operator needs an operator id (MCC-MNC) "
@@ -84,6 +91,11 @@ class Principal:
             )
         if self.operator_id:
             check_operator_id(self.operator_id)
+
+    @property
+    def person_id(self) -> str:
+        """Who stands behind the credential, for the two-person rule."""
+        return self.person or self.name
 
     @property
     def label(self) -> str:
@@ -131,7 +143,8 @@ def principal_from_certificate(pem: bytes) -> Principal | None:
         return None
     roles = [u.removeprefix(ROLE_URI) for u in uris if u.startswith(ROLE_URI)]
     operators = [u.removeprefix(OPERATOR_URI) for u in uris if u.startswith(OPERATOR_URI)]
-    if len(names) != 1 or len(roles) != 1 or len(operators) > 1:
+    persons = [u.removeprefix(PERSON_URI) for u in uris if u.startswith(PERSON_URI)]
+    if len(names) != 1 or len(roles) != 1 or len(operators) > 1 or len(persons) > 1:
         return None
     try:
         return Principal(
@@ -139,6 +152,7 @@ def principal_from_certificate(pem: bytes) -> Principal | None:
             Role(roles[0]),
             operators[0] if operators else "",
             via="certificate",
+            person=persons[0] if persons else "",
         )
     except (ValueError, ConfigError):
         return None

@@ -58,12 +58,16 @@ class TokenBook:
             return None
         return self._by_digest.get(digest(token))
 
-    def add(self, name: str, role: Role, operator_id: str = "") -> tuple[TokenBook, str]:
-        """A new book with *name* added, and its clear token (shown once)."""
+    def add(
+        self, name: str, role: Role, operator_id: str = "", person: str = ""
+    ) -> tuple[TokenBook, str]:
+        """A new book with *name* added, and its clear token (shown once). *person*: who
+        the token belongs to (default: *name*); one person's tokens approve nothing of
+        each other's."""
         check_name(name)
         if any(e.principal.name == name for e in self.entries):
             raise ConfigError(f"a token named {name!r} exists; revoke it first")
-        principal = Principal(name, role, operator_id, via="token")
+        principal = Principal(name, role, operator_id, via="token", person=person)
         token = PREFIX + secrets.token_urlsafe(32)
         entry = TokenEntry(principal, digest(token), int(time.time()))
         return TokenBook([*self.entries, entry]), token
@@ -100,6 +104,7 @@ class TokenBook:
                         Role(item["role"]),
                         item.get("operator_id", ""),
                         via="token",
+                        person=item.get("person", ""),
                     ),
                     str(item["sha256"]),
                     int(item["created_at"]),
@@ -119,6 +124,7 @@ class TokenBook:
                     "name": e.principal.name,
                     "role": e.principal.role.value,
                     "operator_id": e.principal.operator_id,
+                    "person": e.principal.person,
                     "sha256": e.sha256,
                     "created_at": e.created_at,
                 }

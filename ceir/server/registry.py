@@ -35,6 +35,7 @@ from ceir.feeds.summary import ImportSummary
 from ceir.imei import parse_lenient
 from ceir.policy import Policy
 from ceir.record import Record
+from ceir.security.principals import current
 from ceir.store import Store, audit
 from ceir.store.env import spool_file, spool_path
 from ceir.v1 import common_pb2, registry_pb2, registry_pb2_grpc
@@ -251,6 +252,7 @@ class Registry(registry_pb2_grpc.RegistryServicer):
             name=name,
             private=True,
             options=Options(batch_rows=self.import_batch_rows),
+            person=current().person_id,
         )
         try:
             # Imports run in their own small pool: single writes, approvals and lookups

@@ -254,3 +254,29 @@ def _options(**kwargs: object) -> object:
     from ceir.feeds.base import Options
 
     return Options(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_second_token_of_the_same_person_cannot_approve(tmp_path: Path) -> None:
+    """ministry:min1 stages; ministry:min1b, a second token minted for the same person
+    (--person), is refused; a different person approves."""
+    from ceir.security.principals import Role
+    from ceir.v1 import approval_pb2, approval_pb2_grpc
+
+    book = TokenBook()
+    book, min1 = book.add("min1", Role.MINISTRY, person="alice")
+    book, min1b = book.add("min1b", Role.MINISTRY, person="alice")
+    book, other = book.add("min2", Role.MINISTRY, person="bob")
+    book.save(tmp_path / "tokens.json")
+    settings = Settings(db=tmp_path / "db", tokens=tmp_path / "tokens.json", stage_above=5)
+    rows = [f"{imei(800 + i)},DIPLOMAT,REF-{i}," for i in range(10)]
+    data = ("\n".join(["imei,category,reference,valid_until", *rows]) + "\n").encode()
+    with serving(settings) as running, running.channel() as ch:
+        staged = upload(ch, min1, _kind("EXCEPTION"), data, "vip.csv")
+        assert staged.state == registry_pb2.IMPORT_STATE_STAGED
+        approvals = approval_pb2_grpc.ApprovalsStub(ch)
+        request = approval_pb2.StageRequest(id=staged.stage_id)
+        with pytest.raises(grpc.RpcError) as err:
+            approvals.ApproveStage(request, metadata=(("authorization", f"Bearer {min1b}"),))
+        assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        approved = approvals.ApproveStage(request, metadata=(("authorization", f"Bearer {other}"),))
+        assert approved.added == 10
