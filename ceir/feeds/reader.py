@@ -22,7 +22,7 @@ from ceir.feeds import Format, Kind
 from ceir.feeds.base import Feed
 from ceir.feeds.rows import RejectReason
 
-__all__ = ["FeedReader", "detect_format", "open_feed"]
+__all__ = ["FeedReader", "NotPlainError", "detect_format", "open_feed"]
 
 Row = tuple[int, list[str] | FeedRowError]
 
@@ -41,6 +41,17 @@ _GSMA_NAMES = {
     "device_type": ("device_type", "devicetype", "equipment_type"),
 }
 _OSMOCOM_HEADER = "tac,name,name"
+
+
+BULK_KINDS = frozenset({Kind.MANUFACTURER, Kind.OPERATOR_DUMP})
+BULK_BYTES = 1 << 20
+"""CSV files of the bulk kinds from this size on take the bulk path (smaller ones are
+read row by row: the same outcome, without loading numpy)."""
+
+
+class NotPlainError(Exception):
+    """A CSV file the bulk path (:mod:`ceir.feeds.bulk`) cannot read as plain CSV: it is
+    read row by row instead (internal to the importer; never raised to a caller)."""
 
 
 def detect_format(path: Path, kind: Kind, name: str | None = None) -> Format:
@@ -77,6 +88,13 @@ class FeedReader:
     @property
     def shown(self) -> str:
         return self.name or str(self.path)
+
+    def bulk(self, wanted: bool | None) -> bool:
+        """Whether the bulk path (:mod:`ceir.feeds.bulk`) reads this file: a CSV file of a
+        bulk kind, when *wanted*, or when None and the file has :data:`BULK_BYTES`."""
+        if self.feed.kind not in BULK_KINDS or self.format is not Format.CSV or wanted is False:
+            return False
+        return bool(wanted) or self.path.stat().st_size >= BULK_BYTES
 
     def warn(self, message: str) -> None:
         """Note a warning once (the file is read more than once)."""

@@ -26,18 +26,24 @@ import socket
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ceir.record import RECORD_SIZE, Record
 from ceir.store import Store
 from ceir.store import changes as change_log
 from ceir.store.tables import Tables
 
+if TYPE_CHECKING:  # numpy is loaded by the bulk import only (append_columns)
+    import numpy as np
+    import numpy.typing as npt
+
 __all__ = [
     "Action",
     "AuditEntry",
     "Change",
+    "Columns",
     "append",
+    "append_columns",
     "get_origin",
     "history",
     "local_actor",
@@ -180,6 +186,75 @@ def append(tables: Tables, changes: Sequence[Change], at: int, origin: int) -> i
         tables.audit.append(first, packed)
         # The same changes, for replicas: only the key and the new record (no audit detail).
         change_log.record(tables, devices=[(c.key, _packed(c.new)) for c in changes])
+    return first
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Many changes at once, in order, as arrays (the bulk import)."""
+
+    keys: npt.NDArray[np.uint64]
+    """Integer IMEI bodies (the store keys' values)."""
+    actions: npt.NDArray[np.uint8]
+    old: npt.NDArray[np.bytes_]
+    new: npt.NDArray[np.bytes_]
+    """Packed records ('S12'); rows without one are masked by *presence*."""
+    presence: npt.NDArray[np.uint8]
+    """1: has an old record, 2: has a new one (as in an entry)."""
+    lines: npt.NDArray[np.uint32]
+
+
+def _entry_dtype() -> Any:
+    """The numpy layout of :data:`_ENTRY` (without the chain link)."""
+    import numpy as np
+
+    dtype = np.dtype(
+        [
+            ("at", ">u4"),
+            ("origin", ">u4"),
+            ("line", ">u4"),
+            ("action", "u1"),
+            ("presence", "u1"),
+            ("key", "S8"),
+            ("old", "S12"),
+            ("new", "S12"),
+        ]
+    )
+    if dtype.itemsize != _ENTRY.size:  # pragma: no cover - the two layouts are one
+        raise AssertionError("audit entry layouts differ")
+    return dtype
+
+
+def append_columns(tables: Tables, changes: Columns, at: int, origin: int) -> int:
+    """:func:`append` of *changes* given as arrays: the same entries and index."""
+    import numpy as np
+
+    first = tables.audit.last() + 1
+    n = len(changes.keys)
+    if not n:
+        return first
+    table = np.zeros(n, _entry_dtype())
+    table["at"], table["origin"] = at, origin
+    table["line"], table["action"] = changes.lines, changes.actions
+    table["presence"] = changes.presence
+    keys = changes.keys.astype(">u8").view("S8")
+    table["key"], table["old"], table["new"] = keys, changes.old, changes.new
+    raw, size, key_raw = table.tobytes(), _ENTRY.size, keys.tobytes()
+    key_list = [key_raw[i : i + 8] for i in range(0, 8 * n, 8)]
+    # The chain, as append() links it: entry + the previous link; link = H(seq, value, origin).
+    prev, print_, sha = head(tables), fingerprint(tables.imports.get(origin)), hashlib.sha256
+    seq_raw = np.arange(first, first + n, dtype=">u8").tobytes()
+    values = []
+    for i in range(n):
+        value = raw[i * size : (i + 1) * size] + prev
+        values.append(value)
+        prev = sha(seq_raw[8 * i : 8 * i + 8] + value + print_).digest()
+    tables.audit.append_ordered(
+        first, key_list, values, np.argsort(changes.keys, kind="stable").tolist()
+    )
+    new_raw, has_new = changes.new.tobytes(), (changes.presence & 2).astype(bool).tolist()
+    news = [new_raw[12 * i : 12 * i + 12] if has_new[i] else None for i in range(n)]
+    change_log.record(tables, devices=list(zip(key_list, news, strict=True)))
     return first
 
 

@@ -240,6 +240,19 @@ class Store:
         with self.snapshot() as tables:
             return tables.tacs.get(tac)
 
+    def table_bytes(self) -> dict[str, int]:
+        """Bytes of the pages each table uses, by name (``devices``, ``tacs``, ``meta`` and
+        the registry tables): what a device costs where (issue 12's hot/registry split)."""
+        with self._reading(None) as txn:
+            named = {"devices": self.devices, "tacs": self.tacs, "meta": self.meta, **self.dbs}
+            page = int(self.env.stat()["psize"])
+            out = {}
+            for name, db in named.items():
+                st = txn.stat(db) if db else {}
+                pages = sum(st.get(k, 0) for k in ("branch_pages", "leaf_pages", "overflow_pages"))
+                out[name] = int(pages) * page
+            return out
+
     def used_bytes(self) -> int:
         """Bytes of the pages the store's tables use (the file also holds free pages)."""
         with self._reading(None) as txn:

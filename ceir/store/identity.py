@@ -21,6 +21,7 @@ import os
 import secrets
 import unicodedata
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
 from ceir.errors import ConfigError
@@ -78,6 +79,17 @@ class Tokenizer:
     def text(self, kind: IdKind, value: str) -> str:
         """The token as it is shown: ``tok_`` + 32 hex digits."""
         return "tok_" + self.token(kind, value).hex()
+
+    def texts(self, kind: IdKind, values: Sequence[str]) -> list[str]:
+        """:meth:`text` of many values (the bulk import), without the cache."""
+        key, prefix, out = self._key, f"{kind.value}\x00", []
+        for value in values:
+            # Digits and "+" are their own normal form (the common case: skip NFKC).
+            plain = value.replace("+", "")
+            plain = value if value.isascii() and plain.isdigit() else normalise(value)
+            digest = hmac.digest(key, (prefix + plain).encode(), "sha256")
+            out.append("tok_" + digest[:TOKEN_BYTES].hex())
+        return out
 
 
 def key_path(store: Store) -> Path:

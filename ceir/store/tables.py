@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,11 @@ class _View:
     def count(self) -> int:
         return 0 if self._db is None else int(self._txn.stat(self._db)["entries"])
 
+    def put_sorted(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        """Put (raw key, value) pairs already sorted by key (the bulk import)."""
+        if pairs:
+            self._txn.cursor(self._db).putmulti(pairs)
+
 
 class Devices(_View):
     """``devices``: body key -> packed record."""
@@ -137,6 +142,11 @@ class Devices(_View):
     def packed_items(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, packed record) of every device, in key order."""
         return self._items()
+
+    def present(self, keys: Sequence[bytes]) -> list[bytes]:
+        """Which of *keys* (sorted) have a record: one ``getmulti``."""
+        found = self._txn.cursor(self._db).getmulti(keys)
+        return [bytes(k) for k, _v in found]
 
     def put(self, items: Mapping[bytes, bytes | None]) -> None:
         """Packed records by key (None: delete the device)."""
@@ -165,6 +175,12 @@ class Tacs(_View):
 
     def packed(self, key: bytes) -> bytes | None:
         return self._get(key)
+
+    def all_keys(self) -> list[bytes]:
+        """Every TAC (ASCII key), in order."""
+        if self._db is None:
+            return []
+        return [bytes(k) for k in self._txn.cursor(self._db).iternext(values=False)]
 
     def put(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
         """Packed entries (:meth:`TacInfo.pack`) by ASCII TAC key."""
@@ -318,6 +334,17 @@ class AuditLog:
     def get(self, seq: int) -> bytes | None:
         """The packed change numbered *seq*, or None."""
         return self._log._get(_U64.pack(seq))
+
+    def append_ordered(
+        self, first: int, keys: Sequence[bytes], values: Sequence[bytes], order: Sequence[int]
+    ) -> None:
+        """:meth:`append` of device keys and packed changes, *order* the positions of
+        *keys* sorted by key (stable): the bulk import's arrays, no sort in Python."""
+        seq_raw = b"".join(_U64.pack(n) for n in range(first, first + len(keys)))
+        seqs = [seq_raw[i : i + 8] for i in range(0, len(seq_raw), 8)]
+        self._txn.cursor(self._log._db).putmulti(zip(seqs, values, strict=True), append=True)
+        index = [(keys[i], seqs[i]) for i in order]
+        self._txn.cursor(self._index).putmulti(index, dupdata=True)
 
     def of_device(self, key: bytes) -> Iterator[tuple[int, bytes]]:
         """(sequence number, packed change) of every change to device *key*, oldest first."""

@@ -11,6 +11,7 @@ import pytest
 from ceir.errors import FeedFormatError, FeedRefusedError
 from ceir.feeds import Kind
 from ceir.feeds.base import Options
+from ceir.feeds.bulk import Bulk
 from ceir.feeds.importer import _Import, import_file
 from ceir.imei import parse
 from ceir.store import REGISTRY_DBS, Store, TacInfo, audit, open_store
@@ -117,23 +118,27 @@ def test_batches_are_one_transaction_each_and_record_progress(store: Store, run:
 
 
 def _crashing(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
-    original = _Import._write_batch
+    """The *after*-th batch write (row by row or bulk) dies before it commits."""
     calls = {"n": 0}
+    for cls in (_Import, Bulk):
+        original = cls._write_batch
 
-    def crash(self: _Import, *args: Any) -> Any:
-        if calls["n"] == after:
-            raise KeyboardInterrupt("simulated crash")
-        calls["n"] += 1
-        return original(self, *args)
+        def crash(self: Any, *args: Any, original: Any = original) -> Any:
+            if calls["n"] == after:
+                raise KeyboardInterrupt("simulated crash")
+            calls["n"] += 1
+            return original(self, *args)
 
-    monkeypatch.setattr(_Import, "_write_batch", crash)
+        monkeypatch.setattr(cls, "_write_batch", crash)
 
 
+@pytest.mark.parametrize("bulk", [True, False])
 @pytest.mark.parametrize("after", [0, 1, 2, 3])
 def test_interrupted_import_resumes_to_the_state_of_one_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: int, bulk: bool
 ) -> None:
-    """Interrupted after any batch and run again: the store equals one uninterrupted run."""
+    """Interrupted after any batch (bulk or row-by-row path) and run again by the other
+    path: the store equals one uninterrupted run."""
     text = csv_text(
         HEADER,
         *rows(9),
@@ -150,14 +155,21 @@ def test_interrupted_import_resumes_to_the_state_of_one_run(
 
     options = Options(batch_rows=3, max_bad_ratio=0.5)
     with fresh("clean") as clean:
-        expected = import_file(clean, Kind.MANUFACTURER, path, actor=ACTOR, options=options)
+        expected = import_file(
+            clean, Kind.MANUFACTURER, path, actor=ACTOR, options=options, bulk=bulk
+        )
         want = dump(clean)
     with fresh("crashed") as crashed:
         with monkeypatch.context() as m:
             _crashing(m, after)
             with pytest.raises(KeyboardInterrupt):
-                import_file(crashed, Kind.MANUFACTURER, path, actor=ACTOR, options=options)
-        got = import_file(crashed, Kind.MANUFACTURER, path, actor=ACTOR, options=options)
+                import_file(
+                    crashed, Kind.MANUFACTURER, path, actor=ACTOR, options=options, bulk=bulk
+                )
+        # Resumed by the other path: the two paths agree on where a batch ends.
+        got = import_file(
+            crashed, Kind.MANUFACTURER, path, actor=ACTOR, options=options, bulk=not bulk
+        )
         assert _without_time(dump(crashed)) == _without_time(want)
         assert (got.added, got.rejected, got.rows) == (expected.added, expected.rejected, 11)
 

@@ -1,0 +1,135 @@
+"""Which rows of a plain chunk the row-by-row parser would accept, proven with numpy.
+
+A row is *proven* when every check of its kind's ``parse`` is shown to pass by array
+operations: the IMEI is 15 digits with a valid check digit (and, for manufacturers, its
+TAC is known), the text fields need no trimming, the date is one the parser accepted on
+a representative row (each distinct date is parsed once, by ``feed.parse`` itself, and
+that row's key and details are compared with the ones computed here). Every other row
+is parsed row by row, so its reject, fix and message are the row-by-row parser's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ceir.errors import FeedRowError
+from ceir.feeds import Kind
+from ceir.feeds._plain import Chunk, Fields, NotPlainError, imei_keys, split
+from ceir.feeds.base import Context, Feed
+from ceir.store.identity import IdKind
+from ceir.store.tables import SEP
+
+__all__ = ["Proof", "prove"]
+
+_TO_SEP = bytes.maketrans(b",", SEP.encode())
+_DIGIT_LO, _DIGIT_HI, _PLUS = 48, 57, 43
+
+
+@dataclass
+class Proof:
+    """The proven rows of a chunk and what each becomes."""
+
+    rows: npt.NDArray[np.int64]
+    """Chunk rows, ascending."""
+    keys: npt.NDArray[np.uint64]
+    packed: npt.NDArray[np.bytes_]
+    """Each row's new record, packed ('S12')."""
+    chunk: Chunk
+    fields: Fields
+    """Fields of the proven rows only."""
+    feed: Feed
+    ctx: Context
+
+    def details(self, select: npt.NDArray[np.int64]) -> list[bytes]:
+        """The ``details`` values of proven rows ``rows[select]``."""
+        return _details(self.feed.kind, self.chunk, self.fields, select, self.ctx)
+
+
+def _details(
+    kind: Kind, chunk: Chunk, f: Fields, select: npt.NDArray[np.int64], ctx: Context
+) -> list[bytes]:
+    buf = chunk.buf
+    if kind is Kind.MANUFACTURER:
+        if not len(select):
+            return []
+        first, last = f.starts[select, 1], f.stops[select, 5]
+        low = int(first.min())
+        tbuf = buf[low : int(last.max())].translate(_TO_SEP)
+        starts, stops = (first - low).tolist(), (last - low).tolist()
+        return [tbuf[a:b] for a, b in zip(starts, stops, strict=True)]
+    s, e = f.starts[select], f.stops[select]
+    imsi = [buf[a:b].decode() for a, b in zip(s[:, 1].tolist(), e[:, 1].tolist(), strict=True)]
+    msisdn = [buf[a:b].decode() for a, b in zip(s[:, 2].tolist(), e[:, 2].tolist(), strict=True)]
+    seen = [buf[a:b].decode() for a, b in zip(s[:, 3].tolist(), e[:, 3].tolist(), strict=True)]
+    imsi_t = ctx.tokenizer.texts(IdKind.IMSI, imsi)
+    msisdn_t = ctx.tokenizer.texts(IdKind.MSISDN, msisdn)
+    return [f"{a}{SEP}{b}{SEP}{c}".encode() for a, b, c in zip(imsi_t, msisdn_t, seen, strict=True)]
+
+
+def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] | None) -> Proof:
+    """The rows of *chunk* proven to parse (*tacs*: the known TACs, sorted, or None when
+    unknown TACs are allowed)."""
+    width = len(feed.fields)
+    f = split(chunk, width)
+    arr = chunk.arr
+    valid, keys = imei_keys(f.fixed(arr, 0, 15))
+    ok = valid & (f.lengths(0) == 15)
+    if feed.kind is Kind.MANUFACTURER:
+        if tacs is not None:
+            tac = keys // np.uint64(1_000_000)
+            at = np.minimum(np.searchsorted(tacs, tac), max(len(tacs) - 1, 0))
+            ok &= tacs[at] == tac if len(tacs) else False
+        for j in range(1, 5):
+            ok &= f.plain_text(arr, j)
+    else:
+        digit = (arr >= _DIGIT_LO) & (arr <= _DIGIT_HI)
+        other = np.concatenate(([0], np.cumsum(~digit, dtype=np.int32)))
+        ok &= (f.lengths(1) > 0) & (f.count(other, 1) == 0)
+        not_msisdn = np.concatenate(([0], np.cumsum(~(digit | (arr == _PLUS)), dtype=np.int32)))
+        ok &= (f.lengths(2) > 0) & (f.count(not_msisdn, 2) == 0)
+    date = width - 1
+    ok &= f.lengths(date) == 10
+    packed = np.zeros(len(f.rows), "S12")
+    picked = np.flatnonzero(ok)
+    if picked.size:
+        days = f.fixed(arr, date, 10)[picked].copy().view("S10").ravel()
+        uniq, first, inverse = np.unique(days, return_index=True, return_inverse=True)
+        good = np.zeros(len(uniq), bool)
+        records = np.zeros(len(uniq), "S12")
+        for u in range(len(uniq)):
+            record = _representative(chunk, f, int(picked[first[u]]), feed, ctx, keys)
+            if record is not None:
+                good[u], records[u] = True, record
+        ok[picked] = good[inverse.ravel()]
+        packed[picked] = records[inverse.ravel()]
+    sel = np.flatnonzero(ok)
+    sub = Fields(f.rows[sel], f.starts[sel], f.stops[sel])
+    return Proof(f.rows[sel], keys[sel], packed[sel], chunk, sub, feed, ctx)
+
+
+def _representative(
+    chunk: Chunk, f: Fields, i: int, feed: Feed, ctx: Context, keys: npt.NDArray[np.uint64]
+) -> bytes | None:
+    """The packed record row *i* (of *f*) parses to with the kind's own parser, or None
+    when it is rejected; a key or details differing from the arrays' is a bug that sends
+    the file to the row-by-row path."""
+    _line, values = chunk.values(int(f.rows[i]), len(feed.fields))
+    if isinstance(values, FeedRowError):  # pragma: no cover - split() checked the width
+        raise NotPlainError
+    trimmed, fixed = ctx.trimmed, ctx.fixed
+    try:
+        cand = feed.parse(values, ctx)
+    except FeedRowError:
+        return None
+    finally:
+        ctx.trimmed, ctx.fixed = trimmed, fixed
+    one = Fields(f.rows[i : i + 1], f.starts[i : i + 1], f.stops[i : i + 1])
+    details = _details(feed.kind, chunk, one, np.zeros(1, np.int64), ctx)[0]
+    if cand.key != int(keys[i]).to_bytes(8, "big") or cand.details != details:
+        raise NotPlainError
+    record: Any = cand.packed or cand.record.pack()
+    return bytes(record)
