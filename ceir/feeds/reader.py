@@ -91,10 +91,19 @@ class FeedReader:
 
     def bulk(self, wanted: bool | None) -> bool:
         """Whether the bulk path (:mod:`ceir.feeds.bulk`) reads this file: a CSV file of a
-        bulk kind, when *wanted*, or when None and the file has :data:`BULK_BYTES`."""
+        bulk kind, when *wanted*, or when None and the file has :data:`BULK_BYTES` with at
+        least a line per KiB in them."""
         if self.feed.kind not in BULK_KINDS or self.format is not Format.CSV or wanted is False:
             return False
-        return bool(wanted) or self.path.stat().st_size >= BULK_BYTES
+        if wanted:
+            return True
+        try:
+            with self.path.open("rb") as f:
+                head = f.read(BULK_BYTES)
+        except OSError:
+            return False  # the row-by-row reader says what is wrong
+        # Big, and made of rows of a usual length (not one line of a million fields).
+        return len(head) == BULK_BYTES and head.count(b"\n") >= BULK_BYTES // 1024
 
     def warn(self, message: str) -> None:
         """Note a warning once (the file is read more than once)."""
