@@ -1,4 +1,5 @@
-"""One decision, several doors: CheckIMEI (gRPC) and S13 (Diameter) give the same status.
+"""One decision, three doors: CheckIMEI (gRPC), N5g-eir (HTTP/2) and S13 (Diameter) give
+the same status.
 
 Thousands of generated devices in every state a register holds — registered by each
 channel, grandfathered, temporary (running and expired), exempt, lost/stolen (over each
@@ -6,7 +7,9 @@ kind of registration), unknown, and invalid texts (letters, short, bad check dig
 bodies) — are asked about through every face of one running server, in each regime
 (``--unknown-status``), and every face must give the status CheckIMEI gives. The S13
 face is asked the way MMEs ask (the 14-digit body, sometimes 15 digits with the check
-digit); CheckIMEI with the 15-digit IMEI.
+digit), N5g-eir the way AMFs ask (``imei-<15>``, sometimes ``imeisv-<16>``, with a
+``supi``); CheckIMEI with the 15-digit IMEI. An invalid IMEI is BLACKLISTED on gRPC and
+S13, and a 400 ProblemDetails on N5g-eir (TS 29.511 has no status for it).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import random
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ceir.config import UnknownStatus
 from ceir.imei import body_key, check_digit
+from ceir.network.n5g_eir import N5gEirFace
 from ceir.record import Reason, Record, Source, Status
 from ceir.store import open_store
 from ceir.v1 import eir_pb2
@@ -96,9 +101,10 @@ def _population(seed: int, now: int) -> tuple[list[tuple[bytes, Record]], list[t
 
 
 @pytest.mark.parametrize("regime", list(UnknownStatus))
-def test_checkimei_and_s13_give_the_same_status(tmp_path: Path, regime: UnknownStatus) -> None:
-    """For every generated device CheckIMEI's status and S13's Equipment-Status agree (the
-    3GPP number is the status minus one), in every regime; S13 answers 2001 throughout."""
+def test_checkimei_n5g_and_s13_give_the_same_status(tmp_path: Path, regime: UnknownStatus) -> None:
+    """For every generated device CheckIMEI's status, N5g-eir's status and S13's
+    Equipment-Status agree (the 3GPP number is the status minus one), in every regime; S13
+    answers 2001 throughout, N5g-eir 200 for every valid IMEI and 400 for invalid ones."""
     now = int(time.time())
     stored, asked = _population(list(UnknownStatus).index(regime), now)
     path = tmp_path / "store"
@@ -135,6 +141,23 @@ def test_checkimei_and_s13_give_the_same_status(tmp_path: Path, regime: UnknownS
             return answers
 
         answers = asyncio.run(asyncio.wait_for(ask_s13(), 60))
+        n5g = next(f for f in running.server.faces if isinstance(f, N5gEirFace))
+        n5g_status: list[int | None] = []
+        with httpx.Client(http1=False, http2=True, timeout=10) as http:
+            for i, (_kind, text) in enumerate(asked):
+                valid = len(text) == 14 and text.isdigit()
+                pei = f"imei-{text}{check_digit(text)}" if valid else f"imei-{text}"
+                if valid and i % 3 == 0:
+                    pei = f"imeisv-{text}{i % 100:02d}"  # some AMFs send the IMEISV
+                reply = http.get(
+                    f"{n5g.url}/n5g-eir-eic/v1/equipment-status",
+                    params={"pei": pei, "supi": f"imsi-51010{i:010d}"},
+                )
+                if reply.status_code == 200:
+                    n5g_status.append(Status[reply.json()["status"]].gpp_value)
+                else:
+                    assert reply.status_code == 400, reply.text  # an invalid PEI
+                    n5g_status.append(None)
     kinds_seen = {kind for kind, _ in asked}
     assert len(kinds_seen) == 11
     mismatches = [
@@ -143,6 +166,12 @@ def test_checkimei_and_s13_give_the_same_status(tmp_path: Path, regime: UnknownS
         if a.result_code != 2001 or a.equipment_status != g
     ]
     assert mismatches == []
+    n5g_mismatches = [
+        (kind, text, g, n)
+        for (kind, text), g, n in zip(asked, grpc_status, n5g_status, strict=True)
+        if n != (None if kind == "invalid" else g)
+    ]
+    assert n5g_mismatches == []
     by_kind = {kind: g for (kind, _), g in zip(asked, grpc_status, strict=True)}
     assert by_kind["manufacturer"] == 0
     assert by_kind["stolen"] == by_kind["expired"] == by_kind["invalid"] == 1
