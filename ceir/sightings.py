@@ -4,12 +4,15 @@ CheckIMEI's ``imsi``, N5g-eir's ``supi`` (``imsi-…``) and S13's ``User-Name`` 
 of an attach. A face that learns one calls an :data:`Observer` with
 
 - the device's 8-byte store key (:func:`ceir.imei.body_key` of its 14-digit body),
-- the IMSI as a 16-byte identity token (:meth:`ceir.identity.Tokenizer.token` with
+- the IMSI as a 16-byte identity token (:meth:`ceir.store.identity.Tokenizer.token` with
   ``IdKind.IMSI``): never the IMSI itself,
 - the operator id (MCC-MNC) of the principal that asked; empty without security.
 
-Nothing consumes sightings yet: clone detection (one IMEI on many SIMs at once) is a
-later issue. The seam is here so that it needs no change to the faces.
+The N5g-eir face (:mod:`ceir.network.n5g_eir`) and the S13 face (:mod:`ceir.network.s13`)
+call it; gRPC CheckIMEI does not yet (its ``imsi`` is still read and dropped: the batch
+and stream paths answer in bulk without a message per IMEI). Nothing consumes sightings
+yet: clone detection (one IMEI on many SIMs at once) is a later issue, and it plugs an
+observer in here (``ceir.server.app.create_faces`` passes :func:`ignore` today).
 """
 
 from __future__ import annotations
