@@ -131,7 +131,7 @@ def lookups(db: Path, indexes: range, args: argparse.Namespace) -> dict[str, dic
     work = bench_core.Workload(keys, args.batch)
     with open_store(db, readonly=True) as store:
         rows = [bench_core.row_floor(store, work)]
-    server = bench_core.ServerProcess(db)
+    server = bench_core.ServerProcess(db, workers=1)
     try:
         grpc_args = argparse.Namespace(
             unary_concurrency=16, batch_concurrency=args.concurrency, seconds=args.seconds
@@ -141,7 +141,7 @@ def lookups(db: Path, indexes: range, args: argparse.Namespace) -> dict[str, dic
         server.stop()
     names = ("floor", "batch", "packed")
     return {
-        name: {"imeis_per_s": r.imeis_per_s, "cpu_us": r.cpu_us}
+        name: {"imeis_per_s": r.imeis_per_s, "cpu_us": r.cpu_us or float("nan")}
         for name, r in zip(names, rows, strict=True)
     }
 
@@ -194,6 +194,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         stage.lookups = lookups(db, range(base, base + done), args)
         result["stages"].append(asdict(stage))
+        args.out.write_text(json.dumps(result, indent=2) + "\n")  # so far, should it stop
+        print(f"  {devices:,} devices: {stage.lookups}", file=sys.stderr)
     rows, seconds = last_csv
     result["csv_rows_per_s"] = rows / seconds
     last = result["imports"][-1]
