@@ -45,7 +45,8 @@ __all__ = ["Bulk", "NotPlainError"]
 
 U64 = npt.NDArray[np.uint64]
 _ADDED, _CHANGED, _UNCHANGED, _CONFLICT = 0, 1, 2, 3
-_CHECK_ROWS = 1_000_000
+_CHECK_ROWS = 250_000
+"""Rows per chunk of the check pass (its arrays take about 200 MB)."""
 _BUCKET = 8_000_000
 """Keys sorted at once by the duplicate check (64 MB)."""
 
@@ -209,8 +210,13 @@ class Bulk:
             found.trimmed, found.fixed = ctx.trimmed, ctx.fixed
         keys = _concat(parts)
         self.dups = Dups(repeated(keys))
-        dup, _ = self.dups.mark(keys)
-        dup_at = np.flatnonzero(dup)
+        marker = Dups(self.dups.values)
+        dup_parts: list[npt.NDArray[np.int64]] = []
+        for at in range(0, len(keys), _BUCKET):  # in slices: bounded temporaries
+            dup, idx = marker.mark(keys[at : at + _BUCKET])
+            marker.seen[idx] = True
+            dup_parts.append(np.flatnonzero(dup) + at)
+        dup_at = np.concatenate(dup_parts) if dup_parts else np.empty(0, np.int64)
         del keys
         found.rejected[RejectReason.DUPLICATE.value] += len(dup_at)
         found.malformed += len(dup_at)
