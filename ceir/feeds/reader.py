@@ -60,7 +60,9 @@ def detect_format(path: Path, kind: Kind, name: str | None = None) -> Format:
         return Format.JSONL
     try:
         with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
-            head = [f.readline().strip() for _ in range(2)]
+            # Non-blank lines: a CR CR LF file reads as a line, then an empty one.
+            head = [t for t in (f.readline(MAX_LINE).strip() for _ in range(4)) if t][:2]
+            head += [""] * (2 - len(head))
     except OSError as exc:
         raise FeedFormatError(f"cannot read {path}: {exc.strerror}") from exc
     first = head[0]
@@ -151,7 +153,8 @@ class FeedReader:
 
     def _csv(self, f: io.TextIOBase) -> Iterator[Row]:
         delimiter = "|" if self.format is Format.GSMA else ","
-        reader = csv.reader(_bounded(f), delimiter=delimiter)
+        lines = _Lines(f)
+        reader = csv.reader(lines, delimiter=delimiter)
         fields = self.feed.fields
         if self.format is Format.OSMOCOM:
             next(reader, None)  # the licence banner
@@ -163,20 +166,24 @@ class FeedReader:
         else:
             header = next(reader, None)
             if header is None:
-                return
+                raise FeedFormatError(
+                    f"{self.shown} is empty: no header (a {self.feed.kind.value} feed starts "
+                    f"with the header {','.join(self.feed.fields)})"
+                )
             width = len(header)
             if self.format is Format.GSMA and header[0].strip().lower() != "tac":
                 index = [0, 1, 2, 3]  # no header: tac|brand|model|device_type
                 width = -1
-                yield from self._csv_row(reader.line_num, header, index, width)
+                yield from self._csv_row(lines.current, header, index, width)
             else:
                 names = _GSMA_NAMES if self.format is Format.GSMA else {}
                 index = self._columns(header, names)
         plain = index == list(range(len(fields))) and width == len(fields)
-        previous = reader.line_num
-        for row in reader:
-            line = previous + 1
-            previous = reader.line_num
+        while True:
+            line = lines.following  # where the next row starts (it may span lines)
+            row = next(reader, None)
+            if row is None:
+                return
             if not row:
                 continue  # a blank line
             if row[0] == _TOO_LONG[:-1]:
@@ -206,7 +213,9 @@ class FeedReader:
         fields = self.feed.fields
         known = set(fields)
         unknown: set[str] = set()
-        for line, text in enumerate(_bounded(f), 1):
+        lines = _Lines(f)
+        for text in lines:
+            line = lines.current
             if not text.strip():
                 continue
             if text is _TOO_LONG:
@@ -240,6 +249,11 @@ class FeedReader:
                 yield line, [_json_text(obj.get(name), name) for name in fields]
             except FeedRowError as exc:
                 yield line, exc
+        if lines.current == 0:
+            raise FeedFormatError(
+                f"{self.shown} is empty: no header, no rows (a JSON Lines feed holds one "
+                "object per line)"
+            )
 
 
 def _bounded(f: io.TextIOBase) -> Iterator[str]:
@@ -257,6 +271,33 @@ def _bounded(f: io.TextIOBase) -> Iterator[str]:
             yield _TOO_LONG
             continue
         yield line
+
+
+class _Lines:
+    """The lines of *f* (from :func:`_bounded`, so universal newlines), numbered as an
+    editor shows them: a line ends at LF, CRLF, or a lone CR that no CR or LF follows. So a
+    CR CR LF file (a CRLF file converted to CRLF once more) has the line numbers of its
+    LF original, not 2N - 1 (the lone CR before CRLF is not a line of its own)."""
+
+    def __init__(self, f: io.TextIOBase) -> None:
+        self._f = f
+        self.current = 0
+        """The editor line on which the item last yielded starts (0: none yet)."""
+        self.following = 1
+        """The editor line on which the next item starts."""
+
+    def __iter__(self) -> Iterator[str]:
+        items = _bounded(self._f)
+        item = next(items, None)
+        while item is not None:
+            after = next(items, None)
+            ends = item.endswith("\n") or (
+                item.endswith("\r") and not (after or "").startswith(("\r", "\n"))
+            )
+            self.current = self.following
+            self.following += ends
+            yield item
+            item = after
 
 
 def _too_long() -> FeedRowError:

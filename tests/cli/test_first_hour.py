@@ -299,6 +299,65 @@ def test_a_damaged_store_is_refused_before_it_is_mapped(
     assert "truncated" in line or "not an LMDB file" in line
 
 
+# -- feeds: empty files, line endings ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["empty.csv", "empty.jsonl"])
+def test_an_empty_feed_is_an_error(tmp_path: Path, name: str) -> None:
+    """A 0-byte feed file is "no header" (exit 7), not "imported 0 rows"."""
+    db = new_store(tmp_path)
+    empty = tmp_path / name
+    empty.write_bytes(b"")
+    ran = ceir("import", "manufacturer", empty, "--db", db)
+    one_line(ran, 7, f"{empty.name} is empty", "no header")
+
+
+def _manufacturer_rows() -> tuple[list[str], dict[int, str], str]:
+    """Lines of a manufacturer feed, {line number: IMEI} of its bad rows, and a good IMEI."""
+    header = "imei,brand,model,tpp_number,maker_id,produced_at"
+    good = [luhn(f"352099{i:08d}") for i in range(1, 7)]
+    lines = [header]
+    bad: dict[int, str] = {}
+    for i, imei in enumerate(good):
+        lines.append(f"{imei},Nusantara,N1,TPP-1,M1,2024-01-0{i + 1}")
+        if i in (1, 4):
+            wrong = imei[:-1] + str((int(imei[-1]) + 1) % 10)
+            lines.append(f"{wrong},Nusantara,N1,TPP-1,M1,2024-01-01")
+            bad[len(lines)] = wrong
+    return lines, bad, good[5]
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r\r\n"], ids=["LF", "CRLF", "CRCRLF"])
+def test_line_numbers_are_the_lines_an_editor_shows(tmp_path: Path, ending: str) -> None:
+    """Reject reports and audit entries give the LF-counted line, whatever the endings."""
+    db = new_store(tmp_path)
+    lines, bad, last_good = _manufacturer_rows()
+    feed = tmp_path / "m.csv"
+    feed.write_bytes(ending.join(lines).encode() + ending.encode())
+    report = tmp_path / "m.rejects.csv"
+    ran = ceir(
+        "import",
+        "manufacturer",
+        feed,
+        "--db",
+        db,
+        "--rejects",
+        report,
+        "-q",
+        "--max-bad-ratio",
+        "1",
+    )
+    assert ran.code == 0, ran.stderr
+    rejects = report.read_text().splitlines()[1:]
+    found = {int(row.split(",")[1]): row for row in rejects}
+    assert sorted(found) == sorted(bad)
+    for line, imei in bad.items():
+        assert imei in found[line]
+    history = ceir("audit", last_good, "--db", db)
+    assert history.code == 0, history.stderr
+    assert f"m.csv line {len(lines)})" in history.stdout, history.stdout
+
+
 # -- writing commands refuse a missing store -------------------------------------------------
 
 
@@ -323,7 +382,207 @@ def test_the_default_store_is_created_without_create(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "ceir" / "data.mdb").exists()
 
 
+# -- ceir serve: a busy port, SIGHUP ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_busy_port_fails_before_touching_the_store(tmp_path: Path, workers: str) -> None:
+    """A taken port: "cannot listen on ...", exit 6, and no store or demo data was made."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = tmp_path / "fresh"
+        ran = ceir("serve", "--db", db, "--port", str(port), "--workers", workers)
+    one_line(ran, 6, f"cannot listen on 127.0.0.1:{port}")
+    assert not db.exists()
+
+
+def _token(tokens: Path, name: str) -> str:
+    ran = ceir("token", "add", name, "--role", "consumer", "--tokens", tokens)
+    assert ran.code == 0, ran.stderr
+    return ran.stdout.strip()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_reloads_the_token_file_in_every_worker(
+    tmp_path: Path, serve: list[Serve], workers: int
+) -> None:
+    """After `ceir token revoke` and SIGHUP, every worker refuses the revoked token (exit 9)
+    and still serves the others; each worker logs the reload; the server keeps running."""
+    tokens = tmp_path / "tokens.json"
+    revoked, kept = _token(tokens, "old"), _token(tokens, "new")
+    server = Serve("--db", tmp_path / "db", "--tokens", tokens, "--workers", str(workers))
+    serve.append(server)
+    imei = ("352099001761481", "--server", server.address)
+    assert ceir("check", *imei, "--token", revoked).code == 0
+    assert ceir("token", "revoke", "old", "--tokens", tokens).code == 0
+    server.process.send_signal(signal.SIGHUP)
+    for _ in range(workers):
+        server.wait_for(r"reloaded bearer tokens from .*tokens\.json: 1 token")
+    for _ in range(2 * workers):  # each `ceir check` is a new connection: any worker
+        ran = ceir("check", *imei, "--token", revoked)
+        one_line(ran, 9, "UNAUTHENTICATED")
+    assert ceir("check", *imei, "--token", kept).code == 0
+    assert server.process.poll() is None
+
+
+def test_sighup_keeps_the_old_tokens_when_the_file_is_broken(
+    tmp_path: Path, serve: list[Serve]
+) -> None:
+    """A token file broken between start and SIGHUP: the reload is refused and logged, the
+    server keeps its tokens and keeps serving."""
+    tokens = tmp_path / "tokens.json"
+    secret = _token(tokens, "portal")
+    server = Serve("--db", tmp_path / "db", "--tokens", tokens, "--workers", "1")
+    serve.append(server)
+    tokens.write_text("{not json")
+    server.process.send_signal(signal.SIGHUP)
+    server.wait_for(r"WARNING .*cannot reload bearer tokens")
+    ran = ceir("check", "352099001761481", "--server", server.address, "--token", secret)
+    assert ran.code == 0, ran.stderr
+    assert server.process.poll() is None
+
+
+# -- ceir check: credentials, rate limits, addresses, timeouts -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, Path]]:
+    """A mutual-TLS server and its development PKI."""
+    tmp = tmp_path_factory.mktemp("mtls")
+    pki = tmp / "pki"
+    assert ceir("certs", pki).code == 0
+    server = Serve(
+        "--db",
+        tmp / "db",
+        "--workers",
+        "1",
+        "--tls-cert",
+        pki / "server.pem",
+        "--tls-key",
+        pki / "server.key",
+        "--client-ca",
+        pki / "ca.pem",
+    )
+    try:
+        yield server, pki
+    finally:
+        server.stop()
+
+
+def test_check_in_clear_against_tls_exits_9_with_a_hint(mtls: tuple[Serve, Path]) -> None:
+    """Clear text against a TLS server: exit 9, "speaks TLS? give --ca" (not "is it running?")."""
+    server, _pki = mtls
+    ran = ceir("check", "352099001761481", "--server", f"localhost:{server.port}")
+    line = one_line(ran, 9, "TLS", "--ca")
+    assert "running" not in line
+
+
+def test_check_without_client_certificate_exits_9_with_a_hint(mtls: tuple[Serve, Path]) -> None:
+    """TLS without a client certificate against mutual TLS: exit 9, "give --cert and --key"."""
+    server, pki = mtls
+    address = f"localhost:{server.port}"
+    ran = ceir("check", "352099001761481", "--server", address, "--ca", pki / "ca.pem")
+    line = one_line(ran, 9, "--cert and --key")
+    assert "running" not in line
+    ok = ceir(
+        "check",
+        "352099001761481",
+        "--server",
+        address,
+        "--ca",
+        pki / "ca.pem",
+        "--cert",
+        pki / "portal.pem",
+        "--key",
+        pki / "portal.key",
+    )
+    assert ok.code == 0, ok.stderr
+
+
+@pytest.mark.parametrize(("given", "missing"), [("--cert", "--key"), ("--key", "--cert")])
+def test_check_cert_without_key_is_a_usage_error(
+    mtls: tuple[Serve, Path], given: str, missing: str
+) -> None:
+    """--cert without --key (or the reverse): usage error, exit 2 — not a C-core abort (134)."""
+    server, pki = mtls
+    path = pki / ("portal.pem" if given == "--cert" else "portal.key")
+    address = f"localhost:{server.port}"
+    ran = ceir("check", "352099001761481", "--server", address, "--ca", pki / "ca.pem", given, path)
+    usage_error(ran, given, missing)
+
+
+def test_a_rate_limited_check_says_so_with_retry_after(tmp_path: Path, serve: list[Serve]) -> None:
+    """Past the consumer rate: "rate-limited ... retry after N s", exit 4, not "is it running?"."""
+    server = Serve(
+        "--db",
+        tmp_path / "db",
+        "--workers",
+        "1",
+        "--consumer-rate",
+        "0.01",
+        "--consumer-burst",
+        "1",
+    )
+    serve.append(server)
+    imei = ("352099001761481", "--server", server.address)
+    assert ceir("check", *imei).code == 0
+    ran = ceir("check", *imei)
+    line = one_line(ran, 4, "rate-limit", "retry after")
+    assert re.search(r"retry after \d+ s", line), line
+    assert "running" not in line
+
+
+def test_check_server_without_port_uses_50051() -> None:
+    """`--server HOST` means HOST:50051 (not gRPC's 443)."""
+    ran = ceir("check", "352099001761481", "--server", "127.0.0.9", "--timeout", "1")
+    one_line(ran, 4, "127.0.0.9:50051")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--server", "127.0.0.1:99999"), "99999"),
+        (("--server", "127.0.0.1:0"), "port"),
+        (("--server", "127.0.0.1:x"), "port"),
+        (("--timeout", "0"), "--timeout"),
+        (("--timeout", "-1"), "--timeout"),
+    ],
+    ids=["port-too-big", "port-0", "port-not-a-number", "timeout-0", "timeout-negative"],
+)
+def test_check_bad_address_or_timeout_is_a_usage_error(
+    args: tuple[str, ...], fragment: str
+) -> None:
+    """Out-of-range ports and non-positive timeouts: usage errors, exit 2."""
+    usage_error(ceir("check", "352099001761481", *args), fragment)
+
+
 # -- stage ids, help -------------------------------------------------------------------------
+
+
+def test_stage_ids_are_never_reused(tmp_path: Path, serve: list[Serve]) -> None:
+    """A rejected stage's id is not given to the next stage: `ceir approve 1` from shell
+    history cannot approve a different file."""
+    db = new_store(tmp_path)
+    server = Serve("--db", db, "--workers", "1", "--no-demo")
+    serve.append(server)
+    staged = []
+    for n in (1, 2):
+        feed = tmp_path / f"m{n}.csv"
+        rows = [luhn(f"3520990{n}{i:06d}") for i in range(3)]
+        feed.write_text(
+            "imei,brand,model,tpp_number,maker_id,produced_at\n"
+            + "".join(f"{imei},Nusantara,N1,TPP-1,M1,2024-01-01\n" for imei in rows)
+        )
+        ran = ceir("import", "manufacturer", feed, "--db", db, "--stage-above", "1")
+        assert ran.code == 8, ran.stderr
+        staged.append(int(re.search(r"as stage (\d+)", ran.stdout).group(1)))  # type: ignore[union-attr]
+        rejected = ceir("reject", str(staged[-1]), "--server", server.address)
+        assert rejected.code == 0, rejected.stderr
+    assert staged == [1, 2]
+    ran = ceir("approve", "1", "--server", server.address)
+    one_line(ran, 10, "no stage 1")
 
 
 @pytest.mark.parametrize("command", [("import",), ("purge",)])
@@ -334,3 +593,24 @@ def test_help_documents_create_and_exit_codes(command: tuple[str, ...]) -> None:
     assert "--create" in ran.stdout
     for code in range(11):
         assert re.search(rf"\b{code} ", ran.stdout), code
+
+
+# -- the README is true -------------------------------------------------------------------------
+
+
+def test_the_readme_client_snippet_runs_as_a_script(tmp_path: Path, serve: list[Serve]) -> None:
+    """The README's Python client snippet, saved as a file and run, answers as it says."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    snippet = next(b for b in blocks if "from ceir.client import Client" in b)
+    server = Serve("--db", tmp_path / "db", "--workers", "1")
+    serve.append(server)
+    script = tmp_path / "client.py"
+    script.write_text(snippet.replace("127.0.0.1:50051", server.address))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    expected = re.search(r"print\(.*\)\s+# (.*)", snippet)
+    assert expected is not None
+    assert done.stdout.strip() == expected.group(1).strip()
