@@ -111,6 +111,6 @@ def run() -> None:
     try:
         main()
     except OSError as exc:  # a path no command checked: still one line, never a traceback
-        where = f" {exc.filename}" if exc.filename else ""
-        click.echo(f"ceir: cannot use{where}: {exc.strerror or exc}", err=True)
+        where = f"cannot use {exc.filename}: " if exc.filename else ""
+        click.echo(f"ceir: {where}{exc.strerror or exc}", err=True)
         sys.exit(EXIT_CONFIG)

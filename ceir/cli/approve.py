@@ -15,22 +15,15 @@ from typing import Any, TypeVar
 
 import click
 
-from ceir.cli._client import auth_from, call_failed, client_options
+from ceir.cli._client import auth_from, call_failed, client_options, server_option
 from ceir.cli.app import CONTEXT, EPILOG, EXIT_NO_STAGE, main
-from ceir.config import DEFAULT_PORT
 from ceir.feeds import Kind  # enums only
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _server(fn: F) -> F:
-    return click.option(
-        "--server",
-        "address",
-        envvar="CEIR_SERVER",  # named after the flag, not the parameter
-        default=f"127.0.0.1:{DEFAULT_PORT}",
-        help="Address of the running ceir server.",
-    )(fn)
+    return server_option()(fn)
 
 
 def _call(address: str, auth: Any, method: str, request: Any) -> Any:
@@ -46,7 +39,7 @@ def _call(address: str, auth: Any, method: str, request: Any) -> Any:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 click.echo(f"ceir: {exc.details()}", err=True)
                 sys.exit(EXIT_NO_STAGE)
-            call_failed(exc, address)
+            call_failed(exc, address, auth)
 
 
 def _kind(stage: Any) -> str:

@@ -9,9 +9,8 @@ from typing import Any
 
 import click
 
-from ceir.cli._client import auth_from, call_failed, client_options
+from ceir.cli._client import auth_from, call_failed, client_options, server_option
 from ceir.cli.app import CONTEXT, EPILOG, EXIT_INVALID_IMEI, EXIT_OK, EXIT_REFUSED, main
-from ceir.config import DEFAULT_PORT
 from ceir.errors import InvalidImeiError
 
 
@@ -33,14 +32,7 @@ def _check_result(response: Any) -> dict[str, Any]:
 
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
 @click.argument("imei")
-@click.option(
-    "--server",
-    "address",
-    envvar="CEIR_SERVER",  # named after the flag, not the parameter
-    default=f"127.0.0.1:{DEFAULT_PORT}",
-    show_default=True,
-    help="Address of a running ceir server.",
-)
+@server_option("Address of a running ceir server.")
 @click.option(
     "--json",
     "as_json",
@@ -48,7 +40,13 @@ def _check_result(response: Any) -> dict[str, Any]:
     is_flag=True,
     help="Print the answer as one JSON object.",
 )
-@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait (more than 0).",
+)
 @client_options
 def check(
     imei: str,
@@ -88,7 +86,7 @@ def check(
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 click.echo(f"ceir: {imei!r} is not a valid IMEI: {exc.details()}", err=True)
                 sys.exit(EXIT_INVALID_IMEI)
-            call_failed(exc, address)
+            call_failed(exc, address, auth)
     if as_json:
         click.echo(json.dumps(_check_result(response), sort_keys=True))
     else:

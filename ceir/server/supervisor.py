@@ -69,11 +69,14 @@ def serve(settings: Settings) -> None:
     if count == 1:
         from ceir.server.app import serve as serve_here
 
+        # Ports first: a taken port fails before the store is made or demo data loaded.
+        _check_free(settings.host, settings.port, settings.address)
+        if settings.s13_address is not None:
+            _check_free(*settings.s13_address, f"--s13 {_address(*settings.s13_address)}")
         gc.freeze()  # what is loaded now lives for good: keep it out of collections
         serve_here(dataclasses.replace(settings, workers=1))
         return
     security = check_settings(settings)  # before the port is reserved
-    counts = _prepare_store(settings)
     s13 = settings.s13_address
     web = settings.web_address
     sbi = settings.sbi_address
@@ -84,6 +87,7 @@ def serve(settings: Settings) -> None:
         _reserve_face(web, "--web") as web_port,
         _reserve_face(sbi, "--sbi") as sbi_port,
     ):
+        counts = _prepare_store(settings)  # after the ports: a taken one leaves no store
         if s13 is not None:  # the workers bind the port the parent holds
             settings = dataclasses.replace(settings, s13=_address(s13[0], s13_port))
         if web is not None:
@@ -140,6 +144,20 @@ def _reserve_port(host: str, port: int, shown: str) -> Iterator[int]:
         yield int(sock.getsockname()[1])
     finally:
         sock.close()
+
+
+def _check_free(host: str, port: int, shown: str) -> None:
+    """Raise ConfigError now if *port* on *host* cannot be bound (0: any port, always)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As gRPC binds: a port in TIME_WAIT after a restart is free, a listening one not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {shown}: {exc.strerror}") from exc
 
 
 @contextlib.contextmanager

@@ -110,7 +110,7 @@ class Serve:
 
     def __init__(self, *args: str | Path) -> None:
         self.process = subprocess.Popen(
-            [str(CEIR), "serve", "--port", "0", *map(str, args)],
+            [str(CEIR), "serve", "--port", "0", "--s13", "off", *map(str, args)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -174,7 +174,7 @@ def serve() -> Iterator[list[Serve]]:
 
 def test_serve_on_an_impossible_store_path_exits_5(tmp_path: Path) -> None:
     """`ceir serve --db /proc/x`: the store directory cannot be made; one line, exit 5."""
-    ran = ceir("serve", "--db", IMPOSSIBLE, "--port", "0", "--workers", "1")
+    ran = ceir("serve", "--db", IMPOSSIBLE, "--port", "0", "--s13", "off", "--workers", "1")
     one_line(ran, 5, f"cannot create the store directory {IMPOSSIBLE}")
 
 
@@ -187,7 +187,7 @@ def test_import_on_an_impossible_store_path_exits_5(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        ("serve", "--port", "0", "--workers", "1"),
+        ("serve", "--port", "0", "--s13", "off", "--workers", "1"),
         ("import", "tac", "TAC"),
         ("import", "tac", "TAC", "--create"),
         ("audit", "352099001761481"),
@@ -265,8 +265,8 @@ def _zero_meta(db: Path) -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        ("serve", "--port", "0", "--workers", "1"),
-        ("serve", "--port", "0", "--workers", "2"),
+        ("serve", "--port", "0", "--s13", "off", "--workers", "1"),
+        ("serve", "--port", "0", "--s13", "off", "--workers", "2"),
         ("audit", "352099001761481"),
         ("import", "tac", "TAC"),
         ("purge",),
@@ -385,16 +385,24 @@ def test_the_default_store_is_created_without_create(tmp_path: Path) -> None:
 # -- ceir serve: a busy port, SIGHUP ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("face", ["grpc", "s13"])
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_serve_on_a_busy_port_fails_before_touching_the_store(tmp_path: Path, workers: str) -> None:
-    """A taken port: "cannot listen on ...", exit 6, and no store or demo data was made."""
+def test_serve_on_a_busy_port_fails_before_touching_the_store(
+    tmp_path: Path, workers: str, face: str
+) -> None:
+    """A taken port (gRPC or S13): "cannot listen on ...", exit 6, no store or demo data made."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         db = tmp_path / "fresh"
-        ran = ceir("serve", "--db", db, "--port", str(port), "--workers", workers)
-    one_line(ran, 6, f"cannot listen on 127.0.0.1:{port}")
+        ports = (
+            ("--port", str(port), "--s13", "off")
+            if face == "grpc"
+            else ("--port", "0", "--s13", f"127.0.0.1:{port}")
+        )
+        ran = ceir("serve", "--db", db, *ports, "--workers", workers)
+    one_line(ran, 6, "cannot listen on", f"127.0.0.1:{port}")
     assert not db.exists()
 
 
