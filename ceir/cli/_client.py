@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -83,6 +84,12 @@ class ClientAuth:
             certificate_chain=self.cert.read_bytes() if self.cert else None,
         )
         return grpc.secure_channel(address, credentials)
+
+
+def quiet_grpc() -> None:
+    """Keep gRPC's C core to errors on stderr (its INFO lines, such as one per failed TLS
+    handshake, would come before ceir's one line). Call before grpc is imported."""
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def client_options(fn: F) -> F:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ceir.cli._client import auth_from, call_failed, client_options, server_option
+from ceir.cli._client import auth_from, call_failed, client_options, quiet_grpc, server_option
 from ceir.cli.app import CONTEXT, EPILOG, EXIT_NO_STAGE, main
 from ceir.feeds import Kind  # enums only
 
@@ -27,6 +27,7 @@ def _server(fn: F) -> F:
 
 
 def _call(address: str, auth: Any, method: str, request: Any) -> Any:
+    quiet_grpc()
     import grpc
 
     from ceir.v1 import approval_pb2_grpc

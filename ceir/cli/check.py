@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ceir.cli._client import auth_from, call_failed, client_options, server_option
+from ceir.cli._client import auth_from, call_failed, client_options, quiet_grpc, server_option
 from ceir.cli.app import CONTEXT, EPILOG, EXIT_INVALID_IMEI, EXIT_OK, EXIT_REFUSED, main
 from ceir.errors import InvalidImeiError
 
@@ -63,6 +63,7 @@ def check(
     IMEI may be written with spaces or dashes (35-209900-176148-1). Exits 0 when the
     device may connect, 1 when it will be refused, 9 when the server wants credentials.
     """
+    quiet_grpc()
     import grpc
 
     from ceir.imei import parse_lenient

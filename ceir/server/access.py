@@ -29,6 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -36,7 +37,7 @@ from google.protobuf.message import DecodeError
 
 from ceir import logs, metrics, version_text
 from ceir.config import Settings, field_default
-from ceir.errors import CeirError, ForbiddenError
+from ceir.errors import CeirError, ConfigError, ForbiddenError
 from ceir.feeds import Kind
 from ceir.security.principals import (
     CURRENT,
@@ -111,6 +112,17 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._cert_cache: OrderedDict[bytes, Principal | None] = OrderedDict()
         # Gated handlers by (method, registered handler): built on a method's first call.
         self._gated: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def reload_tokens(self, path: Path) -> str:
+        """Read the bearer-token file again and use it from the next call on (SIGHUP).
+
+        A file that cannot be read raises ConfigError and the old tokens stay. A server
+        started without tokens stays without: reloading never changes who is secured."""
+        if self.tokens is None:
+            raise ConfigError("the server was started without a token file")
+        book = TokenBook.load(path)
+        self.tokens = book
+        return f"bearer tokens from {path}: {len(book)} token(s)"
 
     # -- who is calling ----------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from ceir.server.device_check import DeviceCheck
 from ceir.server.eir import EquipmentIdentityRegister, add_eir_to_server
 from ceir.server.faces import Face
 from ceir.server.registry import Registry
+from ceir.server.reload import Reloader
 from ceir.server.replication import Replication
 from ceir.sightings import ignore
 from ceir.store import Store, demo, open_store
@@ -123,6 +124,8 @@ class CeirServer:
     replica: bool = False
     """A read replica: NOT_SERVING until its store has been bootstrapped."""
     _watch: asyncio.Task[None] | None = None
+    reloader: Reloader = field(default_factory=Reloader)
+    """What SIGHUP re-reads (the bearer-token file, the TLS files): :mod:`ceir.server.reload`."""
 
     async def start(self) -> None:
         await self.grpc_server.start()
@@ -219,14 +222,29 @@ def create_server(
         ),
         server,
     )
-    port = security.bind(server, settings.host, settings.port, authenticated=gate.secure)
+    reloader = Reloader()
+    tls = transport.ReloadableCredentials(security) if security.tls else None
+    if tls is not None:
+        reloader.add("TLS files", tls.reload)
+    if settings.tokens is not None:
+        tokens = settings.tokens
+        reloader.add("bearer tokens", lambda: gate.reload_tokens(tokens))
+    port = security.bind(
+        server,
+        settings.host,
+        settings.port,
+        authenticated=gate.secure,
+        credentials=None if tls is None else tls.credentials(),
+    )
     if port == 0 and settings.port != 0:  # pragma: no cover - grpc raises on most systems
         raise ConfigError(f"cannot listen on {settings.address}")
     described = security.describe(tokens=None if gate.tokens is None else len(gate.tokens))
     faces = create_faces(settings, store, policy, gate, security)
     if background:
         faces += replication_services(settings, store) + nrf_agents(settings, faces)
-    made = CeirServer(server, health, store, described, faces, names, settings.replica)
+    made = CeirServer(
+        server, health, store, described, faces, names, settings.replica, reloader=reloader
+    )
     return made, port
 
 
@@ -298,6 +316,7 @@ async def _serve(settings: Settings, store: Store) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    server.reloader.install(loop)
     await server.start()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info(
@@ -328,7 +347,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def serve(settings: Settings) -> None:
-    """Open the store and serve until SIGTERM or SIGINT, then drain and return."""
+    """Open the store and serve until SIGTERM or SIGINT, then drain and return.
+
+    SIGHUP reloads the bearer-token file and the TLS files (:mod:`ceir.server.reload`)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the reload handler is in
     store = prepare_store(settings)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

@@ -47,7 +47,7 @@ __all__ = ["default_workers", "serve"]
 
 log = logging.getLogger("ceir.server.supervisor")
 
-_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP}
 _PR_SET_PDEATHSIG = 1
 _READY_TIMEOUT = 60.0
 _MAX_RESTARTS = 5  # within _RESTART_WINDOW seconds, then give up
@@ -276,6 +276,11 @@ class _Supervisor:
             info = signal.sigwaitinfo(_SIGNALS)
             if info.si_signo == signal.SIGCHLD:
                 self._reap()
+            elif info.si_signo == signal.SIGHUP:
+                log.info("SIGHUP: reloading tokens and TLS files in %d workers", len(self.workers))
+                for pid in self.workers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGHUP)
             else:
                 log.info(
                     "stopping: draining in-flight calls for up to %.1f s (%d workers, signal %d)",
@@ -328,6 +333,7 @@ def _worker(settings: Settings, slot: int, parent: int, ready_fd: int) -> int:
     """A worker process: its own store and aio server on the shared port."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the server's reload handler is in
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
@@ -349,6 +355,7 @@ def _worker(settings: Settings, slot: int, parent: int, ready_fd: int) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            grpc_server.reloader.install(loop)  # SIGHUP (forwarded by the supervisor)
             os.write(ready_fd, b"ready\n")
             os.close(ready_fd)
             log.debug("worker %d (pid %d) serving", slot, os.getpid())

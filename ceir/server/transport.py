@@ -154,13 +154,19 @@ class Security:
                 )
             log.warning("listening on %s WITHOUT authentication (--insecure)", host)
 
-    def bind(self, server: Any, host: str, port: int, *, authenticated: bool) -> int:
-        """Add the listening port to *server*, enforcing the rules; returns the port."""
+    def bind(
+        self, server: Any, host: str, port: int, *, authenticated: bool, credentials: Any = None
+    ) -> int:
+        """Add the listening port to *server*, enforcing the rules; returns the port.
+
+        With TLS, *credentials* (e.g. :meth:`ReloadableCredentials.credentials`) or, if None,
+        fixed ones from :meth:`credentials`."""
         self.check(host, authenticated=authenticated)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             if self.tls:
-                return int(server.add_secure_port(address, self.credentials()))
+                creds = credentials if credentials is not None else self.credentials()
+                return int(server.add_secure_port(address, creds))
             return int(server.add_insecure_port(address))
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {address}: {exc}") from exc
@@ -203,6 +209,44 @@ def check_settings(settings: Settings) -> str:
     if security.tls:
         security.files()  # unreadable or mismatched files fail here, not in a worker
     return security.describe(tokens=tokens)
+
+
+class ReloadableCredentials:
+    """Server TLS credentials whose files can be read again while serving (SIGHUP).
+
+    gRPC asks :meth:`_fetch` at each new handshake; after :meth:`reload` it gets the new
+    certificate, key and client CA once, and keeps them. Connections already open keep
+    the certificate they were made with."""
+
+    def __init__(self, security: Security) -> None:
+        self.security = security
+        self._pending: Any = None
+
+    def _configuration(self) -> Any:
+        import grpc
+
+        cert, key, ca = self.security.files()
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+    def credentials(self) -> Any:
+        """The credentials to bind with (reads and checks the files)."""
+        import grpc
+
+        return grpc.dynamic_ssl_server_credentials(
+            self._configuration(),
+            self._fetch,
+            require_client_authentication=self.security.mutual,
+        )
+
+    def _fetch(self) -> Any:
+        pending, self._pending = self._pending, None
+        return pending
+
+    def reload(self) -> str:
+        """Read the files again (ConfigError, and the old ones stay, if they do not fit)."""
+        self._pending = self._configuration()
+        files = [self.security.tls_cert, self.security.tls_key, self.security.client_ca]
+        return "TLS files " + ", ".join(str(f) for f in files if f is not None)
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -452,6 +452,56 @@ def test_sighup_keeps_the_old_tokens_when_the_file_is_broken(
     assert server.process.poll() is None
 
 
+def test_sighup_reloads_the_tls_files(tmp_path: Path, serve: list[Serve]) -> None:
+    """New certificate, key and client CA on disk + SIGHUP: new connections use them (a
+    client of the new PKI is served, one of the old PKI is refused, exit 9)."""
+    old, new, live = tmp_path / "old", tmp_path / "new", tmp_path / "live"
+    for pki in (old, new):
+        assert ceir("certs", pki).code == 0
+    live.mkdir()
+    names = ("server.pem", "server.key", "ca.pem")
+    for name in names:
+        (live / name).write_bytes((old / name).read_bytes())
+    server = Serve(
+        "--db",
+        tmp_path / "db",
+        "--workers",
+        "2",
+        "--tls-cert",
+        live / "server.pem",
+        "--tls-key",
+        live / "server.key",
+        "--client-ca",
+        live / "ca.pem",
+    )
+    serve.append(server)
+
+    def check(pki: Path) -> Ran:
+        return ceir(
+            "check",
+            "352099001761481",
+            "--server",
+            f"localhost:{server.port}",
+            "--ca",
+            pki / "ca.pem",
+            "--cert",
+            pki / "portal.pem",
+            "--key",
+            pki / "portal.key",
+        )
+
+    assert check(old).code == 0
+    for name in names:
+        (live / name).write_bytes((new / name).read_bytes())
+    server.process.send_signal(signal.SIGHUP)
+    for _ in range(2):
+        server.wait_for(r"reloaded TLS files .*server\.pem")
+    for _ in range(3):
+        assert check(new).code == 0
+        one_line(check(old), 9, "refused the connection's credentials")
+    assert server.process.poll() is None
+
+
 # -- ceir check: credentials, rate limits, addresses, timeouts -----------------------------------
 
 
