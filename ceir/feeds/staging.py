@@ -184,7 +184,7 @@ def submit(
 
     def put(tables: Tables) -> Stage:
         stage = Stage(
-            id=tables.stages.last() + 1,
+            id=tables.next_stage_id(),
             kind=kind,
             file=summary.file,
             digest=summary.digest,

@@ -406,6 +406,9 @@ class Stages(_View):
             self._txn.delete(key, db=self._db)
 
 
+_LAST_STAGE = b"stages:last-id"  # in config: see Tables.next_stage_id
+
+
 class Config(_View):
     """``config``: store-wide settings by name."""
 
@@ -493,3 +496,11 @@ class Tables:
         self.config = Config(txn, dbs["config"])
         self.changes = ChangeLog(txn, dbs["changes"])
         self.replica = ReplicaPosition(txn, dbs["replica"])
+
+    def next_stage_id(self) -> int:
+        """A stage id this store never issued before (the last one is kept in ``config``),
+        so an `approve N` from shell history can never reach a later, different file."""
+        issued = self.config.get(_LAST_STAGE)
+        last = max(self.stages.last(), _U32.unpack(issued)[0] if issued else 0)
+        self.config.put(_LAST_STAGE, _U32.pack(last + 1))
+        return last + 1

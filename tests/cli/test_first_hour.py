@@ -628,7 +628,7 @@ def test_stage_ids_are_never_reused(tmp_path: Path, serve: list[Serve]) -> None:
     staged = []
     for n in (1, 2):
         feed = tmp_path / f"m{n}.csv"
-        rows = [luhn(f"3520990{n}{i:06d}") for i in range(3)]
+        rows = [luhn(f"35209900{n}{i:05d}") for i in range(3)]
         feed.write_text(
             "imei,brand,model,tpp_number,maker_id,produced_at\n"
             + "".join(f"{imei},Nusantara,N1,TPP-1,M1,2024-01-01\n" for imei in rows)
