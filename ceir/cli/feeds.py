@@ -239,7 +239,7 @@ def _print_summary(summary: Any, quiet: bool) -> None:
                 err=True,
             )
     click.echo(summary.line())
-    if summary.report:
+    if summary.report and summary.state != "already-imported":  # nothing new to report
         click.echo(f"reject report: {summary.report}")
         if not quiet:
             for r in summary.first_rejects[:5]:

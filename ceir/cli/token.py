@@ -52,7 +52,7 @@ def token() -> None:
 def add(name: str, role: str, operator_id: str, person: str, path: Path) -> None:
     """Create a token for principal NAME and print it once (only its hash is kept).
 
-    A running server reads the file at start: restart it to use new tokens.
+    A running server reads the file at start and on SIGHUP (`kill -HUP PID`).
     """
     from ceir.security.principals import Role
     from ceir.security.tokens import TokenBook
@@ -84,7 +84,7 @@ def list_(path: Path) -> None:
 @click.argument("name")
 @_FILE
 def revoke(name: str, path: Path) -> None:
-    """Remove NAME's token: restart the server for it to take effect."""
+    """Remove NAME's token; a running server refuses it after SIGHUP (`kill -HUP PID`)."""
     from ceir.security.tokens import TokenBook
 
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -672,3 +673,52 @@ def test_the_readme_client_snippet_runs_as_a_script(tmp_path: Path, serve: list[
     expected = re.search(r"print\(.*\)\s+# (.*)", snippet)
     assert expected is not None
     assert done.stdout.strip() == expected.group(1).strip()
+
+
+def _normal(line: str) -> str:
+    """*line* without what changes from run to run: timings, dates, the local user."""
+    line = re.sub(r"\d[\d,]*\.\d s; [\d,]+ rows/s", "<timing>", line)
+    line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "<when>", line)
+    return re.sub(r"local:\S+@\S+", "<local>", line)
+
+
+def _matches(expected: list[str], actual: list[str]) -> bool:
+    """Whether *actual* lines are *expected*, where a line '...' stands for any lines."""
+    if not expected:
+        return not actual
+    if expected[0].strip() == "...":
+        return any(_matches(expected[1:], actual[i:]) for i in range(len(actual) + 1))
+    return (
+        bool(actual)
+        and _normal(expected[0]) == _normal(actual[0])
+        and (_matches(expected[1:], actual[1:]))
+    )
+
+
+def test_the_readme_feed_transcript_is_true(tmp_path: Path, serve: list[Serve]) -> None:
+    """The README's `ceir import` transcript, command for command on the demo store that
+    `./scripts/run` makes, prints what the README shows (timings and dates aside)."""
+    shared = ROOT.parent / "shared" / "data" / "osmocom-tacdb.csv"
+    if not shared.exists():
+        pytest.skip(f"{shared} is not here (the README's transcript reads it)")
+    readme = (ROOT / "README.md").read_text()
+    block = next(
+        b
+        for b in re.findall(r"```console\n(.*?)```", readme, re.S)
+        if b.startswith("$ .venv/bin/ceir import tac ../shared/data/osmocom-tacdb.csv")
+    )
+    steps: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        else:
+            steps[-1][1].append(line)
+    serve.append(Serve("--db", tmp_path / "var" / "ceir", "--workers", "1"))  # the demo data
+    for command, expected in steps:
+        args = shlex.split(command)
+        assert args[0] == ".venv/bin/ceir"
+        args = [a.replace("../shared", str(ROOT.parent / "shared")) for a in args[1:]]
+        ran = ceir(*args, cwd=tmp_path)
+        assert ran.code == 0, (command, ran.stderr)
+        actual = ran.stderr.splitlines() + ran.stdout.splitlines()
+        assert _matches(expected, actual), (command, expected, actual)
