@@ -71,8 +71,9 @@ def serve(settings: Settings) -> None:
 
         # Ports first: a taken port fails before the store is made or demo data loaded.
         _check_free(settings.host, settings.port, settings.address)
-        if settings.s13_address is not None:
-            _check_free(*settings.s13_address, f"--s13 {_address(*settings.s13_address)}")
+        for face, flag in ((settings.s13_address, "--s13"), (settings.web_address, "--web")):
+            if face is not None:
+                _check_free(*face, f"{flag} {_address(*face)}")
         gc.freeze()  # what is loaded now lives for good: keep it out of collections
         serve_here(dataclasses.replace(settings, workers=1))
         return
