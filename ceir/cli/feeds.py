@@ -12,7 +12,7 @@ from ceir.cli._paths import create_option, require_store, require_writable
 from ceir.cli.app import CONTEXT, EPILOG, EXIT_FEED, EXIT_STAGED, fail, main
 from ceir.config import DEFAULT_DB, DEFAULT_STAGE_ABOVE, field_default
 from ceir.errors import CeirError, FeedRefusedError
-from ceir.feeds import Format, Kind  # enums only: cheap to import
+from ceir.feeds import Format, ImportState, Kind  # enums only: cheap to import
 from ceir.feeds.base import Options  # its defaults are the flags' defaults
 
 KINDS = tuple(k.value for k in Kind)
@@ -223,7 +223,7 @@ def import_(
 
 
 def _print_summary(summary: Any, quiet: bool) -> None:
-    if not quiet and summary.state != "already-imported":
+    if not quiet and summary.state is not ImportState.ALREADY_IMPORTED:
         for warning in summary.warnings:
             click.echo(f"warning: {summary.file}: {warning}", err=True)
         if summary.trimmed:
@@ -239,7 +239,7 @@ def _print_summary(summary: Any, quiet: bool) -> None:
                 err=True,
             )
     click.echo(summary.line())
-    if summary.report and summary.state != "already-imported":  # nothing new to report
+    if summary.report and summary.state is not ImportState.ALREADY_IMPORTED:  # nothing new
         click.echo(f"reject report: {summary.report}")
         if not quiet:
             for r in summary.first_rejects[:5]:

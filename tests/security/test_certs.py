@@ -57,4 +57,6 @@ def test_check_command_speaks_mutual_tls(tmp_path: Path) -> None:
         refused = CliRunner().invoke(
             main, ["check", "352099001761481", "--server", server, "--timeout", "2"]
         )
-        assert refused.exit_code == 4
+        # Clear text against TLS is a credential failure (issue 9 §3): exit 9, with a hint.
+        assert refused.exit_code == 9
+        assert "give --ca" in refused.stderr
