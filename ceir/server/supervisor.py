@@ -71,7 +71,12 @@ def serve(settings: Settings) -> None:
 
         # Ports first: a taken port fails before the store is made or demo data loaded.
         _check_free(settings.host, settings.port, settings.address)
-        for face, flag in ((settings.s13_address, "--s13"), (settings.web_address, "--web")):
+        faces = (
+            (settings.s13_address, "--s13"),
+            (settings.web_address, "--web"),
+            (settings.sbi_address, "--sbi"),
+        )
+        for face, flag in faces:
             if face is not None:
                 _check_free(*face, f"{flag} {_address(*face)}")
         gc.freeze()  # what is loaded now lives for good: keep it out of collections

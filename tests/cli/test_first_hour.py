@@ -111,7 +111,19 @@ class Serve:
 
     def __init__(self, *args: str | Path) -> None:
         self.process = subprocess.Popen(
-            [str(CEIR), "serve", "--port", "0", "--s13", "off", "--web", "off", *map(str, args)],
+            [
+                str(CEIR),
+                "serve",
+                "--port",
+                "0",
+                "--s13",
+                "off",
+                "--web",
+                "off",
+                "--sbi",
+                "off",
+                *map(str, args),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -176,7 +188,19 @@ def serve() -> Iterator[list[Serve]]:
 def test_serve_on_an_impossible_store_path_exits_5(tmp_path: Path) -> None:
     """`ceir serve --db /proc/x`: the store directory cannot be made; one line, exit 5."""
     ran = ceir(
-        "serve", "--db", IMPOSSIBLE, "--port", "0", "--s13", "off", "--web", "off", "--workers", "1"
+        "serve",
+        "--db",
+        IMPOSSIBLE,
+        "--port",
+        "0",
+        "--s13",
+        "off",
+        "--web",
+        "off",
+        "--sbi",
+        "off",
+        "--workers",
+        "1",
     )
     one_line(ran, 5, f"cannot create the store directory {IMPOSSIBLE}")
 
@@ -190,7 +214,7 @@ def test_import_on_an_impossible_store_path_exits_5(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        ("serve", "--port", "0", "--s13", "off", "--web", "off", "--workers", "1"),
+        ("serve", "--port", "0", "--s13", "off", "--web", "off", "--sbi", "off", "--workers", "1"),
         ("import", "tac", "TAC"),
         ("import", "tac", "TAC", "--create"),
         ("audit", "352099001761481"),
@@ -268,8 +292,8 @@ def _zero_meta(db: Path) -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        ("serve", "--port", "0", "--s13", "off", "--web", "off", "--workers", "1"),
-        ("serve", "--port", "0", "--s13", "off", "--web", "off", "--workers", "2"),
+        ("serve", "--port", "0", "--s13", "off", "--web", "off", "--sbi", "off", "--workers", "1"),
+        ("serve", "--port", "0", "--s13", "off", "--web", "off", "--sbi", "off", "--workers", "2"),
         ("audit", "352099001761481"),
         ("import", "tac", "TAC"),
         ("purge",),
@@ -388,20 +412,21 @@ def test_the_default_store_is_created_without_create(tmp_path: Path) -> None:
 # -- ceir serve: a busy port, SIGHUP ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("face", ["grpc", "s13", "web"])
+@pytest.mark.parametrize("face", ["grpc", "s13", "web", "sbi"])
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_on_a_busy_port_fails_before_touching_the_store(
     tmp_path: Path, workers: str, face: str
 ) -> None:
-    """A taken port (gRPC, S13 or web): "cannot listen on ...", exit 6, no store made."""
+    """A taken port (gRPC, S13, web or N5g-eir): "cannot listen on ...", exit 6, no store."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         db = tmp_path / "fresh"
-        faces = {"grpc": "0", "s13": "off", "web": "off"}
+        faces = {"grpc": "0", "s13": "off", "web": "off", "sbi": "off"}
         faces[face] = str(port) if face == "grpc" else f"127.0.0.1:{port}"
         ports = ("--port", faces["grpc"], "--s13", faces["s13"], "--web", faces["web"])
+        ports += ("--sbi", faces["sbi"])
         ran = ceir("serve", "--db", db, *ports, "--workers", workers)
     one_line(ran, 6, "cannot listen on", f"127.0.0.1:{port}")
     assert not db.exists()
