@@ -173,6 +173,7 @@ os.fork = fork
 supervisor.serve(Settings(
     db=tmp / "db", port=0, workers=2, tls_cert=pki / "server.pem",
     tls_key=pki / "server.key", client_ca=pki / "ca.pem",
+    s13="off", web="off", sbi="off",  # no fixed ports: other servers may hold them
 ))
 """
 
