@@ -1,0 +1,305 @@
+"""``./scripts/bench-replication``: how fast the operator edge follows the central register.
+
+One run on this machine, all on loopback: a NATS JetStream broker, ``ceir serve
+--publish`` and N ``ceir replica`` processes (one worker each). It prints
+
+- commit -> visible-on-replica lag, p50/p99/max per replica, while importing a feed of
+  ``--rows`` rows and while idle with a trickle of single writes (``--rate`` per second);
+  a change's commit time is the one the central's log records, and it is visible when a
+  replica's applied sequence (polled every 5 ms) reaches it;
+- the catch-up rate of a replica that was down while ``--rows`` more rows were imported;
+- the bootstrap time of a replica from a ``--bootstrap-devices`` snapshot;
+- unary CheckIMEI throughput on a replica and on the central, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import random
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+from ceir.record import Reason, Record, Source
+from ceir.replication.keys import generate
+from ceir.store import changes, open_store
+from ceir.v1 import (
+    eir_pb2,
+    eir_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    replication_pb2,
+    replication_pb2_grpc,
+)
+from loadtest.edge import CEIR, NatsServer, Node, central, replica
+
+_POLL = 0.005
+
+
+class Watcher(threading.Thread):
+    """Polls one replica's applied sequence; remembers when each sequence was first seen."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(daemon=True)
+        self.node = node
+        self.seen: dict[int, float] = {}
+        self.applied = 0
+        self.running = True
+
+    def run(self) -> None:
+        with grpc.insecure_channel(self.node.address) as channel:
+            stub = replication_pb2_grpc.ReplicationStub(channel)
+            request = replication_pb2.ReplicationStatusRequest()
+            while self.running:
+                try:
+                    applied = stub.Status(request, timeout=2).applied_sequence
+                except grpc.RpcError:
+                    time.sleep(_POLL)
+                    continue
+                now = time.time()
+                for seq in range(self.applied + 1, applied + 1):
+                    self.seen.setdefault(seq, now)
+                self.applied = max(self.applied, applied)
+                time.sleep(_POLL)
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def _lags(db: Path, watchers: list[Watcher], first: int, last: int) -> None:
+    with open_store(db, readonly=True) as store:
+        committed = {e.seq: e.committed_ms / 1000 for e in changes.entries(store, first - 1, last)}
+    print(f"  {last - first + 1:,} change-log entries (sequences {first:,}..{last:,})")
+    print(f"  {'replica':<12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    for w in watchers:
+        lags = [
+            max(0.0, w.seen[s] - committed[s]) * 1000
+            for s in range(first, last + 1)
+            if s in w.seen and s in committed
+        ]
+        if not lags:
+            print(f"  {w.node.args[2].rsplit('/', 1)[-1]:<12} (nothing seen)")
+            continue
+        print(
+            f"  {w.node.args[2].rsplit('/', 1)[-1]:<12}{_percentile(lags, 50):>9.1f}"
+            f"{_percentile(lags, 99):>9.1f}{max(lags):>9.1f}"
+        )
+
+
+def _head(node: Node) -> int:
+    with grpc.insecure_channel(node.address) as channel:
+        stub = replication_pb2_grpc.ReplicationStub(channel)
+        return int(stub.Status(replication_pb2.ReplicationStatusRequest()).applied_sequence)
+
+
+def _wait_applied(watchers: list[Watcher], head: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while any(w.applied < head for w in watchers):
+        if time.monotonic() > deadline:
+            raise RuntimeError("replicas did not catch up in time")
+        time.sleep(0.05)
+
+
+def _ceir(*args: str) -> None:
+    subprocess.run([CEIR, *args], check=True, capture_output=True, text=True)  # noqa: S603
+
+
+def _feed(root: Path, rows: int, start: int) -> Path:
+    path = root / f"manufacturer-{start}.csv"
+    _ceir("gen", "manufacturer", str(path), "--rows", str(rows), "--start", str(start), "-q")
+    return path
+
+
+def _import(db: Path, path: Path, rows: int) -> float:
+    started = time.monotonic()
+    _ceir(
+        *("import", "manufacturer", str(path), "--db", str(db), "-q"),
+        *("--max-new-devices", str(rows + 1), "--rejects", str(path) + ".rejects.csv"),
+    )
+    return time.monotonic() - started
+
+
+def _trickle(node: Node, path: Path, rate: float, seconds: float) -> int:
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    sent = 0
+    with grpc.insecure_channel(node.address) as channel:
+        stub = registry_pb2_grpc.RegistryStub(channel)
+        started = time.monotonic()
+        for row in rows:
+            due = started + sent / rate
+            if due - started > seconds:
+                break
+            time.sleep(max(0.0, due - time.monotonic()))
+            stub.Register(
+                registry_pb2.RegisterRequest(
+                    kind=registry_pb2.FEED_KIND_MANUFACTURER, fields=row, request_id=f"t{sent}"
+                ),
+                timeout=10,
+            )
+            sent += 1
+    return sent
+
+
+async def _throughput(address: str, imeis: list[str], seconds: float, inflight: int = 32) -> float:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = eir_pb2_grpc.EquipmentIdentityRegisterStub(channel)
+        done = 0
+        stop = time.monotonic() + seconds
+
+        async def worker(n: int) -> None:
+            nonlocal done
+            i = n
+            while time.monotonic() < stop:
+                await stub.CheckIMEI(eir_pb2.CheckIMEIRequest(imei=imeis[i % len(imeis)]))
+                done += 1
+                i += inflight
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(n) for n in range(inflight)))
+        return done / (time.monotonic() - started)
+
+
+def _bootstrap(root: Path, broker: NatsServer, keys: tuple[Path, Path], devices: int) -> None:
+    """A central holding *devices* devices; time a new replica's bootstrap from it."""
+    db = root / "big"
+    record = Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=1_700_000_000).pack()
+    started = time.monotonic()
+    with open_store(db) as store:
+        step = 1_000_000
+        for low in range(0, devices, step):
+            keys = (35_000_000_000_000 + n * 7 for n in range(low, min(devices, low + step)))
+            pairs = [(k.to_bytes(8, "big"), record) for k in keys]
+            store.write(lambda t, p=pairs: t.devices.append(p))
+    print(f"  built a {devices:,}-device store in {time.monotonic() - started:.1f} s")
+    big = Node(
+        ["serve", "--db", str(db), "--no-demo", "--signing-key", str(keys[0])],
+        root / "big.log",
+    ).start()
+    try:
+        node = replica(root, "fresh", broker, big.address, keys[1])
+        started = time.monotonic()
+        node.start()
+        with grpc.insecure_channel(node.address) as channel:
+            from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+            stub = health_pb2_grpc.HealthStub(channel)
+            while stub.Check(health_pb2.HealthCheckRequest()).status != 1:
+                time.sleep(0.05)
+        took = time.monotonic() - started
+        print(
+            f"  bootstrap of {devices:,} devices: {took:.1f} s from `ceir replica` start to "
+            f"SERVING ({devices / took:,.0f} devices/s)"
+        )
+        node.stop()
+    finally:
+        big.stop()
+
+
+def main() -> None:  # noqa: PLR0915 - one run, told in order
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--replicas", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per import")
+    parser.add_argument("--rate", type=float, default=100.0, help="trickle writes per second")
+    parser.add_argument("--trickle-seconds", type=float, default=10.0)
+    parser.add_argument("--bootstrap-devices", type=int, default=10_000_000)
+    parser.add_argument("--seconds", type=float, default=3.0, help="each throughput round")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds per server")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ceir-bench-repl-") as tmp:
+        root = Path(tmp)
+        keys = generate(root / "keys")
+        broker = NatsServer(root / "nats")
+        broker.start()
+        hub = central(root, broker, keys[0], "--write-rate", "0", "--no-demo")
+        nodes: list[Node] = []
+        try:
+            hub.start()
+            tacs = root / "tacs.csv"
+            _ceir("gen", "tac", str(tacs), "--rows", "500", "-q")
+            _ceir("import", "tac", str(tacs), "--db", str(root / "central"), "-q")
+            feed1, feed2 = _feed(root, args.rows, 0), _feed(root, args.rows, args.rows)
+            trickle = _feed(root, int(args.rate * args.trickle_seconds) + 10, 5 * args.rows)
+            nodes += [
+                replica(root, f"r{i + 1}", broker, hub.address, keys[1]).start()
+                for i in range(args.replicas)
+            ]
+            watchers = [Watcher(n) for n in nodes]
+            for w in watchers:
+                w.start()
+            _wait_applied(watchers, _head(hub))
+            print(f"replication bench: {args.replicas} replicas, 1 worker each, loopback")
+
+            first = _head(hub) + 1
+            took = _import(root / "central", feed1, args.rows)
+            last = _head(hub)
+            _wait_applied(watchers, last)
+            print(f"\nimporting a {args.rows:,}-row feed ({took:.1f} s import):")
+            _lags(root / "central", watchers, first, last)
+
+            first = _head(hub) + 1
+            sent = _trickle(hub, trickle, args.rate, args.trickle_seconds)
+            last = _head(hub)
+            _wait_applied(watchers, last)
+            print(f"\nidle with a trickle: {sent:,} single writes at {args.rate:g}/s:")
+            _lags(root / "central", watchers, first, last)
+
+            down = nodes[-1]
+            down.stop()
+            watchers[-1].running = False
+            took = _import(root / "central", feed2, args.rows)
+            head = _head(hub)
+            started = time.monotonic()
+            down.start()
+            while _head(down) < head:
+                time.sleep(0.02)
+            caught = time.monotonic() - started
+            print(
+                f"\ncatch-up: a replica down through {args.rows:,} changes caught up in "
+                f"{caught:.1f} s from its restart ({args.rows / caught:,.0f} records/s)"
+            )
+
+            imeis = [row["imei"] for row in csv.DictReader(feed1.open())]
+            random.Random(1).shuffle(imeis)
+            imeis = imeis[:50_000]
+            for w in watchers:
+                w.running = False
+            # Alternating rounds: the machine is shared, so one long run each would
+            # compare two different moments of its load.
+            rounds: list[tuple[float, float]] = []
+            for _ in range(args.rounds):
+                on_central = asyncio.run(_throughput(hub.address, imeis, args.seconds))
+                on_replica = asyncio.run(_throughput(nodes[0].address, imeis, args.seconds))
+                rounds.append((on_central, on_replica))
+            c_med = statistics.median(c for c, _ in rounds)
+            r_med = statistics.median(r for _, r in rounds)
+            ratio = statistics.median(r / c for c, r in rounds)
+            print(
+                f"\nunary CheckIMEI, 32 in flight, 1 worker, {args.rounds} alternating rounds "
+                f"of {args.seconds:g} s: central median {c_med:,.0f}/s, replica median "
+                f"{r_med:,.0f}/s; replica/central per round: median {ratio:.2f} "
+                f"({', '.join(f'{r / c:.2f}' for c, r in rounds)})"
+            )
+            for node in nodes:
+                node.stop()
+            nodes = []
+            print(f"\nbootstrap ({args.bootstrap_devices:,} devices):")
+            _bootstrap(root, broker, keys, args.bootstrap_devices)
+        finally:
+            for node in nodes:
+                node.stop()
+            hub.stop()
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
