@@ -189,6 +189,8 @@ class Settings:
     """Replica: the central's public key; only what verifies under it is applied."""
     source_token: str | None = None
     """Replica: bearer token (role replica) for the central, when it requires one."""
+    source_ca: Path | None = None
+    """Replica: CA certificate of the central's TLS server certificate (bootstrap over TLS)."""
     operator: str | None = None
     """Replica: the operator it serves (MCC-MNC, e.g. 510-10), for logs and status."""
     # -- the N5g-eir HTTP/2 face (ceir.network.n5g_eir) and NRF registration --

@@ -21,7 +21,7 @@ _CENTRAL_ONLY = frozenset(
     {"demo", "stage_above", "write_rate", "write_burst", "publish", "signing_key"}
 )
 _DEFAULTS = Settings()
-_REPLICA_FLAGS = ("nats", "source", "verify_key", "source_token", "operator")
+_REPLICA_FLAGS = ("nats", "source", "verify_key", "source_token", "source_ca", "operator")
 
 
 def _check_operator(value: str | None) -> str | None:
@@ -63,6 +63,11 @@ _OPTIONS = [
     ),
     click.Option(
         ["--source-token"], help="Bearer token (role replica) when the central requires one."
+    ),
+    click.Option(
+        ["--source-ca"],
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="CA certificate of the central's TLS certificate: bootstrap over TLS.",
     ),
     click.Option(["--operator"], metavar="MCC-MNC", help="The operator this replica serves."),
 ]

@@ -25,6 +25,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -65,6 +66,7 @@ class Follower:
         source: str,
         *,
         source_token: str | None = None,
+        source_ca: Path | None = None,
         operator: str | None = None,
         on_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -73,6 +75,7 @@ class Follower:
         self.key = key
         self.source = source
         self.source_token = source_token
+        self.source_ca = source_ca
         self.operator = operator
         self.on_ready = on_ready
         self.refused: Counter[str] = Counter()
@@ -301,7 +304,12 @@ class Follower:
         metadata = None
         if self.source_token:
             metadata = (("authorization", f"Bearer {self.source_token}"),)
-        async with grpc.aio.insecure_channel(self.source, options=options) as channel:
+        if self.source_ca is None:
+            channel = grpc.aio.insecure_channel(self.source, options=options)
+        else:
+            credentials = grpc.ssl_channel_credentials(self.source_ca.read_bytes())
+            channel = grpc.aio.secure_channel(self.source, credentials, options=options)
+        async with channel:
             stub = replication_pb2_grpc.ReplicationStub(channel)
             hasher: wire.SnapshotHasher | None = None
             header: Any = None

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from ceir.config import Settings
+from ceir.errors import ConfigError
 from ceir.replication.broker import Broker
 from ceir.replication.keys import load_signing_key, load_verify_key
-from ceir.store import Store
+from ceir.store import Store, changes, replica
 
 __all__ = ["replication_services"]
 
@@ -27,6 +28,11 @@ def replication_services(settings: Settings, store: Store) -> list[Any]:
     if settings.replica and settings.nats and settings.verify_key and settings.source:
         from ceir.replication.follower import Follower
 
+        if replica.state(store) is None and changes.head(store)[0] > 0:
+            raise ConfigError(
+                f"{store.path} holds a central register (it has a change log of its own); "
+                "give the replica a --db of its own"
+            )
         return [
             Follower(
                 store,
@@ -34,6 +40,7 @@ def replication_services(settings: Settings, store: Store) -> list[Any]:
                 load_verify_key(settings.verify_key),
                 settings.source,
                 source_token=settings.source_token,
+                source_ca=settings.source_ca,
                 operator=settings.operator,
             )
         ]
