@@ -121,10 +121,11 @@ def _feed(root: Path, rows: int, start: int) -> Path:
     return path
 
 
-def _import(db: Path, path: Path, rows: int) -> float:
+def _import(db: Path, path: Path, rows: int, batch_rows: int | None) -> float:
     started = time.monotonic()
+    batch = () if batch_rows is None else ("--batch-rows", str(batch_rows))
     _ceir(
-        *("import", "manufacturer", str(path), "--db", str(db), "-q"),
+        *("import", "manufacturer", str(path), "--db", str(db), "-q", *batch),
         *("--max-new-devices", str(rows + 1), "--rejects", str(path) + ".rejects.csv"),
         *("--stage-above", "0"),  # a benchmark, not a second person's decision
     )
@@ -180,8 +181,8 @@ def _bootstrap(root: Path, broker: NatsServer, keys: tuple[Path, Path], devices:
     with open_store(db) as store:
         step = 1_000_000
         for low in range(0, devices, step):
-            keys = (35_000_000_000_000 + n * 7 for n in range(low, min(devices, low + step)))
-            pairs = [(k.to_bytes(8, "big"), record) for k in keys]
+            bodies = (35_000_000_000_000 + n * 7 for n in range(low, min(devices, low + step)))
+            pairs = [(b.to_bytes(8, "big"), record) for b in bodies]
             store.write(lambda t, p=pairs: t.devices.append(p))
     print(f"  built a {devices:,}-device store in {time.monotonic() - started:.1f} s")
     big = Node(
@@ -217,10 +218,19 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
     parser.add_argument("--bootstrap-devices", type=int, default=10_000_000)
     parser.add_argument("--seconds", type=float, default=3.0, help="each throughput round")
     parser.add_argument("--rounds", type=int, default=5, help="throughput rounds per server")
+    parser.add_argument(
+        "--batch-rows", type=int, help="rows per import transaction (default: the importer's)"
+    )
+    parser.add_argument("--bootstrap-only", action="store_true", help="only the bootstrap figure")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ceir-bench-repl-") as tmp:
         root = Path(tmp)
         keys = generate(root / "keys")
+        if args.bootstrap_only:
+            with NatsServer.running(root / "nats") as broker:
+                print(f"bootstrap ({args.bootstrap_devices:,} devices):")
+                _bootstrap(root, broker, keys, args.bootstrap_devices)
+            return
         broker = NatsServer(root / "nats")
         broker.start()
         hub = central(root, broker, keys[0], "--write-rate", "0", "--no-demo")
@@ -243,10 +253,14 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
             print(f"replication bench: {args.replicas} replicas, 1 worker each, loopback")
 
             first = _head(hub) + 1
-            took = _import(root / "central", feed1, args.rows)
+            took = _import(root / "central", feed1, args.rows, args.batch_rows)
             last = _head(hub)
             _wait_applied(watchers, last)
-            print(f"\nimporting a {args.rows:,}-row feed ({took:.1f} s import):")
+            per = "default" if args.batch_rows is None else f"{args.batch_rows:,}"
+            print(
+                f"\nimporting a {args.rows:,}-row feed ({took:.1f} s import, {per} rows per "
+                "transaction):"
+            )
             _lags(root / "central", watchers, first, last)
 
             first = _head(hub) + 1
@@ -259,7 +273,7 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
             down = nodes[-1]
             down.stop()
             watchers[-1].running = False
-            took = _import(root / "central", feed2, args.rows)
+            took = _import(root / "central", feed2, args.rows, args.batch_rows)
             head = _head(hub)
             started = time.monotonic()
             down.start()

@@ -96,6 +96,21 @@ def pack_ops(
     return bodies
 
 
+_DEVICE_PUT = 1 + _KEY + RECORD_SIZE
+
+
+def device_puts(body: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The (key, record) pairs of a body made only of device puts (what imports write),
+    decoded in one pass; None for any other body (use :func:`unpack_ops`)."""
+    n, rest = divmod(len(body), _DEVICE_PUT)
+    if rest or body[::_DEVICE_PUT] != bytes((Op.DEVICE_PUT,)) * n:
+        return None
+    return [
+        (body[i + 1 : i + 1 + _KEY], body[i + 1 + _KEY : i + _DEVICE_PUT])
+        for i in range(0, len(body), _DEVICE_PUT)
+    ]
+
+
 def unpack_ops(body: bytes) -> Iterator[tuple[Op, bytes, bytes | None]]:
     """(op, key, value or None) for each operation in *body*; StoreError if malformed."""
     i, end = 0, len(body)

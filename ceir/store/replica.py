@@ -109,20 +109,8 @@ def apply(store: Store, batch: Sequence[Applied]) -> ReplicaState:
             raise ReplicationError(
                 f"change {batch[0].seq} does not follow the applied change {current.applied}"
             )
-        devices: dict[bytes, bytes | None] = {}
-        tacs: dict[bytes, bytes | None] = {}
-        for entry in batch:
-            for op, key, value in changes.unpack_ops(entry.body):
-                if op in (changes.Op.DEVICE_PUT, changes.Op.DEVICE_DELETE):
-                    devices[key] = value
-                else:
-                    tacs[key] = value
-        tables.devices.put(devices)
-        tac_puts = [(k, v) for k, v in tacs.items() if v is not None]
-        if tac_puts:
-            tables.tacs.put(tac_puts)
-        for key in [k for k, v in tacs.items() if v is None]:
-            tables.tacs.delete(key)
+        for entry in batch:  # in order: a later change to a key wins
+            _apply_body(tables, entry.body)
         last = batch[-1]
         new = dataclasses.replace(
             current,
@@ -136,6 +124,22 @@ def apply(store: Store, batch: Sequence[Applied]) -> ReplicaState:
         return new
 
     return store.write(run)
+
+
+def _apply_body(tables: Tables, body: bytes) -> None:
+    puts = changes.device_puts(body)
+    if puts is not None:  # the bulk of it: one decode, one putmulti
+        tables.devices.put_pairs(puts)
+        return
+    for op, key, value in changes.unpack_ops(body):
+        if op is changes.Op.DEVICE_PUT and value is not None:
+            tables.devices.put_pairs([(key, value)])
+        elif op is changes.Op.DEVICE_DELETE:
+            tables.devices.delete(key)
+        elif op is changes.Op.TAC_PUT and value is not None:
+            tables.tacs.put([(key, value)])
+        else:
+            tables.tacs.delete(key)
 
 
 def note(store: Store, *, head: int, head_ms: int, heard_ms: int, refused: int) -> None:

@@ -155,6 +155,10 @@ class Devices(_View):
     def delete(self, key: bytes) -> bool:
         return bool(self._txn.delete(key, db=self._db))
 
+    def put_pairs(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        """(key, packed record) pairs, written in the order given (sorted is fastest)."""
+        self._txn.cursor(self._db).putmulti(pairs)
+
     def clear(self) -> None:
         """Delete every device (a replica's bootstrap, inside its one transaction)."""
         self._txn.drop(self._db, delete=False)

@@ -95,3 +95,18 @@ def test_a_change_and_its_log_entry_commit_together(tmp_path: Path) -> None:
             store.write(fail)
         assert changes.head(store) == (0, 0)
         assert store.get(key) is None
+
+
+@given(st.lists(st.tuples(keys, st.one_of(st.none(), records)), max_size=50))
+def test_the_device_put_fast_path_decodes_what_unpack_ops_does(
+    devices: list[tuple[bytes, bytes | None]],
+) -> None:
+    """device_puts gives the same pairs as unpack_ops for a body of puts only, and None
+    for a body with anything else in it."""
+    for body in changes.pack_ops(devices):
+        ops = list(changes.unpack_ops(body))
+        fast = changes.device_puts(body)
+        if all(op is changes.Op.DEVICE_PUT for op, _k, _v in ops):
+            assert fast == [(k, v) for _op, k, v in ops]
+        else:
+            assert fast is None
