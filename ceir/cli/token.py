@@ -10,6 +10,7 @@ import click
 from ceir.cli.app import CONTEXT, EPILOG, fail, main
 from ceir.config import DEFAULT_TOKENS
 from ceir.errors import CeirError
+from ceir.security.principals import Role
 
 _FILE = click.option(
     "--tokens",
@@ -32,7 +33,7 @@ def token() -> None:
 @click.option(
     "--role",
     required=True,
-    type=click.Choice(["operator", "manufacturer", "customs", "ministry", "consumer", "admin"]),
+    type=click.Choice([role.value for role in Role]),
     help="What the principal may do.",
 )
 @click.option(
@@ -54,7 +55,6 @@ def add(name: str, role: str, operator_id: str, person: str, path: Path) -> None
 
     A running server reads the file at start and on SIGHUP (`kill -HUP PID`).
     """
-    from ceir.security.principals import Role
     from ceir.security.tokens import TokenBook
 
     try:
