@@ -22,7 +22,7 @@ __all__ = ["NatsServer", "Node", "central", "free_port", "nats_binary", "replica
 
 CEIR = str(Path(sys.executable).parent / "ceir")
 # Every face on a free port (or off), so several nodes share one machine.
-FACES = ("--s13", "127.0.0.1:0", "--web", "127.0.0.1:0")
+FACES = ("--s13", "127.0.0.1:0", "--web", "127.0.0.1:0", "--sbi", "127.0.0.1:0")
 
 
 def nats_binary() -> str:
@@ -130,7 +130,7 @@ class Node:
             if found:
                 self.port = int(found.group(1))
                 s13 = re.search(r"S13 Diameter on (127\.0\.0\.1:\d+)", line)
-                web = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
+                web = re.search(r"web[^;]* on (http://127\.0\.0\.1:\d+)", line)
                 sbi = re.search(r"N5g-eir on (http://127\.0\.0\.1:\d+)", line)
                 self.faces = {
                     name: m.group(1)

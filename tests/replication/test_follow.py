@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2
 
@@ -17,7 +18,8 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def test_replica_bootstraps_follows_and_answers_like_the_central(tmp_path: Path) -> None:
-    """Bootstrap, then an import on the central shows on the replica; answers agree."""
+    """Bootstrap, then an import on the central shows on the replica; CheckIMEI and
+    N5g-eir answer there as on the central; Registry is not served."""
     with cluster(tmp_path) as c:
         r = c.add_replica()
         wait_for("SERVING", lambda: r.health() == health_pb2.HealthCheckResponse.SERVING)
@@ -30,6 +32,13 @@ def test_replica_bootstraps_follows_and_answers_like_the_central(tmp_path: Path)
             for imei in ("352099001761481", "35209900176148", "490154203237518"):
                 request = eir_pb2.CheckIMEIRequest(imei=imei)
                 assert copy.CheckIMEI(request) == central.CheckIMEI(request)
+        with httpx.Client(http1=False, http2=True, timeout=10) as http:
+            for pei in ("imei-352099001761481", "imei-490154203237518", "imeisv-3520990017614823"):
+                url = "/n5g-eir-eic/v1/equipment-status?pei=" + pei
+                mine = http.get(r.faces["n5g-eir"] + url)
+                theirs = http.get(c.central.faces["n5g-eir"] + url)
+                assert (mine.status_code, mine.json()) == (theirs.status_code, theirs.json())
+        with r.channel() as b:
             registry = registry_pb2_grpc.RegistryStub(b)
             with pytest.raises(grpc.RpcError) as info:
                 registry.GetDevice(registry_pb2.GetDeviceRequest(imei="352099001761481"))
