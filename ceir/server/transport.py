@@ -44,6 +44,9 @@ class TransportLimits:
     max_concurrent_streams: int = 256
     """Calls at once on one connection."""
     max_metadata_bytes: int = 16 * 1024
+    handshake_timeout: float = 5.0
+    """A connection that has not finished its handshake in this time is closed: 3,000
+    half-open connections held 3,000 descriptors for 20 s and more without it."""
 
 
 def server_options(
@@ -69,6 +72,7 @@ def server_options(
         ("grpc.max_connection_age_grace_ms", ms(limits.max_connection_age_grace)),
         ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
         ("grpc.max_metadata_size", limits.max_metadata_bytes),
+        ("grpc.server_handshake_timeout_ms", ms(limits.handshake_timeout)),
     ]
 
 

@@ -118,3 +118,28 @@ def test_startup_line_names_the_open_default(tmp_path: Path) -> None:
         proc.communicate(timeout=30)
     assert "open" in line, line
     assert "loopback" in line, line
+
+
+def test_a_half_open_connection_is_closed_after_the_handshake_timeout(tmp_path: Path) -> None:
+    """A TCP connection that never starts its handshake is closed by the server (within
+    the 5 s handshake timeout), instead of holding a descriptor for as long as it likes."""
+    import socket
+    import time
+
+    with serving(Settings(db=tmp_path / "db")) as running:
+        sock = socket.create_connection(("127.0.0.1", running.port))
+        sock.settimeout(0.5)
+        started = time.monotonic()
+        closed_after = None
+        try:
+            while time.monotonic() - started < 20:
+                try:
+                    if sock.recv(1024) == b"":
+                        closed_after = time.monotonic() - started
+                        break
+                except TimeoutError:
+                    continue
+        finally:
+            sock.close()
+    assert closed_after is not None, "the half-open connection was still open after 20 s"
+    assert closed_after < 12
