@@ -29,6 +29,7 @@ def test_bench_scale_small_run_writes_every_figure(
     assert result["import_rows_per_s"] > 0
     assert result["csv_rows_per_s"] > result["import_rows_per_s"] * 0.01
     assert 0 < result["peak_rss_mib"] < 2048
+    assert 0 < result["peak_anon_mib"] <= result["peak_rss_mib"]
     for stage in result["stages"]:
         assert 12 < stage["hot_bytes_per_device"] < stage["file_bytes"] / stage["devices"]
         assert stage["registry_bytes_per_device"] > 0
