@@ -30,6 +30,8 @@ OFF = "off"
 DEFAULT_SBI = "127.0.0.1:7777"
 """Where the N5g-eir face (HTTP/2) listens unless told otherwise."""
 MAX_BATCH = 10_000
+DEFAULT_GRACE = 10.0
+"""Seconds in-flight calls get to finish after SIGTERM/SIGINT, on every face."""
 WEB_OFF = OFF
 DEFAULT_WEB = "127.0.0.1:8080"
 DEFAULT_LOG_FORMAT = LogFormat.TEXT
@@ -128,7 +130,7 @@ class Settings:
     max_batch: int = MAX_BATCH
     """Most CheckIMEIRequests in one batch or stream message."""
     max_message_bytes: int = 4 * 1024 * 1024
-    grace: float = 10.0
+    grace: float = DEFAULT_GRACE
     """Seconds in-flight calls get to finish after SIGTERM/SIGINT."""
     # -- security and hostile-input limits (ceir.server.transport, ceir.server.access) --
     tls_cert: Path | None = None

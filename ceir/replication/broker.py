@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +11,7 @@ from typing import Any
 
 from ceir.errors import ConfigError
 
-__all__ = ["Broker", "ensure_stream"]
+__all__ = ["Broker", "BrokerTask", "ensure_stream"]
 
 log = logging.getLogger("ceir.replication")
 
@@ -73,3 +75,32 @@ async def ensure_stream(js: Any, stream: str, subject: str) -> Any:
             storage=api.StorageType.FILE,
             duplicate_window=120.0,
         )
+
+
+class BrokerTask:
+    """One background task on a broker connection: started, then cancelled and closed.
+
+    The relay and the follower are both this: ``start()`` runs :meth:`_run` in the
+    serving loop; ``stop()`` cancels it and closes the connection it opened (``_nc``).
+    """
+
+    task_name = "ceir-broker"
+
+    def __init__(self) -> None:
+        self._nc: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.task_name)
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.close(), timeout=grace or 2.0)

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ceir import metrics
 from ceir.errors import CeirError, RefusedMessageError
 from ceir.replication import HEARTBEAT_SUBJECT, STREAM, SUBJECT, wire
-from ceir.replication.broker import Broker
+from ceir.replication.broker import Broker, BrokerTask
 from ceir.store import Store, replica
 from ceir.store.replica import Applied, ReplicaState
 
@@ -55,8 +55,10 @@ class _Gap(Exception):  # noqa: N818 - control flow inside the follower, never e
             super().__init__(f"the stream no longer holds change {expected}")
 
 
-class Follower:
+class Follower(BrokerTask):
     """Keeps *store* a copy of the central register's hot table."""
+
+    task_name = "ceir-follower"
 
     def __init__(
         self,
@@ -70,6 +72,7 @@ class Follower:
         operator: str | None = None,
         on_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        super().__init__()
         self.store = store
         self.broker = broker
         self.key = key
@@ -82,26 +85,12 @@ class Follower:
         self.bootstraps = 0
         self.beat: wire.Heartbeat | None = None
         self.state: ReplicaState | None = None
-        self._nc: Any = None
-        self._task: asyncio.Task[None] | None = None
         self._noted = 0.0
         self._refused_base = 0
 
     def describe(self) -> str:
         serves = f" for operator {self.operator}" if self.operator else ""
         return f"replica{serves} of {self.source}, following {self.broker.url} (stream {STREAM})"
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ceir-follower")
-
-    async def stop(self, grace: float | None = None) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.close(), timeout=grace or 2.0)
 
     # -- the loop ------------------------------------------------------------------
 

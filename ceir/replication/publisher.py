@@ -18,7 +18,6 @@ second, so a replica can tell "caught up" from "stalled".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceir.errors import RefusedMessageError
 from ceir.replication import HEARTBEAT_SUBJECT, STREAM, SUBJECT, wire
-from ceir.replication.broker import Broker, ensure_stream
+from ceir.replication.broker import Broker, BrokerTask, ensure_stream
 from ceir.store import Store, changes
 
 __all__ = ["Relay"]
@@ -43,8 +42,10 @@ class _Resync(Exception):  # noqa: N818 - control flow inside the relay, never e
     """Look at the stream again before publishing more."""
 
 
-class Relay:
+class Relay(BrokerTask):
     """Publishes the change log of *store* on the broker until stopped."""
+
+    task_name = "ceir-relay"
 
     def __init__(
         self,
@@ -56,6 +57,7 @@ class Relay:
         heartbeat: float = 0.5,
         check_every: float = 5.0,
     ) -> None:
+        super().__init__()
         self.store = store
         self.broker = broker
         self.key = key
@@ -69,23 +71,9 @@ class Relay:
         """The stream's last sequence, whoever published it."""
         self.alarms = 0
         self.republished = 0
-        self._nc: Any = None
-        self._task: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
         return f"publishing changes to {self.broker.url} (stream {STREAM})"
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ceir-relay")
-
-    async def stop(self, grace: float | None = None) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.close(), timeout=grace or 2.0)
 
     async def _run(self) -> None:
         while self._nc is None:

@@ -32,6 +32,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from ceir import __version__, logs, metrics
+from ceir.config import DEFAULT_GRACE
 from ceir.errors import CeirError, ConfigError, InvalidImeiError
 from ceir.metrics import Face as MetricFace
 from ceir.policy import Policy
@@ -88,7 +89,7 @@ class WebSettings:
     host: str
     port: int
     reuse_port: bool = False
-    grace: float = 10.0
+    grace: float = DEFAULT_GRACE
 
 
 class _Refused(Exception):  # noqa: N818 - a control-flow signal inside this module, not an error
