@@ -50,7 +50,9 @@ def test_junk_forgeries_and_replays_are_refused_and_later_changes_arrive(tmp_pat
         c.manufacturer(500, 0)
         c.converged(r)
         wait_for("three refusals", lambda: r.status().refused >= 3)
-        assert r.status().refused == 3
+        # At least the three: a follower that re-subscribes (a stall under load) reads the
+        # rogue messages again and refuses — and counts — them again.
+        assert r.status().refused >= 3
         log = r.log.read_text()
         assert "refused a junk message" in log
         assert "refused a forged message" in log
