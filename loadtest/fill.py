@@ -146,8 +146,10 @@ def load(population: Population, db: Path, work: Path, *, quiet: bool = False) -
             "--max-new-devices",
             str(rows),
             # The simulator builds its own register as one principal: a national-size
-            # population must not wait for a second principal's approval.
+            # population (or its lost-stolen feed) must not wait for a second principal.
             "--stage-above",
+            "0",
+            "--stage-lost-stolen-above",  # its 2% lost-stolen feed is a mass blacklisting
             "0",
             "--rejects",
             str(work / f"{kind}.rejects.csv"),

@@ -97,6 +97,7 @@ def run_import(db: Path, kind: Kind, path: Path, rows: int) -> ImportRun:
     """``ceir import`` of *path* in a child process: seconds, peak RSS, summary line."""
     command = ceir(
         "import", kind.value, str(path), "--db", str(db), "-q", "--stage-above", "0",
+        "--stage-lost-stolen-above", "0",
         "--max-new-devices", str(max(rows, 1)), "--max-bad-ratio", "1",
         "--rejects", str(path.with_suffix(".rejects.csv")),
     )  # fmt: skip

@@ -10,7 +10,12 @@ import click
 
 from ceir.cli._paths import create_option, require_store, require_writable
 from ceir.cli.app import CONTEXT, EPILOG, EXIT_FEED, EXIT_STAGED, fail, main
-from ceir.config import DEFAULT_DB, DEFAULT_STAGE_ABOVE, field_default
+from ceir.config import (
+    DEFAULT_DB,
+    DEFAULT_STAGE_ABOVE,
+    DEFAULT_STAGE_LOST_STOLEN_ABOVE,
+    field_default,
+)
 from ceir.errors import CeirError, FeedRefusedError
 from ceir.feeds import Format, ImportState, Kind  # enums only: cheap to import
 from ceir.feeds.base import Options  # its defaults are the flags' defaults
@@ -138,9 +143,18 @@ def _cutoff(value: str | None) -> int | None:
 @click.option(
     "--stage-above",
     type=click.IntRange(0),
+    envvar="CEIR_STAGE_ABOVE",
     default=DEFAULT_STAGE_ABOVE,
     help="Two-person rule: a file adding more new devices is staged (exit 8) until another "
     "principal runs `ceir approve`; 0: never stage.",
+)
+@click.option(
+    "--stage-lost-stolen-above",
+    type=click.IntRange(0),
+    envvar="CEIR_STAGE_LOST_STOLEN_ABOVE",
+    default=DEFAULT_STAGE_LOST_STOLEN_ABOVE,
+    help="The same for lost-stolen files, whose blocks and unblocks count (the smaller "
+    "threshold applies); 0: --stage-above alone (with --stage-above 0: never stage).",
 )
 def import_(
     kind: str,
@@ -160,6 +174,7 @@ def import_(
     visitor_max_days: int,
     batch_rows: int,
     stage_above: int,
+    stage_lost_stolen_above: int,
 ) -> None:
     """Import a feed FILE of KIND into the register.
 
@@ -205,6 +220,7 @@ def import_(
                 file,
                 actor=local_actor(),
                 stage_above=stage_above,
+                stage_lost_stolen_above=stage_lost_stolen_above,
                 fmt=Format(fmt) if fmt else None,
                 options=options,
                 progress=progress,

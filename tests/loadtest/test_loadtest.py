@@ -71,11 +71,16 @@ def test_large_populations_are_not_staged(tmp_path: Path, monkeypatch: pytest.Mo
     """A population above the two-person threshold still loads: the simulator's own
     register is written directly, not staged for approval."""
     monkeypatch.setenv("CEIR_STAGE_ABOVE", "10")  # what ceir import would stage above
+    # ... and its lost-stolen threshold: 300 devices have 6 lost-stolen reports (2%), as
+    # 50,000 have 1,000 (DEFAULT_STAGE_LOST_STOLEN_ABOVE) and were staged.
+    monkeypatch.setenv("CEIR_STAGE_LOST_STOLEN_ABOVE", "2")
     _population, db = fill.prepare(devices=300, mix=DEFAULT_MIX, seed=3, work=tmp_path, quiet=True)
     from ceir.store import open_store
 
     with open_store(db, readonly=True) as store:
         assert store.device_count() > 10
+        stolen = [d for d in _population.devices if d.kind is Kind.LOST_STOLEN]
+        assert len(stolen) > 2
 
 
 @pytest.mark.parametrize("mode", list(Mode))
