@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import ssl
 import subprocess
@@ -172,3 +173,28 @@ def test_an_empty_token_file_refuses_everybody(demo_store: Store, tmp_path: Path
         httpx.Client(http1=False, http2=True) as client,
     ):
         assert client.get(running.url + QUERY).status_code == 401
+
+
+def test_refused_calls_get_access_lines(
+    token_file: tuple[Path, dict[str, str]],
+    demo_store: Store,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 401 and a 403 on N5g-eir each write an access-log line, as refusals do on every face."""
+    caplog.set_level(logging.INFO, "ceir.access_log")
+    path, tokens = token_file
+    with (
+        running_faces(Settings(db=tmp_path, tokens=path), demo_store) as running,
+        httpx.Client(http1=False, http2=True) as client,
+    ):
+        assert client.get(running.url + QUERY).status_code == 401
+        consumer = {"authorization": f"Bearer {tokens['consumer']}"}
+        assert client.get(running.url + QUERY, headers=consumer).status_code == 403
+    lines = [r for r in caplog.records if r.name == "ceir.access_log"]
+    assert [(r.face, r.method, r.status) for r in lines] == [  # type: ignore[attr-defined]
+        ("n5g-eir", "GetEquipmentStatus", "401"),
+        ("n5g-eir", "GetEquipmentStatus", "403"),
+    ]
+    assert lines[0].principal == "anonymous"  # type: ignore[attr-defined]
+    assert tokens["consumer"] not in caplog.text
