@@ -46,6 +46,9 @@ DEFAULT_TEMPORARY_DAYS = 90
 DEFAULT_IDENTITY_DAYS = 365
 """Retention: days after an arrival before its identity token is deleted (>= the 180-day
 customs cooldown)."""
+DEFAULT_REJECTS_DAYS = 90
+"""Retention: days after an import before its rejected rows (the ``rejects`` table, which
+may hold what a sender put in the wrong column) are deleted."""
 
 
 def field_default(cls: type, name: str) -> Any:

@@ -1,4 +1,4 @@
-"""``ceir purge``: delete expired temporaries, old identity tokens and expired stages."""
+"""``ceir purge``: delete expired temporaries, old identity tokens and rejects, expired stages."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import click
 
 from ceir.cli._paths import create_option, require_store
 from ceir.cli.app import CONTEXT, EPILOG, fail, main
-from ceir.config import DEFAULT_DB, DEFAULT_IDENTITY_DAYS, DEFAULT_TEMPORARY_DAYS
+from ceir.config import (
+    DEFAULT_DB,
+    DEFAULT_IDENTITY_DAYS,
+    DEFAULT_REJECTS_DAYS,
+    DEFAULT_TEMPORARY_DAYS,
+)
 from ceir.errors import CeirError
 
 
@@ -33,13 +38,21 @@ from ceir.errors import CeirError
     help="Days after an arrival before its identity token is deleted (keep it at least as "
     "long as the customs cooldown).",
 )
-def purge(db: Path, create: bool, temporary_days: int, identity_days: int) -> None:
+@click.option(
+    "--rejects-days",
+    type=click.IntRange(0),
+    default=DEFAULT_REJECTS_DAYS,
+    help="Days after an import before its rejected rows (the rejects table) are deleted.",
+)
+def purge(
+    db: Path, create: bool, temporary_days: int, identity_days: int, rejects_days: int
+) -> None:
     """Remove personal data past retention; record what was removed in the audit log.
 
     Deletes temporary registrations that ended more than --temporary-days ago (their
     passport tokens with them), identity tokens of arrivals older than --identity-days,
-    and expired stages. The audit log gets the counts and one PURGE entry per device,
-    never a personal number or token.
+    the rejected rows of imports older than --rejects-days, and expired stages. The audit
+    log gets the counts and one PURGE entry per device, never a personal number or token.
     """
     from ceir.feeds.retention import purge as run
     from ceir.store import open_store
@@ -53,6 +66,7 @@ def purge(db: Path, create: bool, temporary_days: int, identity_days: int) -> No
                 actor=local_actor(),
                 temporary_days=temporary_days,
                 identity_days=identity_days,
+                rejects_days=rejects_days,
             )
     except CeirError as exc:
         fail(exc)

@@ -7,6 +7,8 @@
   the per-identity quota counts (``identities``) are deleted, and customs details keep
   the declaration but lose the identity token.
 - **Expired stages** of the two-person rule.
+- **Rejected rows** (the ``rejects`` table) of imports started more than
+  ``rejects_days`` ago: a reject may hold what a sender put in the wrong column.
 
 Everything removed is recorded in the audit log: one origin with the counts and the
 retention used, and one ``PURGE`` entry per deleted device (records only, never a
@@ -16,11 +18,11 @@ personal number or token).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ceir.config import DEFAULT_IDENTITY_DAYS, DEFAULT_TEMPORARY_DAYS
+from ceir.config import DEFAULT_IDENTITY_DAYS, DEFAULT_REJECTS_DAYS, DEFAULT_TEMPORARY_DAYS
 from ceir.feeds import Kind, staging
 from ceir.feeds.rows import DAY, day_number
 from ceir.record import Reason, Record
@@ -42,12 +44,14 @@ class Purged:
     customs_tokens: int
     stages: int
     origin: int
+    rejects: int = 0
 
     def line(self) -> str:
         return (
             f"purged {self.temporaries:,} expired temporary registrations, "
             f"{self.identities:,} identity quota entries, {self.customs_tokens:,} customs "
-            f"identity tokens, {self.stages:,} expired stages (audit import #{self.origin})"
+            f"identity tokens, {self.stages:,} expired stages, {self.rejects:,} old rejected "
+            f"rows (audit import #{self.origin})"
         )
 
 
@@ -83,6 +87,7 @@ def purge(
     actor: str,
     temporary_days: int = DEFAULT_TEMPORARY_DAYS,
     identity_days: int = DEFAULT_IDENTITY_DAYS,
+    rejects_days: int = DEFAULT_REJECTS_DAYS,
     clock: Callable[[], float] = time.time,
 ) -> Purged:
     """Remove what is past retention; returns the counts (see the module docstring)."""
@@ -96,7 +101,11 @@ def purge(
         "actor": actor,
         "state": "writing",
         "started_at": now,
-        "retention": {"temporary_days": temporary_days, "identity_days": identity_days},
+        "retention": {
+            "temporary_days": temporary_days,
+            "identity_days": identity_days,
+            "rejects_days": rejects_days,
+        },
         "counts": {"temporaries": 0, "identities": 0, "customs_tokens": 0},
         "rows": len(temporaries),
         "rows_done": 0,
@@ -119,6 +128,7 @@ def purge(
     for i in range(0, len(customs), _BATCH):
         store.write(_put_details(dict(customs[i : i + _BATCH])))
     stages = staging.purge_expired(store, now=now, actor=actor)
+    rejects = sum(_forget_rejects(store, origin, now - rejects_days * DAY))
     info.update(
         id=origin,
         state="done",
@@ -129,10 +139,27 @@ def purge(
             "identities": len(identities),
             "customs_tokens": len(customs),
             "stages": len(stages),
+            "rejects": rejects,
         },
     )
     store.write(lambda tables: audit.put_origin(tables, origin, info))
-    return Purged(len(temporaries), len(identities), len(customs), len(stages), origin)
+    return Purged(len(temporaries), len(identities), len(customs), len(stages), origin, rejects)
+
+
+def _forget_rejects(store: Store, purge_origin: int, before: int) -> Iterator[int]:
+    """Delete the rejects of imports started before *before*, one import per write."""
+    with store.snapshot() as tables:
+        old = []
+        for origin in tables.rejects.origins():
+            info = tables.imports.get(origin) or {}
+            if origin != purge_origin and int(info.get("started_at") or 0) < before:
+                old.append(origin)
+    for origin in old:
+        yield store.write(_delete_rejects(origin))
+
+
+def _delete_rejects(origin: int) -> Callable[[Tables], int]:
+    return lambda tables: tables.rejects.delete_origin(origin)
 
 
 def _forget_identities(gone: dict[tuple[bytes, int], None]) -> Callable[[Tables], None]:

@@ -281,6 +281,26 @@ class Rejects(_View):
         for _key, value in self._items(prefix, prefix):
             yield dict(json.loads(value))
 
+    def origins(self) -> list[int]:
+        """The origins that have rejects, ascending (one seek per origin)."""
+        found: list[int] = []
+        if self._db is None:
+            return found
+        cursor = self._txn.cursor(self._db)
+        more = cursor.first()
+        while more:
+            origin = int(_U32.unpack(bytes(cursor.key())[:4])[0])
+            found.append(origin)
+            more = origin < 0xFFFFFFFF and cursor.set_range(_U32.pack(origin + 1))
+        return found
+
+    def delete_origin(self, origin: int) -> int:
+        """Delete every reject of *origin*; returns how many."""
+        keys = [key for key, _value in self._items(_U32.pack(origin), _U32.pack(origin))]
+        for key in keys:
+            self._txn.delete(key, db=self._db)
+        return len(keys)
+
 
 class Digests(_View):
     """``digests``: what makes an import the same (file digest, kind, rules) -> its origin."""

@@ -64,3 +64,5 @@ def test_purge_flags_default_to_the_retention_defaults() -> None:
     params = _params("purge")
     assert params["temporary_days"] == signature["temporary_days"].default == 90
     assert params["identity_days"] == signature["identity_days"].default == 365
+    assert params["rejects_days"] == signature["rejects_days"].default
+    assert signature["rejects_days"].default == config.DEFAULT_REJECTS_DAYS

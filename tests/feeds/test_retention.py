@@ -3,6 +3,7 @@ without personal data."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from click.testing import CliRunner
 
 from ceir.cli.app import main
 from ceir.feeds import Kind
-from ceir.feeds.importer import import_file
+from ceir.feeds.base import Options
+from ceir.feeds.importer import import_file, rejects_of
 from ceir.feeds.retention import purge
 from ceir.imei import check_digit, parse
 from ceir.record import Reason
@@ -78,7 +80,7 @@ def test_purge_removes_what_is_past_retention_and_keeps_the_rest(store: Store) -
     origin = audit.get_origin(store, purged.origin)
     assert origin is not None
     assert origin["counts"] == {"temporaries": 1, "identities": 1, "customs_tokens": 1,
-                                "stages": 0}  # fmt: skip
+                                "stages": 0, "rejects": 0}  # fmt: skip
     entry = audit.history(store, parse(imei(1)).key)[-1]
     assert entry.action is audit.Action.PURGE
     assert entry.new is None
@@ -100,3 +102,47 @@ def test_purge_command(tmp_path: Path, store: Store) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.startswith("purged ")
     assert "expired temporary registrations" in result.output
+
+
+def _with_bad_rows(store: Store, path: Path, serial: int, at: int) -> int:
+    """Import a manufacturer file with one bad row at time *at*; returns its origin."""
+    path.write_text(
+        "imei,brand,model,tpp_number,maker_id,produced_at\n"
+        f"{imei(serial)},Nusantara,N1,TPP-1,M1,2025-01-01\n"
+        f"{NIK},Nusantara,N1,TPP-1,M1,2025-01-01\n"  # an identity number in the imei column
+    )
+    summary = import_file(store, Kind.MANUFACTURER, path, actor="manufacturer:n",
+                          clock=lambda: at, options=Options(max_bad_ratio=1.0))  # fmt: skip
+    assert list(rejects_of(store, summary.origin)), "the bad row is kept as a reject"
+    return summary.origin
+
+
+def test_purge_removes_old_rejects_and_keeps_recent(store: Store, tmp_path: Path) -> None:
+    """Rejected rows of an import older than rejects_days go; a recent import's stay."""
+    old = _with_bad_rows(store, tmp_path / "old.csv", 40, NOW - 91 * DAY)
+    recent = _with_bad_rows(store, tmp_path / "new.csv", 41, NOW - 89 * DAY)
+    purged = purge(store, actor="a", rejects_days=90, clock=lambda: NOW)
+    assert purged.rejects == 1
+    assert list(rejects_of(store, old)) == []
+    assert len(list(rejects_of(store, recent))) == 1
+    info = audit.get_origin(store, purged.origin)
+    assert info is not None
+    assert (info["counts"]["rejects"], info["retention"]["rejects_days"]) == (1, 90)
+    assert purge(store, actor="a", rejects_days=90, clock=lambda: NOW).rejects == 0
+    assert purge(store, actor="a", rejects_days=0, clock=lambda: NOW).rejects == 1
+    assert list(rejects_of(store, recent)) == []
+
+
+def test_purge_command_rejects_days(tmp_path: Path, store: Store) -> None:
+    """`ceir purge --rejects-days 0` deletes today's rejects; the default keeps them."""
+    origin = _with_bad_rows(store, tmp_path / "today.csv", 42, int(time.time()) - 60)
+    store.close()
+    db = ["--db", str(tmp_path / "db")]
+    kept = CliRunner().invoke(main, ["purge", *db])
+    assert kept.exit_code == 0, kept.output
+    assert "0 old rejected rows" in kept.output
+    gone = CliRunner().invoke(main, ["purge", *db, "--rejects-days", "0"])
+    assert gone.exit_code == 0, gone.output
+    assert "1 old rejected rows" in gone.output
+    with open_store(tmp_path / "db") as s:
+        assert list(rejects_of(s, origin)) == []
