@@ -34,7 +34,10 @@ __all__ = ["Relay"]
 log = logging.getLogger("ceir.replication")
 
 _WRONG_LAST_SEQUENCE = 10071  # JetStream's err_code for a failed expected-last-sequence
-_BATCH = 64
+_WRONG_LAST_MSG_ID = 10070  # ... and for a failed expected-last-msg-id
+_FOREIGN = (_WRONG_LAST_SEQUENCE, _WRONG_LAST_MSG_ID)
+_ACK_TIMEOUT = 5.0
+_BATCH = 64  # entries per publish window (each at most changes.MAX_ENTRY_BYTES)
 _SCAN_BACK = 64  # how many of the stream's last messages a resync looks at
 
 
@@ -71,6 +74,9 @@ class Relay(BrokerTask):
         """The stream's last sequence, whoever published it."""
         self.alarms = 0
         self.republished = 0
+        self._inbox = ""
+        self._acks: dict[str, asyncio.Future[Any]] | None = None
+        self._token = 0
 
     def describe(self) -> str:
         return f"publishing changes to {self.broker.url} (stream {STREAM})"
@@ -138,8 +144,7 @@ class Relay(BrokerTask):
         while True:
             head, head_ms = changes.head(self.store)
             if head > self.published:
-                for entry in changes.entries(self.store, self.published, _BATCH):
-                    await self._publish(js, entry.seq, entry.committed_ms, entry.body)
+                await self._publish(js, changes.entries(self.store, self.published, _BATCH))
                 continue
             now = time.monotonic()
             if now - last_beat >= self.heartbeat:
@@ -158,29 +163,99 @@ class Relay(BrokerTask):
                     raise _Resync
             await asyncio.sleep(self.poll)
 
-    async def _publish(self, js: Any, seq: int, committed_ms: int, body: bytes) -> None:
+    async def _publish(self, js: Any, batch: list[changes.Entry]) -> None:
+        """Publish *batch* as one window: every message sent, then the acks awaited in order.
+
+        Each message expects the stream sequence its predecessor will get, and from the
+        second on also that predecessor's ``Nats-Msg-Id`` as the stream's last, so none is
+        stored unless the one before it was stored just before it: a foreign message (or a
+        duplicate) anywhere in the window makes the rest of it fail, never leaves a hole.
+        """
         from nats.js.errors import APIError
 
-        data = wire.seal_change(self.key, seq, committed_ms, body)
-        headers = {
-            "Nats-Msg-Id": str(seq),
-            "Nats-Expected-Last-Sequence": str(self.stream_last),
-        }
+        if self._acks is None:
+            await self._listen()
+        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        expected = self.stream_last
         try:
-            ack = await js.publish(SUBJECT, data, timeout=5.0, stream=STREAM, headers=headers)
+            for entry in batch:
+                headers = {
+                    "Nats-Msg-Id": str(entry.seq),
+                    "Nats-Expected-Last-Sequence": str(expected),
+                }
+                if sent:
+                    headers["Nats-Expected-Last-Msg-Id"] = str(sent[-1][0])
+                data = wire.seal_change(self.key, entry.seq, entry.committed_ms, entry.body)
+                sent.append((entry.seq, await self._send(data, headers)))
+                expected += 1
+            for seq, pending in sent:
+                try:
+                    ack = await asyncio.wait_for(pending, timeout=_ACK_TIMEOUT)
+                except TimeoutError:
+                    raise TimeoutError(f"no ack for change {seq} in {_ACK_TIMEOUT:g} s") from None
+                except APIError as exc:
+                    if exc.err_code not in _FOREIGN:
+                        raise
+                    self.alarms += 1
+                    log.error(  # noqa: TRY400 - an alarm, not a crash: no traceback
+                        "ALARM relay: stream %s has a message the relay did not publish "
+                        "(expected last sequence %d: %s); someone else can publish on the "
+                        "broker. Replicas refuse what does not verify; carrying on",
+                        STREAM,
+                        self.stream_last,
+                        exc.description,
+                    )
+                    raise _Resync from None
+                self.published = seq
+                if ack.duplicate:
+                    # Already on the stream: the rest of the window expected one message
+                    # more than there is, so it was refused; send it again from here.
+                    return
+                self.stream_last = ack.seq
+        finally:
+            for _, pending in sent:
+                pending.cancel()  # no-op once resolved
+            if self._acks is not None:
+                self._acks.clear()  # one window at a time: a late ack finds nothing
+
+    async def _listen(self) -> None:
+        """Subscribe to this relay's own ack inbox (one per connection)."""
+        self._inbox = self._nc.new_inbox()
+        self._acks = {}
+        await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+
+    async def _send(self, data: bytes, headers: dict[str, str]) -> asyncio.Future[Any]:
+        """Publish one message to the stream; the future gets its ack (or its error).
+
+        (nats-py's ``publish_async`` never resolves a refused publish, so not that.)
+        """
+        assert self._acks is not None
+        self._token += 1
+        token = str(self._token)
+        pending: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._acks[token] = pending
+        headers["Nats-Expected-Stream"] = STREAM
+        await self._nc.publish(SUBJECT, data, reply=f"{self._inbox}.{token}", headers=headers)
+        return pending
+
+    async def _on_ack(self, msg: Any) -> None:
+        import json
+
+        from nats.js import api
+        from nats.js.errors import APIError, NoStreamResponseError
+
+        pending = (self._acks or {}).get(msg.subject.rsplit(".", 1)[-1])
+        if pending is None or pending.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            pending.set_exception(NoStreamResponseError())
+            return
+        try:
+            resp = json.loads(msg.data)
+            if "error" in resp:
+                APIError.from_error(resp["error"])  # always raises, as the right subclass
+            pending.set_result(api.PubAck.from_response(resp))
         except APIError as exc:
-            if exc.err_code == _WRONG_LAST_SEQUENCE:
-                self.alarms += 1
-                log.error(  # noqa: TRY400 - an alarm, not a crash: no traceback
-                    "ALARM relay: stream %s has a message the relay did not publish "
-                    "(expected last sequence %d: %s); someone else can publish on the "
-                    "broker. Replicas refuse what does not verify; carrying on",
-                    STREAM,
-                    self.stream_last,
-                    exc.description,
-                )
-                raise _Resync from None
-            raise
-        if not ack.duplicate:
-            self.stream_last = ack.seq
-        self.published = seq
+            pending.set_exception(exc)
+        except (ValueError, TypeError, KeyError) as exc:
+            pending.set_exception(exc)

@@ -249,12 +249,13 @@ def append_columns(tables: Tables, changes: Columns, at: int, origin: int) -> in
         value = raw[i * size : (i + 1) * size] + prev
         values.append(value)
         prev = sha(seq_raw[8 * i : 8 * i + 8] + value + print_).digest()
-    tables.audit.append_ordered(
-        first, key_list, values, np.argsort(changes.keys, kind="stable").tolist()
-    )
+    order = np.argsort(changes.keys, kind="stable").tolist()
+    tables.audit.append_ordered(first, key_list, values, order)
     new_raw, has_new = changes.new.tobytes(), (changes.presence & 2).astype(bool).tolist()
     news = [new_raw[12 * i : 12 * i + 12] if has_new[i] else None for i in range(n)]
-    change_log.record(tables, devices=list(zip(key_list, news, strict=True)))
+    # In key order (stable, so a later change to a key still comes later): each entry is
+    # then one key range, which a replica's B-tree takes about twice as fast as feed order.
+    change_log.record(tables, devices=[(key_list[i], news[i]) for i in order])
     return first
 
 

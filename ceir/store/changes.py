@@ -97,18 +97,20 @@ def pack_ops(
 
 
 _DEVICE_PUT = 1 + _KEY + RECORD_SIZE
+_DEVICE_PUT_ROW = [("op", "u1"), ("key", f"V{_KEY}"), ("record", f"V{RECORD_SIZE}")]
 
 
 def device_puts(body: bytes) -> list[tuple[bytes, bytes]] | None:
     """The (key, record) pairs of a body made only of device puts (what imports write),
     decoded in one pass; None for any other body (use :func:`unpack_ops`)."""
+    import numpy as np
+
     n, rest = divmod(len(body), _DEVICE_PUT)
     if rest or body[::_DEVICE_PUT] != bytes((Op.DEVICE_PUT,)) * n:
         return None
-    return [
-        (body[i + 1 : i + 1 + _KEY], body[i + 1 + _KEY : i + _DEVICE_PUT])
-        for i in range(0, len(body), _DEVICE_PUT)
-    ]
+    # Void fields: tolist() gives the exact bytes (an S field would strip trailing NULs).
+    rows = np.frombuffer(body, _DEVICE_PUT_ROW)
+    return list(zip(rows["key"].tolist(), rows["record"].tolist(), strict=True))
 
 
 def unpack_ops(body: bytes) -> Iterator[tuple[Op, bytes, bytes | None]]:
