@@ -184,8 +184,10 @@ def append(tables: Tables, changes: Sequence[Change], at: int, origin: int) -> i
             packed.append((c.key, value))
             prev = link(seq, value, print_)
         tables.audit.append(first, packed)
-        # The same changes, for replicas: only the key and the new record (no audit detail).
-        change_log.record(tables, devices=[(c.key, _packed(c.new)) for c in changes])
+        # The same changes, for replicas: only the key and the new record (no audit detail),
+        # in key order as append_columns writes them (stable: a key's later change stays later).
+        ordered = sorted(changes, key=lambda c: c.key)
+        change_log.record(tables, devices=[(c.key, _packed(c.new)) for c in ordered])
     return first
 
 
