@@ -1,22 +1,37 @@
 """Demo data for an empty store: a small TAC table and a device in every state.
 
 The brands are invented; the IMEIs are valid and fixed, so the README's examples work.
-Temporary registrations are dated relative to the moment the demo is loaded.
+Temporary registrations are dated relative to the moment the demo is loaded. The demo
+writes go through the audit log like any other: one origin (kind ``demo``, actor
+``ceir:demo``) and one entry per change, so ``ceir audit IMEI`` says where they came from.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import NamedTuple
 
 from ceir.imei import parse
 from ceir.record import Reason, Record, Source
-from ceir.store import Store, TacInfo
+from ceir.store import Store, TacInfo, audit
+from ceir.store.tables import Tables
 
 log = logging.getLogger("ceir.store.demo")
 
 DAY = 86_400
+ACTOR = "ceir:demo"
+"""Who the audit log says wrote the demo data."""
+_ACTIONS = {
+    Reason.REGISTERED: {
+        Source.MANUFACTURER: audit.Action.MANUFACTURER,
+        Source.CUSTOMS: audit.Action.CUSTOMS,
+    },
+    Reason.GRANDFATHERED: {Source.OPERATOR: audit.Action.GRANDFATHER},
+    Reason.TEMPORARY: {Source.OPERATOR: audit.Action.VISITOR},
+    Reason.EXEMPT: {Source.MINISTRY: audit.Action.EXCEPTION},
+}
 
 TACS = (
     TacInfo("35209900", "Nusantara", "N1", "Smartphone"),
@@ -93,12 +108,31 @@ def devices(now: int) -> list[DemoDevice]:
     ]
 
 
+def _changes(key: bytes, old: Record | None, new: Record) -> list[audit.Change]:
+    """The audit entries that make *new*: its registration, then a block if stolen."""
+    registered = dataclasses.replace(new, lost_stolen=False)
+    out = [audit.Change(key, _ACTIONS[new.reason][new.source], old, registered)]
+    if new.lost_stolen:
+        out.append(audit.Change(key, audit.Action.BLOCK, registered, new))
+    return out
+
+
 def load(store: Store, now: int | None = None) -> int:
-    """Write the demo TACs and devices into *store*; returns how many devices."""
+    """Write the demo TACs and devices into *store*, with their audit entries; returns
+    how many devices."""
     at = int(time.time()) if now is None else now
     store.put_tacs(TACS)
-    items = [(parse(d.imei).key, d.record) for d in devices(at) if d.record is not None]
-    return store.put_devices(items)
+    items = sorted((parse(d.imei).key, d.record) for d in devices(at) if d.record is not None)
+
+    def write(tables: Tables) -> int:
+        info = {"kind": "demo", "request": "demo data", "actor": ACTOR}
+        origin = audit.new_origin(tables, {**info, "started_at": at, "state": "done"})
+        changes = [c for key, r in items for c in _changes(key, tables.devices.record(key), r)]
+        tables.devices.put({key: r.pack() for key, r in items})
+        audit.append(tables, changes, at, origin)
+        return len(items)
+
+    return store.write(write)
 
 
 def load_if_empty(store: Store) -> None:
