@@ -110,7 +110,8 @@ def server_rows(
     rows = []
     with ServerProcess(db, workers=workers) as server:
         url = server.addresses[Face.N5G]
-        for clients, streams in ((4, 16), (16, 8)):
+        # 16, 64 and 128 requests in flight: an AMF's few connections, then saturation.
+        for clients, streams in ((4, 4), (4, 16), (16, 8)):
             rows.append(
                 h2load_row(
                     url,
@@ -169,9 +170,10 @@ def print_rows(rows: list[Row]) -> None:
         p50 = "-" if row.p50_ms is None else f"{row.p50_ms:.2f}"
         p99 = "-" if row.p99_ms is None else f"{row.p99_ms:.2f}"
         print(f"{row.name:<56} {row.imeis_per_s:>10,.0f} {cpu:>11} {p50:>8} {p99:>8}")
-    best = max(
-        (r for r in rows if r.name.startswith("N5g-eir")), key=lambda r: r.imeis_per_s, default=None
-    )
+    faces = [r for r in rows if r.name.startswith("N5g-eir")]
+    within = [r for r in faces if (r.p99_ms or 0) <= TARGET_P99_MS]
+    # The best row within the latency bound if there is one, else the fastest row.
+    best = max(within or faces, key=lambda r: r.imeis_per_s, default=None)
     if best is not None:
         met = best.imeis_per_s >= TARGET_RPS and (best.p99_ms or 0) <= TARGET_P99_MS
         print(
