@@ -8,11 +8,12 @@ of an attach. A face that learns one calls an :data:`Observer` with
   ``IdKind.IMSI``): never the IMSI itself,
 - the operator id (MCC-MNC) of the principal that asked; empty without security.
 
-The N5g-eir face (:mod:`ceir.network.n5g_eir`) and the S13 face (:mod:`ceir.network.s13`)
-call it; gRPC CheckIMEI does not yet (its ``imsi`` is still read and dropped: the batch
-and stream paths answer in bulk without a message per IMEI). Nothing consumes sightings
-yet: clone detection (one IMEI on many SIMs at once) is a later issue, and it plugs an
-observer in here (``ceir.server.app.create_faces`` passes :func:`ignore` today).
+The N5g-eir face (:mod:`ceir.network.n5g_eir`), the S13 face (:mod:`ceir.network.s13`)
+and gRPC CheckIMEI in all its forms (:class:`ceir.server.eir.EquipmentIdentityRegister`,
+for each request that carries an ``imsi``) call it. Nothing consumes sightings yet:
+clone detection (one IMEI on many SIMs at once) is a later issue, and it plugs an
+observer in here (``ceir.server.app.create_faces`` passes :func:`ignore` to the network
+faces today, and the gRPC servicer gets none, so its bulk path pays nothing).
 """
 
 from __future__ import annotations

@@ -6,16 +6,21 @@ here; :mod:`ceir.server.app` translates them into gRPC status codes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from operator import attrgetter
 from typing import Any
 
-from ceir import metrics
-from ceir.errors import LimitError
+from ceir import imei, metrics
+from ceir.errors import InvalidImeiError, LimitError
 from ceir.lookup import Checker
+from ceir.security.principals import current
+from ceir.sightings import Observer
+from ceir.store.identity import IdKind, Tokenizer
 from ceir.v1 import eir_pb2
 
 PACKED_KEY = 8
 _GRPC = metrics.Face.GRPC
+_IMSI = attrgetter("imsi")
 
 
 def _check_batch_size(n: int, limit: int) -> None:
@@ -31,20 +36,47 @@ class EquipmentIdentityRegister:
     passes those bytes through unchanged.
     """
 
-    def __init__(self, checker: Checker, max_batch: int) -> None:
+    def __init__(
+        self,
+        checker: Checker,
+        max_batch: int,
+        *,
+        observe: Observer | None = None,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
         self.checker = checker
         self.max_batch = max_batch
+        self.observe = observe if tokenizer is not None else None
+        self.tokenizer = tokenizer
+
+    def _sightings(self, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> None:
+        """Each request's ``imsi`` (when given, with a valid IMEI) to the observation seam,
+        as an identity token, like N5g-eir's ``supi`` and S13's ``User-Name``."""
+        if self.observe is None or self.tokenizer is None or not any(map(_IMSI, requests)):
+            return
+        operator = current().operator_id
+        for request in requests:
+            if not request.imsi:
+                continue
+            try:
+                key = imei.parse(request.imei).key
+            except InvalidImeiError:
+                continue
+            self.observe(key, self.tokenizer.token(IdKind.IMSI, request.imsi), operator)
 
     async def CheckIMEI(
         self, request: eir_pb2.CheckIMEIRequest, context: Any
     ) -> eir_pb2.CheckIMEIResponse:
         response = self.checker.check_one(request)
         metrics.answer_code(_GRPC, response.status, response.reason)
+        if request.imsi:
+            self._sightings((request,))
         return response
 
     async def CheckIMEIBatch(self, request: eir_pb2.CheckIMEIBatchRequest, context: Any) -> bytes:
         _check_batch_size(len(request.requests), self.max_batch)
         metrics.batch_devices(_GRPC, "CheckIMEIBatch", len(request.requests))
+        self._sightings(request.requests)
         return self.checker.check_batch(request.requests)
 
     async def CheckIMEIStream(
@@ -53,6 +85,7 @@ class EquipmentIdentityRegister:
         async for message in request_iterator:
             _check_batch_size(len(message.requests), self.max_batch)
             metrics.batch_devices(_GRPC, "CheckIMEIStream", len(message.requests))
+            self._sightings(message.requests)
             yield self.checker.check_batch(message.requests)
 
     async def CheckPacked(
