@@ -110,24 +110,30 @@ def _read_key(path: Path) -> bytes | None:
 
 
 def _write_key(path: Path, key: bytes) -> bytes:
-    """Create the key file with *key* (0600), or read the one another process made first."""
+    """Create the key file with *key* (0600), or read the one another process made first.
+
+    The key is written whole to a private file first and then linked into place, so a
+    process that finds the key file (a sibling worker starting at the same moment) never
+    reads it half-written.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        found = _read_key(path)
-        if found is None:  # pragma: no cover - created and removed meanwhile
-            raise ConfigError(f"the identity-token key {path} vanished") from None
-        return found
-    tmp_ok = False
-    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(key)
             f.flush()
             os.fsync(f.fileno())
-        tmp_ok = True
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            found = _read_key(path)
+            if found is None:  # pragma: no cover - created and removed meanwhile
+                raise ConfigError(f"the identity-token key {path} vanished") from None
+            return found
+    except OSError as exc:
+        raise ConfigError(f"cannot write the identity-token key {path}: {exc.strerror}") from exc
     finally:
-        if not tmp_ok:
-            path.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return key
 
 

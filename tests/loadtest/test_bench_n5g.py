@@ -19,12 +19,12 @@ pytestmark = [
 
 
 def test_server_rows_measure_n5g_and_grpc(tmp_path: Path) -> None:
-    """Both h2load rows and the unary gRPC row come out of one server, with server CPU per
+    """The three h2load rows and the unary gRPC row come out of one server, with server CPU per
     request and latency percentiles; every h2load answer was 2xx (else it raises)."""
     db = tmp_path / "store"
     keys = bench_core.build_store(db, 5_000)
     rows = bench_n5g.server_rows(db, bench_n5g._imeis(keys, 500), 1, 3_000, 1.0, "g")
-    assert [r.name.split(" ")[0] for r in rows] == ["N5g-eir", "N5g-eir", "CheckIMEI"]
+    assert [r.name.split(" ")[0] for r in rows] == ["N5g-eir", "N5g-eir", "N5g-eir", "CheckIMEI"]
     for row in rows:
         assert row.imeis_per_s > 0
         assert row.cpu_us is not None

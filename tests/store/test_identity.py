@@ -53,3 +53,30 @@ def test_token_never_contains_the_number(value: str) -> None:
     assert text.startswith("tok_")
     assert len(text) == 36
     int(text[4:], 16)
+
+
+def test_workers_creating_the_key_at_once_all_read_one_whole_key(tmp_path: Path) -> None:
+    """Sibling workers that create the identity-token key at the same moment all end with
+    the same whole key: none reads the file half-written (it appears only once complete)."""
+    import threading
+
+    from ceir.store import identity
+
+    path = tmp_path / "db.token-key"
+    barrier = threading.Barrier(16)
+    found: list[bytes] = []
+
+    def create(n: int) -> None:
+        barrier.wait()
+        found.append(identity._write_key(path, bytes([n]) * 32))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(found) == 16
+    assert len(set(found)) == 1
+    assert path.read_bytes() == found[0]
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.token-key"]
