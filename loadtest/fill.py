@@ -18,9 +18,16 @@ import sys
 import time
 from pathlib import Path
 
+from ceir.feeds import Kind as FeedKind
+from ceir.feeds.kinds import feed_for
 from loadtest.population import DAY, Kind, Population, format_mix, generate
 
 _CUTOFF = 1_600_180_000  # 2020-09-15T14:20Z, before the grandfathering cutoff
+
+
+def _columns(kind: str) -> list[str]:
+    """A feed kind's header, as its feed declares it (not a second copy here)."""
+    return list(feed_for(FeedKind(kind)).fields)
 
 
 def _iso(t: int) -> str:
@@ -39,7 +46,7 @@ def write_feeds(population: Population, folder: Path) -> list[tuple[str, Path, i
     feeds: list[tuple[str, list[str], list[list[str]]]] = [
         (
             "tac",
-            ["tac", "brand", "model", "device_type"],
+            _columns("tac"),
             [[t, b, m, "Smartphone"] for t, b, m in population.tacs],
         ),
     ]
@@ -54,13 +61,7 @@ def write_feeds(population: Population, folder: Path) -> list[tuple[str, Path, i
         for d in population.devices
         if d.kind in (Kind.MANUFACTURER, Kind.LOST_STOLEN)
     ]
-    feeds.append(
-        (
-            "manufacturer",
-            ["imei", "brand", "model", "tpp_number", "maker_id", "produced_at"],
-            manufacturer,
-        )
-    )
+    feeds.append(("manufacturer", _columns("manufacturer"), manufacturer))
     customs = [
         [
             d.text15,
@@ -73,26 +74,12 @@ def write_feeds(population: Population, folder: Path) -> list[tuple[str, Path, i
         ]
         for n, d in enumerate(population.by_kind(Kind.CUSTOMS))
     ]
-    feeds.append(
-        (
-            "customs",
-            [
-                "imei",
-                "declaration_no",
-                "id_type",
-                "id_number",
-                "arrival_date",
-                "channel",
-                "tax_paid",
-            ],
-            customs,
-        )
-    )
+    feeds.append(("customs", _columns("customs"), customs))
     dump = [
         [d.text15, f"51010{n:010d}", f"62811{n:08d}", _iso(_CUTOFF - (n % 900) * DAY)]
         for n, d in enumerate(population.by_kind(Kind.GRANDFATHERED))
     ]
-    feeds.append(("operator-dump", ["imei", "imsi", "msisdn", "first_seen"], dump))
+    feeds.append(("operator-dump", _columns("operator-dump"), dump))
     visitors = [
         [d.text15, f"V{n:08d}", _iso(now - 10 * DAY), _iso(now + 60 * DAY)]
         for n, d in enumerate(population.by_kind(Kind.TEMPORARY))
@@ -100,17 +87,17 @@ def write_feeds(population: Population, folder: Path) -> list[tuple[str, Path, i
         [d.text15, f"W{n:08d}", _iso(now - 100 * DAY), _iso(now - 20 * DAY)]
         for n, d in enumerate(population.by_kind(Kind.EXPIRED))
     ]
-    feeds.append(("visitor", ["imei", "passport_number", "registered_at", "valid_until"], visitors))
+    feeds.append(("visitor", _columns("visitor"), visitors))
     exempt = [
         [d.text15, "DIPLOMAT", f"KEMLU-{n:05d}", ""]
         for n, d in enumerate(population.by_kind(Kind.EXEMPT))
     ]
-    feeds.append(("exception", ["imei", "category", "reference", "valid_until"], exempt))
+    feeds.append(("exception", _columns("exception"), exempt))
     stolen = [
         [d.text15, f"POLRI-{n:07d}", "BLOCK", _iso(now - 2 * DAY)]
         for n, d in enumerate(population.by_kind(Kind.LOST_STOLEN))
     ]
-    feeds.append(("lost-stolen", ["imei", "report_ref", "action", "reported_at"], stolen))
+    feeds.append(("lost-stolen", _columns("lost-stolen"), stolen))
     out = []
     for kind, header, rows in feeds:
         if not rows:
