@@ -129,7 +129,7 @@ class Settings:
     port: int = DEFAULT_PORT
     unknown_status: UnknownStatus = UnknownStatus.BLACKLISTED
     demo: bool = True
-    """Load demo data into an empty store at start."""
+    """Load demo data into an empty store at start (never when security is configured)."""
     max_batch: int = MAX_BATCH
     """Most CheckIMEIRequests in one batch or stream message."""
     max_message_bytes: int = 4 * 1024 * 1024
@@ -280,6 +280,11 @@ class Settings:
     def web_address(self) -> tuple[str, int] | None:
         """(host, port) of the web face; None when it is off."""
         return parse_listen(self.web, "--web")
+
+    @property
+    def secured(self) -> bool:
+        """Whether security is configured (a token file or TLS): no demo data then."""
+        return self.tokens is not None or self.tls_cert is not None
 
     @property
     def replica(self) -> bool:

@@ -70,7 +70,8 @@ def _tokens_file(given: Path | None) -> Path | None:
     "--demo/--no-demo",
     default=field_default(Settings, "demo"),
     show_default=True,
-    help="Load demo data into an empty store.",
+    help="Load demo data into an empty store (never with --tokens or TLS: such a store "
+    "starts empty).",
 )
 @click.option(
     "--max-batch",

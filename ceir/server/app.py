@@ -305,7 +305,7 @@ def prepare_store(settings: Settings) -> Store:
     """Open the configured store; load demo data into it if it is empty and demo is on."""
     store = open_store(settings.db)
     if settings.demo:
-        demo.load_if_empty(store)
+        demo.load_if_empty(store, secured=settings.secured)
     return store
 
 

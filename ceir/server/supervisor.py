@@ -133,7 +133,7 @@ def _prepare_store(settings: Settings) -> tuple[int, int]:
     importing gRPC before the fork), then close. Returns how many devices and TACs it holds."""
     with open_store(settings.db) as store:
         if settings.demo:
-            demo.load_if_empty(store)
+            demo.load_if_empty(store, secured=settings.secured)
         return store.device_count(), store.tac_count()
 
 

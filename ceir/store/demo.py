@@ -135,8 +135,19 @@ def load(store: Store, now: int | None = None) -> int:
     return store.write(write)
 
 
-def load_if_empty(store: Store) -> None:
-    """Load the demo data into *store* when it holds no device, and log that it did."""
-    if store.device_count() == 0:
-        n = load(store)
-        log.info("empty store: loaded demo data (%d devices, %d TACs)", n, len(TACS))
+def load_if_empty(store: Store, *, secured: bool = False) -> None:
+    """Load the demo data into *store* when it holds no device, and log that it did.
+
+    Never into a store served with security configured (*secured*: bearer tokens or TLS):
+    its invented devices would answer real networks. Such a store stays empty, and the
+    log says so."""
+    if store.device_count() != 0:
+        return
+    if secured:
+        log.info(
+            "empty store: demo data is not loaded when security is configured (tokens or "
+            "TLS); import real data with `ceir import`"
+        )
+        return
+    n = load(store)
+    log.info("empty store: loaded demo data (%d devices, %d TACs)", n, len(TACS))

@@ -100,6 +100,24 @@ def new_store(tmp_path: Path, name: str = "db") -> Path:
     return db
 
 
+CHECKED = "352099001761481"
+"""The IMEI the serving tests check: registered by import into their store."""
+
+
+def registered_store(tmp_path: Path, name: str = "db") -> Path:
+    """A store holding TAC 35209900 and, imported as a manufacturer feed, CHECKED: a
+    secured server starts with no demo data, so its tests load theirs."""
+    db = new_store(tmp_path, name)
+    feed = tmp_path / f"{name}-manufacturer.csv"
+    feed.write_text(
+        "imei,brand,model,tpp_number,maker_id,produced_at\n"
+        f"{CHECKED},Nusantara,N1,TPP-1,M1,2024-01-01\n"
+    )
+    ran = ceir("import", "manufacturer", feed, "--db", db, "-q")
+    assert ran.code == 0, ran.stderr
+    return db
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -446,9 +464,10 @@ def test_sighup_reloads_the_token_file_in_every_worker(
     and still serves the others; each worker logs the reload; the server keeps running."""
     tokens = tmp_path / "tokens.json"
     revoked, kept = _token(tokens, "old"), _token(tokens, "new")
-    server = Serve("--db", tmp_path / "db", "--tokens", tokens, "--workers", str(workers))
+    db = registered_store(tmp_path)
+    server = Serve("--db", db, "--tokens", tokens, "--workers", str(workers))
     serve.append(server)
-    imei = ("352099001761481", "--server", server.address)
+    imei = (CHECKED, "--server", server.address)
     assert ceir("check", *imei, "--token", revoked).code == 0
     assert ceir("token", "revoke", "old", "--tokens", tokens).code == 0
     server.process.send_signal(signal.SIGHUP)
@@ -468,12 +487,12 @@ def test_sighup_keeps_the_old_tokens_when_the_file_is_broken(
     server keeps its tokens and keeps serving."""
     tokens = tmp_path / "tokens.json"
     secret = _token(tokens, "portal")
-    server = Serve("--db", tmp_path / "db", "--tokens", tokens, "--workers", "1")
+    server = Serve("--db", registered_store(tmp_path), "--tokens", tokens, "--workers", "1")
     serve.append(server)
     tokens.write_text("{not json")
     server.process.send_signal(signal.SIGHUP)
     server.wait_for(r"WARNING .*cannot reload bearer tokens")
-    ran = ceir("check", "352099001761481", "--server", server.address, "--token", secret)
+    ran = ceir("check", CHECKED, "--server", server.address, "--token", secret)
     assert ran.code == 0, ran.stderr
     assert server.process.poll() is None
 
@@ -490,7 +509,7 @@ def test_sighup_reloads_the_tls_files(tmp_path: Path, serve: list[Serve]) -> Non
         (live / name).write_bytes((old / name).read_bytes())
     server = Serve(
         "--db",
-        tmp_path / "db",
+        registered_store(tmp_path),
         "--workers",
         "2",
         "--tls-cert",
@@ -505,7 +524,7 @@ def test_sighup_reloads_the_tls_files(tmp_path: Path, serve: list[Serve]) -> Non
     def check(pki: Path) -> Ran:
         return ceir(
             "check",
-            "352099001761481",
+            CHECKED,
             "--server",
             f"localhost:{server.port}",
             "--ca",
@@ -539,7 +558,7 @@ def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, Path
     assert ceir("certs", pki).code == 0
     server = Serve(
         "--db",
-        tmp / "db",
+        registered_store(tmp),
         "--workers",
         "1",
         "--tls-cert",
@@ -558,7 +577,7 @@ def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, Path
 def test_check_in_clear_against_tls_exits_9_with_a_hint(mtls: tuple[Serve, Path]) -> None:
     """Clear text against a TLS server: exit 9, "speaks TLS? give --ca" (not "is it running?")."""
     server, _pki = mtls
-    ran = ceir("check", "352099001761481", "--server", f"localhost:{server.port}")
+    ran = ceir("check", CHECKED, "--server", f"localhost:{server.port}")
     line = one_line(ran, 9, "TLS", "--ca")
     assert "running" not in line
 
@@ -567,12 +586,12 @@ def test_check_without_client_certificate_exits_9_with_a_hint(mtls: tuple[Serve,
     """TLS without a client certificate against mutual TLS: exit 9, "give --cert and --key"."""
     server, pki = mtls
     address = f"localhost:{server.port}"
-    ran = ceir("check", "352099001761481", "--server", address, "--ca", pki / "ca.pem")
+    ran = ceir("check", CHECKED, "--server", address, "--ca", pki / "ca.pem")
     line = one_line(ran, 9, "--cert and --key")
     assert "running" not in line
     ok = ceir(
         "check",
-        "352099001761481",
+        CHECKED,
         "--server",
         address,
         "--ca",
@@ -593,7 +612,7 @@ def test_check_cert_without_key_is_a_usage_error(
     server, pki = mtls
     path = pki / ("portal.pem" if given == "--cert" else "portal.key")
     address = f"localhost:{server.port}"
-    ran = ceir("check", "352099001761481", "--server", address, "--ca", pki / "ca.pem", given, path)
+    ran = ceir("check", CHECKED, "--server", address, "--ca", pki / "ca.pem", given, path)
     usage_error(ran, given, missing)
 
 
