@@ -15,7 +15,9 @@ and returns the serialized ``CheckIMEIBatchResponse``:
   expiry) goes through :func:`_element`, which builds the element with protobuf itself.
 
 The answers are identical to :meth:`Checker.check_many`, which builds response messages
-the ordinary way (the tests compare the two).
+the ordinary way (the tests compare the two). Given a :data:`Tally`, the bulk path also
+counts its answers by (status, reason): per distinct element head, not per IMEI, so
+the metrics cost one ``Counter`` pass over the batch.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from ceir.store import Store
 from ceir.v1 import eir_pb2
 
 Response = eir_pb2.CheckIMEIResponse
+Tally = collections.Counter[tuple[int, int]]
+"""Answers counted by (status, reason) wire numbers."""
 # The record's IntEnums are the proto numbers; the generated stubs want their own NewType.
 _response: Callable[..., Response] = Response
 
@@ -109,6 +113,12 @@ def _element(response: Response) -> bytes:
     """One ``responses`` element of a serialized CheckIMEIBatchResponse."""
     data = response.SerializeToString()
     return b"\n" + _varint(len(data)) + data
+
+
+def head_codes(head: bytes) -> tuple[int, int]:
+    """The (status, reason) an element head built by :func:`_head` carries: its bytes are
+    ``0A len 08 status 10 reason``, each a one-byte varint (an element is < 128 bytes)."""
+    return head[3], head[5]
 
 
 def _head(decision: Decision, tail: int) -> bytes:
@@ -202,13 +212,16 @@ class Checker:
 
     # -- the bulk path -------------------------------------------------------------
 
-    def check_batch(self, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> bytes:
+    def check_batch(
+        self, requests: Sequence[eir_pb2.CheckIMEIRequest], tally: Tally | None = None
+    ) -> bytes:
         """The serialized CheckIMEIBatchResponse for *requests*: same answers as
-        :meth:`check_many`, built without a message object per IMEI."""
+        :meth:`check_many`, built without a message object per IMEI. With *tally*, the
+        answers are added to it by (status, reason)."""
         texts = list(map(_IMEI, requests))
         count = len(texts)
         if not count or any(map(_REQUEST_ID, requests)):
-            return b"".join(self._mixed(texts, requests))
+            return b"".join(self._mixed(texts, requests, tally))
         joined = "".join(texts)
         width = len(joined) // count
         if (
@@ -221,15 +234,20 @@ class Checker:
             raw = joined.encode()
             digits = check_digits(raw, width)
             if width != 15 or digits == raw[14::15]:
-                return b"".join(self._plain(raw, width, digits))
-        return b"".join(self._split(texts, requests))
+                return b"".join(self._plain(raw, width, digits, tally))
+        return b"".join(self._split(texts, requests, tally))
 
-    def _split(self, texts: list[str], requests: Sequence[eir_pb2.CheckIMEIRequest]) -> list[bytes]:
+    def _split(
+        self,
+        texts: list[str],
+        requests: Sequence[eir_pb2.CheckIMEIRequest],
+        tally: Tally | None,
+    ) -> list[bytes]:
         """A batch of mostly plain IMEIs of one width and a few others (malformed, bad
         check digit, another width): the plain ones in bulk, the others one by one."""
         width = collections.Counter(map(len, texts)).most_common(1)[0][0]
         if not 14 <= width <= 16:
-            return self._mixed(texts, requests)
+            return self._mixed(texts, requests, tally)
         plain = [i for i, t in enumerate(texts) if len(t) == width and t.isascii() and t.isdigit()]
         raw = "".join([texts[i] for i in plain]).encode()
         digits = check_digits(raw, width)
@@ -238,15 +256,17 @@ class Checker:
             raw = "".join([texts[i] for i in plain]).encode()
             digits = check_digits(raw, width)
         elements = [b""] * len(texts)
-        for i, element in zip(plain, self._plain(raw, width, digits), strict=True):
+        for i, element in zip(plain, self._plain(raw, width, digits, tally), strict=True):
             elements[i] = element
         rest = [i for i, element in enumerate(elements) if not element]
-        others = self._mixed([texts[i] for i in rest], [requests[i] for i in rest])
+        others = self._mixed([texts[i] for i in rest], [requests[i] for i in rest], tally)
         for i, element in zip(rest, others, strict=True):
             elements[i] = element
         return elements
 
-    def _plain(self, raw: bytes, width: int, digits: bytes) -> list[bytes]:
+    def _plain(
+        self, raw: bytes, width: int, digits: bytes, tally: Tally | None = None
+    ) -> list[bytes]:
         """Elements for IMEIs of one *width*, laid out in *raw*, all valid, no ids."""
         ends = range(14, len(raw) + 14, width)  # end of each body in raw
         keys = [int(raw[end - 14 : end]).to_bytes(8, "big") for end in ends]
@@ -260,6 +280,8 @@ class Checker:
         tails = _tails(raw, width, digits)
         size = _TAIL_SVN if svn else _TAIL
         elements = []
+        used: list[bytes] = []  # the head of each element built from one (for the tally)
+        singles: list[Decision] = []  # the decisions of the others
         at = 0
         for i, value in enumerate(values):
             if value is None:
@@ -272,6 +294,7 @@ class Checker:
                 key = value[_HEADER] + value[_EXPIRY]
                 entry = self._expiring.get(key) or self._expiring_for(key, value)
                 head, extra = entry[1] if now < entry[0] else entry[2]
+                used.append(head)
                 elements.append(head + tails[at : at + size] + extra)
                 at += size
                 continue
@@ -280,9 +303,16 @@ class Checker:
             if not head or i in special:
                 end = i * width + 14
                 elements.append(self._special(raw, end, width, digits[i], value, now))
+                singles.append(self._decide(value, now))
             else:
+                used.append(head)
                 elements.append(head + tails[at : at + size])
             at += size
+        if tally is not None:
+            for head, n in collections.Counter(used).items():
+                tally[head_codes(head)] += n
+            for decision in singles:
+                tally[decision.status, decision.reason] += 1
         return elements
 
     def _expiring_for(
@@ -346,15 +376,23 @@ class Checker:
             response.suspicious = True
         return _element(response)
 
-    def _mixed(self, texts: list[str], requests: Sequence[eir_pb2.CheckIMEIRequest]) -> list[bytes]:
+    def _mixed(
+        self,
+        texts: list[str],
+        requests: Sequence[eir_pb2.CheckIMEIRequest],
+        tally: Tally | None = None,
+    ) -> list[bytes]:
         """Elements for any batch: one protobuf element per IMEI (the general path)."""
         now = self.clock()
         with self.store.read() as reads:
             get = reads.get
-            return [
-                _element(self._answer(text, request, get, now))
+            answers = [
+                self._answer(text, request, get, now)
                 for text, request in zip(texts, requests, strict=True)
             ]
+        if tally is not None:
+            tally.update((r.status, r.reason) for r in answers)
+        return list(map(_element, answers))
 
     def _answer(
         self,

@@ -29,7 +29,9 @@ from ceir.record import Reason, Status
 __all__ = [
     "CONTENT_TYPE",
     "Face",
+    "answer_tally",
     "approval",
+    "enabled",
     "exposition",
     "import_rows",
     "imported",
@@ -200,10 +202,24 @@ def answer_packed(face: Face, results: bytes) -> None:
         answer_code(face, code & 3, code >> 2, count)
 
 
+def answer_tally(face: Face, tally: Mapping[tuple[int, int], int]) -> None:
+    """Count a batch's answers from its tally, (status, reason) wire numbers -> devices
+    (:data:`ceir.lookup.Tally`): one increment per distinct pair, not per device."""
+    for (status, reason), count in tally.items():
+        answer_code(face, status, reason, count)
+
+
+_batch_children: dict[tuple[Face, str], Any] = {}
+
+
 def batch_devices(face: Face, method: str, count: int) -> None:
-    """*count* devices answered in one batch or stream message (not split by status:
-    the bulk path builds its answer without looking at each one)."""
-    BATCH_DEVICES.labels(face.value, method).inc(count)
+    """*count* devices answered in one batch or stream message, per method (their
+    answers by status and reason go to :func:`answer_tally`)."""
+    key = (face, method)
+    child = _batch_children.get(key)
+    if child is None:
+        child = _batch_children[key] = BATCH_DEVICES.labels(face.value, method)
+    child.inc(count)
 
 
 def rate_limited(face: Face, method: str) -> None:
@@ -279,15 +295,26 @@ def _nothing(*args: object) -> None:
     """What a recording function does once metrics are off."""
 
 
+_enabled = True
+
+
+def enabled() -> bool:
+    """Whether this process records metrics (a face skips counting work when not)."""
+    return _enabled
+
+
 def disable() -> None:
     """Record nothing from now on in this process (``ceir serve --no-metrics``: to
     measure what recording costs). ``/metrics`` still answers, with what it had."""
+    global _enabled  # noqa: PLW0603 - one switch for the whole process, set once at start
+    _enabled = False
     module = globals()
     for name in (
         "request",
         "answer",
         "answer_code",
         "answer_packed",
+        "answer_tally",
         "batch_devices",
         "rate_limited",
         "refused",

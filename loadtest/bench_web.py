@@ -296,7 +296,7 @@ def _chart(series: list[tuple[float, str]], path: Path, load_rate: float) -> Non
     panels: dict[str, dict[str, list[tuple[float, float]]]] = {
         "requests/s per face and method": {},
         "p99 latency (ms) per face and method": {},
-        "devices answered/s by status (unary, packed, web, S13)": {},
+        "devices answered/s by status (every face and method)": {},
         "devices/s in stream and batch messages": {},
     }
     for (ta, a), (tb, b) in itertools.pairwise(points):
@@ -319,7 +319,7 @@ def _chart(series: list[tuple[float, str]], path: Path, load_rate: float) -> Non
                     (x, bound * 1000)
                 )
         for status, rate in answers.items():
-            panel = "devices answered/s by status (unary, packed, web, S13)"
+            panel = "devices answered/s by status (every face and method)"
             panels[panel].setdefault(status, []).append((x, rate))
     for ax, (title, lines) in zip(axes.flat, panels.items(), strict=True):
         for label, values in sorted(lines.items()):

@@ -111,6 +111,8 @@ class NodeResult:
     wrong: int = 0
     wrong_examples: list[str] = field(default_factory=list)
     offered: int = 0
+    answers: collections.Counter[tuple[int, int]] = field(default_factory=collections.Counter)
+    """gRPC answers by the (status, reason) the server gave (to compare with /metrics)."""
 
 
 class Tally:
@@ -306,6 +308,7 @@ class Node(Tally):
             return
         want = self.expected[j]
         ok = response.status == want[0] and response.reason == want[1]
+        self.result.answers[response.status, response.reason] += 1
         self._answered(
             t,
             j,

@@ -1,8 +1,10 @@
 """The bulk lookup path (Checker.check_batch, check_packed) answers exactly as the
-message-by-message path (Checker.check_many) does."""
+message-by-message path (Checker.check_many) does, and counts its answers (the tally the
+metrics get) as they are."""
 
 from __future__ import annotations
 
+import collections
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ceir.imei import body_key, check_digit
-from ceir.lookup import Checker, check_digits
+from ceir.lookup import Checker, Tally, check_digits
 from ceir.policy import Policy
 from ceir.record import Reason, Record, Source, Status
 from ceir.store import Store, open_store
@@ -56,6 +58,15 @@ def _batch(texts: list[str], ids: list[str] | None = None) -> eir_pb2.CheckIMEIB
     return message
 
 
+def _tallies(checker: Checker, message: eir_pb2.CheckIMEIBatchRequest) -> tuple[Tally, Tally]:
+    """The bulk path's tally of *message*, and the (status, reason) count of the message
+    path's answers to it."""
+    tally: Tally = collections.Counter()
+    checker.check_batch(message.requests, tally)
+    answers = checker.check_many(message.requests).responses
+    return tally, collections.Counter((int(r.status), int(r.reason)) for r in answers)
+
+
 def _forms(body: str) -> list[str]:
     cd = str(check_digit(body))
     bad = str((int(cd) + 3) % 10)
@@ -74,6 +85,9 @@ def test_plain_batch_bytes_equal_protobuf_serialization(
     assert checker.check_batch(message.requests) == (
         checker.check_many(message.requests).SerializeToString()
     )
+    tally, counted = _tallies(checker, message)
+    assert tally == counted
+    assert sum(tally.values()) == len(texts)
 
 
 def test_plain_batch_answers_every_kind(store: Store) -> None:
@@ -122,6 +136,8 @@ def test_bulk_path_equals_message_path(store: Store, texts: list[str], with_ids:
     message = _batch(texts, ids)
     got = eir_pb2.CheckIMEIBatchResponse.FromString(checker.check_batch(message.requests))
     assert got == checker.check_many(message.requests)
+    tally, counted = _tallies(checker, message)
+    assert tally == counted
 
 
 @settings(max_examples=100, deadline=None)
@@ -166,6 +182,9 @@ def test_mostly_plain_batch_with_strays_equals_protobuf(store: Store, form: int)
     assert checker.check_batch(message.requests) == (
         checker.check_many(message.requests).SerializeToString()
     )
+    tally, counted = _tallies(checker, message)
+    assert tally == counted
+    assert tally[Status.BLACKLISTED, Reason.INVALID_IMEI] >= 2
 
 
 def test_cached_expiry_answer_flips_when_the_expiry_passes(store: Store) -> None:
@@ -181,5 +200,7 @@ def test_cached_expiry_answer_flips_when_the_expiry_passes(store: Store) -> None
         now[0] = float(moment)
         got = checker.check_batch(message.requests)
         assert got == checker.check_many(message.requests).SerializeToString()
+        tally, counted = _tallies(checker, message)
+        assert tally == counted
         reasons.append(eir_pb2.CheckIMEIBatchResponse.FromString(got).responses[0].reason)
     assert reasons == [Reason.TEMPORARY, Reason.TEMPORARY, Reason.EXPIRED]

@@ -6,13 +6,14 @@ here; :mod:`ceir.server.app` translates them into gRPC status codes.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import AsyncIterator, Sequence
 from operator import attrgetter
 from typing import Any
 
 from ceir import imei, metrics
 from ceir.errors import InvalidImeiError, LimitError
-from ceir.lookup import Checker
+from ceir.lookup import Checker, Tally
 from ceir.security.principals import current
 from ceir.sightings import Observer
 from ceir.store.identity import IdKind, Tokenizer
@@ -73,20 +74,27 @@ class EquipmentIdentityRegister:
             self._sightings((request,))
         return response
 
+    def _batch(self, method: str, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> bytes:
+        """One batch or stream message's answer; its devices counted per method, and
+        its answers by status and reason (from the bulk path's tally)."""
+        _check_batch_size(len(requests), self.max_batch)
+        self._sightings(requests)
+        if not metrics.enabled():
+            return self.checker.check_batch(requests)
+        tally: Tally = collections.Counter()
+        answer = self.checker.check_batch(requests, tally)
+        metrics.batch_devices(_GRPC, method, len(requests))
+        metrics.answer_tally(_GRPC, tally)
+        return answer
+
     async def CheckIMEIBatch(self, request: eir_pb2.CheckIMEIBatchRequest, context: Any) -> bytes:
-        _check_batch_size(len(request.requests), self.max_batch)
-        metrics.batch_devices(_GRPC, "CheckIMEIBatch", len(request.requests))
-        self._sightings(request.requests)
-        return self.checker.check_batch(request.requests)
+        return self._batch("CheckIMEIBatch", request.requests)
 
     async def CheckIMEIStream(
         self, request_iterator: AsyncIterator[eir_pb2.CheckIMEIBatchRequest], context: Any
     ) -> AsyncIterator[bytes]:
         async for message in request_iterator:
-            _check_batch_size(len(message.requests), self.max_batch)
-            metrics.batch_devices(_GRPC, "CheckIMEIStream", len(message.requests))
-            self._sightings(message.requests)
-            yield self.checker.check_batch(message.requests)
+            yield self._batch("CheckIMEIStream", message.requests)
 
     async def CheckPacked(
         self, request: eir_pb2.CheckPackedRequest, context: Any

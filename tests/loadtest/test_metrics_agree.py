@@ -4,15 +4,18 @@ processes: one registry across them)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from ceir.record import Reason, Status
 from loadtest import fill
 from loadtest.engine import Mode, run_load
-from loadtest.population import DEFAULT_MIX
+from loadtest.population import DEFAULT_MIX, OPERATORS
 from loadtest.report import summarize
 from loadtest.serverproc import ServerProcess
 
@@ -36,7 +39,6 @@ def _scrape(base: str) -> str:
     ("mode", "metric", "labels"),
     [
         (Mode.UNARY, "ceir_request_duration_seconds_count", {"method": "CheckIMEI"}),
-        (Mode.UNARY, "ceir_answers_total", {"face": "grpc"}),
         (Mode.COALESCED, "ceir_batch_devices_total", {"method": "CheckIMEIStream"}),
     ],
 )
@@ -60,3 +62,43 @@ def test_load_test_counts_and_metrics_agree(
             time.sleep(0.2)
     assert answered > 200
     assert seen == answered
+
+
+def _answers(text: str) -> collections.Counter[tuple[str, str]]:
+    """ceir_answers_total{face="grpc"} by (status, reason), summed over the workers."""
+    out: collections.Counter[tuple[str, str]] = collections.Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "ceir_answers_total" and labels["face"] == "grpc":
+                out[labels["status"], labels["reason"]] += int(sample.value)
+    return out
+
+
+@pytest.mark.parametrize("mode", [Mode.COALESCED, Mode.UNARY])
+def test_answers_by_status_and_reason_agree(tmp_path: Path, mode: Mode) -> None:
+    """Per (status, reason), the answers the load test got — in stream messages
+    (coalesced) or unary calls — are what /metrics counted, plus each node's
+    connection-up attach (its first subscriber's device)."""
+    population, db = fill.prepare(devices=2000, mix=DEFAULT_MIX, seed=5, work=tmp_path, quiet=True)
+    expected: collections.Counter[tuple[str, str]] = collections.Counter()
+    for operator in OPERATORS:
+        first = population.subscribers[operator.name][0]
+        status, reason = population.devices[first.device].expected
+        expected[Status(status).name, Reason(reason).name] += 1
+    with ServerProcess(db, workers=2) as server:
+        assert server.web is not None
+        before = _answers(_scrape(server.web))
+        run = asyncio.run(run_load(population, server.address, rate=300, duration=1.0, mode=mode))
+        for node in run.nodes:
+            for (status, reason), count in node.answers.items():
+                expected[Status(status).name, Reason(reason).name] += count
+        deadline = time.monotonic() + 10
+        while (seen := _answers(_scrape(server.web)) - before) != expected:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert summarize(run)["total"]["wrong"] == 0
+    assert sum(expected.values()) > 200
+    assert len(expected) >= 4  # registered, not registered, lost/stolen, invalid, ...
+    assert seen == expected
