@@ -1,6 +1,9 @@
 """The web face's figures: what recording metrics costs CheckIMEI, and how many JSON
 lookups and /metrics scrapes the server answers while the load test runs.
 
+0. What recording costs in CPU: one CheckIMEI's latency and answer, and a
+   CheckIMEIBatch of ``--batch`` devices (the bulk path's tally by status and reason and
+   its increments) in the servicer itself, metrics on vs off in alternating rounds.
 1. CheckIMEI p99 with and without metrics, same run: two one-worker ``ceir serve``, one
    with metrics and one ``--no-metrics``, each offered unary CheckIMEI at
    ``--unary-rate`` by the load test's simulated operators at the same time (so both see
@@ -17,6 +20,7 @@ Usage: python -m loadtest.bench_web [--load-rate 20000] [--seconds 20] ...
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import random
@@ -136,6 +140,65 @@ def _record_cost(calls: int = 200_000) -> tuple[float, float]:
     return costs[0], costs[1]
 
 
+_BATCH_COST = """
+import asyncio, sys, time
+from pathlib import Path
+from ceir import metrics
+if sys.argv[1] == "off":
+    metrics.disable()
+from ceir.lookup import Checker
+from ceir.policy import Policy
+from ceir.server.eir import EquipmentIdentityRegister
+from ceir.store import open_store
+from ceir.v1 import eir_pb2
+imeis = Path(sys.argv[3]).read_text().split()
+size, seconds = int(sys.argv[4]), float(sys.argv[5])
+batches = [
+    eir_pb2.CheckIMEIBatchRequest(requests=[eir_pb2.CheckIMEIRequest(imei=i) for i in
+                                            imeis[s : s + size]])
+    for s in range(0, len(imeis) - size + 1, size)
+]
+with open_store(Path(sys.argv[2]), readonly=True) as store:
+    servicer = EquipmentIdentityRegister(Checker(store, Policy()), max_batch=size)
+    call = servicer.CheckIMEIBatch
+    async def run():
+        for b in batches[:20]:  # children made, caches warm
+            await call(b, None)
+        n, start = 0, time.process_time()
+        while time.process_time() - start < seconds:
+            for b in batches:
+                await call(b, None)
+            n += len(batches) * size
+        return (time.process_time() - start) / n * 1e6
+    print(asyncio.run(run()))
+"""
+
+
+def _batch_cost(
+    db: Path, imeis: list[str], size: int, rounds: int, seconds: float = 2.0
+) -> dict[bool, list[float]]:
+    """CPU microseconds per device of CheckIMEIBatch in the servicer (bulk path, tally,
+    metrics), with metrics on and off, in alternating subprocesses (multi-process mode,
+    as under ``ceir serve``)."""
+    import os
+    import tempfile
+
+    out: dict[bool, list[float]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "imeis.txt"
+        listing.write_text("\n".join(imeis))
+        for _ in range(rounds):
+            for on in (True, False):
+                env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(dir=tmp))
+                result = subprocess.run(  # noqa: S603 - this interpreter, fixed program
+                    [sys.executable, "-c", _BATCH_COST, "on" if on else "off", str(db),
+                     str(listing), str(size), str(seconds)],
+                    env=env, capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                out[on].append(float(result.stdout))
+    return out
+
+
 def _await_load(base: str, timeout: float = 180) -> None:
     """Return once the load test's attaches reach the server (stream devices counted)."""
     import urllib.request
@@ -164,6 +227,7 @@ def _await_load(base: str, timeout: float = 180) -> None:
 @click.option("--load-rate", type=float, default=20_000, show_default=True)
 @click.option("--seconds", type=float, default=20, show_default=True)
 @click.option("--json-concurrency", type=int, default=8, show_default=True)
+@click.option("--batch", type=int, default=1000, show_default=True)
 @click.option(
     "--chart",
     type=click.Path(path_type=Path),
@@ -180,6 +244,7 @@ def main(
     load_rate: float,
     seconds: float,
     json_concurrency: int,
+    batch: int,
     chart: Path | None,
 ) -> None:
     """CheckIMEI p99 with/without metrics; JSON and /metrics requests/s under load."""
@@ -191,6 +256,18 @@ def main(
         f"recording one CheckIMEI (latency + answer): {shared:.2f} CPU us in multi-process mode, "
         f"{single:.2f} us in one process"
     )
+    texts = [d.text15 for d in population.devices[: max(batch * 20, 20_000)]]
+    costs = _batch_cost(db, texts, batch, rounds)
+    kinds = collections.Counter(d.expected for d in population.devices[: len(texts)])
+    b_on, b_off = statistics.median(costs[True]), statistics.median(costs[False])
+    print(
+        f"CheckIMEIBatch of {batch:,} in the servicer ({len(kinds)} distinct answers in the "
+        f"batches), CPU us per device, {rounds} alternating rounds:"
+    )
+    for label, value, key in (("with", b_on, True), ("without", b_off, False)):
+        shown = ", ".join(f"{v:.3f}" for v in costs[key])
+        print(f"  {label + ' metrics':<16} {value:7.3f} us  (runs: {shown})")
+    print(f"  with / without   {b_on / b_off:7.3f}x  (+{(b_on - b_off) * 1000:.0f} ns per device)")
     p99: dict[bool, list[float]] = {True: [], False: []}
     errors = {True: 0, False: 0}
     for _ in range(rounds):
