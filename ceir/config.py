@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from ceir.errors import ConfigError
 from ceir.logs import LogFormat
 from ceir.record import Status
+from ceir.security.principals import check_operator_id
 
 DEFAULT_DB = Path("var/ceir")
 DEFAULT_PORT = 50051
@@ -169,7 +170,8 @@ class Settings:
     diameter_realm: str = DEFAULT_DIAMETER_REALM
     """This node's Diameter realm (Origin-Realm)."""
     s13_peers: tuple[str, ...] = ()
-    """Origin-Hosts of the MMEs allowed to connect; empty: any, on loopback only."""
+    """Origin-Hosts of the MMEs allowed to connect, each ``HOST`` or ``HOST=MCC-MNC`` (the
+    operator it is counted under); empty: any, on loopback only."""
     s13_unknown: UnknownAnswer = UnknownAnswer.STATUS
     web: str = DEFAULT_WEB
     """HOST:PORT of the consumer page, /api/v1, /metrics and /version; ``off``: none."""
@@ -244,6 +246,7 @@ class Settings:
                     "such as ceir.localdomain)"
                 )
         self.web_address  # noqa: B018 - validates --web
+        self.s13_peer_operators  # noqa: B018 - validates --s13-peers
         self._check_replication()
         self._check_sbi()
 
@@ -270,6 +273,20 @@ class Settings:
     def sbi_address(self) -> tuple[str, int] | None:
         """(host, port) of the N5g-eir face; None when it is off."""
         return parse_listen(self.sbi, "--sbi")
+
+    @property
+    def s13_peer_operators(self) -> dict[str, str]:
+        """--s13-peers as Origin-Host (lower case) -> operator id (``""`` when not given)."""
+        out: dict[str, str] = {}
+        for entry in self.s13_peers:
+            host, _, operator = entry.partition("=")
+            if operator:
+                try:
+                    check_operator_id(operator)
+                except ConfigError as exc:
+                    raise ConfigError(f"--s13-peers {entry}: {exc}") from exc
+            out[host.strip().lower()] = operator
+        return out
 
     @property
     def s13_address(self) -> tuple[str, int] | None:

@@ -193,8 +193,9 @@ def _tokens_file(given: Path | None) -> Path | None:
     "--s13-peers",
     default="",
     show_default=False,
-    help="Origin-Hosts of the MMEs allowed to connect, comma-separated; required when --s13 "
-    "is not on loopback [default: any, on loopback only].",
+    help="Origin-Hosts of the MMEs allowed to connect, comma-separated, each HOST or "
+    "HOST=MCC-MNC (the operator its metrics count under; else its 3GPP Origin-Realm's); "
+    "required when --s13 is not on loopback [default: any, on loopback only].",
 )
 @click.option(
     "--s13-unknown",

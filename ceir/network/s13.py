@@ -11,6 +11,12 @@ over TCP, one :class:`_Peer` protocol per connection:
   2001 and advertises Vendor-Specific-Application-Id {10415, 16777252} and
   Supported-Vendor-Id 10415;
 - DWR gets a DWA; DPR a DPA, and the connection closes;
+- the peer's operator (MCC-MNC, the ``operator`` label of its metrics and the operator
+  of its sightings) is its ``--s13-peers HOST=MCC-MNC`` entry, else what its CER's
+  Origin-Realm names in 3GPP form (``epc.mnc010.mcc510.3gppnetwork.org``: 510-10,
+  :mod:`ceir.network._plmn`); a peer with neither has its ECRs' metrics counted under
+  the MCC-MNC of the User-Name's IMSI (the subscriber's home network; at most
+  :data:`MAX_IMSI_OPERATORS` such labels per process, then ``-``);
 - an ECR gets an ECA with its Session-Id and the hop-by-hop and end-to-end ids copied,
   Auth-Session-State 1, and Result-Code 2001 with Equipment-Status 0/1/2 — the decision
   CheckIMEI gives for the same IMEI at the same moment, from the same
@@ -40,7 +46,8 @@ import enum
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from ceir import metrics
@@ -48,7 +55,7 @@ from ceir.config import Settings, UnknownAnswer
 from ceir.imei import body_key
 from ceir.lookup import Checker
 from ceir.network import _diameter as dia
-from ceir.network import _ecr
+from ceir.network import _ecr, _plmn
 from ceir.network._diameter import Command, FramingError, ResultCode
 from ceir.policy import INVALID
 from ceir.record import Reason, Status
@@ -72,6 +79,9 @@ must not hold a connection slot forever)."""
 _CHECK = eir_pb2.CheckIMEIRequest
 OPERATION = "s13:ME-Identity-Check"
 """This face's entry in the method -> roles table (:data:`ceir.security.roles.METHOD_RULES`)."""
+MAX_IMSI_OPERATORS = 64
+"""Distinct operator labels a process takes from IMSIs (peers name the rest): a bound on
+the metrics' label sets whatever User-Names arrive."""
 _ECR_HEAD = Command.ME_IDENTITY_CHECK.to_bytes(3, "big") + dia.S13_APPLICATION.to_bytes(4, "big")
 
 
@@ -88,6 +98,8 @@ class S13Options:
     unknown_not_found: bool
     """Unknown devices get Experimental-Result 5422 instead of an Equipment-Status."""
     reuse_port: bool = False
+    operators: Mapping[str, str] = field(default_factory=dict)
+    """Origin-Host (lower case) -> the operator id it is counted under (``HOST=MCC-MNC``)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S13Options | None:
@@ -100,9 +112,10 @@ class S13Options:
             port=address[1],
             origin_host=settings.diameter_host,
             origin_realm=settings.diameter_realm,
-            peers=frozenset(p.lower() for p in settings.s13_peers),
+            peers=frozenset(settings.s13_peer_operators),
             unknown_not_found=settings.s13_unknown is UnknownAnswer.NOT_FOUND,
             reuse_port=settings.workers > 1,
+            operators={h: o for h, o in settings.s13_peer_operators.items() if o},
         )
 
 
@@ -140,6 +153,7 @@ class S13Face:
         rule = METHOD_RULES.get(OPERATION)
         role = Role.OPERATOR if options.peers else Role.ADMIN
         self._admitted = rule is not None and role in rule.roles
+        self._imsi_operators: set[str] = set()
 
     async def start(self) -> None:
         """Bind and listen; :attr:`port` is then the bound port."""
@@ -188,42 +202,63 @@ class S13Face:
             return False
         return not self.options.peers or origin_host.lower() in self.options.peers
 
-    def answer_ecr(self, ecr: Any) -> bytes:
-        """The ECA for one ECR."""
+    def operator_of(self, origin_host: str, origin_realm: str) -> str:
+        """The operator id of a peer: its configured one, else what its realm names."""
+        configured = self.options.operators.get(origin_host.lower())
+        return configured or _plmn.from_realm(origin_realm)
+
+    def _label(self, operator: str, user: str | None) -> str:
+        """The metrics' operator: the peer's, else the User-Name IMSI's home network."""
+        if operator or not user:
+            return operator
+        derived = _plmn.from_imsi(user)
+        known = self._imsi_operators
+        if derived in known:
+            return derived
+        if derived and len(known) < MAX_IMSI_OPERATORS:
+            known.add(derived)
+            return derived
+        return ""
+
+    def answer_ecr(self, ecr: Any, operator: str = "") -> tuple[bytes, str]:
+        """The ECA for one ECR from a peer of *operator*, and its metrics' operator."""
         identity = self.identity
         if not ecr.session_id:
             failed = [dia.missing_session_id()]
-            return identity.eca(ecr, result=ResultCode.MISSING_AVP, failed=failed)
+            return identity.eca(ecr, result=ResultCode.MISSING_AVP, failed=failed), operator
         info = ecr.terminal_information
         if info is None:
             failed = [dia.missing_terminal_information()]
-            return identity.eca(ecr, result=ResultCode.MISSING_AVP, failed=failed)
+            return identity.eca(ecr, result=ResultCode.MISSING_AVP, failed=failed), operator
         imei = info.imei
         if not imei:
-            return identity.eca(ecr, result=ResultCode.MISSING_AVP, failed=[dia.missing_imei()])
-        user = ecr.user_name
-        status = self._status(str(imei), dia.text(user) if user else None)
+            failed = [dia.missing_imei()]
+            return identity.eca(ecr, result=ResultCode.MISSING_AVP, failed=failed), operator
+        user = dia.text(ecr.user_name) if ecr.user_name else None
+        status = self._status(str(imei), user, operator)
+        label = self._label(operator, user)
         if status is None:
-            return identity.eca(ecr, result=ResultCode.ERROR_EQUIPMENT_UNKNOWN)
-        return identity.eca(ecr, equipment_status=status)
+            return identity.eca(ecr, result=ResultCode.ERROR_EQUIPMENT_UNKNOWN), label
+        return identity.eca(ecr, equipment_status=status), label
 
-    def answer_fast(self, raw: bytes) -> bytes | None:
-        """The ECA for an ECR of the common shape without python-diameter's objects
-        (:mod:`ceir.network._ecr`); None when the ECR needs the library path."""
+    def answer_fast(self, raw: bytes, operator: str = "") -> tuple[bytes, str] | None:
+        """:meth:`answer_ecr` for an ECR of the common shape without python-diameter's
+        objects (:mod:`ceir.network._ecr`); None when the ECR needs the library path."""
         fields = _ecr.scan(raw)
         if fields is None:
             return None
-        status = self._status(fields.imei, fields.user_name)
-        return self._answers.eca(raw, fields.session_id, status)
+        status = self._status(fields.imei, fields.user_name, operator)
+        answer = self._answers.eca(raw, fields.session_id, status)
+        return answer, self._label(operator, fields.user_name)
 
-    def _status(self, text: str, user: str | None) -> int | None:
+    def _status(self, text: str, user: str | None, operator: str) -> int | None:
         """The Equipment-Status for an IMEI AVP's *text* (None: 5422), the decision of
-        CheckIMEI; a User-Name goes to the observer as a token."""
+        CheckIMEI; a User-Name goes to the observer as a token, with the peer's *operator*."""
         if len(text) in (14, 15) and text.isascii() and text.isdigit():
             response = self.checker.check_one(_CHECK(imei=text))
             status, reason = int(response.status), int(response.reason)
             if user and self.store is not None and reason != Reason.INVALID_IMEI:
-                self._observe(text[:14], user)
+                self._observe(text[:14], user, operator)
         else:  # TS 29.272: 14 digits, or 15; anything else is what CheckIMEI calls invalid
             status, reason = int(INVALID.status), int(INVALID.reason)
         metrics.answer_code(_FACE, status, reason)
@@ -231,12 +266,12 @@ class S13Face:
             return None
         return Status(status).gpp_value
 
-    def _observe(self, body: str, imsi: str) -> None:
+    def _observe(self, body: str, imsi: str, operator: str) -> None:
         """Hand the sighting to the observer: the IMSI as its identity token only."""
         if self._tokenizer is None:
             assert self.store is not None
             self._tokenizer = tokenizer_for(self.store)
-        self.observer(body_key(body), self._tokenizer.token(IdKind.IMSI, imsi), "")
+        self.observer(body_key(body), self._tokenizer.token(IdKind.IMSI, imsi), operator)
 
 
 class _Peer(asyncio.Protocol):
@@ -249,6 +284,8 @@ class _Peer(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._cer_timer: asyncio.TimerHandle | None = None
         self.origin = ""
+        self.operator = ""
+        """The peer's operator id (:meth:`S13Face.operator_of`), once its CER is in."""
         self.address = ""
         self.local = ""
 
@@ -328,10 +365,10 @@ class _Peer(asyncio.Protocol):
             and self.state is not _State.WAIT_CER
         ):
             started = time.perf_counter()
-            fast = self.face.answer_fast(raw)
+            fast = self.face.answer_fast(raw, self.operator)
             if fast is not None:
-                metrics.request(_FACE, "ECR", "", time.perf_counter() - started)
-                return fast
+                metrics.request(_FACE, "ECR", fast[1], time.perf_counter() - started)
+                return fast[0]
         message = dia.decode(raw)
         header = message.header
         if not header.is_request:
@@ -349,8 +386,8 @@ class _Peer(asyncio.Protocol):
             if header.application_id != dia.S13_APPLICATION:
                 return self.face.identity.error(message, ResultCode.APPLICATION_UNSUPPORTED)
             started = time.perf_counter()
-            answer = self.face.answer_ecr(message)
-            metrics.request(_FACE, "ECR", "", time.perf_counter() - started)
+            answer, operator = self.face.answer_ecr(message, self.operator)
+            metrics.request(_FACE, "ECR", operator, time.perf_counter() - started)
             return answer
         if code == Command.DEVICE_WATCHDOG:
             return self.face.identity.dwa(message)
@@ -373,10 +410,16 @@ class _Peer(asyncio.Protocol):
             self.state = _State.CLOSING
             return identity.cea(cer, ResultCode.NO_COMMON_APPLICATION, self.local)
         self.origin = origin
+        self.operator = self.face.operator_of(origin, dia.text(cer.origin_realm))
         self.state = _State.OPEN
         if self._cer_timer is not None:
             self._cer_timer.cancel()
-        log.info("S13 peer %s (%s) connected", origin, self.address)
+        log.info(
+            "S13 peer %s (%s) connected, operator %s",
+            origin,
+            self.address,
+            self.operator or "unknown (its ECRs count under their IMSIs' networks)",
+        )
         return identity.cea(cer, ResultCode.SUCCESS, self.local)
 
     def disconnect(self) -> None:

@@ -33,15 +33,16 @@ pytestmark = [
 ]
 
 
-def _conf(tmp_path: Path, port: int) -> Path:
-    """A freeDiameter node "mme.localdomain" that connects to ceir on *port* over TCP."""
+def _conf(tmp_path: Path, port: int, realm: str = "localdomain") -> Path:
+    """A freeDiameter node "mme.localdomain" in *realm* that connects to ceir on *port*
+    over TCP."""
     issued = DevCA().server(("mme.localdomain",))
     (tmp_path / "fd.pem").write_bytes(issued.cert)
     (tmp_path / "fd.key").write_bytes(issued.key)
     conf = tmp_path / "fd.conf"
     conf.write_text(
         f"""Identity = "mme.localdomain";
-Realm = "localdomain";
+Realm = "{realm}";
 Port = 0;
 SecPort = 0;
 No_SCTP;
@@ -132,6 +133,22 @@ def test_ceir_stopping_sends_freediameter_a_dpr(ceir: Served, tmp_path: Path) ->
     finally:
         fd.stop()
     assert took < 5  # the DPA came back: no waiting out the 5 s grace
+
+
+def test_freediameter_in_a_3gpp_realm_is_that_operator(ceir: Served, tmp_path: Path) -> None:
+    """freeDiameter in realm epc.mnc010.mcc510.3gppnetwork.org (its CER's Origin-Realm)
+    is taken for operator 510-10 (TS 23.003 §19.2), as ceir's log says on connection."""
+    realm = "epc.mnc010.mcc510.3gppnetwork.org"
+    fd = FreeDiameter(_conf(tmp_path, ceir.s13, realm), tmp_path / "fd.log")
+    try:
+        fd.wait_for(r"'STATE_WAITCEA'\s+-> 'STATE_OPEN'\s+'ceir.localdomain'")
+        deadline = time.monotonic() + 10
+        while "operator 510-10" not in ceir.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        fd.stop()
+    assert "S13 peer mme.localdomain" in ceir.log.read_text()
+    assert "connected, operator 510-10" in ceir.log.read_text()
 
 
 @pytest.mark.parametrize("ceir", [("--s13-peers", "mme1.operator.example")], indirect=True)

@@ -125,6 +125,10 @@ def test_sigterm_sends_dpr_and_exits(served: Served) -> None:
         (["--s13", "0.0.0.0:0"], "--s13 0.0.0.0:0 is not a loopback address"),
         (["--s13", "nowhere"], "--s13 'nowhere' is not HOST:PORT"),
         (["--s13", "127.0.0.1:0", "--diameter-host", "bad host!"], "is not a Diameter identity"),
+        (
+            ["--s13", "127.0.0.1:0", "--s13-peers", "mme1.example=510-10,mme2.example=5101"],
+            "--s13-peers mme2.example=5101: operator id '5101' is not an MCC-MNC",
+        ),
     ],
 )
 def test_bad_s13_settings_exit_6_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
