@@ -41,6 +41,11 @@ DEFAULT_STAGE_ABOVE = 100_000
 DEFAULT_STAGE_LOST_STOLEN_ABOVE = 1_000
 """Blocks and unblocks one lost-stolen file may make before it needs a second principal:
 a mass blacklisting cuts phones off, so its threshold is small (0: the general one)."""
+DEFAULT_CHANNEL_DAILY_ABOVE = 1_000_000
+"""Rolling 24 hours: devices' answers every principal of one channel together may change
+(files and single writes) before further files are staged and single writes refused."""
+DEFAULT_CHANNEL_DAILY_LOST_STOLEN_ABOVE = 10_000
+"""The same for the lost-stolen channel (blocks and unblocks)."""
 DEFAULT_TEMPORARY_DAYS = 90
 """Retention: days after a visitor registration ends before it is deleted (registered
 <= 90 days + 90 = gone within 6 months, as the regulation asks)."""
@@ -155,7 +160,12 @@ class Settings:
     """Two-person rule: an ImportFeed changing more devices' answers (new devices, blocks,
     unblocks, upgrades) is staged; 0: never."""
     stage_lost_stolen_above: int = DEFAULT_STAGE_LOST_STOLEN_ABOVE
-    """The same for a lost-stolen ImportFeed (the smaller of the two applies)."""
+    """The same for a lost-stolen ImportFeed (the smaller of the two applies). Both also
+    bound one principal over a rolling 24 hours, files and single writes together."""
+    channel_daily_above: int = DEFAULT_CHANNEL_DAILY_ABOVE
+    """Rolling 24 hours, every principal of one channel together (0: no channel limit)."""
+    channel_daily_lost_stolen_above: int = DEFAULT_CHANNEL_DAILY_LOST_STOLEN_ABOVE
+    """The same for the lost-stolen channel (0: no channel limit)."""
     max_stream_messages: int = 1_000_000
     """Most messages in one client stream."""
     stream_idle: float = 300.0
@@ -226,8 +236,12 @@ class Settings:
             or self.write_burst < 1
             or self.stage_above < 0
             or self.stage_lost_stolen_above < 0
+            or self.channel_daily_above < 0
+            or self.channel_daily_lost_stolen_above < 0
         ):
-            raise ConfigError("write_rate, stage_above must be >= 0 and write_burst >= 1")
+            raise ConfigError(
+                "write_rate, stage_above and the channel limits must be >= 0, write_burst >= 1"
+            )
         if self.max_stream_messages < 1 or self.stream_idle <= 0:
             raise ConfigError("max_stream_messages must be >= 1 and stream_idle > 0")
         s13 = self.s13_address

@@ -65,6 +65,11 @@ class LimitError(CeirError):
     """A request goes beyond a configured limit (batch size, message size)."""
 
 
+class DailyLimitError(LimitError):
+    """A single write would take its principal or channel past the rolling 24-hour limit
+    (:mod:`ceir.feeds.volume`); gRPC RESOURCE_EXHAUSTED."""
+
+
 class RemoteError(CeirError):
     """A ceir server did not give an answer (raised by :mod:`ceir.client`)."""
 
@@ -114,6 +119,11 @@ class ForbiddenError(CeirError):
 
 class StageExpiredError(CeirError):
     """A staged bulk import was not approved in time; it has been dropped."""
+
+
+class StageMismatchError(CeirError):
+    """An approval names a digest other than the stage's: the approver was shown another
+    file (gRPC FAILED_PRECONDITION); nothing is applied."""
 
 
 class InvalidRequestError(CeirError):

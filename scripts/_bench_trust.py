@@ -31,7 +31,9 @@ import asyncio, signal, sys
 from pathlib import Path
 from ceir.server import app as server
 from ceir.config import Settings
-settings = Settings(db=Path(sys.argv[1]), port=0, workers=1, stage_above=0, write_rate=0)
+settings = Settings(
+    db=Path(sys.argv[1]), port=0, workers=1, stage_above=0, stage_lost_stolen_above=0, write_rate=0
+)
 store = server.prepare_store(settings)
 async def main():
     srv, port = server.create_server(settings, store)

@@ -88,12 +88,12 @@ def test_no_clear_identity_number_is_stored_logged_or_returned(tmp_path: Path) -
         )
         with grpc.insecure_channel(address) as ch:
             approvals = approval_pb2_grpc.ApprovalsStub(ch)
-            responses.append(
-                approvals.ListStages(approval_pb2.ListStagesRequest()).SerializeToString()
-            )
-            responses.append(
-                approvals.ApproveStage(approval_pb2.StageRequest(id=1)).SerializeToString()
-            )
+            listed = approvals.ListStages(approval_pb2.ListStagesRequest())
+            assert listed.stages
+            assert listed.stages[0].sample
+            responses.append(listed.SerializeToString())
+            first = approval_pb2.StageRequest(id=1, digest=listed.stages[0].digest)
+            responses.append(approvals.ApproveStage(first).SerializeToString())
             eir = eir_pb2_grpc.EquipmentIdentityRegisterStub(ch)
             batch = eir_pb2.CheckIMEIBatchRequest(
                 requests=[eir_pb2.CheckIMEIRequest(imei=i, imsi="510101234567890") for i in imeis]

@@ -53,36 +53,71 @@ def _kind(stage: Any) -> str:
 
 def _describe(stage: Any) -> str:
     until = time.strftime("%Y-%m-%d %H:%M", time.gmtime(stage.expires_at.seconds))
-    return (
+    changed = stage.changes - stage.new_devices if stage.changes > stage.new_devices else 0
+    lines = [
         f"{stage.id:>5}  {_kind(stage):<12} {stage.file}  {stage.new_devices:,} new devices, "
-        f"{stage.rows:,} rows; staged by {stage.staged_by}; expires {until} UTC"
-    )
+        f"{changed:,} changed, {stage.rows:,} rows; staged by {stage.staged_by}; "
+        f"expires {until} UTC",
+        f"       digest   {stage.digest}",
+    ]
+    if stage.why:
+        lines.append(f"       why      {stage.why}")
+    if stage.options:
+        shown = ", ".join(f"--{o.name} {o.value}" for o in stage.options)
+        lines.append(f"       options  {shown}")
+    if stage.sample:
+        lines.append(f"       sample   (line) {','.join(stage.columns)}")
+        lines += [f"         {row.line:>8}  {','.join(row.values)}" for row in stage.sample]
+    lines.append(f"       approve  ceir approve {stage.id} --digest {stage.digest}")
+    return "\n".join(lines)
 
 
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
+@click.argument("stage_id", metavar="[ID]", type=click.IntRange(1), required=False)
 @_server
 @client_options
 def stages(
-    address: str, ca: Path | None, cert: Path | None, key: Path | None, token: str | None
+    stage_id: int | None,
+    address: str,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    token: str | None,
 ) -> None:
-    """List bulk imports waiting for a second principal's approval."""
+    """List bulk imports waiting for a second principal's approval (only stage ID, if given).
+
+    Each shows its digest, why it was staged, the rules it runs with (cutoff, quotas,
+    --allow-unknown-tac, --max-bad-ratio, ...) and a sample of its rows, personal numbers
+    as identity-token prefixes only. Approving needs that digest.
+    """
     from ceir.v1 import approval_pb2
 
     answer = _call(
         address, auth_from(ca, cert, key, token), "ListStages", approval_pb2.ListStagesRequest()
     )
-    for stage in answer.stages:
+    shown = [s for s in answer.stages if stage_id is None or s.id == stage_id]
+    for stage in shown:
         click.echo(_describe(stage))
-    if not answer.stages:
+    if stage_id is not None and not shown:
+        click.echo(f"ceir: there is no stage {stage_id} waiting", err=True)
+        sys.exit(EXIT_NO_STAGE)
+    if not shown:
         click.echo("no stages waiting")
 
 
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
 @click.argument("stage_id", metavar="ID", type=click.IntRange(1))
+@click.option(
+    "--digest",
+    required=True,
+    metavar="HEX",
+    help="The stage's digest (SHA-256) as `ceir stages` showed it; another one is refused.",
+)
 @_server
 @client_options
 def approve(
     stage_id: int,
+    digest: str,
     address: str,
     ca: Path | None,
     cert: Path | None,
@@ -91,13 +126,15 @@ def approve(
 ) -> None:
     """Approve staged import ID: it is applied now, recorded as approved by you.
 
-    You need the ministry or admin role and must not be who staged it. Exit 9 when not
-    allowed, 10 when the stage does not exist or has expired.
+    You need the ministry or admin role and must not be who staged it, and you name the
+    digest `ceir stages` showed you: a stage with another digest is not applied. Exit 9
+    when not allowed, 10 when the stage does not exist, has expired or has another digest.
     """
     from ceir.v1 import approval_pb2
 
     auth = auth_from(ca, cert, key, token)
-    answer = _call(address, auth, "ApproveStage", approval_pb2.StageRequest(id=stage_id))
+    request = approval_pb2.StageRequest(id=stage_id, digest=digest)
+    answer = _call(address, auth, "ApproveStage", request)
     click.echo(
         f"approved stage {stage_id} ({_kind(answer.stage)} {answer.stage.file}, staged by "
         f"{answer.stage.staged_by}): import #{answer.import_id}, {answer.added:,} new, "

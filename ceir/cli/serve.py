@@ -150,7 +150,21 @@ def _tokens_file(given: Path | None) -> Path | None:
     "--stage-lost-stolen-above",
     type=click.IntRange(0),
     default=DEFAULT_STAGE_LOST_STOLEN_ABOVE,
-    help="The same for lost-stolen files (the smaller threshold applies); 0: --stage-above.",
+    help="The same for lost-stolen files (the smaller threshold applies); 0: --stage-above. "
+    "Both also bound one principal over a rolling 24 hours, files and single writes together.",
+)
+@click.option(
+    "--channel-daily-above",
+    type=click.IntRange(0),
+    default=field_default(Settings, "channel_daily_above"),
+    help="Rolling 24 hours, every principal of one channel together: past it files are "
+    "staged and single writes refused (RESOURCE_EXHAUSTED); 0: no channel limit.",
+)
+@click.option(
+    "--channel-daily-lost-stolen-above",
+    type=click.IntRange(0),
+    default=field_default(Settings, "channel_daily_lost_stolen_above"),
+    help="The same for the lost-stolen channel; 0: no channel limit.",
 )
 @click.option(
     "--max-stream-messages",
@@ -292,6 +306,8 @@ def serve(
     write_burst: int,
     stage_above: int,
     stage_lost_stolen_above: int,
+    channel_daily_above: int,
+    channel_daily_lost_stolen_above: int,
     max_stream_messages: int,
     stream_idle: float,
     workers: int,
@@ -340,6 +356,8 @@ def serve(
             write_burst=write_burst,
             stage_above=stage_above,
             stage_lost_stolen_above=stage_lost_stolen_above,
+            channel_daily_above=channel_daily_above,
+            channel_daily_lost_stolen_above=channel_daily_lost_stolen_above,
             max_stream_messages=max_stream_messages,
             stream_idle=stream_idle,
             workers=workers,

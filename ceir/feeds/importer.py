@@ -12,9 +12,8 @@ An import runs in two passes over the file:
    see a batch as soon as it commits.
 
 The progress record is keyed by the file's SHA-256 (with its kind and rules), so an
-import killed at any point
-resumes at the first uncommitted batch when run again and ends as one uninterrupted run
-would; a file imported before is a no-op that says so.
+import killed at any point resumes at the first uncommitted batch when run again and ends
+as one uninterrupted run would; a file imported before is a no-op that says so.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ceir.errors import FeedRefusedError, FeedRowError, StoreError
 from ceir.feeds import Format, ImportState, Kind
@@ -37,7 +36,7 @@ from ceir.feeds.kinds import feed_for
 from ceir.feeds.reader import Row, open_feed
 from ceir.feeds.rows import RejectReason, redact
 from ceir.feeds.source import event_order, file_digest, private_copy
-from ceir.feeds.summary import ImportSummary, Reject, write_report
+from ceir.feeds.summary import ImportSummary, NoProgress, Progress, Reject, write_report
 from ceir.feeds.writes import Writes
 from ceir.security.principals import operator_in
 from ceir.store import Store, audit
@@ -61,25 +60,6 @@ FIRST_REJECTS = 20
 MAX_KEPT_REJECTS = 10_000
 """Rejects a check pass keeps in memory for the report of a refused file (all are
 counted; a file refused with more lists its first 10,000)."""
-
-
-class Progress(Protocol):
-    """Where an import reports how far it is (a progress bar, or nothing)."""
-
-    def phase(self, name: str, total: int | None) -> None: ...
-    def advance(self, n: int) -> None: ...
-    def close(self) -> None: ...
-
-
-class NoProgress:
-    def phase(self, name: str, total: int | None) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass
@@ -378,6 +358,7 @@ def import_file(
     stage_above: int | None = None,
     private: bool = False,
     bulk: bool | None = None,
+    admit: Callable[[int], bool] | None = None,
 ) -> ImportSummary:
     """Import feed file *path* of *kind* into *store* on behalf of *actor*.
 
@@ -395,14 +376,16 @@ def import_file(
     ``needs-approval`` (the two-person rule, :mod:`ceir.feeds.staging`). *bulk* False
     reads even a big plain CSV file row by row, True takes even a small one through
     :mod:`ceir.feeds.bulk` (the same outcome, faster); None: by size
-    (:data:`ceir.feeds.reader.BULK_BYTES`).
+    (:data:`ceir.feeds.reader.BULK_BYTES`). *admit* is asked, with the number of devices'
+    answers the file changes, before anything is written: False stages it too (the rolling
+    24-hour limits of :mod:`ceir.feeds.volume`).
     """
     if not private:
         with private_copy(store, path) as copy:
             return import_file(
                 store, kind, copy, actor=actor, fmt=fmt, options=options, progress=progress,
                 report=report, clock=clock, name=name or path.name, stage_above=stage_above,
-                private=True, bulk=bulk,
+                private=True, bulk=bulk, admit=admit,
             )  # fmt: skip
     started = time.monotonic()
     imp = _Import(
@@ -418,7 +401,7 @@ def import_file(
         bulk=bulk,
     )
     try:
-        return _run(imp, started, report, stage_above)
+        return _run(imp, started, report, stage_above, admit)
     finally:
         imp.progress.close()
 
@@ -439,7 +422,11 @@ def _find(store: Store, key: bytes) -> dict[str, Any] | None:
 
 
 def _run(
-    imp: _Import, started: float, report: Path | None, stage_above: int | None = None
+    imp: _Import,
+    started: float,
+    report: Path | None,
+    stage_above: int | None,
+    admit: Callable[[int], bool] | None,
 ) -> ImportSummary:
     store = imp.store
     digest = file_digest(imp.path)
@@ -487,8 +474,10 @@ def _run(
             return _refuse(imp, found, base, why, started, report)
         # Every row that changes a device's answer counts: a block or an unblock changes a
         # phone's fate as much as a new registration does.
-        if stage_above is not None and found.added + found.changed > stage_above:
-            return _needs_approval(imp, found, base, stage_above, started)
+        changes = found.added + found.changed
+        over = stage_above is not None and changes > stage_above
+        if over or (admit is not None and not admit(changes)):
+            return _needs_approval(imp, found, base, stage_above if over else None, started)
         info = store.write(lambda tables: _begin(tables, digest, base))
         duplicates = found.duplicates
     else:
@@ -538,7 +527,7 @@ def _finish(
 
 
 def _needs_approval(
-    imp: _Import, found: _Check, base: dict[str, Any], limit: int, started: float
+    imp: _Import, found: _Check, base: dict[str, Any], limit: int | None, started: float
 ) -> ImportSummary:
     """The summary of a file held for a second principal's approval; nothing is written."""
     base["counts"].update(
@@ -551,10 +540,11 @@ def _needs_approval(
     summary = _summary(
         imp, base["digest"], ImportState.NEEDS_APPROVAL, base, time.monotonic() - started
     )
+    above = "" if limit is None else f", above the two-person threshold of {limit:,}"
     summary.message = (
         f"{imp.name}: would change {found.added + found.changed:,} devices' answers "
-        f"({found.added:,} new, {found.changed:,} changed), above the two-person threshold "
-        f"of {limit:,}: held for approval by a second principal (ministry or admin)"
+        f"({found.added:,} new, {found.changed:,} changed){above}: held for approval by a "
+        "second principal (ministry or admin)"
     )
     return summary
 

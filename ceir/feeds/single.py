@@ -10,8 +10,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ceir.errors import FeedRowError, ForbiddenError, InvalidRequestError, RuleError
-from ceir.feeds import Kind
+from ceir.errors import (
+    DailyLimitError,
+    FeedRowError,
+    ForbiddenError,
+    InvalidRequestError,
+    RuleError,
+)
+from ceir.feeds import Kind, volume
 from ceir.feeds.base import Context, Options
 from ceir.feeds.kinds import feed_for
 from ceir.feeds.rows import RejectReason, redact
@@ -48,11 +54,18 @@ def apply_one(
     request: str,
     options: Options | None = None,
     clock: Callable[[], float] = time.time,
+    limits: volume.Limits | None = None,
+    person: str = "",
 ) -> OneChange:
     """Apply one feed row of *kind* on behalf of *actor*; *request* names it in the log.
 
+    A write that changes the device is counted in the rolling 24-hour window of its
+    principal (*person*, else *actor*) and channel; past *limits* it is refused
+    (None: counted, never refused).
+
     Raises FeedRowError for a malformed field, RuleError for a channel rule or a
-    conflict, InvalidRequestError for unknown field names or the TAC kind.
+    conflict, InvalidRequestError for unknown field names or the TAC kind,
+    DailyLimitError past the rolling 24-hour limit.
     """
     if kind is Kind.TAC:
         raise InvalidRequestError("TAC entries are imported as a file (ImportFeed), not registered")
@@ -86,6 +99,14 @@ def apply_one(
         imei = Imei.from_key(cand.key)
         if outcome.unchanged:
             return OneChange(imei, outcome.old, outcome.old, False, True, 0)
+        who = volume.principal_key(actor, person)
+        if limits is None:
+            volume.record(tables, kind, who, 1, now)
+        elif why := volume.admit(tables, kind, who, 1, limits, now):
+            raise DailyLimitError(
+                f"{why}: single writes are refused until older hours leave the window; "
+                "send the rest as a file (ImportFeed), which a second principal approves"
+            )
         origin = audit.new_origin(
             tables,
             {

@@ -21,26 +21,35 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ceir.config import DEFAULT_STAGE_ABOVE, DEFAULT_STAGE_LOST_STOLEN_ABOVE
+from ceir.config import (
+    DEFAULT_CHANNEL_DAILY_ABOVE,
+    DEFAULT_CHANNEL_DAILY_LOST_STOLEN_ABOVE,
+    DEFAULT_STAGE_ABOVE,
+    DEFAULT_STAGE_LOST_STOLEN_ABOVE,
+)
 from ceir.errors import (
     ConfigError,
     FeedFormatError,
     ForbiddenError,
+    InvalidRequestError,
     NotFoundError,
     StageExpiredError,
+    StageMismatchError,
     StoreError,
 )
-from ceir.feeds import Format, ImportState, Kind, StageState
+from ceir.feeds import Format, ImportState, Kind, StageState, volume
 from ceir.feeds.base import Options
 from ceir.feeds.importer import ImportSummary, import_file
+from ceir.feeds.sample import sample_rows
 from ceir.feeds.source import private_copy
 from ceir.security.principals import Principal, Role
 from ceir.store import Store, audit
 from ceir.store.env import spool_file, spool_path
+from ceir.store.identity import tokenizer_for
 from ceir.store.tables import Stages, Tables
 
 __all__ = [
@@ -80,11 +89,30 @@ class Stage:
     """Devices whose answer the file changes (new ones included): what the threshold counts."""
     staged_person: str = ""
     """The person behind the stager's credential; the approver must be another person."""
+    why: str = ""
+    columns: list[str] = field(default_factory=list)
+    sample: list[tuple[int, list[str]]] = field(default_factory=list)
+    """A few rows as the approver sees them (:mod:`ceir.feeds.sample`): line, values."""
+    """The rolling 24-hour count it would pass (:mod:`ceir.feeds.volume`); empty when the
+    file alone passes its threshold."""
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Stage:
         """The stage a ``stages`` record (JSON) describes."""
-        return cls(**{**record, "kind": Kind(record["kind"]), "format": Format(record["format"])})
+        sample = [(int(line), list(values)) for line, values in record.get("sample", [])]
+        kind, fmt = Kind(record["kind"]), Format(record["format"])
+        return cls(**{**record, "kind": kind, "format": fmt, "sample": sample})
+
+    def option_texts(self) -> list[tuple[str, str]]:
+        """The import's rules and thresholds as ``ceir import`` flags name them."""
+        out = []
+        for name, value in sorted(self.options.items()):
+            if name == "cutoff" and isinstance(value, int):
+                text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+            else:
+                text = "default" if value is None else str(value).lower()
+            out.append((name.replace("_", "-"), text))
+        return out
 
     def line(self) -> str:
         """What ``ceir import`` prints for a staged file."""
@@ -97,8 +125,9 @@ class Stage:
                 if self.changes > self.new_devices
                 else ""
             )
-            + "; nothing is written until a second principal "
-            f"(ministry or admin) runs `ceir approve {self.id}` (before {until} UTC)"
+            + (f" ({self.why})" if self.why else "")
+            + "; nothing is written until a second principal (ministry or admin) runs "
+            f"`ceir approve {self.id} --digest {self.digest}` (before {until} UTC)"
         )
 
 
@@ -121,16 +150,6 @@ def _cipher(store: Store, *, create: bool) -> Any:
         raise ConfigError(f"cannot use the stage key {path}: {exc}") from exc
 
 
-def threshold(kind: Kind, stage_above: int, stage_lost_stolen_above: int) -> int | None:
-    """Devices' answers one file of *kind* may change before it is staged (None: never)."""
-    limits = (
-        [n for n in (stage_above, stage_lost_stolen_above) if n]
-        if kind is (Kind.LOST_STOLEN)
-        else [n for n in (stage_above,) if n]
-    )
-    return min(limits) if limits else None
-
-
 def submit(
     store: Store,
     kind: Kind,
@@ -139,6 +158,8 @@ def submit(
     actor: str,
     stage_above: int = DEFAULT_STAGE_ABOVE,
     stage_lost_stolen_above: int = DEFAULT_STAGE_LOST_STOLEN_ABOVE,
+    channel_daily_above: int = DEFAULT_CHANNEL_DAILY_ABOVE,
+    channel_daily_lost_stolen_above: int = DEFAULT_CHANNEL_DAILY_LOST_STOLEN_ABOVE,
     ttl: int = DEFAULT_STAGE_TTL,
     clock: Callable[[], float] = time.time,
     private: bool = False,
@@ -146,7 +167,9 @@ def submit(
     **kwargs: Any,
 ) -> ImportSummary | Stage:
     """Import *path*, or stage it when it changes more than *stage_above* devices' answers
-    (new devices, blocks, unblocks, upgrades; *stage_lost_stolen_above* for lost-stolen).
+    (new devices, blocks, unblocks, upgrades; *stage_lost_stolen_above* for lost-stolen),
+    or when it would take its principal (*person*, else *actor*) past that threshold, or
+    its channel past *channel_daily_above*, within 24 hours (:mod:`ceir.feeds.volume`).
 
     The file is read from one private copy (*private*: *path* is one already), so the
     bytes staged are the bytes checked. *kwargs* go to
@@ -157,16 +180,35 @@ def submit(
             kwargs.setdefault("name", path.name)
             return submit(
                 store, kind, copy, actor=actor, stage_above=stage_above,
-                stage_lost_stolen_above=stage_lost_stolen_above, ttl=ttl, clock=clock,
-                private=True, person=person, **kwargs,
+                stage_lost_stolen_above=stage_lost_stolen_above,
+                channel_daily_above=channel_daily_above,
+                channel_daily_lost_stolen_above=channel_daily_lost_stolen_above,
+                ttl=ttl, clock=clock, private=True, person=person, **kwargs,
             )  # fmt: skip
+    limits = volume.Limits(
+        stage_above=stage_above,
+        stage_lost_stolen_above=stage_lost_stolen_above,
+        channel_daily_above=channel_daily_above,
+        channel_daily_lost_stolen_above=channel_daily_lost_stolen_above,
+    )
+    who = volume.principal_key(actor, person)
+    why: list[str] = []
+
+    def admit(changes: int) -> bool:
+        """Counted in the store's rolling window, in one write: two workers (or a worker
+        and a local import) cannot both pass under the limit."""
+        at = clock()
+        why.append(store.write(lambda t: volume.admit(t, kind, who, changes, limits, at)))
+        return not why[-1]
+
     summary = import_file(
         store,
         kind,
         path,
         actor=actor,
         clock=clock,
-        stage_above=threshold(kind, stage_above, stage_lost_stolen_above),
+        stage_above=limits.principal(kind),
+        admit=admit,
         private=True,
         **kwargs,
     )
@@ -176,6 +218,9 @@ def submit(
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != summary.digest:
         raise FeedFormatError(f"{summary.file} changed while it was checked; send it again")
+    columns, sample = sample_rows(
+        path, kind, summary.format, summary.rows, tokenizer_for(store), name=summary.file
+    )
     now = int(clock())
     try:
         cipher = _cipher(store, create=True)
@@ -197,6 +242,9 @@ def submit(
             created_at=now,
             expires_at=now + ttl,
             options=asdict(options),
+            why="; ".join(w for w in why if w),
+            columns=columns,
+            sample=sample,
         )
         parts = []
         for i in range(0, max(len(data), 1), _PART):
@@ -265,12 +313,15 @@ def approve(
     stage_id: int,
     approver: Principal,
     *,
+    digest: str,
     clock: Callable[[], float] = time.time,
     report: Path | None = None,
 ) -> tuple[Stage, ImportSummary]:
     """Apply stage *stage_id* on *approver*'s word; returns it and the import's summary.
 
-    The approver must have the ministry or admin role and must not be the submitter.
+    The approver must have the ministry or admin role, must not be the submitter, and
+    must name the *digest* (hex SHA-256) of the stage it was shown: another digest is
+    refused (StageMismatchError), so an approval can never reach a file it did not see.
     Approving again after a crash mid-approval finishes the same import (a no-op if it
     had completed).
     """
@@ -288,6 +339,7 @@ def approve(
             f"stage {stage_id} was submitted by {stage.staged_by}: a second, different "
             "principal must approve it"
         )
+    _check_digest(stage, digest)
     if stage.expires_at <= now:
         _drop(store, stage, StageState.EXPIRED, approver.label, now)
         raise StageExpiredError(f"stage {stage_id} expired unapproved and has been dropped")
@@ -315,6 +367,21 @@ def approve(
         )
     _drop(store, stage, StageState.APPROVED, approver.label, now)
     return stage, summary
+
+
+def _check_digest(stage: Stage, digest: str) -> None:
+    named = digest.strip().lower()
+    if not named:
+        raise InvalidRequestError(
+            f"name the digest of stage {stage.id} you were shown (ceir stages): "
+            f"ceir approve {stage.id} --digest HEX"
+        )
+    if named != stage.digest:
+        shown = named[:16] if all(c in "0123456789abcdef" for c in named) else "(not hex)"
+        raise StageMismatchError(
+            f"stage {stage.id} has digest {stage.digest[:16]}…, not {shown}: you were shown "
+            "another file; look again with `ceir stages` (nothing was applied)"
+        )
 
 
 def reject(

@@ -6,11 +6,11 @@ import csv
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ceir.feeds import Format, ImportState
 
-__all__ = ["ImportSummary", "Reject", "write_report"]
+__all__ = ["ImportSummary", "NoProgress", "Progress", "Reject", "write_report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,25 @@ class Reject:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Progress(Protocol):
+    """Where an import reports how far it is (a progress bar, or nothing)."""
+
+    def phase(self, name: str, total: int | None) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class NoProgress:
+    def phase(self, name: str, total: int | None) -> None:
+        """Nothing to show."""
+
+    def advance(self, n: int) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 REPORT_COLUMNS = ("file", "line", "field", "reason", "message", "fix")

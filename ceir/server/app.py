@@ -25,6 +25,7 @@ from ceir.config import Settings
 from ceir.errors import (
     CeirError,
     ConfigError,
+    DailyLimitError,
     FeedError,
     FeedRefusedError,
     FeedRowError,
@@ -36,6 +37,7 @@ from ceir.errors import (
     ReplicationError,
     RuleError,
     StageExpiredError,
+    StageMismatchError,
     StoreError,
     StoreSchemaError,
 )
@@ -71,11 +73,13 @@ log = logging.getLogger("ceir.server.app")
 # The one place where errors become gRPC status codes. Most specific class first.
 STATUS_FOR_ERROR: tuple[tuple[type[CeirError], grpc.StatusCode], ...] = (
     (InvalidImeiError, grpc.StatusCode.INVALID_ARGUMENT),
+    (DailyLimitError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (LimitError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
     (ForbiddenError, grpc.StatusCode.PERMISSION_DENIED),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (StageExpiredError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StageMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (FeedRowError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (FeedRefusedError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -204,6 +208,8 @@ def create_server(
                 allow=access.allow_kind,
                 stage_above=settings.stage_above,
                 stage_lost_stolen_above=settings.stage_lost_stolen_above,
+                channel_daily_above=settings.channel_daily_above,
+                channel_daily_lost_stolen_above=settings.channel_daily_lost_stolen_above,
             ),
             server,
         )

@@ -27,6 +27,11 @@ def stage_message(stage: staging.Stage) -> approval_pb2.Stage:
         staged_by=stage.staged_by,
         rows=stage.rows,
         new_devices=stage.new_devices,
+        changes=stage.changes,
+        options=[approval_pb2.StageOption(name=n, value=v) for n, v in stage.option_texts()],
+        columns=stage.columns,
+        sample=[approval_pb2.SampleRow(line=line, values=values) for line, values in stage.sample],
+        why=stage.why,
     )
     message.created_at.seconds = stage.created_at
     message.expires_at.seconds = stage.expires_at
@@ -49,7 +54,9 @@ class Approvals(approval_pb2_grpc.ApprovalsServicer):
         self, request: approval_pb2.StageRequest, context: Any
     ) -> approval_pb2.ApproveStageResponse:
         # The import may take a while: off the event loop, so lookups go on meanwhile.
-        stage, summary = await asyncio.to_thread(staging.approve, self.store, request.id, current())
+        stage, summary = await asyncio.to_thread(
+            staging.approve, self.store, request.id, current(), digest=request.digest
+        )
         metrics.approval(metrics.Decision.APPROVED)
         metrics.imported(
             summary.kind,

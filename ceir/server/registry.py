@@ -19,14 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from ceir import metrics
-from ceir.config import DEFAULT_STAGE_LOST_STOLEN_ABOVE
+from ceir.config import (
+    DEFAULT_CHANNEL_DAILY_ABOVE,
+    DEFAULT_CHANNEL_DAILY_LOST_STOLEN_ABOVE,
+    DEFAULT_STAGE_LOST_STOLEN_ABOVE,
+)
 from ceir.errors import (
     FeedRefusedError,
     InvalidRequestError,
     LimitError,
     NotFoundError,
 )
-from ceir.feeds import Format, ImportState, Kind
+from ceir.feeds import Format, ImportState, Kind, volume
 from ceir.feeds.base import Options
 from ceir.feeds.history import HistoryEntry, device_history
 from ceir.feeds.single import OneChange, apply_one
@@ -178,6 +182,8 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         allow: Callable[[Kind], None] = lambda kind: None,
         stage_above: int = 0,
         stage_lost_stolen_above: int = DEFAULT_STAGE_LOST_STOLEN_ABOVE,
+        channel_daily_above: int = DEFAULT_CHANNEL_DAILY_ABOVE,
+        channel_daily_lost_stolen_above: int = DEFAULT_CHANNEL_DAILY_LOST_STOLEN_ABOVE,
         import_workers: int = IMPORT_WORKERS,
         import_batch_rows: int = IMPORT_BATCH_ROWS,
     ) -> None:
@@ -191,6 +197,14 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         """Two-person rule: files changing more devices' answers are staged (0: never)."""
         self.stage_lost_stolen_above = stage_lost_stolen_above
         """The same for lost-stolen files, whose blocks cut phones off (0: never)."""
+        self.limits = volume.Limits(
+            stage_above=stage_above,
+            stage_lost_stolen_above=stage_lost_stolen_above,
+            channel_daily_above=channel_daily_above,
+            channel_daily_lost_stolen_above=channel_daily_lost_stolen_above,
+        )
+        """The same thresholds bound a principal over 24 hours, files and single writes
+        together, and the channel limits every principal of a channel (ceir.feeds.volume)."""
         self._imports = concurrent.futures.ThreadPoolExecutor(
             max_workers=import_workers, thread_name_prefix="ceir-import"
         )
@@ -248,6 +262,8 @@ class Registry(registry_pb2_grpc.RegistryServicer):
             actor=actor,
             stage_above=self.stage_above,
             stage_lost_stolen_above=self.stage_lost_stolen_above,
+            channel_daily_above=self.limits.channel_daily_above,
+            channel_daily_lost_stolen_above=self.limits.channel_daily_lost_stolen_above,
             fmt=_FORMATS.get(header.format),
             name=name,
             private=True,
@@ -280,9 +296,11 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         self, context: Any, kind: Kind, fields: dict[str, str], request: str
     ) -> registry_pb2.DeviceChange:
         self.allow(kind)
-        change: OneChange = await asyncio.to_thread(
-            apply_one, self.store, kind, fields, actor=self.actor(context), request=request
-        )
+        call = functools.partial(
+            apply_one, self.store, kind, fields, actor=self.actor(context), request=request,
+            limits=self.limits, person=current().person_id,
+        )  # fmt: skip
+        change: OneChange = await asyncio.to_thread(call)
         decision = self.policy.decide(change.after, time.time())
         if change.unchanged:
             outcome = registry_pb2.CHANGE_OUTCOME_UNCHANGED

@@ -37,6 +37,9 @@ hot record stays 12 bytes:
     8-byte sequence -> one change-log entry: what replicas apply (:mod:`ceir.store.changes`).
 ``replica``
     on a replica: the applied sequence and the head it heard of (:mod:`ceir.store.replica`).
+``volume``
+    hourly counts of writes per channel and per principal, the last 24 hours only
+    (:mod:`ceir.feeds.volume`).
 
 Adding these to an older store needs no migration: they are created on the first
 writable open, and a read-only open of a store without them sees them as empty.
@@ -111,6 +114,7 @@ REGISTRY_DBS: dict[str, bool] = {
     "stages": False,  # bulk imports waiting for a second principal (ceir.feeds.staging)
     "changes": False,  # the change log replicas follow (ceir.store.changes)
     "replica": False,  # a replica's position in that log (ceir.store.replica)
+    "volume": False,  # rolling 24-hour write counts (ceir.feeds.volume)
 }
 
 T = TypeVar("T")

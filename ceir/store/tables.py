@@ -22,11 +22,14 @@ Key layouts (see :mod:`ceir.store.env` for what each table holds):
 ``config``      a name -> a value
 ``changes``     8-byte sequence -> 8-byte commit time (ms) + packed ops (:mod:`ceir.store.changes`)
 ``replica``     ``state`` -> JSON position of a replica (:mod:`ceir.store.replica`)
+``volume``      4-byte hour + 1-byte feed-kind code + principal label (none: the whole
+                channel) -> 8-byte count of writes (:mod:`ceir.feeds.volume`)
 ==============  ===========================================================================
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -99,6 +102,10 @@ class _View:
             if key[:n] != prefix:
                 break
             yield bytes(key), bytes(value)
+
+    def _keys(self) -> Iterator[bytes]:
+        for key, _value in self._items():
+            yield key
 
     def _last_key(self) -> bytes | None:
         if self._db is None:
@@ -489,6 +496,32 @@ class ReplicaPosition(_View):
         self._txn.put(b"state", value, db=self._db)
 
 
+class Volume(_View):
+    """``volume``: devices' answers changed per hour, per channel and per principal."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def key(hour: int, code: int, label: str) -> bytes:
+        """The bucket of *hour* (hours since the epoch) for feed kind *code* and principal
+        *label* (``""``: every principal of the channel together)."""
+        return _U32.pack(hour) + bytes((code,)) + label.encode()
+
+    def get(self, key: bytes) -> int:
+        value = self._get(key)
+        return 0 if value is None else int(_U64.unpack(value)[0])
+
+    def add(self, key: bytes, n: int) -> None:
+        self._txn.put(key, _U64.pack(self.get(key) + n), db=self._db)
+
+    def drop_before(self, hour: int) -> int:
+        """Delete every bucket older than *hour*; returns how many."""
+        keys = list(itertools.takewhile(lambda k: k[:4] < _U32.pack(hour), self._keys()))
+        for key in keys:
+            self._txn.delete(key, db=self._db)
+        return len(keys)
+
+
 class Tables:
     """Every table, viewed through one transaction (read-only in a snapshot)."""
 
@@ -505,6 +538,7 @@ class Tables:
         "replica",
         "stages",
         "tacs",
+        "volume",
     )
 
     def __init__(self, txn: Any, devices: Any, tacs: Any, dbs: Mapping[str, Any]) -> None:
@@ -520,6 +554,7 @@ class Tables:
         self.config = Config(txn, dbs["config"])
         self.changes = ChangeLog(txn, dbs["changes"])
         self.replica = ReplicaPosition(txn, dbs["replica"])
+        self.volume = Volume(txn, dbs["volume"])
 
     def next_stage_id(self) -> int:
         """A stage id this store never issued before (the last one is kept in ``config``),

@@ -36,6 +36,11 @@ class Stage(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    SAMPLE_FIELD_NUMBER: _builtins.int
+    WHY_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     file: _builtins.str
     digest: _builtins.str
@@ -45,10 +50,32 @@ class Stage(_message.Message):
     rows: _builtins.int
     new_devices: _builtins.int
     kind: _registry_pb2.FeedKind.ValueType
+    changes: _builtins.int
+    """Devices whose answers it changes (new devices included)."""
+    why: _builtins.str
+    """Why it was staged when the file alone is under its threshold: the rolling 24-hour
+    count of its principal or channel it would pass.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def options(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageOption]:
+        """The rules and thresholds it runs with, named as `ceir import` flags (cutoff,
+        customs-quota, allow-unknown-tac, max-bad-ratio, ...).
+        """
+
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The columns of the sample rows."""
+
+    @_builtins.property
+    def sample(self) -> _containers.RepeatedCompositeFieldContainer[Global___SampleRow]:
+        """Some of its rows (the first, and some spread through the file). Personal numbers
+        (NIK, passport, MSISDN, IMSI) appear only as identity-token prefixes, never clear.
+        """
+
     def __init__(
         self,
         *,
@@ -61,14 +88,64 @@ class Stage(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         kind: _registry_pb2.FeedKind.ValueType = ...,
+        changes: _builtins.int = ...,
+        options: _abc.Iterable[Global___StageOption] | None = ...,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
+        sample: _abc.Iterable[Global___SampleRow] | None = ...,
+        why: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "digest", b"digest", "expires_at", b"expires_at", "file", b"file", "id", b"id", "kind", b"kind", "new_devices", b"new_devices", "rows", b"rows", "staged_by", b"staged_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "columns", b"columns", "created_at", b"created_at", "digest", b"digest", "expires_at", b"expires_at", "file", b"file", "id", b"id", "kind", b"kind", "new_devices", b"new_devices", "options", b"options", "rows", b"rows", "sample", b"sample", "staged_by", b"staged_by", "why", b"why"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Stage: _TypeAlias = Stage  # noqa: Y015
+
+@_typing.final
+class StageOption(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    value: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StageOption: _TypeAlias = StageOption  # noqa: Y015
+
+@_typing.final
+class SampleRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    line: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        line: _builtins.int = ...,
+        values: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line", b"line", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SampleRow: _TypeAlias = SampleRow  # noqa: Y015
 
 @_typing.final
 class ListStagesRequest(_message.Message):
@@ -110,15 +187,19 @@ class StageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
     id: _builtins.int
+    digest: _builtins.str
+    """ApproveStage: the stage's digest (hex SHA-256) as the approver was shown it."""
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
+        digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -63,7 +63,9 @@ class ApprovalsServicer:
 
     def ApproveStage(self, request, context):
         """Apply a stage: the import runs now, recorded as the stager's, approved by the caller.
-        PERMISSION_DENIED when the caller staged it; FAILED_PRECONDITION when it expired;
+        The request names the stage and the digest the approver was shown (ListStages).
+        PERMISSION_DENIED when the caller staged it; FAILED_PRECONDITION when it expired or
+        the digest is another (nothing applied); INVALID_ARGUMENT without a digest;
         NOT_FOUND when there is no such stage.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -38,7 +38,9 @@ class ApprovalsStub:
     """Stages waiting for approval (expired ones are not listed)."""
     ApproveStage: _grpc.UnaryUnaryMultiCallable[_approval_pb2.StageRequest, _approval_pb2.ApproveStageResponse]
     """Apply a stage: the import runs now, recorded as the stager's, approved by the caller.
-    PERMISSION_DENIED when the caller staged it; FAILED_PRECONDITION when it expired;
+    The request names the stage and the digest the approver was shown (ListStages).
+    PERMISSION_DENIED when the caller staged it; FAILED_PRECONDITION when it expired or
+    the digest is another (nothing applied); INVALID_ARGUMENT without a digest;
     NOT_FOUND when there is no such stage.
     """
     RejectStage: _grpc.UnaryUnaryMultiCallable[_approval_pb2.StageRequest, _approval_pb2.RejectStageResponse]
@@ -51,7 +53,9 @@ class ApprovalsAsyncStub(ApprovalsStub):
     """Stages waiting for approval (expired ones are not listed)."""
     ApproveStage: _aio.UnaryUnaryMultiCallable[_approval_pb2.StageRequest, _approval_pb2.ApproveStageResponse]  # type: ignore[assignment]
     """Apply a stage: the import runs now, recorded as the stager's, approved by the caller.
-    PERMISSION_DENIED when the caller staged it; FAILED_PRECONDITION when it expired;
+    The request names the stage and the digest the approver was shown (ListStages).
+    PERMISSION_DENIED when the caller staged it; FAILED_PRECONDITION when it expired or
+    the digest is another (nothing applied); INVALID_ARGUMENT without a digest;
     NOT_FOUND when there is no such stage.
     """
     RejectStage: _aio.UnaryUnaryMultiCallable[_approval_pb2.StageRequest, _approval_pb2.RejectStageResponse]  # type: ignore[assignment]
@@ -73,7 +77,9 @@ class ApprovalsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_approval_pb2.ApproveStageResponse, _abc.Awaitable[_approval_pb2.ApproveStageResponse]]:
         """Apply a stage: the import runs now, recorded as the stager's, approved by the caller.
-        PERMISSION_DENIED when the caller staged it; FAILED_PRECONDITION when it expired;
+        The request names the stage and the digest the approver was shown (ListStages).
+        PERMISSION_DENIED when the caller staged it; FAILED_PRECONDITION when it expired or
+        the digest is another (nothing applied); INVALID_ARGUMENT without a digest;
         NOT_FOUND when there is no such stage.
         """
 

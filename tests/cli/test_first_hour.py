@@ -684,7 +684,7 @@ def test_stage_ids_are_never_reused(tmp_path: Path, serve: list[Serve]) -> None:
         rejected = ceir("reject", str(staged[-1]), "--server", server.address)
         assert rejected.code == 0, rejected.stderr
     assert staged == [1, 2]
-    ran = ceir("approve", "1", "--server", server.address)
+    ran = ceir("approve", "1", "--digest", "0" * 64, "--server", server.address)
     one_line(ran, 10, "no stage 1")
 
 

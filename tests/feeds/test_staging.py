@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
@@ -67,7 +68,7 @@ def test_small_imports_apply_and_bulk_imports_are_staged_invisibly(
     assert (stage.new_devices, stage.staged_by) == (20, STAGER)
     assert stored(store, bulk) == 0
     assert [s.id for s in staging.list_stages(store)] == [stage.id]
-    assert "ceir approve 1" in stage.line()
+    assert f"ceir approve 1 --digest {stage.digest}" in stage.line()
 
 
 def test_the_submitter_and_non_approver_roles_cannot_approve(store: Store, tmp_path: Path) -> None:
@@ -76,9 +77,11 @@ def test_the_submitter_and_non_approver_roles_cannot_approve(store: Store, tmp_p
                            actor="admin:root", stage_above=5)  # fmt: skip
     assert isinstance(stage, staging.Stage)
     with pytest.raises(ForbiddenError, match="second, different principal"):
-        staging.approve(store, stage.id, Principal("root", Role.ADMIN))
+        staging.approve(store, stage.id, Principal("root", Role.ADMIN), digest=stage.digest)
     with pytest.raises(ForbiddenError, match="ministry or admin"):
-        staging.approve(store, stage.id, Principal("xl", Role.OPERATOR, "510-11"))
+        staging.approve(
+            store, stage.id, Principal("xl", Role.OPERATOR, "510-11"), digest=stage.digest
+        )
     assert stored(store, imeis(20)) == 0
 
 
@@ -89,7 +92,7 @@ def test_approval_applies_the_stage_and_the_audit_names_both(store: Store, tmp_p
     stage = staging.submit(store, Kind.MANUFACTURER, feed(tmp_path / "b.csv", bulk),
                            actor=STAGER, stage_above=5)  # fmt: skip
     assert isinstance(stage, staging.Stage)
-    _, summary = staging.approve(store, stage.id, MINISTRY)
+    _, summary = staging.approve(store, stage.id, MINISTRY, digest=stage.digest)
     assert summary.added == 20
     assert stored(store, bulk) == 20
     origin = audit.get_origin(store, summary.origin)
@@ -97,7 +100,7 @@ def test_approval_applies_the_stage_and_the_audit_names_both(store: Store, tmp_p
     assert origin["actor"] == f"{STAGER} approved by ministry:kemenperin"
     assert staging.list_stages(store) == []
     with pytest.raises(NotFoundError):
-        staging.approve(store, stage.id, MINISTRY)
+        staging.approve(store, stage.id, MINISTRY, digest=stage.digest)
 
 
 def test_rejected_and_expired_stages_leave_no_trace_in_lookups(
@@ -113,7 +116,7 @@ def test_rejected_and_expired_stages_leave_no_trace_in_lookups(
     assert isinstance(second, staging.Stage)
     staging.reject(store, first.id, MINISTRY)
     with pytest.raises(StageExpiredError):
-        staging.approve(store, second.id, MINISTRY)
+        staging.approve(store, second.id, MINISTRY, digest=second.digest)
     assert staging.list_stages(store, now=0) == []
     assert stored(store, imeis(10) + imeis(10, 600_000)) == 0
     with store.snapshot() as tables:
@@ -157,15 +160,17 @@ def test_cli_import_stages_and_the_approve_command_applies_over_grpc(tmp_path: P
     with serving(settings) as running:
         server = ["--server", running.address]
         runner = CliRunner()
-        denied = runner.invoke(main, ["approve", "1", *server, "--token", consumer])
+        digest = ["--digest", hashlib.sha256(path.read_bytes()).hexdigest()]
+        denied = runner.invoke(main, ["approve", "1", *digest, *server, "--token", consumer])
         assert denied.exit_code == EXIT_FORBIDDEN
-        missing = runner.invoke(main, ["approve", "7", *server, "--token", ministry])
+        missing = runner.invoke(main, ["approve", "7", *digest, *server, "--token", ministry])
         assert missing.exit_code == EXIT_NO_STAGE
         listed = runner.invoke(main, ["stages", *server, "--token", ministry])
-        assert "30 new devices, 30 rows; staged by local:" in listed.output
+        assert "30 new devices, 0 changed, 30 rows; staged by local:" in listed.output
+        assert f"ceir approve 1 --digest {digest[1]}" in listed.output
         assert "    1  manufacturer bulk.csv" in listed.output  # the enum, named as on the CLI
         assert stored_count_open(running.store, bulk) == 0
-        approved = runner.invoke(main, ["approve", "1", *server, "--token", ministry])
+        approved = runner.invoke(main, ["approve", "1", *digest, *server, "--token", ministry])
         assert approved.exit_code == 0, approved.output
         assert "30 new, 0 changed, 0 rejected" in approved.output
         assert stored_count_open(running.store, bulk) == 30
@@ -190,10 +195,10 @@ def test_lookups_see_a_stage_only_after_approval(tmp_path: Path) -> None:
         from ceir.v1 import approval_pb2, approval_pb2_grpc
 
         approvals = approval_pb2_grpc.ApprovalsStub(ch)
-        answer = approvals.ApproveStage(approval_pb2.StageRequest(id=stage.id))
+        answer = approvals.ApproveStage(approval_pb2.StageRequest(id=stage.id, digest=stage.digest))
         assert answer.added == 12
         assert answer.stage.kind == registry_pb2.FEED_KIND_MANUFACTURER
         assert stub.CheckIMEI(request).status == common_pb2.EQUIPMENT_STATUS_WHITELISTED
         with pytest.raises(grpc.RpcError) as err:
-            approvals.ApproveStage(approval_pb2.StageRequest(id=stage.id))
+            approvals.ApproveStage(approval_pb2.StageRequest(id=stage.id, digest=stage.digest))
         assert err.value.code() is grpc.StatusCode.NOT_FOUND

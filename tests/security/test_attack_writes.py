@@ -274,7 +274,7 @@ def test_a_second_token_of_the_same_person_cannot_approve(tmp_path: Path) -> Non
         staged = upload(ch, min1, _kind("EXCEPTION"), data, "vip.csv")
         assert staged.state == registry_pb2.IMPORT_STATE_STAGED
         approvals = approval_pb2_grpc.ApprovalsStub(ch)
-        request = approval_pb2.StageRequest(id=staged.stage_id)
+        request = approval_pb2.StageRequest(id=staged.stage_id, digest=staged.digest)
         with pytest.raises(grpc.RpcError) as err:
             approvals.ApproveStage(request, metadata=(("authorization", f"Bearer {min1b}"),))
         assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED

@@ -160,7 +160,7 @@ def test_bulk_import_feed_is_staged_until_another_principal_approves(
             == common_pb2.REASON_NOT_REGISTERED
         )
         approvals = approval_pb2_grpc.ApprovalsStub(ch)
-        request = approval_pb2.StageRequest(id=staged.stage_id)
+        request = approval_pb2.StageRequest(id=staged.stage_id, digest=staged.digest)
         with pytest.raises(grpc.RpcError) as err:
             approvals.ApproveStage(request, metadata=md["ops"])
         assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
