@@ -10,11 +10,11 @@ import click
 from ceir.cli._client import ClientAuth, auth_from, call_failed, client_options
 from ceir.cli.app import CONTEXT, EPILOG, EXIT_REFUSED, EXIT_STORE, fail, main
 from ceir.config import DEFAULT_DB
-from ceir.errors import CeirError
+from ceir.errors import CeirError, StoreError
 
 _DB = click.option(
     "--db",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     default=DEFAULT_DB,
     show_default=True,
     help="Store directory (LMDB).",
@@ -22,7 +22,7 @@ _DB = click.option(
 
 
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
-@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("dest", type=click.Path(path_type=Path))
 @_DB
 def backup(dest: Path, db: Path) -> None:
     """Write a consistent, compacted, verified copy of the store to DEST.
@@ -43,7 +43,7 @@ def backup(dest: Path, db: Path) -> None:
 
 
 @main.command(epilog=EPILOG, context_settings=CONTEXT)
-@click.argument("src", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("src", type=click.Path(path_type=Path))
 @_DB
 @click.option("--force", is_flag=True, help="Replace an existing store (it is kept aside).")
 def restore(src: Path, db: Path, force: bool) -> None:
@@ -98,8 +98,13 @@ def verify(
     if compare is not None:
         _compare(db, compare, wait, auth_from(ca, cert, key, token))
         return
+    from ceir.store import exists
     from ceir.store.backup import verify as run
 
+    if not exists(db):  # nothing to walk: one line, as every command says it
+        if db.exists() and not db.is_dir():
+            fail(StoreError(f"{db} is a file, not a store directory: give --db a directory"))
+        fail(StoreError(f"no ceir store at {db}; check --db"))
     report = run(db, expect_head=expect_head)
     for name, count in sorted(report.tables.items()):
         click.echo(f"{name:<12}{count:>14,}")

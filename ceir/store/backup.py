@@ -291,9 +291,13 @@ def restore(src: Path, db: Path, *, force: bool = False) -> Report:
 
     An existing store is kept beside it as ``<db>.replaced-<time>`` unless it is empty.
     """
+    if src.exists() and not src.is_dir():
+        raise StoreError(f"backup {src} is a file, not a backup directory (ceir backup makes one)")
     report = verify(src)
     if not report.ok:
         raise StoreError(f"backup {src} does not verify: {report.problems[0]}")
+    if db.exists() and not db.is_dir():
+        raise StoreError(f"{db} is a file, not a store directory: give --db a directory")
     if (db / _DATA).exists() and not force:
         raise StoreError(f"store {db} exists; pass --force to replace it (it is kept aside)")
     tmp = db.with_name(f".{db.name}.restoring")

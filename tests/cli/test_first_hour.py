@@ -237,16 +237,45 @@ def test_import_on_an_impossible_store_path_exits_5(tmp_path: Path) -> None:
         ("import", "tac", "TAC", "--create"),
         ("audit", "352099001761481"),
         ("purge",),
+        ("backup", "NEW"),
+        ("verify",),
+        ("restore", "BACKUP"),
+        ("restore", "BACKUP", "--force"),
     ],
-    ids=["serve", "import", "import-create", "audit", "purge"],
-)
+    ids=["serve", "import", "import-create", "audit", "purge", "backup", "verify", "restore",
+         "restore-force"],
+)  # fmt: skip
 def test_db_naming_a_regular_file_exits_5(tmp_path: Path, command: tuple[str, ...]) -> None:
-    """`--db` naming a regular file: "is a file, not a store directory", exit 5, file intact."""
+    """`--db` naming a regular file: "is a file, not a store directory", exit 5 (the store
+    code, not click's usage error), file intact."""
     regular = tmp_path / "notes.txt"
     regular.write_text("not a store\n")
-    args = [str(tac_file(tmp_path / "t.csv")) if a == "TAC" else a for a in command]
+    made = {"TAC": lambda: str(tac_file(tmp_path / "t.csv")), "NEW": lambda: str(tmp_path / "bk")}
+    made["BACKUP"] = lambda: _backup_of(new_store(tmp_path), tmp_path / "bk")
+    args = [made[a]() if a in made else a for a in command]
     ran = ceir(*args, "--db", regular)
     one_line(ran, 5, f"{regular} is a file, not a store directory")
+    assert regular.read_text() == "not a store\n"
+
+
+def _backup_of(db: Path, dest: Path) -> str:
+    ran = ceir("backup", dest, "--db", db)
+    assert ran.code == 0, ran.stderr
+    return str(dest)
+
+
+@pytest.mark.parametrize("command", ["restore", "verify"])
+def test_a_regular_file_for_a_backup_or_store_exits_5(tmp_path: Path, command: str) -> None:
+    """`ceir restore FILE` and `ceir verify --db` with nothing there: one line, exit 5."""
+    regular = tmp_path / "notes.txt"
+    regular.write_text("not a store\n")
+    if command == "restore":
+        ran = ceir("restore", regular, "--db", tmp_path / "db")
+        one_line(ran, 5, f"backup {regular} is a file, not a backup directory")
+        assert not (tmp_path / "db").exists()
+    else:
+        ran = ceir("verify", "--db", tmp_path / "nothing")
+        one_line(ran, 5, f"no ceir store at {tmp_path / 'nothing'}")
     assert regular.read_text() == "not a store\n"
 
 
