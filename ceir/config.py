@@ -208,6 +208,10 @@ class Settings:
     """Replica: bearer token (role replica) for the central, when it requires one."""
     source_ca: Path | None = None
     """Replica: CA certificate of the central's TLS server certificate (bootstrap over TLS)."""
+    source_cert: Path | None = None
+    """Replica: client certificate (role replica) presented to the central (mutual TLS)."""
+    source_key: Path | None = None
+    """Replica: the key of ``source_cert``."""
     operator: str | None = None
     """Replica: the operator it serves (MCC-MNC, e.g. 510-10), for logs and status."""
     # -- the N5g-eir HTTP/2 face (ceir.network.n5g_eir) and NRF registration --
@@ -271,6 +275,13 @@ class Settings:
             raise ConfigError("a replica needs --nats, --source and --verify-key")
         if self.source is not None and self.publish is not None:
             raise ConfigError("a replica does not publish: drop --publish")
+        if (self.source_cert is None) != (self.source_key is None):
+            raise ConfigError("--source-cert and --source-key go together: give both or neither")
+        if self.source_cert is not None and self.source_ca is None:
+            raise ConfigError(
+                "--source-cert needs --source-ca (the central's CA): a client certificate "
+                "is mutual TLS"
+            )
 
     def _check_sbi(self) -> None:
         """--sbi is HOST:PORT or off; --nrf an http(s) URL, and only with --sbi."""

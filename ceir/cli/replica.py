@@ -21,7 +21,16 @@ _CENTRAL_ONLY = frozenset(
     {"demo", "stage_above", "write_rate", "write_burst", "publish", "signing_key"}
 )
 _DEFAULTS = Settings()
-_REPLICA_FLAGS = ("nats", "source", "verify_key", "source_token", "source_ca", "operator")
+_REPLICA_FLAGS = (
+    "nats",
+    "source",
+    "verify_key",
+    "source_token",
+    "source_ca",
+    "source_cert",
+    "source_key",
+    "operator",
+)
 
 
 def _check_operator(value: str | None) -> str | None:
@@ -68,6 +77,17 @@ _OPTIONS = [
         ["--source-ca"],
         type=click.Path(path_type=Path, dir_okay=False),
         help="CA certificate of the central's TLS certificate: bootstrap over TLS.",
+    ),
+    click.Option(
+        ["--source-cert"],
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Client certificate (role replica, e.g. replica.pem from `ceir certs`) to "
+        "present to the central (mutual TLS; with --source-ca and --source-key).",
+    ),
+    click.Option(
+        ["--source-key"],
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="The key of --source-cert.",
     ),
     click.Option(["--operator"], metavar="MCC-MNC", help="The operator this replica serves."),
 ]

@@ -25,6 +25,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,11 @@ from ceir import metrics
 from ceir.errors import CeirError, RefusedMessageError
 from ceir.replication import HEARTBEAT_SUBJECT, STREAM, SUBJECT, wire
 from ceir.replication.broker import Broker, BrokerTask
+from ceir.security.certs import check_pair, read_pem
 from ceir.store import Store, replica
 from ceir.store.replica import Applied, ReplicaState
 
-__all__ = ["Follower"]
+__all__ = ["Follower", "SourceTLS"]
 
 log = logging.getLogger("ceir.replication")
 
@@ -45,6 +47,26 @@ _FETCH = 256
 _STALL = 3.0  # seconds a known head may stay out of reach before re-subscribing
 _NOTE_EVERY = 1.0
 _SNAPSHOT_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTLS:
+    """How a replica reaches its source over TLS: the central's CA, and optionally a
+    client certificate and its key (PEM bytes) naming a ``replica`` principal."""
+
+    ca: bytes
+    cert: bytes | None = None
+    key: bytes | None = None
+
+    @classmethod
+    def load(cls, ca: Path, cert: Path | None = None, key: Path | None = None) -> SourceTLS:
+        """Read the files (ConfigError naming the one that does not fit)."""
+        pem = cls(read_pem(ca, "central's CA certificate"))
+        if cert is None or key is None:
+            return pem
+        pair = read_pem(cert, "replica's client certificate"), read_pem(key, "replica's client key")
+        check_pair(*pair, cert, key)
+        return cls(pem.ca, *pair)
 
 
 class _Gap(Exception):  # noqa: N818 - control flow inside the follower, never escapes
@@ -68,7 +90,7 @@ class Follower(BrokerTask):
         source: str,
         *,
         source_token: str | None = None,
-        source_ca: Path | None = None,
+        source_tls: SourceTLS | None = None,
         operator: str | None = None,
         on_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -78,7 +100,7 @@ class Follower(BrokerTask):
         self.key = key
         self.source = source
         self.source_token = source_token
-        self.source_ca = source_ca
+        self.source_tls = source_tls
         self.operator = operator
         self.on_ready = on_ready
         self.refused: Counter[str] = Counter()
@@ -293,10 +315,13 @@ class Follower(BrokerTask):
         metadata = None
         if self.source_token:
             metadata = (("authorization", f"Bearer {self.source_token}"),)
-        if self.source_ca is None:
+        tls = self.source_tls
+        if tls is None:
             channel = grpc.aio.insecure_channel(self.source, options=options)
         else:
-            credentials = grpc.ssl_channel_credentials(self.source_ca.read_bytes())
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert
+            )
             channel = grpc.aio.secure_channel(self.source, credentials, options=options)
         async with channel:
             stub = replication_pb2_grpc.ReplicationStub(channel)

@@ -26,7 +26,7 @@ def replication_services(settings: Settings, store: Store) -> list[Any]:
         key = load_signing_key(settings.signing_key)
         return [Relay(store, broker_for(settings, settings.publish), key)]
     if settings.replica and settings.nats and settings.verify_key and settings.source:
-        from ceir.replication.follower import Follower
+        from ceir.replication.follower import Follower, SourceTLS
 
         if replica.state(store) is None and changes.head(store)[0] > 0:
             raise ConfigError(
@@ -40,7 +40,9 @@ def replication_services(settings: Settings, store: Store) -> list[Any]:
                 load_verify_key(settings.verify_key),
                 settings.source,
                 source_token=settings.source_token,
-                source_ca=settings.source_ca,
+                source_tls=None
+                if settings.source_ca is None
+                else SourceTLS.load(settings.source_ca, settings.source_cert, settings.source_key),
                 operator=settings.operator,
             )
         ]

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ceir.errors import OutputError
+from ceir.errors import ConfigError, OutputError
 from ceir.security.principals import OPERATOR_URI, ROLE_URI, Principal, Role
 
 DEMO_PRINCIPALS = (
@@ -31,6 +31,8 @@ DEMO_PRINCIPALS = (
     Principal("replica", Role.REPLICA, via="certificate"),
 )
 _DAYS = 365
+
+__all__ = ["DEMO_PRINCIPALS", "DevCA", "Issued", "check_pair", "read_pem", "write_dev_pki"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +159,24 @@ def write_dev_pki(
     except OSError as exc:
         raise OutputError(f"cannot write {directory}: {exc.strerror}") from exc
     return written
+
+
+def read_pem(path: Path, what: str) -> bytes:
+    """The bytes of a certificate or key file; ConfigError naming *what* if unreadable."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc}") from exc
+
+
+def check_pair(cert: bytes, key: bytes, cert_path: Path, key_path: Path) -> None:
+    """Fail early, with the file names, when the key does not belong to the certificate."""
+    try:
+        public = x509.load_pem_x509_certificate(cert).public_key()
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot load {cert_path} / {key_path}: {exc}") from exc
+    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+    enc = serialization.Encoding.PEM
+    if public.public_bytes(enc, fmt) != private.public_key().public_bytes(enc, fmt):
+        raise ConfigError(f"the key {key_path} does not belong to the certificate {cert_path}")

@@ -22,6 +22,7 @@ from typing import Any
 
 from ceir.config import Settings
 from ceir.errors import ConfigError
+from ceir.security.certs import check_pair, read_pem
 from ceir.security.tokens import TokenBook
 
 log = logging.getLogger("ceir.server.transport")
@@ -124,10 +125,10 @@ class Security:
         belong to the certificate. Needs no gRPC."""
         assert self.tls_cert is not None
         assert self.tls_key is not None
-        cert = _read(self.tls_cert, "server certificate")
-        key = _read(self.tls_key, "server key")
-        ca = _read(self.client_ca, "client CA") if self.client_ca is not None else None
-        _check_pair(cert, key, self.tls_cert, self.tls_key)
+        cert = read_pem(self.tls_cert, "server certificate")
+        key = read_pem(self.tls_key, "server key")
+        ca = read_pem(self.client_ca, "client CA") if self.client_ca is not None else None
+        check_pair(cert, key, self.tls_cert, self.tls_key)
         return cert, key, ca
 
     def credentials(self) -> Any:
@@ -251,26 +252,3 @@ class ReloadableCredentials:
         self._pending = self._configuration()
         files = [self.security.tls_cert, self.security.tls_key, self.security.client_ca]
         return "TLS files " + ", ".join(str(f) for f in files if f is not None)
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} {path}: {exc}") from exc
-
-
-def _check_pair(cert: bytes, key: bytes, cert_path: Path, key_path: Path) -> None:
-    """Fail early, with the file names, when the key does not belong to the certificate."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        public = x509.load_pem_x509_certificate(cert).public_key()
-        private = serialization.load_pem_private_key(key, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"cannot load {cert_path} / {key_path}: {exc}") from exc
-    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-    enc = serialization.Encoding.PEM
-    if public.public_bytes(enc, fmt) != private.public_key().public_bytes(enc, fmt):
-        raise ConfigError(f"the key {key_path} does not belong to the certificate {cert_path}")
