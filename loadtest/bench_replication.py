@@ -4,9 +4,13 @@ One run on this machine, all on loopback: a NATS JetStream broker, ``ceir serve
 --publish`` and N ``ceir replica`` processes (one worker each). It prints
 
 - commit -> visible-on-replica lag, p50/p99/max per replica, while importing a feed of
-  ``--rows`` rows and while idle with a trickle of single writes (``--rate`` per second);
-  a change's commit time is the one the central's log records, and it is visible when a
-  replica's applied sequence (polled every 5 ms) reaches it;
+  ``--rows`` rows and while idle with a trickle of single writes (``--rate`` per second).
+  A change is visible on a node when its applied sequence (the Status RPC, polled every
+  5 ms) reaches it. Two commit times are shown: the stamp the central's log records (taken
+  inside the write transaction, before it commits: for a big import batch this includes
+  the central's own commit), and the moment the change is visible on the central (the
+  transaction committed: what "commit -> visible" means), and the gap between the two;
+- the CPU seconds each process (with its workers) used during the import;
 - the catch-up rate of a replica that was down while ``--rows`` more rows were imported;
 - the bootstrap time of a replica from a ``--bootstrap-devices`` snapshot;
 - unary CheckIMEI throughput on a replica and on the central, in the same run.
@@ -17,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import os
 import random
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -75,24 +81,69 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def _lags(db: Path, watchers: list[Watcher], first: int, last: int) -> None:
+def _name(node: Node) -> str:
+    return node.args[2].rsplit("/", 1)[-1]
+
+
+def _row(name: str, since: dict[int, float], seen: dict[int, float], seqs: range) -> str:
+    lags = [max(0.0, seen[s] - since[s]) * 1000 for s in seqs if s in seen and s in since]
+    if not lags:
+        return f"  {name:<12} (nothing seen)"
+    return (
+        f"  {name:<12}{_percentile(lags, 50):>9.1f}{_percentile(lags, 99):>9.1f}{max(lags):>9.1f}"
+    )
+
+
+def _lags(db: Path, hub: Watcher, watchers: list[Watcher], first: int, last: int) -> None:
     with open_store(db, readonly=True) as store:
-        committed = {e.seq: e.committed_ms / 1000 for e in changes.entries(store, first - 1, last)}
+        stamped = {e.seq: e.committed_ms / 1000 for e in changes.entries(store, first - 1, last)}
+    seqs = range(first, last + 1)
     print(f"  {last - first + 1:,} change-log entries (sequences {first:,}..{last:,})")
+    print("  from the commit time the central's log records:")
     print(f"  {'replica':<12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(_row("(central)", stamped, hub.seen, seqs))
     for w in watchers:
-        lags = [
-            max(0.0, w.seen[s] - committed[s]) * 1000
-            for s in range(first, last + 1)
-            if s in w.seen and s in committed
-        ]
-        if not lags:
-            print(f"  {w.node.args[2].rsplit('/', 1)[-1]:<12} (nothing seen)")
+        print(_row(_name(w.node), stamped, w.seen, seqs))
+    print("  from the moment the change is visible on the central (committed):")
+    for w in watchers:
+        print(_row(_name(w.node), hub.seen, w.seen, seqs))
+
+
+def _named(nodes: list[Node]) -> list[tuple[str, Node]]:
+    return [(_name(n), n) for n in nodes]
+
+
+def _tree(pid: int) -> list[int]:
+    """*pid* and its descendants."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
             continue
-        print(
-            f"  {w.node.args[2].rsplit('/', 1)[-1]:<12}{_percentile(lags, 50):>9.1f}"
-            f"{_percentile(lags, 99):>9.1f}{max(lags):>9.1f}"
-        )
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += parents.get(p, [])
+    return out
+
+
+def _cpu(procs: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) each process tree (by its root's pid) used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, root in procs.items():
+        total = 0
+        for pid in _tree(root):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        out[name] = total / tick
+    return out
 
 
 def _head(node: Node) -> int:
@@ -247,28 +298,42 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
                 for i in range(args.replicas)
             ]
             watchers = [Watcher(n) for n in nodes]
-            for w in watchers:
+            hub_watch = Watcher(hub)
+            for w in [hub_watch, *watchers]:
                 w.start()
             _wait_applied(watchers, _head(hub))
             print(f"replication bench: {args.replicas} replicas, 1 worker each, loopback")
 
             first = _head(hub) + 1
+            procs = {name: n.proc.pid for name, n in [("central", hub), *_named(nodes)] if n.proc}
+            procs["broker"] = broker.proc.pid if broker.proc else 0
+            cpu = _cpu(procs)
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
             took = _import(root / "central", feed1, args.rows, args.batch_rows)
             last = _head(hub)
             _wait_applied(watchers, last)
+            used = {k: v - cpu[k] for k, v in _cpu(procs).items()}
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            used["importer"] = (
+                after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+            )
             per = "default" if args.batch_rows is None else f"{args.batch_rows:,}"
             print(
                 f"\nimporting a {args.rows:,}-row feed ({took:.1f} s import, {per} rows per "
                 "transaction):"
             )
-            _lags(root / "central", watchers, first, last)
+            _lags(root / "central", hub_watch, watchers, first, last)
+            print(
+                "  CPU seconds during the import: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in used.items())
+            )
 
             first = _head(hub) + 1
             sent = _trickle(hub, trickle, args.rate, args.trickle_seconds)
             last = _head(hub)
             _wait_applied(watchers, last)
             print(f"\nidle with a trickle: {sent:,} single writes at {args.rate:g}/s:")
-            _lags(root / "central", watchers, first, last)
+            _lags(root / "central", hub_watch, watchers, first, last)
 
             down = nodes[-1]
             down.stop()
@@ -288,7 +353,7 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
             imeis = [row["imei"] for row in csv.DictReader(feed1.open())]
             random.Random(1).shuffle(imeis)
             imeis = imeis[:50_000]
-            for w in watchers:
+            for w in [hub_watch, *watchers]:
                 w.running = False
             # Alternating rounds: the machine is shared, so one long run each would
             # compare two different moments of its load.
