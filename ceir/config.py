@@ -56,6 +56,11 @@ DEFAULT_REJECTS_DAYS = 90
 """Retention: days after an import before its rejected rows (the ``rejects`` table, which
 may hold what a sender put in the wrong column) are deleted."""
 
+DEFAULT_CHANGES_KEEP_DAYS = 7.0
+"""Retention of the change log (and of the broker's stream, which the relay trims with
+it): days an entry the stream has acknowledged is kept, for replicas catching up; a
+replica further behind bootstraps again."""
+
 
 def field_default(cls: type, name: str) -> Any:
     """The default the dataclass *cls* declares for field *name*: what a CLI flag shows
@@ -194,6 +199,8 @@ class Settings:
     """Central: relay every committed change to this NATS JetStream broker (nats://HOST:PORT)."""
     signing_key: Path | None = None
     """Central: Ed25519 key that signs changes and snapshots (``ceir replica keygen``)."""
+    changes_keep_days: float = DEFAULT_CHANGES_KEEP_DAYS
+    """Central: days the relay keeps published change-log entries (and stream messages)."""
     nats_user: str | None = None
     nats_password: str | None = None
     nats_creds: Path | None = None
@@ -269,6 +276,8 @@ class Settings:
         self._check_sbi()
 
     def _check_replication(self) -> None:
+        if self.changes_keep_days < 0:
+            raise ConfigError(f"--changes-keep-days {self.changes_keep_days:g} is negative")
         if self.publish is not None and self.signing_key is None:
             raise ConfigError("--publish needs --signing-key (make one with ceir replica keygen)")
         if self.source is not None and (self.nats is None or self.verify_key is None):

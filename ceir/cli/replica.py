@@ -18,7 +18,15 @@ from ceir.errors import CeirError, ConfigError
 # `ceir serve` flags a replica has no use for: it loads no demo data, takes no writes
 # and does not publish.
 _CENTRAL_ONLY = frozenset(
-    {"demo", "stage_above", "write_rate", "write_burst", "publish", "signing_key"}
+    {
+        "demo",
+        "stage_above",
+        "write_rate",
+        "write_burst",
+        "publish",
+        "signing_key",
+        "changes_keep_days",
+    }
 )
 _DEFAULTS = Settings()
 _REPLICA_FLAGS = (

@@ -10,6 +10,7 @@ import click
 from ceir import logs
 from ceir.cli.app import CONTEXT, EPILOG, fail, main
 from ceir.config import (
+    DEFAULT_CHANGES_KEEP_DAYS,
     DEFAULT_DB,
     DEFAULT_DIAMETER_HOST,
     DEFAULT_DIAMETER_REALM,
@@ -251,6 +252,14 @@ def _tokens_file(given: Path | None) -> Path | None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Ed25519 key that signs changes and snapshots (from `ceir replica keygen`).",
 )
+@click.option(
+    "--changes-keep-days",
+    type=click.FloatRange(0),
+    default=DEFAULT_CHANGES_KEEP_DAYS,
+    show_default=True,
+    help="With --publish: days the change log (and the stream) keeps entries the stream has "
+    "acknowledged; a replica further behind bootstraps again.",
+)
 @click.option("--nats-user", help="Broker user name (with --nats-password).")
 @click.option("--nats-password", help="Broker password.")
 @click.option(
@@ -321,6 +330,7 @@ def serve(
     log_format: str,
     publish: str | None,
     signing_key: Path | None,
+    changes_keep_days: float,
     nats_user: str | None,
     nats_password: str | None,
     nats_creds: Path | None,
@@ -371,6 +381,7 @@ def serve(
             log_format=LogFormat(log_format),
             publish=publish,
             signing_key=signing_key,
+            changes_keep_days=changes_keep_days,
             nats_user=nats_user,
             nats_password=nats_password,
             nats_creds=nats_creds,

@@ -13,17 +13,28 @@ away), the relay republishes from the log: the log, not the broker, is the truth
 
 A signed heart-beat with the head sequence goes out on ``ceir.heartbeat`` every half
 second, so a replica can tell "caught up" from "stalled".
+
+Retention: once a minute the relay trims the log of the entries older than
+``--changes-keep-days`` that the stream has acknowledged (never the head entry, which
+numbers the next change), then purges the stream below the log's new first entry, so the
+log always holds at least what the stream holds and can republish any tail the broker
+loses. A replica that needs a trimmed entry finds the stream starting past it and
+re-bootstraps. When the stream is behind the log's first entry (the broker lost more
+than the log still holds), the relay moves the stream's next sequence on to that entry
+(a purge up to it), so stream sequence = log sequence still holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ceir.config import DEFAULT_CHANGES_KEEP_DAYS
 from ceir.errors import RefusedMessageError
 from ceir.replication import HEARTBEAT_SUBJECT, STREAM, SUBJECT, wire
 from ceir.replication.broker import Broker, BrokerTask, ensure_stream
@@ -59,6 +70,8 @@ class Relay(BrokerTask):
         poll: float = 0.005,
         heartbeat: float = 0.5,
         check_every: float = 5.0,
+        keep_days: float = DEFAULT_CHANGES_KEEP_DAYS,
+        trim_every: float = 60.0,
     ) -> None:
         super().__init__()
         self.store = store
@@ -68,6 +81,11 @@ class Relay(BrokerTask):
         self.poll = poll
         self.heartbeat = heartbeat
         self.check_every = check_every
+        self.keep_ms = int(keep_days * 86_400_000)
+        self.trim_every = min(trim_every, max(self.keep_ms / 1000, check_every))
+        """How often to trim: a minute, more often when retention is that short (tests)."""
+        self.trimmed = 0
+        """Log entries trimmed so far."""
         self.published = 0
         """The last log sequence known to be on the stream."""
         self.stream_last = 0
@@ -77,6 +95,7 @@ class Relay(BrokerTask):
         self._inbox = ""
         self._acks: dict[str, asyncio.Future[Any]] | None = None
         self._token = 0
+        self._trimming: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
         return f"publishing changes to {self.broker.url} (stream {STREAM})"
@@ -126,6 +145,21 @@ class Relay(BrokerTask):
             self.republished += self.published - ours
         self.published = min(ours, head)
         self.stream_last = state.last_seq
+        first = changes.first(self.store)
+        if first > self.published + 1 and state.last_seq < first - 1:
+            # The log no longer holds what the stream lacks (trimmed): start the stream at
+            # the log's first entry, so stream sequence = log sequence; replicas behind it
+            # find a gap and re-bootstrap.
+            log.warning(
+                "relay: the stream ends at %d and the log was trimmed up to %d; moving the "
+                "stream on to %d (replicas behind it bootstrap again)",
+                state.last_seq,
+                first - 1,
+                first,
+            )
+            await js.purge_stream(STREAM, seq=first)
+            self.published = first - 1
+            self.stream_last = first - 1
 
     async def _ours(self, js: Any, seq: int) -> int | None:
         from nats.js.errors import NotFoundError
@@ -140,7 +174,7 @@ class Relay(BrokerTask):
             return None
 
     async def _relay(self, js: Any) -> None:
-        last_beat = last_check = 0.0
+        last_beat = last_check = last_trim = 0.0
         while True:
             head, head_ms = changes.head(self.store)
             if head > self.published:
@@ -161,7 +195,47 @@ class Relay(BrokerTask):
                         self.stream_last,
                     )
                     raise _Resync
+            if now - last_trim >= self.trim_every and self._idle_trimmer():
+                last_trim = now
+                self._trimming = asyncio.create_task(self._trim(js, self.published))
             await asyncio.sleep(self.poll)
+
+    def _idle_trimmer(self) -> bool:
+        return self._trimming is None or self._trimming.done()
+
+    async def _trim(self, js: Any, published: int) -> None:
+        """Trim the log up to *published* (what the stream acknowledged) by retention, then
+        the stream below the log's new first entry. In its own task and thread: a write
+        transaction may wait for an import's, and publishing must not."""
+        before = int(time.time() * 1000) - self.keep_ms
+        try:
+            done = await asyncio.to_thread(
+                changes.trim, self.store, below=published + 1, before_ms=before
+            )
+            if not done.entries:
+                return
+            self.trimmed += done.entries
+            await js.purge_stream(STREAM, seq=done.first)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - trimming waits for the next round
+            log.warning("relay: trimming the change log failed (%s); trying again later", exc)
+            return
+        log.info(
+            "relay: trimmed %d change-log entries (%d bytes) older than %g days; the log "
+            "and the stream now start at %d",
+            done.entries,
+            done.bytes,
+            self.keep_ms / 86_400_000,
+            done.first,
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._trimming is not None:
+            self._trimming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._trimming
+        await super().stop(grace)
 
     async def _publish(self, js: Any, batch: list[changes.Entry]) -> None:
         """Publish *batch* as one window: every message sent, then the acks awaited in order.

@@ -24,7 +24,8 @@ def replication_services(settings: Settings, store: Store) -> list[Any]:
         from ceir.replication.publisher import Relay
 
         key = load_signing_key(settings.signing_key)
-        return [Relay(store, broker_for(settings, settings.publish), key)]
+        broker = broker_for(settings, settings.publish)
+        return [Relay(store, broker, key, keep_days=settings.changes_keep_days)]
     if settings.replica and settings.nats and settings.verify_key and settings.source:
         from ceir.replication.follower import Follower, SourceTLS
 

@@ -30,16 +30,22 @@ __all__ = [
     "MAX_ENTRY_BYTES",
     "Entry",
     "Op",
+    "Trimmed",
     "entries",
+    "first",
     "head",
     "pack_ops",
     "record",
+    "trim",
     "unpack_ops",
 ]
 
 MAX_ENTRY_BYTES = 512 * 1024
 """Operations per entry (bytes). With the envelope and signature a message stays well
 under NATS's default ``max_payload`` of 1 MiB."""
+_TRIM_BATCH = 1_000
+"""Entries deleted per write transaction while trimming, so a long trim never holds the
+one writer's lock for long (imports and single writes wait for it)."""
 _TAC_LEN = struct.Struct(">H")
 _KEY = 8
 
@@ -164,3 +170,40 @@ def entries(store: Store, after: int, limit: int) -> list[Entry]:
     """Up to *limit* entries with a sequence above *after*, in order."""
     with store.snapshot() as tables:
         return [Entry(*row) for row in tables.changes.after(after, limit)]
+
+
+def first(store: Store) -> int:
+    """The lowest sequence the log still holds (0 for an empty log)."""
+    with store.snapshot() as tables:
+        return tables.changes.first()
+
+
+@dataclass(frozen=True, slots=True)
+class Trimmed:
+    """What one :func:`trim` removed, and where the log now starts."""
+
+    entries: int
+    bytes: int
+    first: int
+    """The lowest sequence left (0: the log is empty)."""
+
+
+def trim(store: Store, *, below: int, before_ms: int) -> Trimmed:
+    """Delete the entries numbered below *below* (those the stream acknowledged) that were
+    committed before *before_ms* (past retention), oldest first, in short transactions.
+
+    The head entry is never deleted: the log's last sequence is the next change's
+    predecessor (:func:`record`), so the numbering goes on after any trim.
+    """
+    entries = size = 0
+    while True:
+
+        def run(tables: Tables) -> tuple[int, int]:
+            last, _ = tables.changes.last()
+            return tables.changes.trim(min(below, last), before_ms, _TRIM_BATCH)
+
+        count, freed = store.write(run)
+        entries += count
+        size += freed
+        if count < _TRIM_BATCH:
+            return Trimmed(entries, size, first(store))

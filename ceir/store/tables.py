@@ -469,6 +469,30 @@ class ChangeLog(_View):
             return 0, 0
         return int(_U64.unpack(cursor.key())[0]), int(_U64.unpack(cursor.value()[:8])[0])
 
+    def first(self) -> int:
+        """The lowest sequence still held; 0 when empty."""
+        if self._db is None:
+            return 0
+        cursor = self._txn.cursor(self._db)
+        return int(_U64.unpack(cursor.key())[0]) if cursor.first() else 0
+
+    def trim(self, below: int, before_ms: int, limit: int) -> tuple[int, int]:
+        """Delete, from the oldest on, up to *limit* entries numbered below *below* and
+        committed before *before_ms*; returns (entries, bytes) deleted."""
+        if self._db is None:
+            return 0, 0
+        cursor = self._txn.cursor(self._db)
+        count = size = 0
+        found = cursor.first()
+        while found and count < limit:
+            key, value = cursor.item()
+            if _U64.unpack(key)[0] >= below or _U64.unpack(value[:8])[0] >= before_ms:
+                break
+            size += len(key) + len(value)
+            count += 1
+            found = cursor.delete()  # moves to the next entry
+        return count, size
+
     def append(self, first: int, committed_ms: int, bodies: list[bytes]) -> None:
         stamp = _U64.pack(committed_ms)
         pairs = [(_U64.pack(first + i), stamp + body) for i, body in enumerate(bodies)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import nats
 import pytest
 
 from ceir.replication import STREAM
+from ceir.store import changes, open_store
 from tests.replication._cluster import CEIR, Cluster, cluster, wait_for
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -112,6 +114,59 @@ def test_purged_stream_makes_a_lagging_replica_bootstrap_again(tmp_path: Path) -
         r.start()
         c.converged(r)
         assert _bootstraps(c, "r1") == 2
+
+
+def test_trimmed_log_makes_a_replica_behind_it_bootstrap_again(tmp_path: Path) -> None:
+    """With --changes-keep-days 0 the relay trims the log and the stream of what the stream
+    acknowledged; a replica that was down needs trimmed entries, so it re-bootstraps and
+    converges, while the live one follows on; and when the broker then loses its whole
+    stream, the relay starts it again at the log's first entry and both follow on."""
+    with cluster(tmp_path, "--changes-keep-days", "0") as c:
+        live, down = c.add_replica("r1"), c.add_replica("r2")
+        c.converged(live)
+        c.converged(down)
+        needed = down.status().applied_sequence + 1
+        down.stop()
+        c.manufacturer(3_000, 0)
+        head = c.central.status().applied_sequence
+        assert head > needed
+
+        def trimmed() -> bool:
+            with open_store(c.central_db, readonly=True) as store:
+                first = changes.first(store)
+            return first > needed and _stream_first(c.broker.url) > needed
+
+        wait_for("the relay to trim the log and the stream", trimmed, timeout=60)
+        assert "trimmed" in c.central.log.read_text()
+        with open_store(c.central_db, readonly=True) as store:
+            assert changes.head(store)[0] == c.central.status().applied_sequence  # head kept
+        down.start()
+        c.converged(down)
+        assert _bootstraps(c, "r2") == 2
+        c.manufacturer(1_000, 10_000)
+        c.converged(live)
+        c.converged(down)
+        # The broker loses everything: the log cannot give back what it trimmed, so the
+        # relay starts the new stream at the log's first entry (stream seq = log seq).
+        c.broker.stop()
+        shutil.rmtree(c.broker.root / "js")
+        c.broker.start()
+        c.manufacturer(500, 20_000)
+        c.converged(live)
+        c.converged(down)
+        assert "moving the stream on" in c.central.log.read_text()
+
+
+def _stream_first(url: str) -> int:
+    async def run() -> int:
+        nc = await nats.connect(url)
+        try:
+            info = await nc.jetstream().stream_info(STREAM)
+            return int(info.state.first_seq)
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())
 
 
 def _stream_last(url: str) -> int:

@@ -110,3 +110,30 @@ def test_the_device_put_fast_path_decodes_what_unpack_ops_does(
             assert fast == [(k, v) for _op, k, v in ops]
         else:
             assert fast is None
+
+
+@given(
+    st.integers(min_value=1, max_value=12),
+    st.integers(min_value=0, max_value=14),
+    st.integers(min_value=0, max_value=14),
+)
+def test_trim_deletes_only_acknowledged_entries_past_retention(
+    n: int, below: int, before: int
+) -> None:
+    """Entries numbered below *below* and committed before *before* go, oldest first; the
+    head entry always stays, and the next change is numbered after it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "s") as store:
+        for i in range(1, n + 1):  # entry i committed at i ms
+            store.write(
+                lambda t, i=i: changes.record(t, devices=[(i.to_bytes(8, "big"), None)], at_ms=i)
+            )
+        done = changes.trim(store, below=below, before_ms=before)
+        kept = [e.seq for e in changes.entries(store, 0, 100)]
+        gone = [i for i in range(1, n) if i < below and i < before]
+        assert kept == [i for i in range(1, n + 1) if i not in gone]
+        assert done.entries == len(gone)
+        assert done.first == kept[0] == changes.first(store)
+        assert changes.head(store)[0] == n
+        assert store.write(lambda t: changes.record(t, devices=[(bytes(8), None)])) == n + 1
