@@ -153,6 +153,11 @@ class Settings:
     """With TLS: clients must present a certificate signed by this CA (mutual TLS)."""
     tokens: Path | None = None
     """Bearer-token file (``ceir token add``); None: no token authentication."""
+    cert_deny: Path | None = None
+    """Deny-list of revoked client certificates (``ceir certs revoke``); needs client_ca."""
+    watch_interval: float = 1.0
+    """Seconds between two looks at the token file and the deny-list: a change is loaded
+    (revocation is live, in every worker); 0: on SIGHUP only."""
     insecure: bool = False
     """Allow a non-loopback address without TLS or without authentication."""
     consumer_rate: float = 10.0
@@ -253,6 +258,7 @@ class Settings:
             raise ConfigError(
                 "write_rate, stage_above and the channel limits must be >= 0, write_burst >= 1"
             )
+        self._check_revocation()
         if self.max_stream_messages < 1 or self.stream_idle <= 0:
             raise ConfigError("max_stream_messages must be >= 1 and stream_idle > 0")
         s13 = self.s13_address
@@ -274,6 +280,12 @@ class Settings:
         self.s13_peer_operators  # noqa: B018 - validates --s13-peers
         self._check_replication()
         self._check_sbi()
+
+    def _check_revocation(self) -> None:
+        if self.cert_deny is not None and self.client_ca is None:
+            raise ConfigError("--cert-deny lists revoked client certificates: it needs --client-ca")
+        if self.watch_interval < 0:
+            raise ConfigError(f"watch_interval {self.watch_interval} must not be negative")
 
     def _check_replication(self) -> None:
         if self.changes_keep_days < 0:

@@ -230,6 +230,8 @@ class Refusal(enum.Enum):
     """Why a call was refused before it ran."""
 
     UNAUTHENTICATED = "unauthenticated"
+    REVOKED = "revoked"
+    """A client certificate on the deny-list (``--cert-deny``)."""
     DENIED = "denied"
     INVALID = "invalid"
 

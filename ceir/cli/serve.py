@@ -107,6 +107,20 @@ def _tokens_file(given: Path | None) -> Path | None:
     help="CA of client certificates: mutual TLS, the certificate names the principal.",
 )
 @click.option(
+    "--cert-deny",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Deny-list of revoked client certificates (sha256:/serial: lines, from `ceir certs "
+    "revoke`); needs --client-ca. Watched: a change applies within seconds.",
+)
+@click.option(
+    "--watch-interval",
+    type=click.FloatRange(min=0),
+    default=field_default(Settings, "watch_interval"),
+    show_default=True,
+    help="Seconds between looks at the token file and --cert-deny (revocation is live in "
+    "every worker); 0: reload on SIGHUP only.",
+)
+@click.option(
     "--tokens",
     type=click.Path(path_type=Path, dir_okay=False),
     help=f"Bearer-token file from `ceir token add` [default: {DEFAULT_TOKENS} if it exists].",
@@ -307,6 +321,8 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     client_ca: Path | None,
+    cert_deny: Path | None,
+    watch_interval: float,
     tokens: Path | None,
     insecure: bool,
     consumer_rate: float,
@@ -358,6 +374,8 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             client_ca=client_ca,
+            cert_deny=cert_deny,
+            watch_interval=watch_interval,
             tokens=_tokens_file(tokens),
             insecure=insecure,
             consumer_rate=consumer_rate,

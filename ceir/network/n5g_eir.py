@@ -36,7 +36,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from ceir import logs, metrics
@@ -50,6 +50,7 @@ from ceir.record import Reason, Status
 from ceir.security.principals import OPEN, Principal, Role, principal_from_certificate
 from ceir.security.roles import METHOD_RULES
 from ceir.security.tokens import TokenBook
+from ceir.security.trust import REVOKED, RevokedError, Trust
 from ceir.server.transport import Security
 from ceir.sightings import Observer
 from ceir.store import Store
@@ -221,30 +222,39 @@ class HttpGate:
     """
 
     roles: frozenset[Role]
-    tokens: TokenBook | None = None
+    trust: Trust = field(default_factory=Trust)
+    """The gRPC gate's tokens and certificate deny-list: a reload there is one here."""
     certificates: bool = False
+
+    @property
+    def tokens(self) -> TokenBook | None:
+        return self.trust.tokens
 
     @property
     def secure(self) -> bool:
         return self.certificates or self.tokens is not None
 
     def principal(self, request: Request) -> Principal | None:
-        """The caller; None if it names nobody this server knows."""
+        """The caller; None if it names nobody this server knows. RevokedError: its client
+        certificate is on the deny-list (checked at every request: the list may change)."""
         if not self.secure:
             return OPEN
         connection = request.connection
         if self.certificates and connection.certificate is not None:
+            if self.trust.revoked(connection.certificate):
+                raise RevokedError(REVOKED)
             cached = connection.cache.get("principal", False)
             if cached is False:
                 cached = principal_from_certificate(connection.certificate)
                 connection.cache["principal"] = cached
             if isinstance(cached, Principal):
                 return cached
-        if self.tokens is not None:
+        tokens = self.trust.tokens
+        if tokens is not None:
             header = request.headers.get(b"authorization", b"")
             scheme, _, token = header.partition(b" ")
             if scheme.lower() == b"bearer":
-                return self.tokens.authenticate(token.strip().decode("ascii", "replace"))
+                return tokens.authenticate(token.strip().decode("ascii", "replace"))
         return None
 
 
@@ -252,6 +262,7 @@ UNAUTHENTICATED = problem(
     401, "authentication required", headers=((b"www-authenticate", b"Bearer"),)
 )
 DENIED = problem(403, "permission denied")
+CERTIFICATE_REVOKED = problem(401, REVOKED)
 NO_SUCH_RESOURCE = problem(
     404,
     "no such resource; this server offers GET " + RESOURCE,
@@ -300,7 +311,12 @@ class EquipmentStatusService:
             return NO_SUCH_RESOURCE, ""
         if request.method != b"GET":
             return WRONG_METHOD, ""
-        principal = self.gate.principal(request)
+        try:
+            principal = self.gate.principal(request)
+        except RevokedError:
+            _refused("401", "revoked certificate", started)
+            metrics.refused(_FACE, metrics.Refusal.REVOKED)
+            return CERTIFICATE_REVOKED, ""
         if principal is None:
             _refused("401", "anonymous", started)
             metrics.refused(_FACE, metrics.Refusal.UNAUTHENTICATED)
@@ -393,7 +409,10 @@ class N5gEirFace:
 
 
 def create_face(
-    settings: Settings, store: Store, observe: Observer | None = None
+    settings: Settings,
+    store: Store,
+    observe: Observer | None = None,
+    trust: Trust | None = None,
 ) -> N5gEirFace | None:
     """The N5g-eir face *settings* ask for on *store* (not started); None with ``--sbi off``.
 
@@ -410,11 +429,12 @@ def create_face(
         client_ca=settings.client_ca,
         insecure=settings.insecure,
     )
-    tokens = TokenBook.load(settings.tokens) if settings.tokens is not None else None
+    if trust is None:  # alone (tests); beside gRPC it shares the gate's
+        trust = Trust.load(settings.tokens, settings.cert_deny)
     rule = METHOD_RULES.get(OPERATION)
     gate = HttpGate(
         roles=rule.roles if rule is not None else frozenset(),  # missing: refused to all
-        tokens=tokens,  # configured, even empty: never open (as ceir.server.access)
+        trust=trust,  # tokens configured, even empty: never open (as ceir.server.access)
         certificates=security.mutual,
     )
     security.check(host, authenticated=gate.secure)

@@ -29,7 +29,6 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -37,7 +36,7 @@ from google.protobuf.message import DecodeError
 
 from ceir import logs, metrics, version_text
 from ceir.config import Settings, field_default
-from ceir.errors import CeirError, ConfigError, ForbiddenError
+from ceir.errors import CeirError, ForbiddenError
 from ceir.feeds import Kind
 from ceir.security.principals import (
     CURRENT,
@@ -48,6 +47,7 @@ from ceir.security.principals import (
 )
 from ceir.security.roles import KIND_ROLES, METHOD_RULES, Rule
 from ceir.security.tokens import TokenBook
+from ceir.security.trust import REVOKED, RevokedError, Trust
 from ceir.server.ratelimit import RateLimiter
 from ceir.server.transport import Security
 
@@ -96,12 +96,15 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         stream_limits: StreamLimits | None = None,
         rules: dict[str, Rule] | None = None,
         errors: Callable[[CeirError], grpc.StatusCode] | None = None,
+        trust: Trust | None = None,
     ) -> None:
+        self.trust = trust if trust is not None else Trust(tokens)
+        """The token book and certificate deny-list, shared with the other faces and
+        reloaded in place (:mod:`ceir.security.trust`)."""
+        self.certificates = certificates
         # Configured tokens never degrade to open: a book with nobody in it (a missing or
         # emptied file) refuses every call. Open is only "no security configured at all".
-        self.tokens = tokens
-        self.certificates = certificates
-        self.secure = certificates or self.tokens is not None
+        self.secure = certificates or self.trust.tokens is not None
         self.limiter = limiter
         self.write_limiter = write_limiter
         self.stream_limits = stream_limits or StreamLimits()
@@ -113,16 +116,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         # Gated handlers by (method, registered handler): built on a method's first call.
         self._gated: dict[tuple[str, int], tuple[Any, Any]] = {}
 
-    def reload_tokens(self, path: Path) -> str:
-        """Read the bearer-token file again and use it from the next call on (SIGHUP).
-
-        A file that cannot be read raises ConfigError and the old tokens stay. A server
-        started without tokens stays without: reloading never changes who is secured."""
-        if self.tokens is None:
-            raise ConfigError("the server was started without a token file")
-        book = TokenBook.load(path)
-        self.tokens = book
-        return f"bearer tokens from {path}: {len(book)} token(s)"
+    @property
+    def tokens(self) -> TokenBook | None:
+        """The bearer tokens in force now (None: no token authentication)."""
+        return self.trust.tokens
 
     # -- who is calling ----------------------------------------------------------------
 
@@ -131,6 +128,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if not pems:
             return None
         pem = pems[0]
+        if self.trust.revoked(pem):
+            raise RevokedError(REVOKED)
         if pem in self._cert_cache:
             self._cert_cache.move_to_end(pem)
             return self._cert_cache[pem]
@@ -175,7 +174,13 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def admit(self, method: str, context: Any) -> Principal | None:
         """The principal if the call may go on (None: anonymous, public); else abort (raises)."""
         rule = self.rules.get(method)
-        principal = self.authenticate(context)
+        try:
+            principal = self.authenticate(context)
+        except RevokedError:
+            metrics.refused(_face(method), metrics.Refusal.REVOKED)
+            _refusal(f"revoked client certificate calling {method} from {context.peer()}",
+                     method, None, grpc.StatusCode.UNAUTHENTICATED, context)  # fmt: skip
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
         if principal is None:
             if rule is not None and rule.public:
                 return None
@@ -446,7 +451,7 @@ def from_settings(
     """The interceptor and transport security *settings* ask for; it answers a domain
     error with ``errors(exc)``."""
     security = Security.from_settings(settings)
-    tokens = TokenBook.load(settings.tokens) if settings.tokens is not None else None
+    trust = Trust.load(settings.tokens, settings.cert_deny)
     limiter = (
         RateLimiter(settings.consumer_rate, settings.consumer_burst)
         if settings.consumer_rate > 0
@@ -456,7 +461,7 @@ def from_settings(
         RateLimiter(settings.write_rate, settings.write_burst) if settings.write_rate > 0 else None
     )
     interceptor = AccessInterceptor(
-        tokens=tokens,
+        trust=trust,
         certificates=security.mutual,
         limiter=limiter,
         write_limiter=writes,

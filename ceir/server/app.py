@@ -21,7 +21,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from ceir import metrics, version_text
-from ceir.config import Settings
+from ceir.config import Settings, field_default
 from ceir.errors import (
     CeirError,
     ConfigError,
@@ -130,6 +130,9 @@ class CeirServer:
     _watch: asyncio.Task[None] | None = None
     reloader: Reloader = field(default_factory=Reloader)
     """What SIGHUP re-reads (the bearer-token file, the TLS files): :mod:`ceir.server.reload`."""
+    watch_interval: float = field_default(Settings, "watch_interval")
+    """Seconds between two looks at the reloader's watched files; 0: SIGHUP only."""
+    _watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.grpc_server.start()
@@ -142,6 +145,8 @@ class CeirServer:
             await asyncio.gather(*(face.stop(0) for face in started))
             await self.grpc_server.stop(0)
             raise
+        if self.watch_interval > 0 and self.reloader.watched:
+            self._watcher = asyncio.create_task(self.reloader.watch(self.watch_interval))
         if self.replica and replica_state(self.store) is None:
             await self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
             self._watch = asyncio.create_task(self._serve_when_bootstrapped())
@@ -161,10 +166,12 @@ class CeirServer:
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, let in-flight calls finish within *grace* s, then stop
         (the faces drain alongside, with the same grace)."""
-        if self._watch is not None:
-            self._watch.cancel()
+        tasks = [task for task in (self._watch, self._watcher) if task is not None]
+        for task in tasks:
+            task.cancel()
         await self.health.enter_graceful_shutdown()
         await asyncio.gather(self.grpc_server.stop(grace), *(f.stop(grace) for f in self.faces))
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def describe(self) -> str:
         """The start-up line's part about the faces beside gRPC ('' when none)."""
@@ -232,9 +239,11 @@ def create_server(
     tls = transport.ReloadableCredentials(security) if security.tls else None
     if tls is not None:
         reloader.add("TLS files", tls.reload)
+    trust = gate.trust
     if settings.tokens is not None:
-        tokens = settings.tokens
-        reloader.add("bearer tokens", lambda: gate.reload_tokens(tokens))
+        reloader.add("bearer tokens", trust.reload_tokens, watch=settings.tokens)
+    if settings.cert_deny is not None:
+        reloader.add("certificate deny-list", trust.reload_denied, watch=settings.cert_deny)
     port = security.bind(
         server,
         settings.host,
@@ -244,12 +253,23 @@ def create_server(
     )
     if port == 0 and settings.port != 0:  # pragma: no cover - grpc raises on most systems
         raise ConfigError(f"cannot listen on {settings.address}")
-    described = security.describe(tokens=None if gate.tokens is None else len(gate.tokens))
+    described = security.describe(
+        tokens=None if gate.tokens is None else len(gate.tokens),
+        denied=None if settings.cert_deny is None else len(trust.denied),
+    )
     faces = create_faces(settings, store, policy, gate, security)
     if background:
         faces += replication_services(settings, store) + nrf_agents(settings, faces)
     made = CeirServer(
-        server, health, store, described, faces, names, settings.replica, reloader=reloader
+        server,
+        health,
+        store,
+        described,
+        faces,
+        names,
+        settings.replica,
+        reloader=reloader,
+        watch_interval=settings.watch_interval,
     )
     return made, port
 
@@ -282,7 +302,7 @@ def create_faces(
                 store,
                 policy,
                 limiter=gate.limiter,
-                tokens=gate.tokens,
+                trust=gate.trust,
                 certificates=security.mutual,
                 ssl_context=ssl_context(security) if security.tls else None,
             )
@@ -290,7 +310,7 @@ def create_faces(
     if settings.sbi_address is not None:
         from ceir.network import n5g_eir
 
-        n5g = n5g_eir.create_face(settings, store, observe=ignore)
+        n5g = n5g_eir.create_face(settings, store, observe=ignore, trust=gate.trust)
         assert n5g is not None
         faces.append(n5g)
     return faces

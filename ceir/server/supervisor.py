@@ -69,7 +69,8 @@ def serve(settings: Settings) -> None:
     if count == 1:
         from ceir.server.app import serve as serve_here
 
-        # Ports first: a taken port fails before the store is made or demo data loaded.
+        # Files and ports first: a bad one fails before the store is made or demo data loaded.
+        check_settings(settings)
         _check_free(settings.host, settings.port, settings.address)
         faces = (
             (settings.s13_address, "--s13"),

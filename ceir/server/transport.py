@@ -24,6 +24,7 @@ from ceir.config import Settings
 from ceir.errors import ConfigError
 from ceir.security.certs import check_pair, read_pem
 from ceir.security.tokens import TokenBook
+from ceir.security.trust import CertDenyList
 
 log = logging.getLogger("ceir.server.transport")
 
@@ -176,8 +177,9 @@ class Security:
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {address}: {exc}") from exc
 
-    def describe(self, *, tokens: int | None) -> str:
-        """The security part of the start-up line; *tokens* None: no token file configured."""
+    def describe(self, *, tokens: int | None, denied: int | None = None) -> str:
+        """The security part of the start-up line; *tokens* None: no token file configured;
+        *denied*: how many client certificates the deny-list revokes (None: no list)."""
         if not self.mutual and tokens is None:
             if not self.tls:
                 return OPEN_DEFAULT
@@ -193,6 +195,8 @@ class Security:
             parts.append(f"{tokens} bearer token(s)")
         elif tokens == 0:
             parts.append("0 bearer tokens" + ("" if self.mutual else ": every call is refused"))
+        if denied is not None:
+            parts.append(f"{denied} revoked certificate(s) denied")
         return ", ".join(parts)
 
 
@@ -213,7 +217,8 @@ def check_settings(settings: Settings) -> str:
     security.check(settings.host, authenticated=security.mutual or tokens is not None)
     if security.tls:
         security.files()  # unreadable or mismatched files fail here, not in a worker
-    return security.describe(tokens=tokens)
+    denied = CertDenyList.load(settings.cert_deny) if settings.cert_deny is not None else None
+    return security.describe(tokens=tokens, denied=None if denied is None else len(denied))
 
 
 class ReloadableCredentials:

@@ -39,6 +39,7 @@ from ceir.policy import Policy
 from ceir.security.principals import OPEN, Principal, principal_from_certificate
 from ceir.security.roles import METHOD_RULES, Rule
 from ceir.security.tokens import TokenBook
+from ceir.security.trust import REVOKED, Trust
 from ceir.server.device_check import DeviceCheck
 from ceir.server.ratelimit import RateLimiter
 from ceir.server.transport import Security
@@ -93,10 +94,11 @@ class WebSettings:
 
 
 class _Refused(Exception):  # noqa: N818 - a control-flow signal inside this module, not an error
-    def __init__(self, status: int, cause: metrics.Refusal) -> None:
+    def __init__(self, status: int, cause: metrics.Refusal, title: str = "") -> None:
         super().__init__(status)
         self.status = status
         self.cause = cause
+        self.title = title
 
 
 class WebFace:
@@ -113,14 +115,17 @@ class WebFace:
         certificates: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         rules: dict[str, Rule] | None = None,
+        trust: Trust | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.check = DeviceCheck(store, policy, face=MetricFace.WEB)
         self.limiter = limiter
-        self.tokens = tokens if tokens is not None and len(tokens) else None
+        # The gRPC gate's: a reload there is a reload here. Configured tokens, even none,
+        # never degrade to open.
+        self.trust = trust if trust is not None else Trust(tokens)
         self.certificates = certificates
-        self.secure = certificates or self.tokens is not None
+        self.secure = certificates or self.trust.tokens is not None
         self.ssl_context = ssl_context
         self.rules = METHOD_RULES if rules is None else rules
         self.port = 0
@@ -197,13 +202,17 @@ class WebFace:
             tls = request.transport.get_extra_info("ssl_object")
             der = tls.getpeercert(binary_form=True) if tls is not None else None
             if der:
-                found = principal_from_certificate(ssl.DER_cert_to_PEM_cert(der).encode())
+                pem = ssl.DER_cert_to_PEM_cert(der).encode()
+                if self.trust.revoked(pem):  # refused, whatever token the request carries
+                    raise _Refused(401, metrics.Refusal.REVOKED, REVOKED)
+                found = principal_from_certificate(pem)
                 if found is not None:
                     return found
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if self.tokens is not None and scheme.lower() == "bearer":
-            return self.tokens.authenticate(token.strip())
+        tokens = self.trust.tokens
+        if tokens is not None and scheme.lower() == "bearer":
+            return tokens.authenticate(token.strip())
         return None
 
     def client_key(self, request: web.Request, principal: Principal | None) -> str:
@@ -239,7 +248,7 @@ class WebFace:
             response = await handler(request)
         except _Refused as refusal:
             metrics.refused(MetricFace.WEB, refusal.cause)
-            response = self._refusal(request, refusal.status)
+            response = self._refusal(request, refusal.status, refusal.title)
         except web.HTTPException as exc:
             response = self._http_error(request, exc)
         except Exception as exc:  # the edge: no internals to the visitor
@@ -373,8 +382,10 @@ class WebFace:
 
     # -- errors ----------------------------------------------------------------------------
 
-    def _refusal(self, request: web.Request, status: int) -> web.Response:
-        title = {401: "authentication required", 403: "permission denied"}.get(status, "refused")
+    def _refusal(self, request: web.Request, status: int, title: str = "") -> web.Response:
+        title = title or {401: "authentication required", 403: "permission denied"}.get(
+            status, "refused"
+        )
         if request.path.startswith("/api/"):
             code = "UNAUTHENTICATED" if status == 401 else "PERMISSION_DENIED"
             return web.Response(status=status, text=_error(code, title), content_type=_JSON)
