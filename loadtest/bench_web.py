@@ -3,7 +3,8 @@ lookups and /metrics scrapes the server answers while the load test runs.
 
 0. What recording costs in CPU: one CheckIMEI's latency and answer, and a
    CheckIMEIBatch of ``--batch`` devices (the bulk path's tally by status and reason and
-   its increments) in the servicer itself, metrics on vs off in alternating rounds.
+   its increments) in the servicer itself, metrics on vs off, each batch timed both ways
+   in turn in one process.
 1. CheckIMEI p99 with and without metrics, same run: two one-worker ``ceir serve``, one
    with metrics and one ``--no-metrics``, each offered unary CheckIMEI at
    ``--unary-rate`` by the load test's simulated operators at the same time (so both see
