@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ceir.record import Reason, Status
 from loadtest import fill
-from loadtest.engine import Mode, run_load
+from loadtest.engine import ClientSettings, Face, Mode, run_load
 from loadtest.population import DEFAULT_MIX, OPERATORS
 from loadtest.report import summarize
 from loadtest.serverproc import ServerProcess
@@ -101,4 +101,40 @@ def test_answers_by_status_and_reason_agree(tmp_path: Path, mode: Mode) -> None:
     assert summarize(run)["total"]["wrong"] == 0
     assert sum(expected.values()) > 200
     assert len(expected) >= 4  # registered, not registered, lost/stolen, invalid, ...
+    assert seen == expected
+
+
+def test_s13_calls_per_operator_agree(tmp_path: Path) -> None:
+    """Each operator's MME (its CER's realm epc.mnc0XX.mcc510.3gppnetwork.org) has its
+    ECRs counted under its MCC-MNC: the load test's answers per operator plus its
+    connection-up ECR are /metrics' S13 calls for that operator."""
+    population, db = fill.prepare(devices=2000, mix=DEFAULT_MIX, seed=5, work=tmp_path, quiet=True)
+    metric = "ceir_request_duration_seconds_count"
+    with ServerProcess(db, workers=2) as server:
+        assert server.web is not None
+        text = _scrape(server.web)
+        before = {op.plmn: _total(text, metric, face="s13", operator=op.plmn) for op in OPERATORS}
+        run = asyncio.run(
+            run_load(
+                population,
+                server.addresses[Face.S13],
+                rate=300,
+                duration=1.0,
+                mode=Mode.UNARY,
+                settings=ClientSettings(face=Face.S13),
+            )
+        )
+        expected = {r.operator.plmn: len(r.latency) + 1 for r in run.nodes}
+        deadline = time.monotonic() + 10
+        while True:
+            text = _scrape(server.web)
+            seen = {
+                plmn: _total(text, metric, face="s13", operator=plmn) - before[plmn]
+                for plmn in before
+            }
+            if seen == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert summarize(run)["total"]["wrong"] == 0
+    assert sum(expected.values()) > 200
     assert seen == expected
