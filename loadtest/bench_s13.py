@@ -113,7 +113,7 @@ def in_process(store: Store, devices: Devices, n: int) -> list[Row]:
     def library() -> None:
         nonlocal wrong
         for raw, j in zip(raws, picks, strict=True):
-            eca = face.answer_ecr(dia.decode(raw))
+            eca, _operator = face.answer_ecr(dia.decode(raw))
             wrong += eca[-1] != devices.expected[j]  # Equipment-Status is the last AVP
 
     def decode_only() -> None:
@@ -123,8 +123,8 @@ def in_process(store: Store, devices: Devices, n: int) -> list[Row]:
     def fast() -> None:
         nonlocal wrong
         for raw, j in zip(raws, picks, strict=True):
-            eca = face.answer_fast(raw)
-            wrong += eca is None or eca[-1] != devices.expected[j]
+            got = face.answer_fast(raw)
+            wrong += got is None or got[0][-1] != devices.expected[j]
 
     for warm in (library, decode_only, fast):  # first touches, imports, caches: not timed
         warm()
