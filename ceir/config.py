@@ -155,6 +155,9 @@ class Settings:
     """Bearer-token file (``ceir token add``); None: no token authentication."""
     cert_deny: Path | None = None
     """Deny-list of revoked client certificates (``ceir certs revoke``); needs client_ca."""
+    max_connections_per_address: int = 256
+    """Concurrent connections one remote address may hold on each face, per worker
+    process; the excess is closed (:mod:`ceir.server.connections`); 0: no cap."""
     watch_interval: float = 1.0
     """Seconds between two looks at the token file and the deny-list: a change is loaded
     (revocation is live, in every worker); 0: on SIGHUP only."""
@@ -284,6 +287,8 @@ class Settings:
     def _check_revocation(self) -> None:
         if self.cert_deny is not None and self.client_ca is None:
             raise ConfigError("--cert-deny lists revoked client certificates: it needs --client-ca")
+        if self.max_connections_per_address < 0:
+            raise ConfigError("max_connections_per_address must be >= 0 (0: no cap)")
         if self.watch_interval < 0:
             raise ConfigError(f"watch_interval {self.watch_interval} must not be negative")
 

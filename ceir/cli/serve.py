@@ -113,6 +113,14 @@ def _tokens_file(given: Path | None) -> Path | None:
     "revoke`); needs --client-ca. Watched: a change applies within seconds.",
 )
 @click.option(
+    "--max-connections-per-address",
+    type=click.IntRange(min=0),
+    default=field_default(Settings, "max_connections_per_address"),
+    show_default=True,
+    help="Concurrent connections one client address may hold on each port (gRPC, N5g-eir, "
+    "S13, web), per worker; the excess is closed; 0: no cap.",
+)
+@click.option(
     "--watch-interval",
     type=click.FloatRange(min=0),
     default=field_default(Settings, "watch_interval"),
@@ -322,6 +330,7 @@ def serve(
     tls_key: Path | None,
     client_ca: Path | None,
     cert_deny: Path | None,
+    max_connections_per_address: int,
     watch_interval: float,
     tokens: Path | None,
     insecure: bool,
@@ -375,6 +384,7 @@ def serve(
             tls_key=tls_key,
             client_ca=client_ca,
             cert_deny=cert_deny,
+            max_connections_per_address=max_connections_per_address,
             watch_interval=watch_interval,
             tokens=_tokens_file(tokens),
             insecure=insecure,

@@ -38,6 +38,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from ceir.server.connections import capped
+
 log = logging.getLogger("ceir.network.http2")
 # h2 and hpack log every decoded header at DEBUG, :path included, and the query string
 # carries personal data (supi, gpsi): their logs stay off, whatever the root level.
@@ -291,15 +293,25 @@ class Http2Server:
         self._server: asyncio.Server | None = None
 
     async def listen(
-        self, host: str, port: int, *, ssl_context: ssl.SSLContext | None, reuse_port: bool
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        reuse_port: bool,
+        per_address: int = 0,
+        handshake_timeout: float | None = None,
     ) -> int:
-        """Bind and start accepting; returns the bound port."""
+        """Bind and start accepting; returns the bound port. *per_address*: most concurrent
+        connections from one address (0: no cap); *handshake_timeout*: seconds a TLS
+        handshake may take."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self),
+            capped(lambda: _Connection(self), per_address, "N5g-eir"),
             host,
             port,
             ssl=ssl_context,
+            ssl_handshake_timeout=handshake_timeout if ssl_context is not None else None,
             reuse_port=reuse_port or None,
             backlog=1024,
         )

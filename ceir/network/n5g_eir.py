@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from ceir import logs, metrics
-from ceir.config import Settings, UnknownAnswer, format_address
+from ceir.config import Settings, UnknownAnswer, field_default, format_address
 from ceir.errors import CeirError, ConfigError
 from ceir.imei import check_digit
 from ceir.lookup import Checker
@@ -51,7 +51,7 @@ from ceir.security.principals import OPEN, Principal, Role, principal_from_certi
 from ceir.security.roles import METHOD_RULES
 from ceir.security.tokens import TokenBook
 from ceir.security.trust import REVOKED, RevokedError, Trust
-from ceir.server.transport import Security
+from ceir.server.transport import Security, TransportLimits
 from ceir.sightings import Observer
 from ceir.store import Store
 from ceir.store.identity import IdKind, Tokenizer, tokenizer_for
@@ -372,12 +372,15 @@ class N5gEirFace:
         *,
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
+        per_address: int = field_default(Settings, "max_connections_per_address"),
     ) -> None:
         self.service = service
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
         self.reuse_port = reuse_port
+        self.per_address = per_address
+        """Most concurrent connections from one address (0: no cap)."""
         self._server = Http2Server(service, on_error)
 
     @property
@@ -394,7 +397,12 @@ class N5gEirFace:
         """Bind (port 0: any free port, then :attr:`port` is the bound one) and accept."""
         try:
             self.port = await self._server.listen(
-                self.host, self.port, ssl_context=self.ssl_context, reuse_port=self.reuse_port
+                self.host,
+                self.port,
+                ssl_context=self.ssl_context,
+                reuse_port=self.reuse_port,
+                per_address=self.per_address,
+                handshake_timeout=TransportLimits().handshake_timeout,
             )
         except OSError as exc:
             where = format_address(self.host, self.port)
@@ -464,4 +472,5 @@ def create_face(
         port,
         ssl_context=context,
         reuse_port=settings.workers > 1,
+        per_address=settings.max_connections_per_address,
     )

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from ceir import metrics
-from ceir.config import Settings, UnknownAnswer
+from ceir.config import Settings, UnknownAnswer, field_default
 from ceir.imei import body_key
 from ceir.lookup import Checker
 from ceir.network import _diameter as dia
@@ -61,6 +61,7 @@ from ceir.policy import INVALID
 from ceir.record import Reason, Status
 from ceir.security.principals import Role
 from ceir.security.roles import METHOD_RULES
+from ceir.server.connections import capped
 from ceir.sightings import Observer, ignore
 from ceir.store import Store
 from ceir.store.identity import IdKind, Tokenizer, tokenizer_for
@@ -100,6 +101,8 @@ class S13Options:
     reuse_port: bool = False
     operators: Mapping[str, str] = field(default_factory=dict)
     """Origin-Host (lower case) -> the operator id it is counted under (``HOST=MCC-MNC``)."""
+    per_address: int = field_default(Settings, "max_connections_per_address")
+    """Most concurrent connections from one address (0: no cap)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S13Options | None:
@@ -116,6 +119,7 @@ class S13Options:
             unknown_not_found=settings.s13_unknown is UnknownAnswer.NOT_FOUND,
             reuse_port=settings.workers > 1,
             operators={h: o for h, o in settings.s13_peer_operators.items() if o},
+            per_address=settings.max_connections_per_address,
         )
 
 
@@ -159,7 +163,7 @@ class S13Face:
         """Bind and listen; :attr:`port` is then the bound port."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Peer(self),
+            capped(lambda: _Peer(self), self.options.per_address, "S13"),
             self.options.host,
             self.options.port,
             reuse_port=self.options.reuse_port or None,

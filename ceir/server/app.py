@@ -47,6 +47,7 @@ from ceir.replication.keys import load_signing_key
 from ceir.replication.service import replication_services
 from ceir.server import access, transport
 from ceir.server.approvals import Approvals
+from ceir.server.connections import GrpcSweeper
 from ceir.server.device_check import DeviceCheck
 from ceir.server.eir import EquipmentIdentityRegister, add_eir_to_server
 from ceir.server.faces import Face
@@ -133,6 +134,9 @@ class CeirServer:
     watch_interval: float = field_default(Settings, "watch_interval")
     """Seconds between two looks at the reloader's watched files; 0: SIGHUP only."""
     _watcher: asyncio.Task[None] | None = None
+    sweeper: GrpcSweeper | None = None
+    """Closes gRPC connections past the per-address cap (:mod:`ceir.server.connections`)."""
+    _sweeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.grpc_server.start()
@@ -145,6 +149,8 @@ class CeirServer:
             await asyncio.gather(*(face.stop(0) for face in started))
             await self.grpc_server.stop(0)
             raise
+        if self.sweeper is not None:
+            self._sweeping = asyncio.create_task(self.sweeper.run())
         if self.watch_interval > 0 and self.reloader.watched:
             self._watcher = asyncio.create_task(self.reloader.watch(self.watch_interval))
         if self.replica and replica_state(self.store) is None:
@@ -166,7 +172,7 @@ class CeirServer:
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, let in-flight calls finish within *grace* s, then stop
         (the faces drain alongside, with the same grace)."""
-        tasks = [task for task in (self._watch, self._watcher) if task is not None]
+        tasks = [t for t in (self._watch, self._watcher, self._sweeping) if t is not None]
         for task in tasks:
             task.cancel()
         await self.health.enter_graceful_shutdown()
@@ -270,8 +276,20 @@ def create_server(
         settings.replica,
         reloader=reloader,
         watch_interval=settings.watch_interval,
+        sweeper=_sweeper(settings, port),
     )
     return made, port
+
+
+def _sweeper(settings: Settings, port: int) -> GrpcSweeper | None:
+    """The per-address cap of the gRPC port, where the kernel's table can be read."""
+    limit = settings.max_connections_per_address
+    if limit <= 0:
+        return None
+    if not GrpcSweeper.available():  # pragma: no cover - Linux has /proc/net/tcp
+        log.warning("no /proc/net/tcp: the gRPC port has no per-address connection cap")
+        return None
+    return GrpcSweeper(port, limit)
 
 
 def create_faces(
@@ -298,7 +316,13 @@ def create_faces(
         security.check(host, authenticated=gate.secure)
         faces.append(
             WebFace(
-                WebSettings(host, port, reuse_port=settings.workers > 1, grace=settings.grace),
+                WebSettings(
+                    host,
+                    port,
+                    reuse_port=settings.workers > 1,
+                    grace=settings.grace,
+                    per_address=settings.max_connections_per_address,
+                ),
                 store,
                 policy,
                 limiter=gate.limiter,

@@ -32,7 +32,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from ceir import __version__, logs, metrics
-from ceir.config import DEFAULT_GRACE
+from ceir.config import DEFAULT_GRACE, Settings, field_default, format_address
 from ceir.errors import CeirError, ConfigError, InvalidImeiError
 from ceir.metrics import Face as MetricFace
 from ceir.policy import Policy
@@ -40,9 +40,10 @@ from ceir.security.principals import OPEN, Principal, principal_from_certificate
 from ceir.security.roles import METHOD_RULES, Rule
 from ceir.security.tokens import TokenBook
 from ceir.security.trust import REVOKED, Trust
+from ceir.server.connections import capped
 from ceir.server.device_check import DeviceCheck
 from ceir.server.ratelimit import RateLimiter
-from ceir.server.transport import Security
+from ceir.server.transport import Security, TransportLimits
 from ceir.store import SCHEMA_VERSION, Store
 from ceir.v1 import device_check_pb2
 from ceir.web import describe, i18n, page
@@ -91,6 +92,46 @@ class WebSettings:
     port: int
     reuse_port: bool = False
     grace: float = DEFAULT_GRACE
+    per_address: int = field_default(Settings, "max_connections_per_address")
+    """Most concurrent connections from one address (0: no cap)."""
+
+
+class _Site(web.BaseSite):
+    """aiohttp's TCPSite with the per-address connection cap and a TLS handshake timeout
+    (aiohttp has no per-connection hook: the cap wraps the protocol factory)."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        settings: WebSettings,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=1024)
+        self.settings = settings
+        self.bound: asyncio.Server | None = None
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{format_address(self.settings.host, self.settings.port)}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        s = self.settings
+        self.bound = await asyncio.get_running_loop().create_server(
+            capped(server, s.per_address, "web"),
+            s.host,
+            s.port,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=(
+                TransportLimits().handshake_timeout if self._ssl_context is not None else None
+            ),
+            backlog=self._backlog,
+            reuse_port=s.reuse_port or None,
+        )
+        self._server = self.bound
 
 
 class _Refused(Exception):  # noqa: N818 - a control-flow signal inside this module, not an error
@@ -158,14 +199,7 @@ class WebFace:
             keepalive_timeout=30.0,
         )
         await runner.setup()
-        site = web.TCPSite(
-            runner,
-            self.settings.host,
-            self.settings.port,
-            reuse_port=self.settings.reuse_port or None,
-            ssl_context=self.ssl_context,
-            backlog=1024,
-        )
+        site = _Site(runner, self.settings, self.ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -174,8 +208,7 @@ class WebFace:
                 f"cannot listen on {self.address(self.settings.port)} for --web: {exc.strerror}"
             ) from exc
         self._runner = runner
-        server = site._server  # the bound asyncio server: its socket has the real port
-        sockets = getattr(server, "sockets", None) or ()
+        sockets = site.bound.sockets if site.bound is not None else ()  # the real port
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.settings.port
 
     async def stop(self, grace: float | None) -> None:
