@@ -113,6 +113,10 @@ class NotFoundError(CeirError):
     """The register holds nothing under the name asked for."""
 
 
+class UnknownRunError(NotFoundError):
+    """No finished list-export run has the id asked for (``ceir lists export --base``)."""
+
+
 class ForbiddenError(CeirError):
     """The principal may not do this (wrong role, another operator's data, its own stage)."""
 

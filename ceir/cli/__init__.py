@@ -12,6 +12,7 @@ from ceir.cli import (  # noqa: F401
     certs,
     check,
     feeds,
+    lists,
     purge,
     replica,
     serve,

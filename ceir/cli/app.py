@@ -8,7 +8,7 @@ Exit codes (also in ``ceir --help``):
 0   success; for ``ceir check``: the device may connect
 1   ``ceir check``: the device will be refused (not registered, blocked, expired);
     ``ceir verify --compare``: the two copies differ
-2   usage error (bad flag or argument)
+2   usage error (bad flag or argument; ``ceir lists export --base`` of no recorded run)
 3   invalid IMEI
 4   the server could not be reached, failed, or rate-limits you (retry after the time given)
 5   the store cannot be opened: missing (``--create``), damaged, not a directory, unknown
@@ -39,6 +39,7 @@ from ceir.errors import (
     ReplicationError,
     StageExpiredError,
     StoreError,
+    UnknownRunError,
 )
 from ceir.store import SCHEMA_VERSION
 
@@ -57,6 +58,7 @@ EXIT_NO_STAGE = 10
 # The one place where errors become exit codes. Most specific class first.
 EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
     (InvalidImeiError, EXIT_INVALID_IMEI),
+    (UnknownRunError, EXIT_USAGE),  # `ceir lists export --base N` of no recorded run
     (StoreError, EXIT_STORE),
     (FeedError, EXIT_FEED),
     (RemoteError, EXIT_UNAVAILABLE),
@@ -69,7 +71,7 @@ EXIT_FOR_ERROR: tuple[tuple[type[CeirError], int], ...] = (
 
 EPILOG = """\b
 Exit codes: 0 ok (check: may connect), 1 check: refused (verify
---compare: copies differ), 2 usage,
+--compare: copies differ), 2 usage (also: lists --base of no run),
 3 invalid IMEI, 4 server unreachable or rate-limiting, 5 store missing,
 damaged or unreadable, 6 bad configuration (address in use, a file that
 cannot be written), 7 feed refused or unreadable, 8 import staged for

@@ -40,6 +40,9 @@ hot record stays 12 bytes:
 ``volume``
     hourly counts of writes per channel and per principal, the last 24 hours only
     (:mod:`ceir.feeds.volume`).
+``lists``
+    the operators' list exports: one record per run and a compressed snapshot of each
+    list it wrote, so a later run can write the delta (:mod:`ceir.store.lists`).
 
 Adding these to an older store needs no migration: they are created on the first
 writable open, and a read-only open of a store without them sees them as empty.
@@ -115,6 +118,7 @@ REGISTRY_DBS: dict[str, bool] = {
     "changes": False,  # the change log replicas follow (ceir.store.changes)
     "replica": False,  # a replica's position in that log (ceir.store.replica)
     "volume": False,  # rolling 24-hour write counts (ceir.feeds.volume)
+    "lists": False,  # list-export runs and their snapshots (ceir.store.lists)
 }
 
 T = TypeVar("T")
