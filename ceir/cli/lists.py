@@ -28,7 +28,7 @@ def lists() -> None:
 @create_option
 @click.option(
     "--out",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     required=True,
     help="Directory to write the files into (made if missing).",
 )

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from ceir.lists.kinds import block_day, pack_state
 from ceir.record import FLAG_LOST_STOLEN, Reason
-from ceir.store.audit import unpack_entry
+from ceir.store.audit import flag_set_at
 from ceir.store.tables import Tables
 
 __all__ = ["blacklist", "lost_stolen_day"]
@@ -27,13 +27,7 @@ _EXPIRED = 1 << Reason.EXPIRED.value
 def lost_stolen_day(tables: Tables, key: bytes, fallback: int) -> int:
     """The day the device's current lost/stolen block was recorded (the last change that
     set the flag), or the day of *fallback* (Unix seconds) when the log has none."""
-    at = 0
-    for seq, value in tables.audit.of_device(key):
-        entry = unpack_entry(seq, value)
-        blocks = entry.new is not None and entry.new.lost_stolen
-        if blocks and (entry.old is None or not entry.old.lost_stolen):
-            at = entry.at
-    return block_day(at or fallback)
+    return block_day(flag_set_at(tables, key, FLAG_LOST_STOLEN) or fallback)
 
 
 def blacklist(

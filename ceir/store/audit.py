@@ -44,6 +44,7 @@ __all__ = [
     "Columns",
     "append",
     "append_columns",
+    "flag_set_at",
     "get_origin",
     "history",
     "local_actor",
@@ -265,6 +266,18 @@ def history(store: Store, key: bytes) -> list[AuditEntry]:
     """Every change to the device under *key*, oldest first."""
     with store.snapshot() as tables:
         return [_unpack(seq, value) for seq, value in tables.audit.of_device(key)]
+
+
+def flag_set_at(tables: Tables, key: bytes, flag: int) -> int:
+    """Unix seconds of the last change to *key* that set *flag* in its record (a change
+    from a record without it, or from none); 0 if no change did. Decodes only what it
+    needs: the lists' block dates read it for every blocked device."""
+    at = 0
+    for _seq, value in tables.audit.of_device(key):
+        when, _origin, _line, _action, presence, _key, old, new = _ENTRY.unpack_from(value)
+        if presence & 2 and new[2] & flag and not (presence & 1 and old[2] & flag):
+            at = when
+    return int(at)
 
 
 def entries(store: Store, after: int = 0) -> Iterator[AuditEntry]:

@@ -31,6 +31,7 @@ from ceir.errors import (
     StageExpiredError,
     StoreSchemaError,
     UnavailableError,
+    UnknownRunError,
 )
 from ceir.security.principals import Role
 from ceir.security.tokens import TokenBook
@@ -319,6 +320,7 @@ def test_version() -> None:
         (FeedFormatError("no header"), 7),
         (ForbiddenError("you staged it"), 9),
         (StageExpiredError("stage 1 expired"), 10),
+        (UnknownRunError("--base 5: no finished list export has that run id"), 2),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, Exception) else str(v),
 )
