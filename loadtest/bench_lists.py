@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ceir.lists.blacklist import blacklist
 from ceir.lists.export import ExportOptions, export
-from ceir.record import Reason, Record, Source
+from ceir.record import FLAG_LOST_STOLEN, Reason, Record, Source
 from ceir.store import Store, audit, open_store
 from ceir.store.tables import Tables
 
@@ -68,21 +68,21 @@ def fill(store: Store, devices: int, blacklisted: int, at: int) -> None:
 
 
 def flip(store: Store, devices: int, changes: int, at: int) -> None:
-    """Lift *changes* blocks and make as many new ones (audited)."""
-    lost = Record(Reason.REGISTERED, Source.MANUFACTURER, True, at - 400 * _DAY).pack()
-    white = Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=at - 400 * _DAY).pack()
+    """Toggle the lost/stolen flag of 2 x *changes* devices spread over the store (about
+    half lift a block, half make one), audited."""
 
     def put(tables: Tables) -> None:
         origin = audit.new_origin(tables, {"kind": "bench", "actor": "bench:lists"})
         out, pairs = [], []
         step = max(1, devices // max(1, 2 * changes))
-        for n, i in enumerate(range(0, devices, step)):
-            if n >= 2 * changes:
-                break
-            key = _key(i, 7)
+        for i in range(0, devices, step)[: 2 * changes]:
+            key = _key(i + i // step % 2, 7)  # every other one off the blocked stride
             old = tables.devices.packed(key)
-            new = white if old == lost else lost
-            action = audit.Action.UNBLOCK if old == lost else audit.Action.BLOCK
+            if old is None:
+                continue
+            lost = old[2] & FLAG_LOST_STOLEN
+            new = old[:2] + bytes((old[2] ^ FLAG_LOST_STOLEN,)) + old[3:]
+            action = audit.Action.UNBLOCK if lost else audit.Action.BLOCK
             out.append(audit.Change(key, action, old, new))
             pairs.append((key, new))
         tables.devices.put(dict(pairs))
