@@ -45,7 +45,15 @@ def lists() -> None:
     default=field_default(ExportOptions, "check_digit"),
     help="IMEIs as 15 digits (body + Luhn check digit) instead of the 14-digit body.",
 )
-def export(db: Path, create: bool, out: Path, base: int | None, check_digit: bool) -> None:
+@click.option(
+    "--keep-runs",
+    type=click.IntRange(1),
+    default=field_default(ExportOptions, "keep_runs"),
+    help="Runs the store keeps to be a later --base (the newest); older ones are deleted.",
+)
+def export(
+    db: Path, create: bool, out: Path, base: int | None, check_digit: bool, keep_runs: int
+) -> None:
     """Write the lists, full and (with --base) delta, with zipped copies; record the run.
 
     Files: {YYYYmmdd_HHMMSS}_blacklist.csv (imei,block_date,reasons) and, given --base,
@@ -60,7 +68,8 @@ def export(db: Path, create: bool, out: Path, base: int | None, check_digit: boo
     try:
         require_store(db, create=create)
         with open_store(db) as store:
-            done = run(store, out, ExportOptions(base=base or 0, check_digit=check_digit))
+            options = ExportOptions(base or 0, check_digit, keep_runs)
+            done = run(store, out, options)
     except CeirError as exc:
         fail(exc)
     click.echo(done.line())

@@ -49,6 +49,9 @@ class ExportOptions:
     """The run to write deltas against (0: full lists only)."""
     check_digit: bool = False
     """Write 15-digit IMEIs (body + Luhn check digit) instead of the 14-digit body."""
+    keep_runs: int = 30
+    """Runs whose snapshots the store keeps (the newest; older ones can no longer be a
+    base). A daily run's blacklist of 1 M devices takes a few MB."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ def export(
         for name, (kind, rows) in taken.lists.items()
     }
     done = runs.finish(store, run, snapshots, [p.name for p in writer.written])
+    runs.prune(store, max(1, options.keep_runs))
     counts = {name: len(rows) for name, (_kind, rows) in taken.lists.items()}
     return Exported(done, tuple(writer.written), counts)
 

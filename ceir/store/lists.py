@@ -35,6 +35,7 @@ __all__ = [
     "finish",
     "get",
     "load",
+    "prune",
     "reserve",
     "runs",
 ]
@@ -167,6 +168,18 @@ def finish(store: Store, run: Run, snapshots: Mapping[str, Snapshot], files: Ite
 def abandon(store: Store, run: int) -> None:
     """Delete a run that did not finish (its files were not all written)."""
     store.write(lambda tables: tables.lists.delete(run))
+
+
+def prune(store: Store, keep: int) -> list[int]:
+    """Delete every run but the newest *keep* (>= 1); returns the ids deleted."""
+
+    def drop(tables: Tables) -> list[int]:
+        old = tables.lists.runs()[:-keep]
+        for run in old:
+            tables.lists.delete(run)
+        return old
+
+    return store.write(drop)
 
 
 def _done(tables: Tables, run: int) -> Run:

@@ -225,3 +225,12 @@ def test_full_base_plus_delta_is_full_run(
         rebuilt.update(delta["blocked"])
         rebuilt.update(delta["changed"])
         assert rebuilt == new
+
+
+def test_only_the_newest_runs_are_kept(store: Store, tmp_path: Path) -> None:
+    """--keep-runs 2: after four runs the store holds runs 3 and 4; run 1 is no base."""
+    for n in range(4):
+        export(store, tmp_path / str(n), ExportOptions(keep_runs=2), now=T0 + n)
+    assert [r.run for r in runs.runs(store)] == [3, 4]
+    with pytest.raises(UnknownRunError, match="runs recorded are 3, 4"):
+        export(store, tmp_path / "x", ExportOptions(base=1), now=T0 + 9)
