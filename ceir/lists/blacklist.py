@@ -17,17 +17,11 @@ from ceir.record import FLAG_LOST_STOLEN, Reason
 from ceir.store.audit import flag_set_at
 from ceir.store.tables import Tables
 
-__all__ = ["blacklist", "lost_stolen_day"]
+__all__ = ["blacklist"]
 
 _NEVER = bytes(4)
 _LOST = 1 << Reason.LOST_STOLEN.value
 _EXPIRED = 1 << Reason.EXPIRED.value
-
-
-def lost_stolen_day(tables: Tables, key: bytes, fallback: int) -> int:
-    """The day the device's current lost/stolen block was recorded (the last change that
-    set the flag), or the day of *fallback* (Unix seconds) when the log has none."""
-    return block_day(flag_set_at(tables, key, FLAG_LOST_STOLEN) or fallback)
 
 
 def blacklist(
@@ -36,28 +30,40 @@ def blacklist(
     """Device key -> packed (block day, reasons mask), as of Unix time *now*.
 
     *also* adds (day, mask) by device key from elsewhere (the clone detector's blocks),
-    merged into the device's row: reasons together, the earliest day. A key with no
-    record in ``devices`` is not listed.
+    merged into the row of a registered device: reasons together, the earliest day (a
+    device with no registration is not blocked by them, as in :mod:`ceir.policy`).
     """
-    rows: dict[bytes, bytes] = {}
-    extra = dict(also or {})
+    extra = also or {}
+    found: dict[bytes, tuple[list[int], int]] = {}  # key -> (days but the block's, mask)
+    lost_keys: list[bytes] = []
+    fallback: dict[bytes, int] = {}
     for key, value in tables.devices.packed_items():
         lost = value[2] & FLAG_LOST_STOLEN
         ends = value[8:12]
-        expired = value[0] != Reason.NONE and ends != _NEVER and int.from_bytes(ends) <= now
-        if not (lost or expired or key in extra):
+        registered = value[0] != Reason.NONE
+        expired = registered and ends != _NEVER and int.from_bytes(ends) <= now
+        also_here = registered and key in extra  # the policy reads clone flags only then
+        if not (lost or expired or also_here):
             continue
         days: list[int] = []
         mask = 0
         if lost:
             mask |= _LOST
-            days.append(lost_stolen_day(tables, key, int.from_bytes(value[4:8])))
+            lost_keys.append(key)
+            fallback[key] = int.from_bytes(value[4:8])
         if expired:
             mask |= _EXPIRED
             days.append(block_day(int.from_bytes(ends)))
-        if key in extra:
-            day, more = extra.pop(key)
+        if also_here:
+            day, more = extra[key]
             mask |= more
             days.append(day)
-        rows[key] = pack_state(min(d for d in days if d) if any(days) else 0, mask)
+        found[key] = (days, mask)
+    # The day each block was recorded: one pass over the audit log's index for them all.
+    for key, at in flag_set_at(tables, lost_keys, FLAG_LOST_STOLEN).items():
+        found[key][0].append(block_day(at or fallback[key]))
+    rows = {}
+    for key, (days, mask) in found.items():
+        dated = [d for d in days if d]
+        rows[key] = pack_state(min(dated) if dated else 0, mask)
     return rows

@@ -125,9 +125,17 @@ def block_day(unix_seconds: int) -> int:
     return unix_seconds // _DAY
 
 
+_DATE_TEXT: dict[int, str] = {}
+
+
 def date_text(day: int) -> str:
     """``YYYYMMDD`` of a Unix day number; "" for 0 (no date)."""
-    return time.strftime("%Y%m%d", time.gmtime(day * _DAY)) if day else ""
+    text = _DATE_TEXT.get(day)
+    if text is None:
+        text = time.strftime("%Y%m%d", time.gmtime(day * _DAY)) if day else ""
+        if len(_DATE_TEXT) < 100_000:
+            _DATE_TEXT[day] = text
+    return text
 
 
 def reasons_mask(reasons: set[Reason] | frozenset[Reason]) -> int:

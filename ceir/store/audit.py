@@ -268,16 +268,20 @@ def history(store: Store, key: bytes) -> list[AuditEntry]:
         return [_unpack(seq, value) for seq, value in tables.audit.of_device(key)]
 
 
-def flag_set_at(tables: Tables, key: bytes, flag: int) -> int:
-    """Unix seconds of the last change to *key* that set *flag* in its record (a change
-    from a record without it, or from none); 0 if no change did. Decodes only what it
-    needs: the lists' block dates read it for every blocked device."""
-    at = 0
-    for _seq, value in tables.audit.of_device(key):
-        when, _origin, _line, _action, presence, _key, old, new = _ENTRY.unpack_from(value)
-        if presence & 2 and new[2] & flag and not (presence & 1 and old[2] & flag):
-            at = when
-    return int(at)
+def flag_set_at(tables: Tables, keys: Sequence[bytes], flag: int) -> dict[bytes, int]:
+    """For each of *keys* (sorted), Unix seconds of the last change that set *flag* in its
+    record (a change from a record without it, or from none); 0 if no change did. Decodes
+    only what it needs: the lists' block dates read it for every blocked device."""
+    out = {}
+    unpack = _ENTRY.unpack_from
+    for key, values in tables.audit.of_devices(keys):
+        at = 0
+        for value in values:
+            when, _origin, _line, _action, presence, _key, old, new = unpack(value)
+            if presence & 2 and new[2] & flag and not (presence & 1 and old[2] & flag):
+                at = when
+        out[key] = int(at)
+    return out
 
 
 def entries(store: Store, after: int = 0) -> Iterator[AuditEntry]:

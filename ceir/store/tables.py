@@ -336,6 +336,22 @@ class AuditLog:
                 if value is not None:
                     yield _U64.unpack(seq)[0], value
 
+    def of_devices(self, keys: Iterable[bytes]) -> Iterator[tuple[bytes, list[bytes]]]:
+        """(key, its packed changes oldest first) for each of *keys* (sorted is fastest):
+        :meth:`of_device` for many devices through one cursor per table."""
+        if self._log._db is None or self._index is None:
+            return
+        index = self._txn.cursor(self._index)
+        log = self._txn.cursor(self._log._db)
+        for key in keys:
+            found = []
+            if index.set_key(key):
+                for seq in index.iternext_dup():
+                    value = log.get(seq)
+                    if value is not None:
+                        found.append(bytes(value))
+            yield key, found
+
     def after(self, seq: int) -> Iterator[tuple[int, bytes]]:
         """(sequence number, packed change) of every change numbered above *seq*."""
         for key, value in self._log._items(_U64.pack(seq + 1)):
