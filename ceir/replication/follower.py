@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import logging
 import time
 from collections import Counter
@@ -117,6 +118,9 @@ class Follower(BrokerTask):
     # -- the loop ------------------------------------------------------------------
 
     async def _run(self) -> None:
+        # The bulk apply decodes with numpy: import it now, not inside the first import's
+        # apply (half a second on this machine, added to that import's lag).
+        await asyncio.to_thread(importlib.import_module, "numpy")
         self.state = replica.state(self.store)
         self._refused_base = 0 if self.state is None else self.state.refused
         if self.state is None:

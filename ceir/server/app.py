@@ -352,8 +352,9 @@ def nrf_agents(settings: Settings, faces: list[Face]) -> list[Face]:
 
 
 def prepare_store(settings: Settings) -> Store:
-    """Open the configured store; load demo data into it if it is empty and demo is on."""
-    store = open_store(settings.db)
+    """Open the configured store; load demo data into it if it is empty and demo is on.
+    A replica's store commits without fsync (:func:`ceir.store.open_store`, ``durable``)."""
+    store = open_store(settings.db, durable=not settings.replica)
     if settings.demo:
         demo.load_if_empty(store, secured=settings.secured)
     return store

@@ -132,7 +132,9 @@ def _mark_dead(pid: int) -> None:
 def _prepare_store(settings: Settings) -> tuple[int, int]:
     """Create the store and load demo data (as ``ceir.server.app.prepare_store``, without
     importing gRPC before the fork), then close. Returns how many devices and TACs it holds."""
-    with open_store(settings.db) as store:
+    # A replica's store is opened as its follower will open it: one left unsynced by a
+    # crashed system is discarded here, before any worker maps it.
+    with open_store(settings.db, durable=not settings.replica) as store:
         if settings.demo:
             demo.load_if_empty(store, secured=settings.secured)
         return store.device_count(), store.tac_count()
@@ -350,7 +352,8 @@ def _worker(settings: Settings, slot: int, parent: int, ready_fd: int) -> int:
 
     from ceir.server import app as server
 
-    store = open_store(settings.db)
+    # The one process that follows (slot 0) writes a replica's store without fsync.
+    store = open_store(settings.db, durable=not (settings.replica and slot == 0))
     gc.freeze()  # modules and tables live for good: full collections need not walk them
     try:
 

@@ -106,7 +106,7 @@ _DEVICE_PUT = 1 + _KEY + RECORD_SIZE
 _DEVICE_PUT_ROW = [("op", "u1"), ("key", f"V{_KEY}"), ("record", f"V{RECORD_SIZE}")]
 
 
-def device_puts(body: bytes) -> list[tuple[bytes, bytes]] | None:
+def device_puts(body: bytes) -> Iterator[tuple[bytes, bytes]] | None:
     """The (key, record) pairs of a body made only of device puts (what imports write),
     decoded in one pass; None for any other body (use :func:`unpack_ops`)."""
     import numpy as np
@@ -116,7 +116,7 @@ def device_puts(body: bytes) -> list[tuple[bytes, bytes]] | None:
         return None
     # Void fields: tolist() gives the exact bytes (an S field would strip trailing NULs).
     rows = np.frombuffer(body, _DEVICE_PUT_ROW)
-    return list(zip(rows["key"].tolist(), rows["record"].tolist(), strict=True))
+    return zip(rows["key"].tolist(), rows["record"].tolist(), strict=True)
 
 
 def unpack_ops(body: bytes) -> Iterator[tuple[Op, bytes, bytes | None]]:

@@ -62,6 +62,7 @@ sorted batches, one write transaction each. The map grows by itself: nobody sees
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import struct
 import tempfile
@@ -90,6 +91,8 @@ __all__ = [
     "spool_file",
     "spool_path",
 ]
+
+log = logging.getLogger("ceir.store")
 
 LMDB_VERSION: str = lmdb.__version__
 """The py-lmdb release, for benchmark reports (nobody else imports lmdb)."""
@@ -144,10 +147,11 @@ class Usage:
 class Store:
     """An open ceir store. Make one with :func:`open_store`; close it when done."""
 
-    def __init__(self, env: Any, path: Path, *, readonly: bool) -> None:
+    def __init__(self, env: Any, path: Path, *, readonly: bool, durable: bool = True) -> None:
         self.env = env
         self.path = path
         self.readonly = readonly
+        self.durable = durable
         self.devices = env.open_db(b"devices", create=not readonly)
         self.tacs = env.open_db(b"tacs", create=not readonly)
         self.meta = env.open_db(b"meta", create=not readonly)
@@ -163,6 +167,12 @@ class Store:
     # -- process life ------------------------------------------------------------
 
     def close(self) -> None:
+        if not self.durable and not self.readonly:
+            try:
+                self.env.sync(True)
+                (self.path / UNSYNCED).unlink(missing_ok=True)
+            except (lmdb.Error, OSError) as exc:
+                log.warning("cannot sync store %s on close: %s", self.path, exc)
         self.env.close()
 
     def __enter__(self) -> Store:
@@ -446,11 +456,63 @@ def exists(path: str | Path) -> bool:
     return (Path(path) / _DATA).exists()
 
 
-def open_store(path: str | Path, *, readonly: bool = False) -> Store:
+UNSYNCED = "unsynced"
+"""In the directory of a store opened with ``durable=False``: the boot id of the system
+that is writing it without fsync (removed once a clean close has synced it)."""
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def _boot_id() -> str:
+    try:
+        return _BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _not_durable(path: Path) -> None:
+    """Before a store is opened without fsync: if a system that has since gone down (its
+    marker names another boot) wrote it so, its last commits may be lost or torn — discard
+    it; then mark it as written without fsync by this boot (the marker itself durable)."""
+    marker = path / UNSYNCED
+    boot = _boot_id()
+    try:
+        found = marker.read_text().strip() if marker.exists() else None
+        if found is not None and (found != boot or not boot):
+            log.warning(
+                "store %s was written without fsync by a system that went down since; "
+                "discarding it (a replica bootstraps again)",
+                path,
+            )
+            for name in _FILES:
+                (path / name).unlink(missing_ok=True)
+            found = None
+        if found is None:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, boot.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            dir_fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    except OSError as exc:
+        raise StoreError(f"cannot mark store {path} as written without fsync: {exc}") from exc
+
+
+def open_store(path: str | Path, *, readonly: bool = False, durable: bool = True) -> Store:
     """Open (and, unless *readonly*, create) the store at directory *path*.
 
     The data file is checked before it is mapped (:func:`check_file`): a truncated or
     foreign file is a :class:`StoreError`, never a SIGBUS later.
+
+    ``durable=False`` is for a replica's store only: commits skip fsync (LMDB
+    ``MDB_NOSYNC``). A killed process loses nothing (its writes are in the kernel's page
+    cache); a system crash may lose or tear the last commits, so a store found written
+    that way by an earlier boot is discarded and the replica bootstraps again from the
+    central's snapshot. A clean close syncs it.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -462,6 +524,8 @@ def open_store(path: str | Path, *, readonly: bool = False) -> Store:
             raise StoreError(f"cannot create the store directory {path}: {exc.strerror}") from exc
     elif not exists(path):
         raise StoreError(f"no ceir store at {path}")
+    if not durable and not readonly:
+        _not_durable(path)
     if exists(path):
         problem = check_file(path)
         if problem is not None:
@@ -477,13 +541,14 @@ def open_store(path: str | Path, *, readonly: bool = False) -> Store:
             max_readers=1024,
             readonly=readonly,
             readahead=False,  # lookups are random; readahead only evicts hot pages
+            sync=durable,
             subdir=True,
             mode=0o600,
         )
     except lmdb.Error as exc:
         raise StoreError(f"cannot open store {path}: {exc}") from exc
     try:
-        store = Store(env, path, readonly=readonly)
+        store = Store(env, path, readonly=readonly, durable=durable)
         _check_schema(store)
     except lmdb.Error as exc:
         env.close()

@@ -110,7 +110,7 @@ class Devices(_View):
     def delete(self, key: bytes) -> bool:
         return bool(self._txn.delete(key, db=self._db))
 
-    def put_pairs(self, pairs: list[tuple[bytes, bytes]]) -> None:
+    def put_pairs(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
         """(key, packed record) pairs, written in the order given (sorted is fastest)."""
         self._txn.cursor(self._db).putmulti(pairs)
 

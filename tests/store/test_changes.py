@@ -107,7 +107,8 @@ def test_the_device_put_fast_path_decodes_what_unpack_ops_does(
         ops = list(changes.unpack_ops(body))
         fast = changes.device_puts(body)
         if all(op is changes.Op.DEVICE_PUT for op, _k, _v in ops):
-            assert fast == [(k, v) for _op, k, v in ops]
+            assert fast is not None
+            assert list(fast) == [(k, v) for _op, k, v in ops]
         else:
             assert fast is None
 

@@ -105,3 +105,43 @@ def test_digests_name_the_range_that_differs(tmp_path: Path) -> None:
         _, ours = replica.digests(copy)
         _, theirs = replica.digests(central)
         assert differing(ours, theirs) == [("devices:86", 2, 1)]
+
+
+def _boot() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def test_a_store_written_without_fsync_survives_a_killed_process(tmp_path: Path) -> None:
+    """durable=False: the marker names this boot while open, a SIGKILLed writer loses
+    no commit (the page cache keeps it), and a clean close syncs and removes the marker."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "r"
+    code = (
+        "import os; from ceir.store import open_store; from ceir.record import Record, Reason\n"
+        f"s = open_store({str(db)!r}, durable=False)\n"
+        "s.put_devices([((7).to_bytes(8, 'big'), Record(Reason.EXEMPT))])\n"
+        "os._exit(0)  # no close, no sync: as SIGKILL leaves it\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert (db / "unsynced").read_text() == _boot()
+    with open_store(db, durable=False) as store:
+        assert store.get(_key(7)) == Record(Reason.EXEMPT)
+    assert not (db / "unsynced").exists()
+
+
+def test_a_store_left_unsynced_by_an_earlier_boot_is_discarded(tmp_path: Path) -> None:
+    """A marker from another boot (the system went down with commits unsynced): the
+    store is discarded and opens empty, so the replica bootstraps again; a durable open
+    never looks at the marker."""
+    db = tmp_path / "r"
+    with open_store(db) as store:
+        store.put_devices([(_key(7), Record(Reason.EXEMPT))])
+    (db / "unsynced").write_text("another boot")
+    with open_store(db) as store:  # durable: the central's way, the marker means nothing
+        assert store.device_count() == 1
+    with open_store(db, durable=False) as store:
+        assert store.device_count() == 0
+        assert replica.state(store) is None
+        assert (db / "unsynced").read_text() == _boot()
