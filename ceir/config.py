@@ -46,6 +46,10 @@ DEFAULT_CHANNEL_DAILY_ABOVE = 1_000_000
 (files and single writes) before further files are staged and single writes refused."""
 DEFAULT_CHANNEL_DAILY_LOST_STOLEN_ABOVE = 10_000
 """The same for the lost-stolen channel (blocks and unblocks)."""
+DEFAULT_LATE_GRANDFATHERING_DAYS = 180
+"""Days after the grandfathering cutoff during which operator dumps may grandfather devices
+without approval; later, any file that grandfathers is staged (store policy, ceir
+eligibility --late-grandfathering-days)."""
 DEFAULT_TEMPORARY_DAYS = 90
 """Retention: days after a visitor registration ends before it is deleted (registered
 <= 90 days + 90 = gone within 6 months, as the regulation asks)."""

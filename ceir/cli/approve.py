@@ -160,3 +160,94 @@ def reject(
     auth = auth_from(ca, cert, key, token)
     answer = _call(address, auth, "RejectStage", approval_pb2.StageRequest(id=stage_id))
     click.echo(f"rejected stage {stage_id} ({_kind(answer.stage)} {answer.stage.file})")
+
+
+def _instant(value: str | None) -> int | None:
+    if value is None:
+        return None
+    from ceir.errors import FeedRowError
+    from ceir.feeds.rows import parse_instant
+
+    try:
+        return parse_instant(value, "--cutoff")
+    except FeedRowError as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+@main.command(epilog=EPILOG, context_settings=CONTEXT)
+@click.option(
+    "--cutoff",
+    metavar="TIME",
+    default=None,
+    help="Devices first seen after this (ISO 8601) are not grandfathered.",
+)
+@click.option(
+    "--visitor-max-days", type=click.IntRange(1), default=None, help="Longest visitor stay."
+)
+@click.option(
+    "--customs-quota",
+    type=click.IntRange(1),
+    default=None,
+    help="Devices per identity per arrival.",
+)
+@click.option(
+    "--customs-cooldown-days",
+    type=click.IntRange(0),
+    default=None,
+    help="Days between two served arrivals of one identity.",
+)
+@click.option(
+    "--late-grandfathering-days",
+    type=click.IntRange(0),
+    default=None,
+    help="Days after the cutoff during which grandfathering needs no approval.",
+)
+@_server
+@client_options
+def eligibility(
+    cutoff: str | None,
+    visitor_max_days: int | None,
+    customs_quota: int | None,
+    customs_cooldown_days: int | None,
+    late_grandfathering_days: int | None,
+    address: str,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    token: str | None,
+) -> None:
+    """Show the store's eligibility rules; with options, change them (ministry or admin).
+
+    The rules every import and single write applies: the grandfathering cutoff, the
+    longest visitor registration, the customs quota and cooldown, and how long after the
+    cutoff grandfathering needs no approval. An importer's flags may only tighten them.
+    Each change is in the audit log.
+    """
+    from ceir.feeds.eligibility import instant
+    from ceir.v1 import approval_pb2
+
+    auth = auth_from(ca, cert, key, token)
+    numbers = {
+        "visitor_max_days": visitor_max_days,
+        "customs_quota": customs_quota,
+        "customs_cooldown_days": customs_cooldown_days,
+        "late_grandfathering_days": late_grandfathering_days,
+    }
+    given = {name: value for name, value in numbers.items() if value is not None}
+    seconds = _instant(cutoff)
+    if given or seconds is not None:
+        request = approval_pb2.SetEligibilityRequest()
+        for name, value in given.items():
+            setattr(request, name, value)
+        if seconds is not None:
+            request.cutoff.seconds = seconds
+        rules = _call(address, auth, "SetEligibility", request)
+    else:
+        rules = _call(address, auth, "GetEligibility", approval_pb2.GetEligibilityRequest())
+    click.echo(f"cutoff                    {instant(rules.cutoff.seconds)}")
+    for name in numbers:
+        click.echo(f"{name.replace('_', '-'):<26}{getattr(rules, name)}")
+    if rules.set_by:
+        click.echo(f"set by {rules.set_by} at {instant(rules.set_at.seconds)}")
+    else:
+        click.echo("the defaults: nobody has set them")

@@ -62,6 +62,9 @@ def _cutoff(value: str | None) -> int | None:
         raise click.BadParameter(exc.message) from None
 
 
+_RULE = "the store's rule (ceir eligibility)"
+
+
 @main.command("import", epilog=EPILOG, context_settings=CONTEXT)
 @click.argument("kind", type=click.Choice(KINDS), metavar="KIND")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
@@ -113,26 +116,30 @@ def _cutoff(value: str | None) -> int | None:
 @click.option(
     "--customs-quota",
     type=click.IntRange(1),
-    default=field_default(Options, "customs_quota"),
-    help="Devices per identity per arrival.",
+    default=None,
+    show_default=_RULE,
+    help="Devices per identity per arrival (only lower than the store's rule).",
 )
 @click.option(
     "--customs-cooldown-days",
     type=click.IntRange(0),
-    default=field_default(Options, "customs_cooldown_days"),
-    help="Days between two arrivals of one identity.",
+    default=None,
+    show_default=_RULE,
+    help="Days between two arrivals of one identity (only higher than the store's rule).",
 )
 @click.option(
     "--cutoff",
     default=None,
-    show_default="2020-09-15T22:00:00+07:00",
-    help="operator-dump: devices first seen after this are not grandfathered.",
+    show_default=_RULE,
+    help="operator-dump: devices first seen after this are not grandfathered (only "
+    "earlier than the store's rule).",
 )
 @click.option(
     "--visitor-max-days",
     type=click.IntRange(1),
-    default=field_default(Options, "visitor_max_days"),
-    help="Longest visitor registration.",
+    default=None,
+    show_default=_RULE,
+    help="Longest visitor registration (only shorter than the store's rule).",
 )
 @click.option(
     "--batch-rows",
@@ -168,10 +175,10 @@ def import_(
     max_new_devices: int | None,
     allow_unknown_tac: bool,
     fix_leading_zero: bool,
-    customs_quota: int,
-    customs_cooldown_days: int,
+    customs_quota: int | None,
+    customs_cooldown_days: int | None,
     cutoff: str | None,
-    visitor_max_days: int,
+    visitor_max_days: int | None,
     batch_rows: int,
     stage_above: int,
     stage_lost_stolen_above: int,
@@ -192,28 +199,32 @@ def import_(
     (exit 7, nothing written) above the bad-row or new-device limits. Importing a file
     again is a no-op; an interrupted import resumes where it stopped.
     """
-    from ceir.feeds.base import DEFAULT_CUTOFF
+    from ceir.feeds import eligibility
     from ceir.feeds.staging import Stage, submit
     from ceir.store import open_store
     from ceir.store.audit import local_actor
 
-    options = Options(
+    base = Options(
         max_bad_ratio=max_bad_ratio,
         max_new_devices=max_new_devices,
         allow_unknown_tac=allow_unknown_tac,
         fix_leading_zero=fix_leading_zero,
-        customs_quota=customs_quota,
-        customs_cooldown_days=customs_cooldown_days,
-        cutoff=_cutoff(cutoff) or DEFAULT_CUTOFF,
-        visitor_max_days=visitor_max_days,
         batch_rows=batch_rows,
     )
+    asked = {
+        "customs_quota": customs_quota,
+        "customs_cooldown_days": customs_cooldown_days,
+        "cutoff": _cutoff(cutoff),
+        "visitor_max_days": visitor_max_days,
+    }
     report = rejects if rejects is not None else Path(f"{file.name}.rejects.csv")
     progress = BarProgress(enabled=not quiet and sys.stderr.isatty())
     try:
         require_store(db, create=create)
         require_writable(report, "the reject report", "nothing was imported")
         with open_store(db) as store:
+            # Eligibility rules are the store's; a flag may only tighten one (else exit 9).
+            options = eligibility.options(eligibility.read(store), base, **asked)
             result = submit(
                 store,
                 Kind(kind),

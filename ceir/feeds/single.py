@@ -17,7 +17,7 @@ from ceir.errors import (
     InvalidRequestError,
     RuleError,
 )
-from ceir.feeds import Kind, volume
+from ceir.feeds import Kind, eligibility, volume
 from ceir.feeds.base import Context, Options
 from ceir.feeds.kinds import feed_for
 from ceir.feeds.rows import RejectReason, redact
@@ -78,10 +78,11 @@ def apply_one(
         )
     values = [fields.get(name, "") for name in feed.fields]
     tokenizer = tokenizer_for(store)
-    opts = options or Options()
     now = clock()
 
     def write(tables: Tables) -> OneChange:
+        rules = eligibility.rules_in(tables)  # the store's: *options* may only tighten them
+        opts = eligibility.options(rules) if options is None else eligibility.clamp(rules, options)
         ctx = Context(tables, opts, tokenizer, now, operator=operator_in(actor))
         try:
             cand = feed.parse(values, ctx)
@@ -99,6 +100,14 @@ def apply_one(
         imei = Imei.from_key(cand.key)
         if outcome.unchanged:
             return OneChange(imei, outcome.old, outcome.old, False, True, 0)
+        staged = limits is not None and limits.principal(kind) is not None
+        if staged and kind is Kind.OPERATOR_DUMP and rules.late(opts.cutoff, now):
+            raise RuleError(
+                f"grandfathering more than {rules.late_grandfathering_days} days after the "
+                f"cutoff ({eligibility.instant(opts.cutoff)}) needs a second principal's "
+                "approval: send it as an operator-dump file (ImportFeed), which is staged",
+                "late_grandfathering",
+            )
         who = volume.principal_key(actor, person)
         if limits is None:
             volume.record(tables, kind, who, 1, now)

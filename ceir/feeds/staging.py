@@ -41,7 +41,7 @@ from ceir.errors import (
     StageMismatchError,
     StoreError,
 )
-from ceir.feeds import Format, ImportState, Kind, StageState, volume
+from ceir.feeds import Format, ImportState, Kind, StageState, eligibility, volume
 from ceir.feeds.base import Options
 from ceir.feeds.importer import ImportSummary, import_file
 from ceir.feeds.sample import sample_rows
@@ -193,6 +193,18 @@ def submit(
     )
     who = volume.principal_key(actor, person)
     why: list[str] = []
+    # The eligibility rules are the store's; the caller's options may only tighten them.
+    rules = eligibility.read(store)
+    given = kwargs.get("options")
+    options = eligibility.options(rules) if given is None else eligibility.clamp(rules, given)
+    kwargs["options"] = options
+    above = limits.principal(kind)
+    if above is not None and kind is Kind.OPERATOR_DUMP and rules.late(options.cutoff, clock()):
+        above = 0  # any grandfathering at all needs a second principal
+        why.append(
+            f"grandfathering more than {rules.late_grandfathering_days} days after the cutoff "
+            f"({eligibility.instant(options.cutoff)}) needs approval"
+        )
 
     def admit(changes: int) -> bool:
         """Counted in the store's rolling window, in one write: two workers (or a worker
@@ -207,14 +219,13 @@ def submit(
         path,
         actor=actor,
         clock=clock,
-        stage_above=limits.principal(kind),
+        stage_above=above,
         admit=admit,
         private=True,
         **kwargs,
     )
     if summary.state is not ImportState.NEEDS_APPROVAL:
         return summary
-    options: Options = kwargs.get("options") or Options()
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != summary.digest:
         raise FeedFormatError(f"{summary.file} changed while it was checked; send it again")
@@ -360,7 +371,7 @@ def approve(
             private=True,
             actor=f"{stage.staged_by} approved by {approver.label}",
             fmt=stage.format,
-            options=Options(**stage.options),
+            options=eligibility.clamp(eligibility.read(store), Options(**stage.options)),
             clock=clock,
             report=report,
             name=stage.file,

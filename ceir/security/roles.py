@@ -57,6 +57,9 @@ METHOD_RULES: dict[str, Rule] = {
     "/ceir.v1.Approvals/ListStages": Rule(OPERATIONS),
     "/ceir.v1.Approvals/ApproveStage": Rule(OPERATIONS, write=True),
     "/ceir.v1.Approvals/RejectStage": Rule(OPERATIONS, write=True),
+    # Eligibility rules are store policy: read by whoever writes, set by the ministry/admin.
+    "/ceir.v1.Approvals/GetEligibility": Rule(WRITERS),
+    "/ceir.v1.Approvals/SetEligibility": Rule(OPERATIONS, write=True),
     # Writes: the role table below says which feed kinds each role may write.
     _REGISTRY + "ImportFeed": Rule(WRITERS, write=True),
     _REGISTRY + "Register": Rule(WRITERS, write_limited=True, write=True),

@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from ceir import metrics
-from ceir.feeds import staging
+from ceir.feeds import eligibility, staging
 from ceir.security.principals import current
 from ceir.server.registry import FEED_KINDS
 from ceir.store import Store
@@ -35,6 +35,20 @@ def stage_message(stage: staging.Stage) -> approval_pb2.Stage:
     )
     message.created_at.seconds = stage.created_at
     message.expires_at.seconds = stage.expires_at
+    return message
+
+
+def eligibility_message(rules: eligibility.Eligibility) -> approval_pb2.Eligibility:
+    message = approval_pb2.Eligibility(
+        visitor_max_days=rules.visitor_max_days,
+        customs_quota=rules.customs_quota,
+        customs_cooldown_days=rules.customs_cooldown_days,
+        late_grandfathering_days=rules.late_grandfathering_days,
+        set_by=rules.set_by,
+    )
+    message.cutoff.seconds = rules.cutoff
+    if rules.set_at:
+        message.set_at.seconds = rules.set_at
     return message
 
 
@@ -78,3 +92,27 @@ class Approvals(approval_pb2_grpc.ApprovalsServicer):
         stage = await asyncio.to_thread(staging.reject, self.store, request.id, current())
         metrics.approval(metrics.Decision.REJECTED)
         return approval_pb2.RejectStageResponse(stage=stage_message(stage))
+
+    async def GetEligibility(
+        self, request: approval_pb2.GetEligibilityRequest, context: Any
+    ) -> approval_pb2.Eligibility:
+        return eligibility_message(eligibility.read(self.store))
+
+    async def SetEligibility(
+        self, request: approval_pb2.SetEligibilityRequest, context: Any
+    ) -> approval_pb2.Eligibility:
+        changes = {
+            name: int(getattr(request, name))
+            for name in (
+                "visitor_max_days",
+                "customs_quota",
+                "customs_cooldown_days",
+                "late_grandfathering_days",
+            )
+            if request.HasField(name)
+        }
+        if request.HasField("cutoff"):
+            changes["cutoff"] = int(request.cutoff.seconds)
+        actor = current().label
+        rules = await asyncio.to_thread(eligibility.set_rules, self.store, actor, changes)
+        return eligibility_message(rules)

@@ -30,7 +30,7 @@ from ceir.errors import (
     LimitError,
     NotFoundError,
 )
-from ceir.feeds import Format, ImportState, Kind, volume
+from ceir.feeds import Format, ImportState, Kind, eligibility, volume
 from ceir.feeds.base import Options
 from ceir.feeds.history import HistoryEntry, device_history
 from ceir.feeds.single import OneChange, apply_one
@@ -267,7 +267,10 @@ class Registry(registry_pb2_grpc.RegistryServicer):
             fmt=_FORMATS.get(header.format),
             name=name,
             private=True,
-            options=Options(batch_rows=self.import_batch_rows),
+            # The store's eligibility rules (a caller sends none: they are policy).
+            options=eligibility.options(
+                eligibility.read(self.store), Options(batch_rows=self.import_batch_rows)
+            ),
             person=current().person_id,
         )
         try:

@@ -26,7 +26,7 @@ from ceir.v1 import registry_pb2 as ceir_dot_v1_dot_registry__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x65ir/v1/approval.proto\x12\x07\x63\x65ir.v1\x1a\x16\x63\x65ir/v1/registry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x02\n\x05Stage\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x11\n\tstaged_by\x18\x05 \x01(\t\x12\x0c\n\x04rows\x18\x06 \x01(\x04\x12\x13\n\x0bnew_devices\x18\x07 \x01(\x04\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x04kind\x18\n \x01(\x0e\x32\x11.ceir.v1.FeedKind\x12\x0f\n\x07\x63hanges\x18\x0b \x01(\x04\x12%\n\x07options\x18\x0c \x03(\x0b\x32\x14.ceir.v1.StageOption\x12\x0f\n\x07\x63olumns\x18\r \x03(\t\x12\"\n\x06sample\x18\x0e \x03(\x0b\x32\x12.ceir.v1.SampleRow\x12\x0b\n\x03why\x18\x0f \x01(\tJ\x04\x08\x02\x10\x03\"*\n\x0bStageOption\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\")\n\tSampleRow\x12\x0c\n\x04line\x18\x01 \x01(\x04\x12\x0e\n\x06values\x18\x02 \x03(\t\"\x13\n\x11ListStagesRequest\"4\n\x12ListStagesResponse\x12\x1e\n\x06stages\x18\x01 \x03(\x0b\x32\x0e.ceir.v1.Stage\"*\n\x0cStageRequest\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\"z\n\x14\x41pproveStageResponse\x12\x1d\n\x05stage\x18\x01 \x01(\x0b\x32\x0e.ceir.v1.Stage\x12\x11\n\timport_id\x18\x02 \x01(\r\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x03 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x04\x12\x10\n\x08rejected\x18\x05 \x01(\x04\"4\n\x13RejectStageResponse\x12\x1d\n\x05stage\x18\x01 \x01(\x0b\x32\x0e.ceir.v1.Stage2\xdc\x01\n\tApprovals\x12\x45\n\nListStages\x12\x1a.ceir.v1.ListStagesRequest\x1a\x1b.ceir.v1.ListStagesResponse\x12\x44\n\x0c\x41pproveStage\x12\x15.ceir.v1.StageRequest\x1a\x1d.ceir.v1.ApproveStageResponse\x12\x42\n\x0bRejectStage\x12\x15.ceir.v1.StageRequest\x1a\x1c.ceir.v1.RejectStageResponseB;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x65ir/v1/approval.proto\x12\x07\x63\x65ir.v1\x1a\x16\x63\x65ir/v1/registry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x01\n\x0b\x45ligibility\x12*\n\x06\x63utoff\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10visitor_max_days\x18\x02 \x01(\r\x12\x15\n\rcustoms_quota\x18\x03 \x01(\r\x12\x1d\n\x15\x63ustoms_cooldown_days\x18\x04 \x01(\r\x12 \n\x18late_grandfathering_days\x18\x05 \x01(\r\x12\x0e\n\x06set_by\x18\x06 \x01(\t\x12*\n\x06set_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x17\n\x15GetEligibilityRequest\"\xa7\x02\n\x15SetEligibilityRequest\x12*\n\x06\x63utoff\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x10visitor_max_days\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rcustoms_quota\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\"\n\x15\x63ustoms_cooldown_days\x18\x04 \x01(\rH\x02\x88\x01\x01\x12%\n\x18late_grandfathering_days\x18\x05 \x01(\rH\x03\x88\x01\x01\x42\x13\n\x11_visitor_max_daysB\x10\n\x0e_customs_quotaB\x18\n\x16_customs_cooldown_daysB\x1b\n\x19_late_grandfathering_days\"\xe8\x02\n\x05Stage\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x11\n\tstaged_by\x18\x05 \x01(\t\x12\x0c\n\x04rows\x18\x06 \x01(\x04\x12\x13\n\x0bnew_devices\x18\x07 \x01(\x04\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x04kind\x18\n \x01(\x0e\x32\x11.ceir.v1.FeedKind\x12\x0f\n\x07\x63hanges\x18\x0b \x01(\x04\x12%\n\x07options\x18\x0c \x03(\x0b\x32\x14.ceir.v1.StageOption\x12\x0f\n\x07\x63olumns\x18\r \x03(\t\x12\"\n\x06sample\x18\x0e \x03(\x0b\x32\x12.ceir.v1.SampleRow\x12\x0b\n\x03why\x18\x0f \x01(\tJ\x04\x08\x02\x10\x03\"*\n\x0bStageOption\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\")\n\tSampleRow\x12\x0c\n\x04line\x18\x01 \x01(\x04\x12\x0e\n\x06values\x18\x02 \x03(\t\"\x13\n\x11ListStagesRequest\"4\n\x12ListStagesResponse\x12\x1e\n\x06stages\x18\x01 \x03(\x0b\x32\x0e.ceir.v1.Stage\"*\n\x0cStageRequest\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\"z\n\x14\x41pproveStageResponse\x12\x1d\n\x05stage\x18\x01 \x01(\x0b\x32\x0e.ceir.v1.Stage\x12\x11\n\timport_id\x18\x02 \x01(\r\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x03 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x04\x12\x10\n\x08rejected\x18\x05 \x01(\x04\"4\n\x13RejectStageResponse\x12\x1d\n\x05stage\x18\x01 \x01(\x0b\x32\x0e.ceir.v1.Stage2\xec\x02\n\tApprovals\x12\x45\n\nListStages\x12\x1a.ceir.v1.ListStagesRequest\x1a\x1b.ceir.v1.ListStagesResponse\x12\x44\n\x0c\x41pproveStage\x12\x15.ceir.v1.StageRequest\x1a\x1d.ceir.v1.ApproveStageResponse\x12\x42\n\x0bRejectStage\x12\x15.ceir.v1.StageRequest\x1a\x1c.ceir.v1.RejectStageResponse\x12\x46\n\x0eGetEligibility\x12\x1e.ceir.v1.GetEligibilityRequest\x1a\x14.ceir.v1.Eligibility\x12\x46\n\x0eSetEligibility\x12\x1e.ceir.v1.SetEligibilityRequest\x1a\x14.ceir.v1.EligibilityB;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +34,28 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ceir.v1.approval_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\013org.ceir.v1P\001Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1'
-  _globals['_STAGE']._serialized_start=93
-  _globals['_STAGE']._serialized_end=453
-  _globals['_STAGEOPTION']._serialized_start=455
-  _globals['_STAGEOPTION']._serialized_end=497
-  _globals['_SAMPLEROW']._serialized_start=499
-  _globals['_SAMPLEROW']._serialized_end=540
-  _globals['_LISTSTAGESREQUEST']._serialized_start=542
-  _globals['_LISTSTAGESREQUEST']._serialized_end=561
-  _globals['_LISTSTAGESRESPONSE']._serialized_start=563
-  _globals['_LISTSTAGESRESPONSE']._serialized_end=615
-  _globals['_STAGEREQUEST']._serialized_start=617
-  _globals['_STAGEREQUEST']._serialized_end=659
-  _globals['_APPROVESTAGERESPONSE']._serialized_start=661
-  _globals['_APPROVESTAGERESPONSE']._serialized_end=783
-  _globals['_REJECTSTAGERESPONSE']._serialized_start=785
-  _globals['_REJECTSTAGERESPONSE']._serialized_end=837
-  _globals['_APPROVALS']._serialized_start=840
-  _globals['_APPROVALS']._serialized_end=1060
+  _globals['_ELIGIBILITY']._serialized_start=93
+  _globals['_ELIGIBILITY']._serialized_end=324
+  _globals['_GETELIGIBILITYREQUEST']._serialized_start=326
+  _globals['_GETELIGIBILITYREQUEST']._serialized_end=349
+  _globals['_SETELIGIBILITYREQUEST']._serialized_start=352
+  _globals['_SETELIGIBILITYREQUEST']._serialized_end=647
+  _globals['_STAGE']._serialized_start=650
+  _globals['_STAGE']._serialized_end=1010
+  _globals['_STAGEOPTION']._serialized_start=1012
+  _globals['_STAGEOPTION']._serialized_end=1054
+  _globals['_SAMPLEROW']._serialized_start=1056
+  _globals['_SAMPLEROW']._serialized_end=1097
+  _globals['_LISTSTAGESREQUEST']._serialized_start=1099
+  _globals['_LISTSTAGESREQUEST']._serialized_end=1118
+  _globals['_LISTSTAGESRESPONSE']._serialized_start=1120
+  _globals['_LISTSTAGESRESPONSE']._serialized_end=1172
+  _globals['_STAGEREQUEST']._serialized_start=1174
+  _globals['_STAGEREQUEST']._serialized_end=1216
+  _globals['_APPROVESTAGERESPONSE']._serialized_start=1218
+  _globals['_APPROVESTAGERESPONSE']._serialized_end=1340
+  _globals['_REJECTSTAGERESPONSE']._serialized_start=1342
+  _globals['_REJECTSTAGERESPONSE']._serialized_end=1394
+  _globals['_APPROVALS']._serialized_start=1397
+  _globals['_APPROVALS']._serialized_end=1761
 # @@protoc_insertion_point(module_scope)

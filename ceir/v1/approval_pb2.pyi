@@ -24,6 +24,118 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class Eligibility(_message.Message):
+    """Who may join the register, as store policy set by the ministry or an admin. An
+    importer's flags may only tighten these.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUTOFF_FIELD_NUMBER: _builtins.int
+    VISITOR_MAX_DAYS_FIELD_NUMBER: _builtins.int
+    CUSTOMS_QUOTA_FIELD_NUMBER: _builtins.int
+    CUSTOMS_COOLDOWN_DAYS_FIELD_NUMBER: _builtins.int
+    LATE_GRANDFATHERING_DAYS_FIELD_NUMBER: _builtins.int
+    SET_BY_FIELD_NUMBER: _builtins.int
+    SET_AT_FIELD_NUMBER: _builtins.int
+    visitor_max_days: _builtins.int
+    """Longest visitor registration."""
+    customs_quota: _builtins.int
+    """Devices per identity per customs arrival."""
+    customs_cooldown_days: _builtins.int
+    """Days between two served arrivals of one identity."""
+    late_grandfathering_days: _builtins.int
+    """Days after the cutoff during which grandfathering needs no approval."""
+    set_by: _builtins.str
+    """Who set them last ("" for the defaults) and when."""
+    @_builtins.property
+    def cutoff(self) -> _timestamp_pb2.Timestamp:
+        """Devices first seen on a network after this are not grandfathered."""
+
+    @_builtins.property
+    def set_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        cutoff: _timestamp_pb2.Timestamp | None = ...,
+        visitor_max_days: _builtins.int = ...,
+        customs_quota: _builtins.int = ...,
+        customs_cooldown_days: _builtins.int = ...,
+        late_grandfathering_days: _builtins.int = ...,
+        set_by: _builtins.str = ...,
+        set_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cutoff", b"cutoff", "set_at", b"set_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customs_cooldown_days", b"customs_cooldown_days", "customs_quota", b"customs_quota", "cutoff", b"cutoff", "late_grandfathering_days", b"late_grandfathering_days", "set_at", b"set_at", "set_by", b"set_by", "visitor_max_days", b"visitor_max_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Eligibility: _TypeAlias = Eligibility  # noqa: Y015
+
+@_typing.final
+class GetEligibilityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEligibilityRequest: _TypeAlias = GetEligibilityRequest  # noqa: Y015
+
+@_typing.final
+class SetEligibilityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUTOFF_FIELD_NUMBER: _builtins.int
+    VISITOR_MAX_DAYS_FIELD_NUMBER: _builtins.int
+    CUSTOMS_QUOTA_FIELD_NUMBER: _builtins.int
+    CUSTOMS_COOLDOWN_DAYS_FIELD_NUMBER: _builtins.int
+    LATE_GRANDFATHERING_DAYS_FIELD_NUMBER: _builtins.int
+    visitor_max_days: _builtins.int
+    customs_quota: _builtins.int
+    customs_cooldown_days: _builtins.int
+    late_grandfathering_days: _builtins.int
+    @_builtins.property
+    def cutoff(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        cutoff: _timestamp_pb2.Timestamp | None = ...,
+        visitor_max_days: _builtins.int | None = ...,
+        customs_quota: _builtins.int | None = ...,
+        customs_cooldown_days: _builtins.int | None = ...,
+        late_grandfathering_days: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_customs_cooldown_days", b"_customs_cooldown_days", "_customs_quota", b"_customs_quota", "_late_grandfathering_days", b"_late_grandfathering_days", "_visitor_max_days", b"_visitor_max_days", "customs_cooldown_days", b"customs_cooldown_days", "customs_quota", b"customs_quota", "cutoff", b"cutoff", "late_grandfathering_days", b"late_grandfathering_days", "visitor_max_days", b"visitor_max_days"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_customs_cooldown_days", b"_customs_cooldown_days", "_customs_quota", b"_customs_quota", "_late_grandfathering_days", b"_late_grandfathering_days", "_visitor_max_days", b"_visitor_max_days", "customs_cooldown_days", b"customs_cooldown_days", "customs_quota", b"customs_quota", "cutoff", b"cutoff", "late_grandfathering_days", b"late_grandfathering_days", "visitor_max_days", b"visitor_max_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__customs_cooldown_days: _TypeAlias = _typing.Literal["customs_cooldown_days"]  # noqa: Y015
+    _WhichOneofArgType__customs_cooldown_days: _TypeAlias = _typing.Literal["_customs_cooldown_days", b"_customs_cooldown_days"]  # noqa: Y015
+    _WhichOneofReturnType__customs_quota: _TypeAlias = _typing.Literal["customs_quota"]  # noqa: Y015
+    _WhichOneofArgType__customs_quota: _TypeAlias = _typing.Literal["_customs_quota", b"_customs_quota"]  # noqa: Y015
+    _WhichOneofReturnType__late_grandfathering_days: _TypeAlias = _typing.Literal["late_grandfathering_days"]  # noqa: Y015
+    _WhichOneofArgType__late_grandfathering_days: _TypeAlias = _typing.Literal["_late_grandfathering_days", b"_late_grandfathering_days"]  # noqa: Y015
+    _WhichOneofReturnType__visitor_max_days: _TypeAlias = _typing.Literal["visitor_max_days"]  # noqa: Y015
+    _WhichOneofArgType__visitor_max_days: _TypeAlias = _typing.Literal["_visitor_max_days", b"_visitor_max_days"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__customs_cooldown_days) -> _WhichOneofReturnType__customs_cooldown_days | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__customs_quota) -> _WhichOneofReturnType__customs_quota | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__late_grandfathering_days) -> _WhichOneofReturnType__late_grandfathering_days | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__visitor_max_days) -> _WhichOneofReturnType__visitor_max_days | None: ...
+
+Global___SetEligibilityRequest: _TypeAlias = SetEligibilityRequest  # noqa: Y015
+
+@_typing.final
 class Stage(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -49,6 +49,16 @@ class ApprovalsStub:
                 request_serializer=ceir_dot_v1_dot_approval__pb2.StageRequest.SerializeToString,
                 response_deserializer=ceir_dot_v1_dot_approval__pb2.RejectStageResponse.FromString,
                 _registered_method=True)
+        self.GetEligibility = channel.unary_unary(
+                '/ceir.v1.Approvals/GetEligibility',
+                request_serializer=ceir_dot_v1_dot_approval__pb2.GetEligibilityRequest.SerializeToString,
+                response_deserializer=ceir_dot_v1_dot_approval__pb2.Eligibility.FromString,
+                _registered_method=True)
+        self.SetEligibility = channel.unary_unary(
+                '/ceir.v1.Approvals/SetEligibility',
+                request_serializer=ceir_dot_v1_dot_approval__pb2.SetEligibilityRequest.SerializeToString,
+                response_deserializer=ceir_dot_v1_dot_approval__pb2.Eligibility.FromString,
+                _registered_method=True)
 
 
 class ApprovalsServicer:
@@ -79,6 +89,21 @@ class ApprovalsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEligibility(self, request, context):
+        """The store's eligibility rules, which every import and single write applies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetEligibility(self, request, context):
+        """Change some of them (the fields set); audited. INVALID_ARGUMENT for a value below its
+        minimum or a cutoff in the future.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApprovalsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +121,16 @@ def add_ApprovalsServicer_to_server(servicer, server):
                     servicer.RejectStage,
                     request_deserializer=ceir_dot_v1_dot_approval__pb2.StageRequest.FromString,
                     response_serializer=ceir_dot_v1_dot_approval__pb2.RejectStageResponse.SerializeToString,
+            ),
+            'GetEligibility': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEligibility,
+                    request_deserializer=ceir_dot_v1_dot_approval__pb2.GetEligibilityRequest.FromString,
+                    response_serializer=ceir_dot_v1_dot_approval__pb2.Eligibility.SerializeToString,
+            ),
+            'SetEligibility': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetEligibility,
+                    request_deserializer=ceir_dot_v1_dot_approval__pb2.SetEligibilityRequest.FromString,
+                    response_serializer=ceir_dot_v1_dot_approval__pb2.Eligibility.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +214,60 @@ class Approvals:
             '/ceir.v1.Approvals/RejectStage',
             ceir_dot_v1_dot_approval__pb2.StageRequest.SerializeToString,
             ceir_dot_v1_dot_approval__pb2.RejectStageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEligibility(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ceir.v1.Approvals/GetEligibility',
+            ceir_dot_v1_dot_approval__pb2.GetEligibilityRequest.SerializeToString,
+            ceir_dot_v1_dot_approval__pb2.Eligibility.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetEligibility(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ceir.v1.Approvals/SetEligibility',
+            ceir_dot_v1_dot_approval__pb2.SetEligibilityRequest.SerializeToString,
+            ceir_dot_v1_dot_approval__pb2.Eligibility.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,12 @@ class ApprovalsStub:
     """
     RejectStage: _grpc.UnaryUnaryMultiCallable[_approval_pb2.StageRequest, _approval_pb2.RejectStageResponse]
     """Drop a stage: nothing of it reaches the register."""
+    GetEligibility: _grpc.UnaryUnaryMultiCallable[_approval_pb2.GetEligibilityRequest, _approval_pb2.Eligibility]
+    """The store's eligibility rules, which every import and single write applies."""
+    SetEligibility: _grpc.UnaryUnaryMultiCallable[_approval_pb2.SetEligibilityRequest, _approval_pb2.Eligibility]
+    """Change some of them (the fields set); audited. INVALID_ARGUMENT for a value below its
+    minimum or a cutoff in the future.
+    """
 
 @_typing.type_check_only
 class ApprovalsAsyncStub(ApprovalsStub):
@@ -60,6 +66,12 @@ class ApprovalsAsyncStub(ApprovalsStub):
     """
     RejectStage: _aio.UnaryUnaryMultiCallable[_approval_pb2.StageRequest, _approval_pb2.RejectStageResponse]  # type: ignore[assignment]
     """Drop a stage: nothing of it reaches the register."""
+    GetEligibility: _aio.UnaryUnaryMultiCallable[_approval_pb2.GetEligibilityRequest, _approval_pb2.Eligibility]  # type: ignore[assignment]
+    """The store's eligibility rules, which every import and single write applies."""
+    SetEligibility: _aio.UnaryUnaryMultiCallable[_approval_pb2.SetEligibilityRequest, _approval_pb2.Eligibility]  # type: ignore[assignment]
+    """Change some of them (the fields set); audited. INVALID_ARGUMENT for a value below its
+    minimum or a cutoff in the future.
+    """
 
 class ApprovalsServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -90,5 +102,23 @@ class ApprovalsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_approval_pb2.RejectStageResponse, _abc.Awaitable[_approval_pb2.RejectStageResponse]]:
         """Drop a stage: nothing of it reaches the register."""
+
+    @_abc_1.abstractmethod
+    def GetEligibility(
+        self,
+        request: _approval_pb2.GetEligibilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_approval_pb2.Eligibility, _abc.Awaitable[_approval_pb2.Eligibility]]:
+        """The store's eligibility rules, which every import and single write applies."""
+
+    @_abc_1.abstractmethod
+    def SetEligibility(
+        self,
+        request: _approval_pb2.SetEligibilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_approval_pb2.Eligibility, _abc.Awaitable[_approval_pb2.Eligibility]]:
+        """Change some of them (the fields set); audited. INVALID_ARGUMENT for a value below its
+        minimum or a cutoff in the future.
+        """
 
 def add_ApprovalsServicer_to_server(servicer: ApprovalsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
