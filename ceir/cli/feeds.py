@@ -197,7 +197,9 @@ def import_(
 
     Bad rows go to the reject report and the rest is imported; the whole file is refused
     (exit 7, nothing written) above the bad-row or new-device limits. Importing a file
-    again is a no-op; an interrupted import resumes where it stopped.
+    again is a no-op; an interrupted import resumes where it stopped. The eligibility
+    rules (cutoff, quotas, visitor days) are the store's (`ceir eligibility`): a flag may
+    only tighten one (exit 9 otherwise).
     """
     from ceir.feeds import eligibility
     from ceir.feeds.staging import Stage, submit
