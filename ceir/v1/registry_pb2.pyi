@@ -90,8 +90,10 @@ class _ImportStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImportSta
     IMPORT_STATE_REFUSED: _ImportState.ValueType  # 3
     """Refused whole (too many malformed rows, too many new devices): nothing written."""
     IMPORT_STATE_STAGED: _ImportState.ValueType  # 4
-    """Above the two-person threshold: held as stage_id until a second principal (ministry
-    or admin) approves it with Approvals.ApproveStage; nothing written yet.
+    """Above the two-person threshold (the file alone, or with what its principal or
+    channel wrote in the last 24 hours), or grandfathering long after the cutoff: held
+    as stage_id until a second principal (ministry or admin) approves it with
+    Approvals.ApproveStage, naming its digest; nothing written yet.
     """
 
 class ImportState(_ImportState, metaclass=_ImportStateEnumTypeWrapper): ...
@@ -104,8 +106,10 @@ IMPORT_STATE_ALREADY_IMPORTED: ImportState.ValueType  # 2
 IMPORT_STATE_REFUSED: ImportState.ValueType  # 3
 """Refused whole (too many malformed rows, too many new devices): nothing written."""
 IMPORT_STATE_STAGED: ImportState.ValueType  # 4
-"""Above the two-person threshold: held as stage_id until a second principal (ministry
-or admin) approves it with Approvals.ApproveStage; nothing written yet.
+"""Above the two-person threshold (the file alone, or with what its principal or
+channel wrote in the last 24 hours), or grandfathering long after the cutoff: held
+as stage_id until a second principal (ministry or admin) approves it with
+Approvals.ApproveStage, naming its digest; nothing written yet.
 """
 Global___ImportState: _TypeAlias = ImportState  # noqa: Y015
 

@@ -76,7 +76,11 @@ class RegistryServicer:
     def Register(self, request, context):
         """One registration: `fields` are one feed row (the kind's columns by name).
         A malformed field is INVALID_ARGUMENT; a channel rule (quota, cooldown, cutoff,
-        90-day limit, conflict with the register) is FAILED_PRECONDITION.
+        90-day limit, conflict with the register, grandfathering long after the cutoff) is
+        FAILED_PRECONDITION. A write that would take its principal past the staging threshold
+        within 24 hours (files and single writes together), or its channel past the channel
+        limit, is RESOURCE_EXHAUSTED ("... in the last 24 hours ..."): send a file instead,
+        which is staged for a second principal.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,6 +88,7 @@ class RegistryServicer:
 
     def ReportLostStolen(self, request, context):
         """BLOCK: the device reads BLACKLISTED / LOST_STOLEN whatever else is known.
+        RESOURCE_EXHAUSTED past the rolling 24-hour limit, as Register.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,10 +44,16 @@ class RegistryStub:
     Register: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RegisterRequest, _registry_pb2.DeviceChange]
     """One registration: `fields` are one feed row (the kind's columns by name).
     A malformed field is INVALID_ARGUMENT; a channel rule (quota, cooldown, cutoff,
-    90-day limit, conflict with the register) is FAILED_PRECONDITION.
+    90-day limit, conflict with the register, grandfathering long after the cutoff) is
+    FAILED_PRECONDITION. A write that would take its principal past the staging threshold
+    within 24 hours (files and single writes together), or its channel past the channel
+    limit, is RESOURCE_EXHAUSTED ("... in the last 24 hours ..."): send a file instead,
+    which is staged for a second principal.
     """
     ReportLostStolen: _grpc.UnaryUnaryMultiCallable[_registry_pb2.LostStolenRequest, _registry_pb2.DeviceChange]
-    """BLOCK: the device reads BLACKLISTED / LOST_STOLEN whatever else is known."""
+    """BLOCK: the device reads BLACKLISTED / LOST_STOLEN whatever else is known.
+    RESOURCE_EXHAUSTED past the rolling 24-hour limit, as Register.
+    """
     ClearLostStolen: _grpc.UnaryUnaryMultiCallable[_registry_pb2.LostStolenRequest, _registry_pb2.DeviceChange]
     """UNBLOCK: restores what the device was before; FAILED_PRECONDITION if not blocked."""
     GetDevice: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetDeviceRequest, _registry_pb2.Device]
@@ -66,10 +72,16 @@ class RegistryAsyncStub(RegistryStub):
     Register: _aio.UnaryUnaryMultiCallable[_registry_pb2.RegisterRequest, _registry_pb2.DeviceChange]  # type: ignore[assignment]
     """One registration: `fields` are one feed row (the kind's columns by name).
     A malformed field is INVALID_ARGUMENT; a channel rule (quota, cooldown, cutoff,
-    90-day limit, conflict with the register) is FAILED_PRECONDITION.
+    90-day limit, conflict with the register, grandfathering long after the cutoff) is
+    FAILED_PRECONDITION. A write that would take its principal past the staging threshold
+    within 24 hours (files and single writes together), or its channel past the channel
+    limit, is RESOURCE_EXHAUSTED ("... in the last 24 hours ..."): send a file instead,
+    which is staged for a second principal.
     """
     ReportLostStolen: _aio.UnaryUnaryMultiCallable[_registry_pb2.LostStolenRequest, _registry_pb2.DeviceChange]  # type: ignore[assignment]
-    """BLOCK: the device reads BLACKLISTED / LOST_STOLEN whatever else is known."""
+    """BLOCK: the device reads BLACKLISTED / LOST_STOLEN whatever else is known.
+    RESOURCE_EXHAUSTED past the rolling 24-hour limit, as Register.
+    """
     ClearLostStolen: _aio.UnaryUnaryMultiCallable[_registry_pb2.LostStolenRequest, _registry_pb2.DeviceChange]  # type: ignore[assignment]
     """UNBLOCK: restores what the device was before; FAILED_PRECONDITION if not blocked."""
     GetDevice: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetDeviceRequest, _registry_pb2.Device]  # type: ignore[assignment]
@@ -97,7 +109,11 @@ class RegistryServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_registry_pb2.DeviceChange, _abc.Awaitable[_registry_pb2.DeviceChange]]:
         """One registration: `fields` are one feed row (the kind's columns by name).
         A malformed field is INVALID_ARGUMENT; a channel rule (quota, cooldown, cutoff,
-        90-day limit, conflict with the register) is FAILED_PRECONDITION.
+        90-day limit, conflict with the register, grandfathering long after the cutoff) is
+        FAILED_PRECONDITION. A write that would take its principal past the staging threshold
+        within 24 hours (files and single writes together), or its channel past the channel
+        limit, is RESOURCE_EXHAUSTED ("... in the last 24 hours ..."): send a file instead,
+        which is staged for a second principal.
         """
 
     @_abc_1.abstractmethod
@@ -106,7 +122,9 @@ class RegistryServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.LostStolenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.DeviceChange, _abc.Awaitable[_registry_pb2.DeviceChange]]:
-        """BLOCK: the device reads BLACKLISTED / LOST_STOLEN whatever else is known."""
+        """BLOCK: the device reads BLACKLISTED / LOST_STOLEN whatever else is known.
+        RESOURCE_EXHAUSTED past the rolling 24-hour limit, as Register.
+        """
 
     @_abc_1.abstractmethod
     def ClearLostStolen(
