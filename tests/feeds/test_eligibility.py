@@ -12,8 +12,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from click.testing import CliRunner
 
-from ceir.cli.app import EXIT_FORBIDDEN, EXIT_STAGED
+from ceir.cli.app import EXIT_FORBIDDEN, main
 from ceir.config import DEFAULT_LATE_GRANDFATHERING_DAYS, Settings
 from ceir.errors import ForbiddenError, InvalidRequestError, RuleError
 from ceir.feeds import Kind, eligibility, staging
@@ -169,4 +170,18 @@ def test_eligibility_over_grpc_is_set_by_ministry_and_read_by_writers(tmp_path: 
                 approval_pb2.SetEligibilityRequest(customs_quota=0), metadata=as_min
             )
         assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert EXIT_STAGED == 8
+        server = ["--server", running.address]
+        runner = CliRunner()
+        denied = runner.invoke(main, ["eligibility", "--customs-quota", "1", *server,
+                                      "--token", operator])  # fmt: skip
+        assert denied.exit_code == EXIT_FORBIDDEN
+        shown = runner.invoke(main, ["eligibility", *server, "--token", operator])
+        assert shown.exit_code == 0, shown.output
+        assert "customs-quota             1" in shown.output
+        assert "cutoff                    2020-09-15T15:00:00Z" in shown.output
+        flags = ["--customs-cooldown-days", "200", "--cutoff", "2020-09-01T00:00:00Z"]
+        changed = runner.invoke(main, ["eligibility", *flags, *server, "--token", ministry])
+        assert changed.exit_code == 0, changed.output
+        assert "customs-cooldown-days     200" in changed.output
+        assert "cutoff                    2020-09-01T00:00:00Z" in changed.output
+        assert "set by ministry:kemenperin" in changed.output
