@@ -63,9 +63,9 @@ def test_concurrent_checks_are_coalesced_and_answered(
     sizes: list[int] = []
     original = Checker.check_batch
 
-    def counting(self: Checker, requests: Any) -> bytes:
+    def counting(self: Checker, requests: Any, tally: Any = None) -> bytes:
         sizes.append(len(requests))
-        return original(self, requests)
+        return original(self, requests, tally)
 
     monkeypatch.setattr(Checker, "check_batch", counting)
     expected = _expected()
@@ -92,9 +92,9 @@ def test_queued_batches_go_out_as_one_message(
     sizes: list[int] = []
     original = Checker.check_batch
 
-    def counting(self: Checker, requests: Any) -> bytes:
+    def counting(self: Checker, requests: Any, tally: Any = None) -> bytes:
         sizes.append(len(requests))
-        return original(self, requests)
+        return original(self, requests, tally)
 
     monkeypatch.setattr(Checker, "check_batch", counting)
     expected = _expected()
