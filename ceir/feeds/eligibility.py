@@ -118,8 +118,9 @@ def set_rules(
     for name, value in changes.items():
         if name not in RULES and name != "late_grandfathering_days":
             raise InvalidRequestError(f"{name} is not an eligibility rule")
-        if value < _MINIMUM.get(name, 0):
-            raise InvalidRequestError(f"{name.replace('_', '-')} must be at least {_MINIMUM[name]}")
+        least = _MINIMUM.get(name, 0)
+        if value < least:
+            raise InvalidRequestError(f"{name.replace('_', '-')} must be at least {least}")
     if changes.get("cutoff", 0) > now + MAX_CLOCK_SKEW:
         raise InvalidRequestError("the cutoff is in the future: it is the day grandfathering ended")
 

@@ -119,6 +119,8 @@ def test_set_rules_refuses_nonsense(store: Store) -> None:
         eligibility.set_rules(store, "admin:ops", {"cutoff": int(time.time()) + 10 * DAY})
     with pytest.raises(InvalidRequestError, match="at least 1"):
         eligibility.set_rules(store, "admin:ops", {"customs_quota": 0})
+    with pytest.raises(InvalidRequestError, match="cutoff must be at least 0"):
+        eligibility.set_rules(store, "admin:ops", {"cutoff": -1})
     with pytest.raises(InvalidRequestError, match="not an eligibility rule"):
         eligibility.set_rules(store, "admin:ops", {"stage_above": 0})
 
