@@ -161,7 +161,11 @@ def split(chunk: Chunk, width: int) -> Fields:
     before_end = np.searchsorted(commas, chunk.ends)
     before_begin = np.searchsorted(commas, chunk.begins)
     bad = (arr < _SPACE) | (arr > 126)  # includes each line's end
-    bad_lines = np.add.reduceat(bad, chunk.begins, dtype=np.int32) - (chunk.nl - chunk.ends) - 1
+    line_ends = chunk.nl - chunk.ends + 1  # "\n" or "\r\n": bad bytes of every line
+    if np.count_nonzero(bad) == int(line_ends.sum()):  # no other bad byte: all lines clean
+        bad_lines = np.zeros(len(chunk), np.int64)
+    else:
+        bad_lines = np.add.reduceat(bad, chunk.begins, dtype=np.int64) - line_ends
     ok = (before_end - before_begin == width - 1) & (bad_lines == 0)
     rows = np.flatnonzero(ok)
     if width > 1 and rows.size:

@@ -96,7 +96,12 @@ def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] |
     packed = np.zeros(len(f.rows), "S12")
     picked = np.flatnonzero(ok)
     if picked.size:
-        days = f.fixed(arr, date, 10)[picked].copy().view("S10").ravel()
+        # Each distinct date once: as the integer YYYYMMDD (a date not written so is left
+        # to the row-by-row parser), which numpy finds the distinct values of fastest.
+        days, iso = _iso_days(f.fixed(arr, date, 10)[picked])
+        ok[picked[~iso]] = False
+        picked, days = picked[iso], days[iso]
+    if picked.size:
         uniq, first, inverse = np.unique(days, return_index=True, return_inverse=True)
         good = np.zeros(len(uniq), bool)
         records = np.zeros(len(uniq), "S12")
@@ -109,6 +114,18 @@ def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] |
     sel = np.flatnonzero(ok)
     sub = Fields(f.rows[sel], f.starts[sel], f.stops[sel])
     return Proof(f.rows[sel], keys[sel], packed[sel], chunk, sub, feed, ctx)
+
+
+_DAY_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9])
+_DAY_POWERS = (10 ** np.arange(7, -1, -1)).astype(np.int64)
+
+
+def _iso_days(text: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """For (n, 10) ASCII bytes: each as the integer YYYYMMDD, and whether it is written
+    ``YYYY-MM-DD`` (digits and two dashes; the integer is exact only then)."""
+    digits = text[:, _DAY_DIGITS] - np.uint8(48)
+    iso = np.all(digits <= 9, axis=1) & (text[:, 4] == 45) & (text[:, 7] == 45)
+    return digits.astype(np.int64) @ _DAY_POWERS, iso
 
 
 def _representative(

@@ -163,6 +163,8 @@ class Feed:
     """Fields holding personal numbers: tokenised, never echoed."""
     detail_fields: ClassVar[tuple[str, ...]] = ()
     """The names of the values packed into ``details`` by :meth:`parse`."""
+    shared_details: ClassVar[bool] = False
+    """Many devices share every ``details`` value but the last (stored once each)."""
     action: ClassVar[Action]
     events: ClassVar[bool] = False
     """Rows are events (lost-stolen): one device's rows apply in time order, and only an

@@ -36,7 +36,7 @@ from ceir.feeds.rows import RejectReason
 from ceir.feeds.summary import Reject
 from ceir.security.principals import operator_in
 from ceir.store import audit
-from ceir.store.tables import Details, Tables
+from ceir.store.tables import Tables
 
 if TYPE_CHECKING:
     from ceir.feeds.importer import _Check, _Import
@@ -407,13 +407,16 @@ class Bulk:
         """The devices and details of *changes*, sorted by key."""
         if not len(changes.keys):
             return
-        code = self.imp.feed.kind.code
-        order = np.argsort(changes.keys).tolist()
-        kb = key_bytes(changes.keys)
-        raw = changes.new.tobytes()  # not tolist(): numpy strips trailing NUL bytes
-        new = [raw[i : i + 12] for i in range(0, len(raw), 12)]
-        tables.devices.put_sorted([(kb[i], new[i]) for i in order])
-        tables.details.put_sorted([(Details.key(kb[i], code), details[i]) for i in order])
+        order = np.argsort(changes.keys)
+        keys = changes.keys[order]
+        kb = key_bytes(keys)
+        raw = changes.new[order].tobytes()  # not tolist(): numpy strips trailing NUL bytes
+        tables.devices.put_sorted(list(zip(kb, _slices(raw, 12), strict=True)))
+        coded = np.empty(len(keys), [("key", ">u8"), ("code", "u1")])
+        coded["key"], coded["code"] = keys, self.imp.feed.kind.code
+        ordered = [details[i] for i in order.tolist()]
+        pairs = list(zip(_slices(coded.tobytes(), 9), ordered, strict=True))
+        tables.details.put_sorted(pairs, self.imp.feed.shared_details)
 
     def _changes(
         self,
@@ -463,6 +466,11 @@ _COUNT_NAMES = {_ADDED: "added", _CHANGED: "changed", _UNCHANGED: "unchanged"}
 
 def _code(outcome: Outcome) -> int:
     return _UNCHANGED if outcome.unchanged else _ADDED if outcome.added else _CHANGED
+
+
+def _slices(raw: bytes, size: int) -> list[bytes]:
+    """*raw* cut into pieces of *size* bytes."""
+    return [raw[i : i + size] for i in range(0, len(raw), size)]
 
 
 def _concat(parts: list[U64]) -> U64:

@@ -27,6 +27,7 @@ class ManufacturerFeed(Feed):
     kind = Kind.MANUFACTURER
     fields = ("imei", "brand", "model", "tpp_number", "maker_id", "produced_at")
     detail_fields = ("brand", "model", "tpp_number", "maker_id", "produced_at")
+    shared_details = True  # a model's brand, model, TPP and maker: once per model
     action = Action.MANUFACTURER
     default_max_new: ClassVar[int] = 1_000_000
 

@@ -57,7 +57,7 @@ class Writes:
         """Write everything inside a write transaction; returns the first audit sequence
         number."""
         tables.devices.put(self.devices)
-        tables.details.put(self.details)
+        tables.details.put(self.details, self.feed.shared_details)
         if self.tacs:
             tables.tacs.put(self.tacs)
             changes.record(tables, tacs=sorted(self.tacs))

@@ -1,11 +1,24 @@
-"""The base of every typed table view: one table inside one transaction."""
+"""The base of every typed table view (one table inside one transaction), and the
+field joins of ``details`` values and TAC entries."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["View"]
+__all__ = ["SEP", "View", "pack_fields", "unpack_fields"]
+
+SEP = "\x1f"
+"""Between the fields of a ``details`` value and of a TAC entry."""
+
+
+def pack_fields(*values: str) -> bytes:
+    """A ``details`` value: the fields, ``\\x1f``-joined, UTF-8."""
+    return SEP.join(values).encode()
+
+
+def unpack_fields(value: bytes) -> list[str]:
+    return bytes(value).decode().split(SEP)
 
 
 class View:

@@ -1,19 +1,25 @@
 """The append-only audit log: who changed which device, when, from where, old -> new.
 
-Every accepted change to a device is one entry, keyed by a sequence number that only
-grows, and indexed by device. An entry names its *origin* — one feed file import or one
-request — whose record (in ``imports``) names the principal, the channel and the file
-(name and SHA-256) or request. Entries hold records and tokens, never personal data.
+Every accepted change to a device is one entry, numbered by a sequence that only grows
+and keyed by the device first (so ``ceir audit IMEI`` is one prefix scan, no index). An
+entry holds only what differs per device: the file line, the action and the old record;
+the new record is what the device's next entry found as its old one, or, for its last
+entry, the device's current record. What a *batch* of entries shares — one file batch
+or one request: its origin, time, count — is stored once, in ``audit_links``. An
+origin's record (in ``imports``) names the principal, the channel and the file (name
+and SHA-256) or request. Entries hold records and tokens, never personal data.
 
 Appending happens inside the caller's write transaction, so a change and its entry
 commit together or not at all.
 
-The log is a **chain**: each entry carries the hash of the one before it (SHA-256 over
-the previous entry's sequence number, its bytes and the fixed fields of its origin: actor,
-kind, file, digest, request). Editing an entry or its origin's actor breaks the link of
-the next entry; rewriting the whole chain changes the head hash, which ``ceir verify``
-prints so that an operator can keep it elsewhere and check it later (``--expect-head``).
-Entries written before the chain existed carry no link; the chain starts after them.
+The log is a **chain of batches**: each batch stores the SHA-256 digest of its entries
+(each with its key, number, line, action, old and new record, in order) and the link of
+the batch before it, where a batch's link is the SHA-256 of its number, its stored value
+and the fixed fields of its origin (actor, kind, file, digest, request). Editing an
+entry, or a device record its last entry left, breaks its batch's digest; editing an
+origin's actor breaks the next batch's link; rewriting the whole chain changes the head
+hash, which ``ceir verify`` prints so that an operator can keep it elsewhere and check it
+later (``--expect-head``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import enum
 import getpass
 import hashlib
+import itertools
 import json
 import socket
 import struct
@@ -40,6 +47,7 @@ if TYPE_CHECKING:  # numpy is loaded by the bulk import only (append_columns)
 __all__ = [
     "Action",
     "AuditEntry",
+    "Batch",
     "Change",
     "Columns",
     "append",
@@ -52,13 +60,19 @@ __all__ = [
     "put_origin",
 ]
 
-# at, origin, line, action, presence (1: old, 2: new), key, old, new
-_ENTRY = struct.Struct(f">IIIBB8s{RECORD_SIZE}s{RECORD_SIZE}s")
+# An entry's value: line, flags (the action, and whether it has an old / a new record),
+# then the old record if it has one.
+_VALUE = struct.Struct(">IB")
+_ACTION, _HAS_OLD, _HAS_NEW = 0x0F, 0x10, 0x20
+# What a batch's digest covers of each entry: key, number, line, flags, old, new.
+_HASHED = struct.Struct(f">8sQIB{RECORD_SIZE}s{RECORD_SIZE}s")
+# A batch (``audit_links`` value): origin, time, entries, their digest, the link before.
+_BATCH = struct.Struct(">III32s32s")
 _EMPTY = bytes(RECORD_SIZE)
 _SEQ = struct.Struct(">Q")
 HASH_BYTES = 32
 GENESIS = bytes(HASH_BYTES)
-"""The link of the first entry: no entry before it."""
+"""The link before the first batch: no batch before it."""
 _ORIGIN_FIELDS = ("actor", "kind", "file", "digest", "request")
 
 
@@ -109,37 +123,23 @@ def _packed(record: Record | bytes | None) -> bytes | None:
     return record.pack() if isinstance(record, Record) else record
 
 
-def _pack(change: Change, at: int, origin: int) -> bytes:
-    old, new = _packed(change.old), _packed(change.new)
-    return _ENTRY.pack(
-        at,
-        origin,
-        change.line,
-        change.action,
-        (old is not None) | (new is not None) << 1,
-        change.key,
-        _EMPTY if old is None else old,
-        _EMPTY if new is None else new,
-    )
+class Batch(NamedTuple):
+    """What the entries of one append share (an ``audit_links`` value)."""
 
+    origin: int
+    at: int
+    size: int
+    """How many entries."""
+    digest: bytes
+    prev: bytes
+    """The link of the batch before (:data:`GENESIS` for the first)."""
 
-def unpack_entry(seq: int, value: bytes) -> AuditEntry:
-    """The entry numbered *seq*, stored as *value*."""
-    return _unpack(seq, value)
+    def pack(self) -> bytes:
+        return _BATCH.pack(self.origin, self.at, self.size, self.digest, self.prev)
 
-
-def _unpack(seq: int, value: bytes) -> AuditEntry:
-    at, origin, line, action, presence, key, old, new = _ENTRY.unpack(value[: _ENTRY.size])
-    return AuditEntry(
-        seq,
-        at,
-        origin,
-        line,
-        Action(action),
-        key,
-        Record.unpack(old) if presence & 1 else None,
-        Record.unpack(new) if presence & 2 else None,
-    )
+    @classmethod
+    def unpack(cls, value: bytes) -> Batch:
+        return cls(*_BATCH.unpack(value))
 
 
 def fingerprint(info: dict[str, Any] | None) -> bytes:
@@ -148,47 +148,68 @@ def fingerprint(info: dict[str, Any] | None) -> bytes:
     return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).digest()
 
 
-def link(seq: int, value: bytes, origin: bytes) -> bytes:
-    """The hash entry *seq* (stored as *value*, origin fingerprint *origin*) hands on."""
-    return hashlib.sha256(_SEQ.pack(seq) + value + origin).digest()
+def link(first: int, value: bytes, origin: bytes) -> bytes:
+    """The hash the batch numbered from *first* (stored as *value*, origin fingerprint
+    *origin*) hands on."""
+    return hashlib.sha256(_SEQ.pack(first) + value + origin).digest()
 
 
-def origin_of(value: bytes) -> int:
-    """The origin id stored in a packed entry."""
-    return int(_ENTRY.unpack(value[: _ENTRY.size])[1])
+def hashed(key: bytes, seq: int, value: bytes, new: bytes | None) -> bytes:
+    """What a batch's digest covers of the entry *seq* of device *key* (stored as
+    *value*) whose new record is *new*."""
+    line, flags = _VALUE.unpack_from(value)
+    old = value[_VALUE.size : _VALUE.size + RECORD_SIZE] if flags & _HAS_OLD else _EMPTY
+    return _HASHED.pack(key, seq, line, flags, old, _EMPTY if new is None else new)
 
 
-def stored_link(value: bytes) -> bytes | None:
-    """The previous entry's hash a packed entry carries (None: written before the chain)."""
-    return value[_ENTRY.size :] if len(value) == _ENTRY.size + HASH_BYTES else None
+def old_of(value: bytes) -> bytes | None:
+    """The old record a stored entry holds, packed (None: it had none)."""
+    if not _VALUE.unpack_from(value)[1] & _HAS_OLD:
+        return None
+    return value[_VALUE.size : _VALUE.size + RECORD_SIZE]
+
+
+def has_new(value: bytes) -> bool:
+    """Whether a stored entry left its device a record (False: it deleted it)."""
+    return bool(_VALUE.unpack_from(value)[1] & _HAS_NEW)
 
 
 def head(tables: Tables) -> bytes:
-    """The hash the last entry hands on (:data:`GENESIS` for an empty log)."""
-    last = tables.audit.last()
-    value = tables.audit.get(last) if last else None
-    if value is None:
+    """The hash the last batch hands on (:data:`GENESIS` for an empty log)."""
+    last = tables.audit.last_batch()
+    if last is None:
         return GENESIS
-    return link(last, value, fingerprint(tables.imports.get(origin_of(value))))
+    first, value = last
+    origin = Batch.unpack(value).origin
+    return link(first, value, fingerprint(tables.imports.get(origin)))
+
+
+def _last_seq(tables: Tables) -> int:
+    last = tables.audit.last_batch()
+    return 0 if last is None else last[0] + Batch.unpack(last[1]).size - 1
 
 
 def append(tables: Tables, changes: Sequence[Change], at: int, origin: int) -> int:
-    """Append *changes* in order inside a write transaction, each linked to the one
-    before it; returns the first seq."""
-    first = tables.audit.last() + 1
-    if changes:
-        prev = head(tables)
-        print_ = fingerprint(tables.imports.get(origin))
-        packed = []
-        for seq, c in enumerate(changes, first):
-            value = _pack(c, at, origin) + prev
-            packed.append((c.key, value))
-            prev = link(seq, value, print_)
-        tables.audit.append(first, packed)
-        # The same changes, for replicas: only the key and the new record (no audit detail),
-        # in key order as append_columns writes them (stable: a key's later change stays later).
-        ordered = sorted(changes, key=lambda c: c.key)
-        change_log.record(tables, devices=[(c.key, _packed(c.new)) for c in ordered])
+    """Append *changes* inside a write transaction as one batch, numbered in key order
+    (a device's changes in the order given); returns the first number."""
+    first = _last_seq(tables) + 1
+    if not changes:
+        return first
+    ordered = sorted(changes, key=lambda c: c.key)
+    pairs, covered = [], []
+    for seq, c in enumerate(ordered, first):
+        old, new = _packed(c.old), _packed(c.new)
+        flags = int(c.action) | (_HAS_OLD if old is not None else 0)
+        flags |= _HAS_NEW if new is not None else 0
+        value = _VALUE.pack(c.line, flags) + (old or b"")
+        pairs.append((c.key + _SEQ.pack(seq), value))
+        covered.append(_HASHED.pack(c.key, seq, c.line, flags, old or _EMPTY, new or _EMPTY))
+    digest = hashlib.sha256(b"".join(covered)).digest()
+    batch = Batch(origin, at, len(ordered), digest, head(tables))
+    tables.audit.append(first, pairs, batch.pack())
+    # The same changes, for replicas: only the key and the new record (no audit detail),
+    # in key order as append_columns writes them (stable: a key's later change stays later).
+    change_log.record(tables, devices=[(c.key, _packed(c.new)) for c in ordered])
     return first
 
 
@@ -207,65 +228,92 @@ class Columns:
     lines: npt.NDArray[np.uint32]
 
 
-def _entry_dtype() -> Any:
-    """The numpy layout of :data:`_ENTRY` (without the chain link)."""
-    import numpy as np
-
-    dtype = np.dtype(
-        [
-            ("at", ">u4"),
-            ("origin", ">u4"),
-            ("line", ">u4"),
-            ("action", "u1"),
-            ("presence", "u1"),
-            ("key", "S8"),
-            ("old", "S12"),
-            ("new", "S12"),
-        ]
-    )
-    if dtype.itemsize != _ENTRY.size:  # pragma: no cover - the two layouts are one
-        raise AssertionError("audit entry layouts differ")
-    return dtype
-
-
 def append_columns(tables: Tables, changes: Columns, at: int, origin: int) -> int:
-    """:func:`append` of *changes* given as arrays: the same entries and index."""
+    """:func:`append` of *changes* given as arrays: the same entries, batch and log."""
     import numpy as np
 
-    first = tables.audit.last() + 1
+    first = _last_seq(tables) + 1
     n = len(changes.keys)
     if not n:
         return first
-    table = np.zeros(n, _entry_dtype())
-    table["at"], table["origin"] = at, origin
-    table["line"], table["action"] = changes.lines, changes.actions
-    table["presence"] = changes.presence
-    keys = changes.keys.astype(">u8").view("S8")
-    table["key"], table["old"], table["new"] = keys, changes.old, changes.new
-    raw, size, key_raw = table.tobytes(), _ENTRY.size, keys.tobytes()
-    key_list = [key_raw[i : i + 8] for i in range(0, 8 * n, 8)]
-    # The chain, as append() links it: entry + the previous link; link = H(seq, value, origin).
-    prev, print_, sha = head(tables), fingerprint(tables.imports.get(origin)), hashlib.sha256
-    seq_raw = np.arange(first, first + n, dtype=">u8").tobytes()
-    values = []
-    for i in range(n):
-        value = raw[i * size : (i + 1) * size] + prev
-        values.append(value)
-        prev = sha(seq_raw[8 * i : 8 * i + 8] + value + print_).digest()
-    order = np.argsort(changes.keys, kind="stable").tolist()
-    tables.audit.append_ordered(first, key_list, values, order)
-    new_raw, has_new = changes.new.tobytes(), (changes.presence & 2).astype(bool).tolist()
-    news = [new_raw[12 * i : 12 * i + 12] if has_new[i] else None for i in range(n)]
+    order = np.argsort(changes.keys, kind="stable")
+    presence = changes.presence[order]
+    table = np.zeros(
+        n,
+        [("key", ">u8"), ("seq", ">u8"), ("line", ">u4"), ("flags", "u1"),
+         ("old", "S12"), ("new", "S12")],
+    )  # fmt: skip
+    table["key"], table["seq"] = changes.keys[order], np.arange(first, first + n)
+    table["line"] = changes.lines[order]
+    table["flags"] = (changes.actions[order] & _ACTION) | np.where(presence & 1, _HAS_OLD, 0)
+    table["flags"] |= np.where(presence & 2, _HAS_NEW, 0).astype(np.uint8)
+    table["old"], table["new"] = changes.old[order], changes.new[order]
+    if table.itemsize != _HASHED.size:  # pragma: no cover - the two layouts are one
+        raise AssertionError("audit entry layouts differ")
+    digest = hashlib.sha256(table.tobytes()).digest()
+    raw = _key_seq(table)
+    keys = [raw[i : i + 16] for i in range(0, 16 * n, 16)]
+    small = np.zeros(n, [("line", ">u4"), ("flags", "u1")])
+    small["line"], small["flags"] = table["line"], table["flags"]
+    vraw, size = small.tobytes(), _VALUE.size
+    values = [vraw[i : i + size] for i in range(0, size * n, size)]
+    if np.any(presence & 1):
+        old_raw = table["old"].tobytes()
+        for i in np.flatnonzero(presence & 1).tolist():
+            values[i] += old_raw[RECORD_SIZE * i : RECORD_SIZE * (i + 1)]
+    batch = Batch(origin, at, n, digest, head(tables))
+    tables.audit.append(first, list(zip(keys, values, strict=True)), batch.pack())
+    new_raw, with_new = table["new"].tobytes(), (presence & 2).astype(bool).tolist()
+    devices = [
+        (keys[i][:8], new_raw[RECORD_SIZE * i : RECORD_SIZE * (i + 1)] if with_new[i] else None)
+        for i in range(n)
+    ]
     # In key order (stable, so a later change to a key still comes later): each entry is
     # then one key range, which a replica's B-tree takes about twice as fast as feed order.
-    change_log.record(tables, devices=[(key_list[i], news[i]) for i in order])
+    change_log.record(tables, devices=devices)
     return first
+
+
+def _key_seq(table: Any) -> bytes:
+    """The 16-byte entry keys (device key, number) of a structured array, joined."""
+    import numpy as np
+
+    both = np.empty((len(table), 2), ">u8")
+    both[:, 0], both[:, 1] = table["key"], table["seq"]
+    return both.tobytes()
+
+
+def _entries(tables: Tables, key: bytes, stored: list[tuple[int, bytes]]) -> list[AuditEntry]:
+    """The entries of device *key* from its stored (number, value) pairs, oldest first:
+    each entry's new record is the next one's old, the last one's the device's record."""
+    batches: dict[int, Batch] = {}
+    out = []
+    current = tables.devices.packed(key)
+    for i, (seq, value) in enumerate(stored):
+        line, flags = _VALUE.unpack_from(value)
+        old = old_of(value)
+        new = old_of(stored[i + 1][1]) if i + 1 < len(stored) else current
+        found = tables.audit.batch_of(seq)
+        batch = batches.setdefault(found[0], Batch.unpack(found[1])) if found else None
+        out.append(
+            AuditEntry(
+                seq,
+                batch.at if batch else 0,
+                batch.origin if batch else 0,
+                line,
+                Action(flags & _ACTION),
+                key,
+                None if old is None else Record.unpack(old),
+                Record.unpack(new) if new is not None and flags & _HAS_NEW else None,
+            )
+        )
+    return out
 
 
 def history(store: Store, key: bytes) -> list[AuditEntry]:
     """Every change to the device under *key*, oldest first."""
     with store.snapshot() as tables:
-        return [_unpack(seq, value) for seq, value in tables.audit.of_device(key)]
+        return _entries(tables, key, list(tables.audit.of_device(key)))
 
 
 def flag_set_at(tables: Tables, keys: Sequence[bytes], flag: int) -> dict[bytes, int]:
@@ -273,22 +321,40 @@ def flag_set_at(tables: Tables, keys: Sequence[bytes], flag: int) -> dict[bytes,
     record (a change from a record without it, or from none); 0 if no change did. Decodes
     only what it needs: the lists' block dates read it for every blocked device."""
     out = {}
-    unpack = _ENTRY.unpack_from
-    for key, values in tables.audit.of_devices(keys):
+    times: dict[int, int] = {}  # batch -> its time
+    for key, stored in tables.audit.of_devices(keys):
         at = 0
-        for value in values:
-            when, _origin, _line, _action, presence, _key, old, new = unpack(value)
-            if presence & 2 and new[2] & flag and not (presence & 1 and old[2] & flag):
-                at = when
+        current = tables.devices.packed(key)
+        for i, (seq, value) in enumerate(stored):
+            if not has_new(value):
+                continue
+            new = old_of(stored[i + 1][1]) if i + 1 < len(stored) else current
+            old = old_of(value)
+            if new is not None and new[2] & flag and not (old is not None and old[2] & flag):
+                at = _batch_time(tables, seq, times)
         out[key] = int(at)
     return out
 
 
+def _batch_time(tables: Tables, seq: int, times: dict[int, int]) -> int:
+    """The time of the batch holding entry *seq* (0 if none), remembered in *times*."""
+    found = tables.audit.batch_of(seq)
+    if found is None:
+        return 0
+    if found[0] not in times:
+        times[found[0]] = Batch.unpack(found[1]).at
+    return times[found[0]]
+
+
 def entries(store: Store, after: int = 0) -> Iterator[AuditEntry]:
-    """Every entry with a sequence number above *after*, in order."""
+    """Every entry with a sequence number above *after*, in order (reads the whole log:
+    for tests and checks of small stores)."""
     with store.snapshot() as tables:
-        for seq, value in tables.audit.after(after):
-            yield _unpack(seq, value)
+        found: list[AuditEntry] = []
+        by_device = itertools.groupby(tables.audit.items(), key=lambda item: item[0])
+        for key, items in by_device:
+            found.extend(_entries(tables, key, [(seq, value) for _k, seq, value in items]))
+    yield from sorted((e for e in found if e.seq > after), key=lambda e: e.seq)
 
 
 def local_actor() -> str:

@@ -10,8 +10,11 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
+import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -131,58 +134,52 @@ def verify(path: Path, *, expect_head: str | None = None) -> Report:
     return report
 
 
-def _check_audit(store: Any, txn: Any, report: Report) -> None:
-    """The audit log is 1..N without gaps, and its index points only at entries."""
-    audit, index = store.dbs.get("audit"), store.dbs.get("audit_idx")
-    if audit is None:
-        return
-    expected = 1
-    for key in txn.cursor(audit).iternext(keys=True, values=False):
-        seq = int.from_bytes(key, "big")
-        if seq != expected:
-            report.add(f"audit: entry {seq} follows {expected - 1}: entries are missing")
-        expected = seq + 1
-    if index is None:
-        return
-    for key, seq in txn.cursor(index):
-        if txn.get(seq, db=audit) is None:
-            report.add(f"audit_idx: device {key.hex()} points at missing entry {seq.hex()}")
-
-
 def _check_chain(store: Any, txn: Any, report: Report) -> None:
-    """Every audit entry's link is the hash of the entry before it (and of that entry's
-    origin); each device's record is what its last audit entry left. Sets the head."""
-    log, imports, index = (store.dbs.get(n) for n in ("audit", "imports", "audit_idx"))
-    if log is None:
-        report.audit_head = audit.GENESIS.hex()
-        if report.expect_head not in (None, audit.GENESIS.hex()):
-            report.add("audit: the log is empty but a head hash was expected")
-        return
+    """Every batch's entries are all there and hash to its digest (each entry's new
+    record being the next one's old, or the device's record for its last); every batch
+    links to the one before it (and to that batch's origin). Sets the head."""
+    log, links, imports = (store.dbs.get(n) for n in ("audit", "audit_links", "imports"))
+    report.audit_head = audit.GENESIS.hex()
+    batches = [
+        (_n(k), audit.Batch.unpack(v)) for k, v in ([] if links is None else txn.cursor(links))
+    ]
+    firsts = [first for first, _b in batches]
+    hashers = [hashlib.sha256() for _b in batches]
+    counts = [0] * len(batches)
+    devices = store.devices
+    for key, stored in _by_device(txn, log):
+        for i, (seq, value) in enumerate(stored):
+            at = bisect.bisect_right(firsts, seq) - 1
+            if at < 0 or seq >= firsts[at] + batches[at][1].size:
+                report.add(f"audit: entry {seq} of device {key.hex()} belongs to no batch")
+                continue
+            if i + 1 < len(stored):
+                new = audit.old_of(stored[i + 1][1])
+            else:
+                current = txn.get(key, db=devices)
+                new = None if current is None else bytes(current)
+            hashers[at].update(audit.hashed(key, seq, value, new))
+            counts[at] += 1
     prints: dict[int, bytes] = {}
-
-    def origin_print(origin: int) -> bytes:
-        found = prints.get(origin)
-        if found is None:
-            raw = None if imports is None else txn.get(origin.to_bytes(4, "big"), db=imports)
-            try:
-                info = None if raw is None else json.loads(raw)
-            except ValueError:
-                info = None
-            found = prints[origin] = audit.fingerprint(info)
-        return found
-
     prev = audit.GENESIS
-    for key, value in txn.cursor(log):
-        seq = int.from_bytes(key, "big")
-        stored = audit.stored_link(value)
-        if stored is not None:
-            report.chained += 1
-            if stored != prev:
-                report.add(
-                    f"audit: entry {seq} does not follow entry {seq - 1}: the chain is broken "
-                    "(an entry or its origin before it was altered, inserted or removed)"
-                )
-        prev = audit.link(seq, value, origin_print(audit.origin_of(value)))
+    for (first, batch), hasher, count in zip(batches, hashers, counts, strict=True):
+        where = f"batch {first}-{first + batch.size - 1} (import #{batch.origin})"
+        if batch.prev != prev:
+            report.add(
+                f"audit: {where} does not follow the batch before it: the chain is broken "
+                "(a batch or its origin before it was altered, inserted or removed)"
+            )
+        if count != batch.size:
+            report.add(f"audit: {where} has {count} of its {batch.size} entries: some are missing")
+        elif hasher.digest() != batch.digest:
+            report.add(
+                f"audit: the entries of {where} do not match its digest: an entry, or a "
+                "device record its last entry left, was changed outside the register"
+            )
+        report.chained += count
+        if batch.origin not in prints:
+            prints[batch.origin] = audit.fingerprint(_origin(txn, imports, batch.origin))
+        prev = audit.link(first, batch.pack(), prints[batch.origin])
         if prev.hex() == report.expect_head:
             report.expect_head = None  # passed through: the log only grew since
     report.audit_head = prev.hex()
@@ -191,28 +188,30 @@ def _check_chain(store: Any, txn: Any, report: Report) -> None:
             f"audit: the chain does not pass through the expected head "
             f"{report.expect_head[:16]}...: the log was rewritten or the wrong store"
         )
-    if index is None:
+
+
+def _n(key: bytes) -> int:
+    return int.from_bytes(key, "big")
+
+
+def _by_device(txn: Any, log: Any) -> Iterator[tuple[bytes, list[tuple[int, bytes]]]]:
+    """(device key, its (number, value) entries oldest first) for every audited device."""
+    if log is None:
         return
-    devices = store.devices
-    cursor = txn.cursor(index)
-    for key in cursor.iternext_nodup(keys=True, values=False):
-        cursor.set_key(key)
-        cursor.last_dup()
-        entry = txn.get(cursor.value(), db=log)
-        if entry is None:
-            continue
-        last = audit.unpack_entry(int.from_bytes(cursor.value(), "big"), entry)
-        current = txn.get(key, db=devices)
-        expected = None if last.new is None else last.new.pack()
-        if (None if current is None else bytes(current)) != expected:
-            report.add(
-                f"devices: {bytes(key).hex()} is not what its last audit entry "
-                f"(#{last.seq}) left: the record was changed outside the register"
-            )
+    for key, items in itertools.groupby(txn.cursor(log), key=lambda kv: bytes(kv[0][:8])):
+        yield key, [(_n(k[8:]), bytes(v)) for k, v in items]
+
+
+def _origin(txn: Any, imports: Any, origin: int) -> dict[str, Any] | None:
+    raw = None if imports is None else txn.get(origin.to_bytes(4, "big"), db=imports)
+    try:
+        return None if raw is None else dict(json.loads(raw))
+    except ValueError:
+        return None
 
 
 # Checks beyond the tables' own values: fn(store, txn, report).
-EXTRA_CHECKS: list[Callable[[Any, Any, Report], None]] = [_check_audit, _check_chain]
+EXTRA_CHECKS: list[Callable[[Any, Any, Report], None]] = [_check_chain]
 
 
 @contextlib.contextmanager

@@ -15,11 +15,14 @@ hot record stays 12 bytes:
 
 ``details``
     device key + 1-byte feed kind -> that channel's fields (``\x1f``-joined UTF-8;
-    personal numbers only as tokens).
+    personal numbers only as tokens), the leading fields many devices share as an id.
+``shapes``
+    those shared leading fields, once each, by id (and their hash -> id).
 ``audit``
-    8-byte big-endian sequence number -> one change (append-only).
-``audit_idx``
-    device key -> sequence numbers of its changes (dupsort).
+    device key + 8-byte big-endian sequence number -> one change (append-only).
+``audit_links``
+    first sequence number of a batch of changes -> what they share (origin, time),
+    their digest and the link of the batch before (the hash chain).
 ``imports``
     4-byte big-endian origin id -> JSON: one file import or one request, its principal,
     progress and summary.
@@ -96,7 +99,9 @@ log = logging.getLogger("ceir.store")
 
 LMDB_VERSION: str = lmdb.__version__
 """The py-lmdb release, for benchmark reports (nobody else imports lmdb)."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: audit keyed by device, one hash-chain link per batch (``audit_links``), shared
+details fields once (``shapes``); 1 had ``audit`` by sequence number and ``audit_idx``."""
 _SCHEMA_KEY = b"schema"
 _CREATED_KEY = b"created_at"
 SPOOL = "spool"
@@ -110,8 +115,9 @@ _MAX_DBS = 32
 # name -> dupsort. Opened (created) with the store; see the module docstring.
 REGISTRY_DBS: dict[str, bool] = {
     "details": False,
+    "shapes": False,
     "audit": False,
-    "audit_idx": True,
+    "audit_links": False,
     "imports": False,
     "digests": False,
     "identities": False,
@@ -348,6 +354,32 @@ class Store:
         return self.write(put)
 
 
+def _schema_error(path: Path, found: bytes) -> StoreSchemaError:
+    if found == b"1":  # the layout before the audit by device (no conversion in place)
+        how = (
+            "Keep serving it with the ceir release that wrote it, or import its feed files "
+            "again into a new store (--db) with this one."
+        )
+    else:
+        how = "Use a matching ceir release or a new store path."
+    return StoreSchemaError(
+        f"store {path} has schema version {found.decode(errors='replace')!r}; "
+        f"this ceir reads version {SCHEMA_VERSION}. {how}"
+    )
+
+
+def _refuse_other_schema(env: Any, path: Path) -> None:
+    """Raise StoreSchemaError if the store records a schema version other than this one."""
+    try:
+        with env.begin(buffers=False) as txn:
+            meta = env.open_db(b"meta", txn=txn, create=False)
+            found = txn.get(_SCHEMA_KEY, db=meta)
+    except lmdb.NotFoundError:
+        return  # a new store
+    if found is not None and found != str(SCHEMA_VERSION).encode():
+        raise _schema_error(path, found)
+
+
 def _check_schema(store: Store) -> None:
     with store._reading(store.meta) as txn:
         found = txn.get(_SCHEMA_KEY)
@@ -362,11 +394,7 @@ def _check_schema(store: Store) -> None:
         store._write_txn(init)
         return
     if found != str(SCHEMA_VERSION).encode():
-        raise StoreSchemaError(
-            f"store {store.path} has schema version {found.decode(errors='replace')!r}; "
-            f"this ceir reads version {SCHEMA_VERSION}. Use a matching ceir release "
-            "or a new store path."
-        )
+        raise _schema_error(store.path, found)
 
 
 def _make_private(path: Path) -> None:
@@ -548,6 +576,7 @@ def open_store(path: str | Path, *, readonly: bool = False, durable: bool = True
     except lmdb.Error as exc:
         raise StoreError(f"cannot open store {path}: {exc}") from exc
     try:
+        _refuse_other_schema(env, path)  # before a writable open adds this version's tables
         store = Store(env, path, readonly=readonly, durable=durable)
         _check_schema(store)
     except lmdb.Error as exc:

@@ -16,8 +16,9 @@ Key layouts (see :mod:`ceir.store.env` for what each table holds):
 ``rejects``     4-byte origin + 4-byte row number -> JSON reject
 ``digests``     32-byte import key -> 4-byte origin
 ``imports``     4-byte origin -> JSON origin record
-``audit``       8-byte sequence number -> one packed change (:mod:`ceir.store.audit`)
-``audit_idx``   device key -> sequence numbers (dupsort)
+``audit``       device key + 8-byte sequence number -> one packed change (:mod:`ceir.store.audit`)
+``audit_links`` 8-byte first sequence number of a batch -> its origin, time, digest, link
+``shapes``      ``#`` + 4-byte id -> shared leading ``details`` fields; ``=`` + hash -> id
 ``stages``      4-byte stage id + 4-byte part (0: the stage record) -> JSON or sealed bytes
 ``config``      a name -> a value
 ``changes``     8-byte sequence -> 8-byte commit time (ms) + packed ops (:mod:`ceir.store.changes`)
@@ -38,26 +39,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ceir.record import Record
+from ceir.store._view import SEP, pack_fields, unpack_fields
 from ceir.store._view import View as _View
+from ceir.store.details import Details
 from ceir.store.listruns import ListRuns
 
 __all__ = ["SEP", "Details", "Tables", "TacInfo", "pack_fields", "unpack_fields"]
 
-SEP = "\x1f"
-"""Between the fields of a ``details`` value and of a TAC entry."""
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _PAIR = struct.Struct(">II")
 TOKEN_BYTES = 16
-
-
-def pack_fields(*values: str) -> bytes:
-    """A ``details`` value: the fields, ``\\x1f``-joined, UTF-8."""
-    return SEP.join(values).encode()
-
-
-def unpack_fields(value: bytes) -> list[str]:
-    return bytes(value).decode().split(SEP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,34 +146,6 @@ class Tacs(_View):
 
     def clear(self) -> None:
         self._txn.drop(self._db, delete=False)
-
-
-class Details(_View):
-    """``details``: what each channel registered for a device, by feed-kind code."""
-
-    __slots__ = ()
-
-    @staticmethod
-    def key(device: bytes, code: int) -> bytes:
-        return device + bytes((code,))
-
-    def get(self, device: bytes, code: int) -> bytes | None:
-        """The packed fields (:func:`pack_fields`) channel *code* registered, or None."""
-        return self._get(self.key(device, code))
-
-    def of_device(self, device: bytes) -> Iterator[tuple[int, list[str]]]:
-        """(feed-kind code, fields) of every channel that registered *device*."""
-        for key, value in self._items(device, device):
-            yield key[len(device)], unpack_fields(value)
-
-    def items(self) -> Iterator[tuple[bytes, int, list[str]]]:
-        """(device key, feed-kind code, fields) of every entry, in key order."""
-        for key, value in self._items():
-            yield key[:-1], key[-1], unpack_fields(value)
-
-    def put(self, items: Mapping[tuple[bytes, int], bytes | None]) -> None:
-        """Packed fields by (device, code); None deletes the entry."""
-        self._put({self.key(device, code): v for (device, code), v in items.items()})
 
 
 class Identities(_View):
@@ -289,76 +253,79 @@ class Imports(_View):
 
 
 class AuditLog:
-    """``audit`` and its index ``audit_idx``: packed changes by sequence number."""
+    """``audit`` and ``audit_links``: changes by device, their batches by first number.
 
-    __slots__ = ("_index", "_log", "_txn")
+    An entry's key is the device key and its 8-byte sequence number, so a device's
+    history is one prefix scan; its value is opaque here (:mod:`ceir.store.audit`). A
+    *batch* (one append: a file's batch or one request) is one ``audit_links`` value
+    under its first sequence number: what the batch's entries share, once.
+    """
 
-    def __init__(self, txn: Any, log: Any, index: Any) -> None:
+    __slots__ = ("_links", "_log", "_txn")
+
+    def __init__(self, txn: Any, log: Any, links: Any) -> None:
         self._txn = txn
         self._log = _View(txn, log)
-        self._index = index
+        self._links = _View(txn, links)
 
-    def last(self) -> int:
-        key = self._log._last_key()
-        return 0 if key is None else int(_U64.unpack(key)[0])
+    def last_batch(self) -> tuple[int, bytes] | None:
+        """(first sequence number, value) of the last batch, or None."""
+        key = self._links._last_key()
+        if key is None:
+            return None
+        value = self._links._get(key)
+        return None if value is None else (int(_U64.unpack(key)[0]), value)
 
-    def append(self, first: int, entries: list[tuple[bytes, bytes]]) -> None:
-        """(device key, packed change) pairs, numbered from *first* in order."""
-        seqs = [_U64.pack(n) for n in range(first, first + len(entries))]
-        pairs = [(seq, value) for seq, (_key, value) in zip(seqs, entries, strict=True)]
-        self._txn.cursor(self._log._db).putmulti(pairs, append=True)
-        index = sorted((key, seq) for seq, (key, _value) in zip(seqs, entries, strict=True))
-        self._txn.cursor(self._index).putmulti(index, dupdata=True)
+    def append(self, first: int, pairs: Sequence[tuple[bytes, bytes]], batch: bytes) -> None:
+        """A batch: (entry key, value) pairs sorted by key, numbered from *first*."""
+        self._txn.cursor(self._log._db).putmulti(pairs)
+        self._txn.cursor(self._links._db).putmulti([(_U64.pack(first), batch)], append=True)
 
-    def get(self, seq: int) -> bytes | None:
-        """The packed change numbered *seq*, or None."""
-        return self._log._get(_U64.pack(seq))
+    def batch_of(self, seq: int) -> tuple[int, bytes] | None:
+        """(first sequence number, value) of the batch holding entry *seq*, or None."""
+        if self._links._db is None:
+            return None
+        cursor = self._txn.cursor(self._links._db)
+        found = cursor.set_range(_U64.pack(seq + 1)) and cursor.prev()
+        if not found and not cursor.last():
+            return None
+        key = bytes(cursor.key())
+        if key > _U64.pack(seq):
+            return None
+        return int(_U64.unpack(key)[0]), bytes(cursor.value())
 
-    def append_ordered(
-        self, first: int, keys: Sequence[bytes], values: Sequence[bytes], order: Sequence[int]
-    ) -> None:
-        """:meth:`append` of device keys and packed changes, *order* the positions of
-        *keys* sorted by key (stable): the bulk import's arrays, no sort in Python."""
-        seq_raw = b"".join(_U64.pack(n) for n in range(first, first + len(keys)))
-        seqs = [seq_raw[i : i + 8] for i in range(0, len(seq_raw), 8)]
-        self._txn.cursor(self._log._db).putmulti(zip(seqs, values, strict=True), append=True)
-        index = [(keys[i], seqs[i]) for i in order]
-        self._txn.cursor(self._index).putmulti(index, dupdata=True)
+    def batches(self, after: int = 0) -> Iterator[tuple[int, bytes]]:
+        """(first sequence number, value) of every batch starting above *after*."""
+        for key, value in self._links._items(_U64.pack(after + 1)):
+            yield int(_U64.unpack(key)[0]), value
 
     def of_device(self, key: bytes) -> Iterator[tuple[int, bytes]]:
-        """(sequence number, packed change) of every change to device *key*, oldest first."""
-        if self._log._db is None or self._index is None:
-            return
-        cursor = self._txn.cursor(self._index)
-        if cursor.set_key(key):
-            for seq in cursor.iternext_dup():
-                value = self._log._get(bytes(seq))
-                if value is not None:
-                    yield _U64.unpack(seq)[0], value
+        """(sequence number, value) of every change to device *key*, oldest first."""
+        for entry, value in self._log._items(key, key):
+            yield int(_U64.unpack(entry[8:])[0]), value
 
-    def of_devices(self, keys: Iterable[bytes]) -> Iterator[tuple[bytes, list[bytes]]]:
-        """(key, its packed changes oldest first) for each of *keys* (sorted is fastest):
-        :meth:`of_device` for many devices through one cursor per table."""
-        if self._log._db is None or self._index is None:
+    def of_devices(self, keys: Iterable[bytes]) -> Iterator[tuple[bytes, list[tuple[int, bytes]]]]:
+        """(key, its (sequence number, value) changes oldest first) for each of *keys*
+        (sorted is fastest): :meth:`of_device` for many devices through one cursor."""
+        if self._log._db is None:
             return
-        index = self._txn.cursor(self._index)
-        log = self._txn.cursor(self._log._db)
+        cursor = self._txn.cursor(self._log._db)
         for key in keys:
             found = []
-            if index.set_key(key):
-                for seq in index.iternext_dup():
-                    value = log.get(seq)
-                    if value is not None:
-                        found.append(bytes(value))
+            if cursor.set_range(key):
+                for entry, value in cursor:
+                    if entry[:8] != key:
+                        break
+                    found.append((int(_U64.unpack(entry[8:])[0]), bytes(value)))
             yield key, found
 
-    def after(self, seq: int) -> Iterator[tuple[int, bytes]]:
-        """(sequence number, packed change) of every change numbered above *seq*."""
-        for key, value in self._log._items(_U64.pack(seq + 1)):
-            yield _U64.unpack(key)[0], value
+    def items(self) -> Iterator[tuple[bytes, int, bytes]]:
+        """(device key, sequence number, value) of every entry, in key order."""
+        for entry, value in self._log._items():
+            yield entry[:8], int(_U64.unpack(entry[8:])[0]), value
 
-    def delete(self, seq: int) -> bool:
-        return bool(self._txn.delete(_U64.pack(seq), db=self._log._db))
+    def delete(self, key: bytes, seq: int) -> bool:
+        return bool(self._txn.delete(key + _U64.pack(seq), db=self._log._db))
 
 
 class Stages(_View):
@@ -533,12 +500,12 @@ class Tables:
     def __init__(self, txn: Any, devices: Any, tacs: Any, dbs: Mapping[str, Any]) -> None:
         self.devices = Devices(txn, devices)
         self.tacs = Tacs(txn, tacs)
-        self.details = Details(txn, dbs["details"])
+        self.details = Details(txn, dbs["details"], dbs["shapes"])
         self.identities = Identities(txn, dbs["identities"])
         self.rejects = Rejects(txn, dbs["rejects"])
         self.digests = Digests(txn, dbs["digests"])
         self.imports = Imports(txn, dbs["imports"])
-        self.audit = AuditLog(txn, dbs["audit"], dbs["audit_idx"])
+        self.audit = AuditLog(txn, dbs["audit"], dbs["audit_links"])
         self.stages = Stages(txn, dbs["stages"])
         self.config = Config(txn, dbs["config"])
         self.changes = ChangeLog(txn, dbs["changes"])

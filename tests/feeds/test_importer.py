@@ -176,12 +176,15 @@ def test_interrupted_import_resumes_to_the_state_of_one_run(
 
 
 def _without_time(d: dict[str, list[tuple[bytes, bytes]]]) -> dict[str, Any]:
-    """The dump with the commit time of audit and change-log entries masked (a re-run is
-    later), and so the audit chain's links (each covers the entry before, its time too)."""
+    """The dump with the commit time of audit batches and change-log entries masked (a
+    re-run is later), and so the audit chain's links (each covers the batch before, its
+    time too)."""
     link = audit.HASH_BYTES
     return {
         **d,
-        "audit": [(k, b"\0" * 4 + v[4:-link] + b"\0" * link) for k, v in d["audit"]],
+        "audit_links": [
+            (k, v[:4] + b"\0" * 4 + v[8:-link] + b"\0" * link) for k, v in d["audit_links"]
+        ],
         "changes": [(k, b"\0" * 8 + v[8:]) for k, v in d["changes"]],
     }
 

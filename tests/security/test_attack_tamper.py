@@ -4,9 +4,11 @@ caught by the head hash recorded earlier (`ceir verify --expect-head`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import lmdb
 
@@ -33,54 +35,72 @@ def _register(tmp_path: Path) -> tuple[Path, str]:
 
 
 def _exempt(copy: Path, *, entry: bool, actor: bool, rechain: bool) -> None:
-    """Make the first device EXEMPT in *copy*; optionally rewrite its audit entry, its
-    origin's actor, and every link after them (all without any key: none is needed)."""
+    """Make the first device EXEMPT in *copy*; optionally rewrite its audit entry (an
+    exception, not a registration), its origin's actor, and every batch's digest and link
+    after them (all without any key: none is needed)."""
     env = lmdb.open(str(copy), max_dbs=32, subdir=True)
     key = int(imei(0)[:14]).to_bytes(8, "big")
     exempt = Record(Reason.EXEMPT, Source.MINISTRY).pack()
     with env.begin(write=True) as txn:
         devices, log = env.open_db(b"devices", txn=txn), env.open_db(b"audit", txn=txn)
-        imports = env.open_db(b"imports", txn=txn)
+        links, imports = env.open_db(b"audit_links", txn=txn), env.open_db(b"imports", txn=txn)
         txn.put(key, exempt, db=devices)
         if entry:
-            seq = (1).to_bytes(8, "big")
-            value = bytearray(txn.get(seq, db=log))
-            new_at = len(value) - audit.HASH_BYTES - len(exempt)
-            value[new_at : new_at + len(exempt)] = exempt
-            txn.put(seq, bytes(value), db=log)
+            cursor = txn.cursor(log)
+            assert cursor.set_range(key)
+            value = bytearray(cursor.value())
+            value[4] = (value[4] & 0xF0) | audit.Action.EXCEPTION
+            txn.put(cursor.key(), bytes(value), db=log)
         if actor:
-            raw = txn.get((1).to_bytes(4, "big"), db=imports)
-            info = json.loads(raw)
+            first = (2).to_bytes(4, "big")  # the first manufacturer import (#1: the TACs)
+            info = json.loads(txn.get(first, db=imports))
             info["actor"] = "ministry:kemenperin"
-            txn.put((1).to_bytes(4, "big"), json.dumps(info).encode(), db=imports)
+            txn.put(first, json.dumps(info).encode(), db=imports)
         if rechain:
-            prev = audit.GENESIS
-            for k, v in list(txn.cursor(log)):
-                seq_n = int.from_bytes(k, "big")
-                fixed = bytes(v[: len(v) - audit.HASH_BYTES]) + prev
-                txn.put(k, fixed, db=log)
-                origin = audit.origin_of(fixed)
-                info = json.loads(txn.get(origin.to_bytes(4, "big"), db=imports))
-                prev = audit.link(seq_n, fixed, audit.fingerprint(info))
+            _rechain(txn, devices, log, links, imports)
     env.close()
 
 
+def _rechain(txn: Any, devices: Any, log: Any, links: Any, imports: Any) -> None:
+    """Every batch's digest and link recomputed, as verify computes them."""
+    batches = [(int.from_bytes(k, "big"), audit.Batch.unpack(v)) for k, v in txn.cursor(links)]
+    covered: dict[int, list[tuple[int, bytes]]] = {first: [] for first, _b in batches}
+    entries = [(bytes(k[:8]), int.from_bytes(k[8:], "big"), bytes(v)) for k, v in txn.cursor(log)]
+    for i, (key, seq, value) in enumerate(entries):
+        if i + 1 < len(entries) and entries[i + 1][0] == key:
+            new = audit.old_of(entries[i + 1][2])
+        else:
+            found = txn.get(key, db=devices)
+            new = None if found is None else bytes(found)
+        first = max(f for f, _b in batches if f <= seq)
+        covered[first].append((seq, audit.hashed(key, seq, value, new)))
+    prev = audit.GENESIS
+    for first, batch in batches:
+        digest = hashlib.sha256(b"".join(h for _s, h in sorted(covered[first]))).digest()
+        fixed = batch._replace(digest=digest, prev=prev).pack()
+        txn.put(first.to_bytes(8, "big"), fixed, db=links)
+        info = json.loads(txn.get(batch.origin.to_bytes(4, "big"), db=imports))
+        prev = audit.link(first, fixed, audit.fingerprint(info))
+
+
 def test_a_device_edited_in_a_backup_fails_verify_and_restore(tmp_path: Path) -> None:
-    """Only the device record edited: its last audit entry says otherwise."""
+    """Only the device record edited: its audit batch's digest says otherwise."""
     copy, _head = _register(tmp_path)
     _exempt(copy, entry=False, actor=False, rechain=False)
     out = ceir("verify", "--db", str(copy), cwd=tmp_path, ok=(5,))
-    assert "is not what its last audit entry" in out.stderr
+    assert "do not match its digest" in out.stderr
     out = ceir("restore", str(copy), "--db", str(tmp_path / "restored"), cwd=tmp_path, ok=(5,))
     assert not (tmp_path / "restored").exists()
 
 
 def test_an_edited_audit_entry_and_actor_break_the_chain(tmp_path: Path) -> None:
-    """The entry and the origin's actor rewritten too: the next entry's link is wrong."""
+    """The entry and the origin's actor rewritten too: the batch's digest and the next
+    batch's link are wrong."""
     copy, _head = _register(tmp_path)
     _exempt(copy, entry=True, actor=True, rechain=False)
     out = ceir("verify", "--db", str(copy), cwd=tmp_path, ok=(5,))
-    assert "audit: entry 2 does not follow entry 1" in out.stderr
+    assert "audit: the entries of batch 1-3 (import #2) do not match its digest" in out.stderr
+    assert "audit: batch 4-6 (import #3) does not follow the batch before it" in out.stderr
     ceir("restore", str(copy), "--db", str(tmp_path / "restored"), cwd=tmp_path, ok=(5,))
 
 

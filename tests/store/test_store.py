@@ -185,3 +185,58 @@ def test_a_failure_inside_a_snapshot_is_a_store_error(store: Store) -> None:
         tables.config.get(b"")
     with pytest.raises(StoreError, match="cannot read store"), store.read() as reads:
         reads.get(b"")
+
+
+def test_a_version_1_store_is_refused_untouched_saying_what_to_do(tmp_path: Path) -> None:
+    """A store of schema version 1 (audit by sequence number, audit_idx) is refused with a
+    one-line error naming what to do, and the refused open adds no table to it."""
+    path = tmp_path / "old"
+    path.mkdir()
+    env = lmdb.open(str(path), max_dbs=32, subdir=True)
+    with env.begin(write=True) as txn:
+        meta = env.open_db(b"meta", txn=txn)
+        txn.put(b"schema", b"1", db=meta)
+        env.open_db(b"audit", txn=txn)
+        env.open_db(b"audit_idx", txn=txn, dupsort=True)
+    env.close()
+    for readonly in (False, True):
+        with pytest.raises(StoreSchemaError) as caught:
+            open_store(path, readonly=readonly)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert message.startswith(f"store {path} has schema version '1'; this ceir reads version")
+        assert "import its feed files again into a new store (--db)" in message
+    env = lmdb.open(str(path), max_dbs=32, subdir=True, readonly=True)
+    with env.begin() as txn:
+        names = sorted(bytes(k) for k, _v in txn.cursor())
+    env.close()
+    assert names == [b"audit", b"audit_idx", b"meta"]
+
+
+def test_shared_details_read_back_whole_and_are_stored_once(tmp_path: Path) -> None:
+    """Details written with shared fields read back exactly as written (a date or any
+    other last field, one field, a value beginning with a marker byte); each distinct
+    set of leading fields is stored once."""
+    values = {
+        (b"\x00" * 7 + b"\x01", 1): b"Samsung\x1fA10\x1fTPP-1\x1fM1\x1f2023-11-28",
+        (b"\x00" * 7 + b"\x02", 1): b"Samsung\x1fA10\x1fTPP-1\x1fM1\x1f2023-02-30",
+        (b"\x00" * 7 + b"\x03", 1): b"Samsung\x1fA10\x1fTPP-1\x1fM1\x1f28/11/2023",
+        (b"\x00" * 7 + b"\x04", 1): b"Nokia\x1f3310\x1fTPP-2\x1fM2\x1f1970-01-01",
+        (b"\x00" * 7 + b"\x05", 1): b"single",
+        (b"\x00" * 7 + b"\x06", 1): b"\x01odd",
+        (b"\x00" * 7 + b"\x07", 2): b"\x02odd\x1f2023-11-28",
+    }
+    with open_store(tmp_path / "db") as store:
+        store.write(lambda tables: tables.details.put(values, shared=True))
+        store.write(lambda tables: tables.details.put({(b"\x00" * 7 + b"\x08", 1): values[
+            (b"\x00" * 7 + b"\x01", 1)]}, shared=True))  # fmt: skip
+        with store.snapshot() as tables:
+            for (device, code), value in values.items():
+                assert tables.details.get(device, code) == value
+            assert (
+                tables.details.get(b"\x00" * 7 + b"\x08", 1) == values[(b"\x00" * 7 + b"\x01", 1)]
+            )
+        shapes = [k for k, _v in store.dump()["shapes"] if k[:1] == b"#"]
+        assert len(shapes) == 3  # Samsung..., Nokia..., "\x02odd"
+        stored = dict(store.dump()["details"])
+        assert len(stored[b"\x00" * 7 + b"\x01\x01"]) == 7  # marker, shape id, 2-byte day
