@@ -59,6 +59,9 @@ customs cooldown)."""
 DEFAULT_REJECTS_DAYS = 90
 """Retention: days after an import before its rejected rows (the ``rejects`` table, which
 may hold what a sender put in the wrong column) are deleted."""
+DEFAULT_OBSERVATION_DAYS = 180
+"""Retention: days after a SIM was last seen with a device before the sighting (its token,
+at a replica its sealed IMSI) is deleted (DIRBS's lookback)."""
 
 DEFAULT_CHANGES_KEEP_DAYS = 7.0
 """Retention of the change log (and of the broker's stream, which the relay trims with
@@ -233,6 +236,16 @@ class Settings:
     """Replica: the key of ``source_cert``."""
     operator: str | None = None
     """Replica: the operator it serves (MCC-MNC, e.g. 510-10), for logs and status."""
+    # -- clone detection (ceir.clones) --
+    observe: bool = True
+    """Record the SIMs devices attach with and detect clones (off only to measure the cost)."""
+    clone_conditions: Path | None = None
+    """Central: a TOML file of clone conditions replacing the defaults (ceir.clones.conditions)."""
+    observations_key: Path | None = None
+    """Replica: Ed25519 key that signs the sightings it sends upstream (``ceir replica keygen``)."""
+    observation_keys: Path | None = None
+    """Central: directory of operators' public keys ``<MCC-MNC>.pem``; their upstream
+    sightings (stream CEIR_OBSERVATIONS on the --publish broker) are ingested."""
     # -- the N5g-eir HTTP/2 face (ceir.network.n5g_eir) and NRF registration --
     sbi: str = DEFAULT_SBI
     """``HOST:PORT`` of the N5g-eir face (HTTP/2, TS 29.511), or ``off``."""

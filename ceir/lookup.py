@@ -18,6 +18,11 @@ The answers are identical to :meth:`Checker.check_many`, which builds response m
 the ordinary way (the tests compare the two). Given a :data:`Tally`, the bulk path also
 counts its answers by (status, reason): per distinct element head, not per IMEI, so
 the metrics cost one ``Counter`` pass over the batch.
+
+A device the clone detector flagged (a clone flag in its record, :mod:`ceir.clones`) is
+answered GREYLISTED or BLACKLISTED / DUPLICATE — unless the request carries an ``imsi``
+that is one of the device's pairs (*paired*, given by the site): then the answer is made
+from the record without its clone flags. Only flagged devices pay for that extra read.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from operator import attrgetter
 from ceir import imei as imei_mod
 from ceir.errors import InvalidImeiError
 from ceir.imei import Junk, check_digit
-from ceir.policy import INVALID, Decision, Policy
-from ceir.record import Reason, unpack_header
+from ceir.policy import INVALID, Decision, Policy, without_clone
+from ceir.record import FLAGS_CLONE, Reason, unpack_header
 from ceir.store import Store
 from ceir.v1 import eir_pb2
 
@@ -44,6 +49,7 @@ _response: Callable[..., Response] = Response
 _TAIL = 15 + 10  # an element's bytes after the head: IMEI value, TAC tag and value
 _TAIL_SVN = _TAIL + 4  # ... and the SVN's tag, length and value
 _IMEI = attrgetter("imei")
+_IMSI = attrgetter("imsi")
 _REQUEST_ID = attrgetter("request_id")
 _NO_EXPIRY = b"\x00\x00\x00\x00"
 _HEADER = slice(0, 4)  # reason, source, flags, pad: the decision when there is no expiry
@@ -134,11 +140,18 @@ class Checker:
     """Answers CheckIMEI requests from a store under a policy."""
 
     def __init__(
-        self, store: Store, policy: Policy, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        policy: Policy,
+        clock: Callable[[], float] = time.time,
+        *,
+        paired: Callable[[bytes, str], bool] | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.clock = clock
+        self.paired = paired
+        """``paired(device_key, imsi)``: whether the SIM is one of the device's pairs."""
         self._decisions: dict[bytes, Decision] = {}
         # Element heads by record header (records without expiry) for plain IMEIs,
         # without and with an SVN; result bytes of the packed form likewise.
@@ -159,6 +172,13 @@ class Checker:
             # Without an expiry the decision depends on the value alone.
             self._decisions[value] = decision
         return decision
+
+    def _for_sim(self, key: bytes, value: bytes, imsi: str) -> bytes:
+        """A flagged device's record as the SIM *imsi* sees it: without its clone flags
+        when the SIM is one of its pairs."""
+        if imsi and self.paired is not None and self.paired(key, imsi):
+            return without_clone(value)
+        return value
 
     def check_one(self, request: eir_pb2.CheckIMEIRequest) -> Response:
         """The answer to one request (the unary call: one message, no batch around it)."""
@@ -187,7 +207,11 @@ class Checker:
                     body = text[:14]
                     cd = check_digit(body)
                     if n != 15 or ord(text[14]) - 48 == cd:
-                        decision = decide(get(int(body).to_bytes(8, "big")), now)
+                        key = int(body).to_bytes(8, "big")
+                        value = get(key)
+                        if value is not None and value[2] & FLAGS_CLONE:
+                            value = self._for_sim(key, value, request.imsi)
+                        decision = decide(value, now)
                         r = add(
                             status=decision.status,
                             reason=decision.reason,
@@ -234,8 +258,15 @@ class Checker:
             raw = joined.encode()
             digits = check_digits(raw, width)
             if width != 15 or digits == raw[14::15]:
-                return b"".join(self._plain(raw, width, digits, tally))
+                return b"".join(self._plain(raw, width, digits, tally, self._imsis(requests)))
         return b"".join(self._split(texts, requests, tally))
+
+    def _imsis(self, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> list[str] | None:
+        """The requests' IMSIs when a pair could change an answer (None: no IMSI given)."""
+        if self.paired is None:
+            return None
+        imsis = list(map(_IMSI, requests))
+        return imsis if any(imsis) else None
 
     def _split(
         self,
@@ -256,7 +287,10 @@ class Checker:
             raw = "".join([texts[i] for i in plain]).encode()
             digits = check_digits(raw, width)
         elements = [b""] * len(texts)
-        for i, element in zip(plain, self._plain(raw, width, digits, tally), strict=True):
+        imsis = self._imsis(requests)
+        if imsis is not None:
+            imsis = [imsis[i] for i in plain]
+        for i, element in zip(plain, self._plain(raw, width, digits, tally, imsis), strict=True):
             elements[i] = element
         rest = [i for i, element in enumerate(elements) if not element]
         others = self._mixed([texts[i] for i in rest], [requests[i] for i in rest], tally)
@@ -265,14 +299,24 @@ class Checker:
         return elements
 
     def _plain(
-        self, raw: bytes, width: int, digits: bytes, tally: Tally | None = None
+        self,
+        raw: bytes,
+        width: int,
+        digits: bytes,
+        tally: Tally | None = None,
+        imsis: list[str] | None = None,
     ) -> list[bytes]:
-        """Elements for IMEIs of one *width*, laid out in *raw*, all valid, no ids."""
+        """Elements for IMEIs of one *width*, laid out in *raw*, all valid, no ids
+        (*imsis*: their requests' IMSIs, when any was given)."""
         ends = range(14, len(raw) + 14, width)  # end of each body in raw
         keys = [int(raw[end - 14 : end]).to_bytes(8, "big") for end in ends]
         now = self.clock()
         with self.store.read() as reads:
-            values = list(map(reads.get, keys))
+            values: list[bytes | None] = list(map(reads.get, keys))
+        if imsis is not None:
+            for i, value in enumerate(values):
+                if value is not None and value[2] & FLAGS_CLONE and imsis[i]:
+                    values[i] = self._for_sim(keys[i], value, imsis[i])
         special = self._suspects(raw, width, keys)
         svn = width == 16
         heads = self._heads[svn]
@@ -407,7 +451,11 @@ class Checker:
             body = text[:14]
             cd = check_digit(body)
             if n != 15 or ord(text[14]) - 48 == cd:
-                decision = self._decide(get(int(body).to_bytes(8, "big")), now)
+                key = int(body).to_bytes(8, "big")
+                value = get(key)
+                if value is not None and value[2] & FLAGS_CLONE:
+                    value = self._for_sim(key, value, request.imsi)
+                decision = self._decide(value, now)
                 r = _response(
                     status=decision.status,
                     reason=decision.reason,

@@ -5,6 +5,10 @@ Whitelist regime by default (Indonesia, 2020): only registered devices connect.
 - a lost/stolen report beats any registration: BLACKLISTED / LOST_STOLEN;
 - a registration with an expiry in the past: BLACKLISTED / EXPIRED (decided at read
   time, so no background job is needed for correctness);
+- a registration of a suspected clone (a clone flag, :mod:`ceir.clones`): GREYLISTED /
+  DUPLICATE, or past the condition's grace BLACKLISTED / DUPLICATE — except for the SIMs
+  paired with the device, whose answers are made from the record without its clone flags
+  (:func:`without_clone`);
 - a registration: WHITELISTED with its reason and source;
 - no record: the unknown-device status of the regime, with NOT_REGISTERED.
 """
@@ -13,7 +17,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ceir.record import FLAG_LOST_STOLEN, Reason, Record, Source, Status
+from ceir.record import (
+    FLAG_CLONE_BLOCK,
+    FLAG_CLONE_GREY,
+    FLAG_LOST_STOLEN,
+    FLAGS_CLONE,
+    Reason,
+    Record,
+    Source,
+    Status,
+)
 
 
 class Decision(NamedTuple):
@@ -44,7 +57,7 @@ class Policy:
         return self.decide_fields(
             int(record.reason),
             int(record.source),
-            FLAG_LOST_STOLEN if record.lost_stolen else 0,
+            (FLAG_LOST_STOLEN if record.lost_stolen else 0) | record.clone,
             record.expires_at,
             now,
         )
@@ -59,4 +72,13 @@ class Policy:
             return self.unknown
         if expires_at and expires_at <= now:
             return Decision(Status.BLACKLISTED, Reason.EXPIRED, Source(source), expires_at)
+        if flags & FLAG_CLONE_BLOCK:
+            return Decision(Status.BLACKLISTED, Reason.DUPLICATE, Source(source), expires_at)
+        if flags & FLAG_CLONE_GREY:
+            return Decision(Status.GREYLISTED, Reason.DUPLICATE, Source(source), expires_at)
         return Decision(Status.WHITELISTED, Reason(reason), Source(source), expires_at)
+
+
+def without_clone(value: bytes) -> bytes:
+    """A packed record without its clone flags: what a paired SIM's answer is made from."""
+    return value[:2] + bytes((value[2] & ~FLAGS_CLONE & 0xFF,)) + value[3:]

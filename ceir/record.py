@@ -36,6 +36,7 @@ class Reason(enum.IntEnum):
     LOST_STOLEN = 6
     EXPIRED = 7
     INVALID_IMEI = 8
+    DUPLICATE = 9
 
 
 class Source(enum.IntEnum):
@@ -49,6 +50,12 @@ class Source(enum.IntEnum):
 
 
 FLAG_LOST_STOLEN = 0x01
+FLAG_CLONE_GREY = 0x02
+"""A clone condition is met: GREYLISTED / DUPLICATE but for the device's pairs."""
+FLAG_CLONE_BLOCK = 0x04
+"""Past the condition's grace: BLACKLISTED / DUPLICATE but for the device's pairs."""
+FLAGS_CLONE = FLAG_CLONE_GREY | FLAG_CLONE_BLOCK
+"""Either clone flag: an answer for an (IMEI, IMSI) must consult the pairs."""
 
 # reason, source, flags, pad, registered_at, expires_at (both Unix seconds, u32;
 # expires_at 0 = never). 12 bytes: the hot record stays small at billions of devices.
@@ -70,13 +77,15 @@ class Record:
     lost_stolen: bool = False
     registered_at: int = 0
     expires_at: int = 0
+    clone: int = 0
+    """The clone flags (:data:`FLAGS_CLONE` bits) the clone detector set; 0 for none."""
 
     def pack(self) -> bytes:
         """The fixed-size store value."""
         return _RECORD.pack(
             self.reason,
             self.source,
-            FLAG_LOST_STOLEN if self.lost_stolen else 0,
+            (FLAG_LOST_STOLEN if self.lost_stolen else 0) | (self.clone & FLAGS_CLONE),
             self.registered_at,
             self.expires_at,
         )
@@ -91,6 +100,7 @@ class Record:
             bool(flags & FLAG_LOST_STOLEN),
             registered_at,
             expires_at,
+            flags & FLAGS_CLONE,
         )
 
     @property

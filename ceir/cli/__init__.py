@@ -11,6 +11,7 @@ from ceir.cli import (  # noqa: F401
     backup,
     certs,
     check,
+    clones,
     feeds,
     lists,
     purge,

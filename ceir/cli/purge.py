@@ -11,6 +11,7 @@ from ceir.cli.app import CONTEXT, EPILOG, fail, main
 from ceir.config import (
     DEFAULT_DB,
     DEFAULT_IDENTITY_DAYS,
+    DEFAULT_OBSERVATION_DAYS,
     DEFAULT_REJECTS_DAYS,
     DEFAULT_TEMPORARY_DAYS,
 )
@@ -44,16 +45,32 @@ from ceir.errors import CeirError
     default=DEFAULT_REJECTS_DAYS,
     help="Days after an import before its rejected rows (the rejects table) are deleted.",
 )
+@click.option(
+    "--observation-days",
+    type=click.IntRange(1),
+    default=DEFAULT_OBSERVATION_DAYS,
+    help="Days after a SIM was last seen with a device before that sighting (a token; at a "
+    "replica also its sealed IMSI) is deleted.",
+)
 def purge(
-    db: Path, create: bool, temporary_days: int, identity_days: int, rejects_days: int
+    db: Path,
+    create: bool,
+    temporary_days: int,
+    identity_days: int,
+    rejects_days: int,
+    observation_days: int,
 ) -> None:
     """Remove personal data past retention; record what was removed in the audit log.
 
     Deletes temporary registrations that ended more than --temporary-days ago (their
     passport tokens with them), identity tokens of arrivals older than --identity-days,
-    the rejected rows of imports older than --rejects-days, and expired stages. The audit
+    the rejected rows of imports older than --rejects-days, sightings of SIMs last seen
+    more than --observation-days ago, and expired stages. The audit
     log gets the counts and one PURGE entry per device, never a personal number or token.
     """
+    import time
+
+    from ceir.clones.retention import purge_sightings
     from ceir.feeds.retention import purge as run
     from ceir.store import open_store
     from ceir.store.audit import local_actor
@@ -68,6 +85,8 @@ def purge(
                 identity_days=identity_days,
                 rejects_days=rejects_days,
             )
+            sightings = purge_sightings(store, now=int(time.time()), days=observation_days)
     except CeirError as exc:
         fail(exc)
     click.echo(purged.line())
+    click.echo(sightings.line())

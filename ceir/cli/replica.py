@@ -26,6 +26,8 @@ _CENTRAL_ONLY = frozenset(
         "publish",
         "signing_key",
         "changes_keep_days",
+        "clone_conditions",
+        "observation_keys",
     }
 )
 _DEFAULTS = Settings()

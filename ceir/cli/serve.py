@@ -312,6 +312,31 @@ def _tokens_file(given: Path | None) -> Path | None:
     "heart-beat, deregister on shutdown.",
 )
 @click.option(
+    "--observe/--no-observe",
+    default=field_default(Settings, "observe"),
+    show_default=True,
+    help="Record the SIMs devices attach with (tokens only) and detect clones (off only to "
+    "measure what recording costs).",
+)
+@click.option(
+    "--clone-conditions",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Central: TOML file of clone conditions (name, parameters, grace_days, action, "
+    "reason) replacing the defaults (10 IMSIs in 120 days; two operators within 60 min).",
+)
+@click.option(
+    "--observations-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Replica: Ed25519 key (`ceir replica keygen`) signing the per-device counts and "
+    "tokens it sends the central (stream CEIR_OBSERVATIONS); needs --operator.",
+)
+@click.option(
+    "--observation-keys",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Central: directory of operators' public keys <MCC-MNC>.pem; their upstream "
+    "sightings on the --publish broker are ingested.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -362,6 +387,10 @@ def serve(
     sbi: str,
     sbi_unknown: str,
     nrf: str | None,
+    observe: bool,
+    clone_conditions: Path | None,
+    observations_key: Path | None,
+    observation_keys: Path | None,
     log_level: str,
     **replica: Any,
 ) -> None:
@@ -417,6 +446,10 @@ def serve(
             sbi=sbi,
             sbi_unknown=UnknownAnswer(sbi_unknown),
             nrf=nrf,
+            observe=observe,
+            clone_conditions=clone_conditions,
+            observations_key=observations_key,
+            observation_keys=observation_keys,
         )
         run(settings)
     except CeirError as exc:

@@ -54,7 +54,6 @@ from ceir.security.trust import REVOKED, RevokedError, Trust
 from ceir.server.transport import Security, TransportLimits
 from ceir.sightings import Observer
 from ceir.store import Store
-from ceir.store.identity import IdKind, Tokenizer, tokenizer_for
 from ceir.v1 import eir_pb2
 
 log = logging.getLogger("ceir.network.n5g_eir")
@@ -287,13 +286,11 @@ class EquipmentStatusService:
         gate: HttpGate,
         *,
         unknown: UnknownAnswer = UnknownAnswer.STATUS,
-        tokenizer: Tokenizer | None = None,
         observe: Observer | None = None,
     ) -> None:
         self.checker = checker
         self.gate = gate
         self.unknown = unknown
-        self.tokenizer = tokenizer
         self.observe = observe
         self._ok = {status: Response(200, body, _JSON) for status, body in _BODY.items()}
         self._request: Callable[..., eir_pb2.CheckIMEIRequest] = eir_pb2.CheckIMEIRequest
@@ -330,14 +327,14 @@ class EquipmentStatusService:
         except BadQueryError as exc:
             return exc.response(), principal.operator_id
         try:
-            answer = self.checker.check_one(self._request(imei=parsed.imei))
+            answer = self.checker.check_one(self._request(imei=parsed.imei, imsi=parsed.imsi))
         except CeirError:
             log.exception("N5g-eir lookup failed")
             return FAILURE, principal.operator_id
         metrics.answer_code(_FACE, answer.status, answer.reason)
-        if parsed.imsi and self.observe is not None and self.tokenizer is not None:
+        if parsed.imsi and self.observe is not None:
             key = int(parsed.imei[:14]).to_bytes(8, "big")
-            self.observe(key, self.tokenizer.token(IdKind.IMSI, parsed.imsi), principal.operator_id)
+            self.observe(key, parsed.imsi, principal.operator_id)
         if int(answer.reason) == Reason.NOT_REGISTERED and self.unknown is UnknownAnswer.NOT_FOUND:
             return UNKNOWN, principal.operator_id
         return self._ok[Status(answer.status)], principal.operator_id
@@ -421,6 +418,7 @@ def create_face(
     store: Store,
     observe: Observer | None = None,
     trust: Trust | None = None,
+    paired: Callable[[bytes, str], bool] | None = None,
 ) -> N5gEirFace | None:
     """The N5g-eir face *settings* ask for on *store* (not started); None with ``--sbi off``.
 
@@ -460,10 +458,9 @@ def create_face(
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"--sbi: cannot set up TLS: {exc}") from exc
     service = EquipmentStatusService(
-        Checker(store, Policy(settings.unknown_status.status)),
+        Checker(store, Policy(settings.unknown_status.status), paired=paired),
         gate,
         unknown=settings.sbi_unknown,
-        tokenizer=tokenizer_for(store) if observe is not None else None,
         observe=observe,
     )
     return N5gEirFace(

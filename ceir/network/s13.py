@@ -27,8 +27,9 @@ over TCP, one :class:`_Peer` protocol per connection:
 - other requests get 3001 (3007 for the S13 command under another application);
 - bytes that are not Diameter close that connection only.
 
-``User-Name`` (the IMSI) becomes an identity token on arrival and goes to the observer
-(:mod:`ceir.sightings`); it is never logged or kept in clear.
+``User-Name`` (the IMSI) goes to the observer (:mod:`ceir.sightings`), which tokenises it
+before anything is stored; it is never logged or kept in clear. For a device the clone
+detector flagged it also picks the answer: a paired SIM keeps the device's own status.
 
 On :meth:`S13Face.stop` the listener closes, every open peer gets a DPR (REBOOTING, so
 it fails over to another EIR) and the face waits up to the grace period for them to
@@ -64,7 +65,6 @@ from ceir.security.roles import METHOD_RULES
 from ceir.server.connections import capped
 from ceir.sightings import Observer, ignore
 from ceir.store import Store
-from ceir.store.identity import IdKind, Tokenizer, tokenizer_for
 from ceir.v1 import eir_pb2
 
 __all__ = ["S13Face", "S13Options"]
@@ -144,9 +144,8 @@ class S13Face:
         self.options = options
         self.checker = checker
         self.store = store
-        """The store whose identity-token secret tokenises User-Name; None: not observed."""
+        """None: User-Names are not observed."""
         self.observer = observer
-        self._tokenizer: Tokenizer | None = None
         self.identity = dia.Identity(options.origin_host, options.origin_realm)
         self.port = options.port
         self.peers: set[_Peer] = set()
@@ -257,9 +256,10 @@ class S13Face:
 
     def _status(self, text: str, user: str | None, operator: str) -> int | None:
         """The Equipment-Status for an IMEI AVP's *text* (None: 5422), the decision of
-        CheckIMEI; a User-Name goes to the observer as a token, with the peer's *operator*."""
+        CheckIMEI (for the SIM of the User-Name, when given), which goes to the observer
+        with the peer's *operator*."""
         if len(text) in (14, 15) and text.isascii() and text.isdigit():
-            response = self.checker.check_one(_CHECK(imei=text))
+            response = self.checker.check_one(_CHECK(imei=text, imsi=user or ""))
             status, reason = int(response.status), int(response.reason)
             if user and self.store is not None and reason != Reason.INVALID_IMEI:
                 self._observe(text[:14], user, operator)
@@ -271,11 +271,8 @@ class S13Face:
         return Status(status).gpp_value
 
     def _observe(self, body: str, imsi: str, operator: str) -> None:
-        """Hand the sighting to the observer: the IMSI as its identity token only."""
-        if self._tokenizer is None:
-            assert self.store is not None
-            self._tokenizer = tokenizer_for(self.store)
-        self.observer(body_key(body), self._tokenizer.token(IdKind.IMSI, imsi), operator)
+        """Hand the sighting to the observer (which tokenises the IMSI before storing)."""
+        self.observer(body_key(body), imsi, operator)
 
 
 class _Peer(asyncio.Protocol):

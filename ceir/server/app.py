@@ -21,6 +21,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from ceir import metrics, version_text
+from ceir.clones.site import CloneSite, clone_site
 from ceir.config import Settings, field_default
 from ceir.errors import (
     CeirError,
@@ -207,7 +208,10 @@ def create_server(
     )
     server = grpc.aio.server(options=options, interceptors=[gate])
     policy = Policy(settings.unknown_status.status)
-    eir = EquipmentIdentityRegister(Checker(store, policy), settings.max_batch)
+    clones = clone_site(settings, store)
+    eir = EquipmentIdentityRegister(
+        Checker(store, policy, paired=clones.paired), settings.max_batch, observe=clones.observe
+    )
     add_eir_to_server(eir, server)
     check = DeviceCheck(store, policy)
     device_check_pb2_grpc.add_DeviceCheckServicer_to_server(check, server)
@@ -263,7 +267,8 @@ def create_server(
         tokens=None if gate.tokens is None else len(gate.tokens),
         denied=None if settings.cert_deny is None else len(trust.denied),
     )
-    faces = create_faces(settings, store, policy, gate, security)
+    faces = create_faces(settings, store, policy, gate, security, clones)
+    faces += clones.faces  # the recorder's thread (every process), upstream tasks
     if background:
         faces += replication_services(settings, store) + nrf_agents(settings, faces)
     made = CeirServer(
@@ -298,16 +303,21 @@ def create_faces(
     policy: Policy,
     gate: access.AccessInterceptor,
     security: transport.Security,
+    clones: CloneSite | None = None,
 ) -> list[Face]:
     """The configured faces beside gRPC, created (not yet bound) on *store* and *policy*;
-    the web face shares the gRPC gate's principals and DeviceCheck rate limit."""
+    the web face shares the gRPC gate's principals and DeviceCheck rate limit; the network
+    faces report sightings to *clones*' recorder and answer by its pairs."""
     faces: list[Face] = []
+    clones = clones or CloneSite()
+    observe = clones.observe or ignore
     if settings.s13_address is not None:
         from ceir.network.s13 import S13Face, S13Options
 
         options = S13Options.from_settings(settings)
         assert options is not None
-        faces.append(S13Face(options, Checker(store, policy), store))
+        checker = Checker(store, policy, paired=clones.paired)
+        faces.append(S13Face(options, checker, store, observer=observe))
     web_address = settings.web_address
     if web_address is not None:
         from ceir.web.app import WebFace, WebSettings, ssl_context
@@ -334,7 +344,9 @@ def create_faces(
     if settings.sbi_address is not None:
         from ceir.network import n5g_eir
 
-        n5g = n5g_eir.create_face(settings, store, observe=ignore, trust=gate.trust)
+        n5g = n5g_eir.create_face(
+            settings, store, observe=observe, trust=gate.trust, paired=clones.paired
+        )
         assert n5g is not None
         faces.append(n5g)
     return faces

@@ -24,13 +24,22 @@ _STATE = {
     Reason.EXPIRED: device_check_pb2.DEVICE_STATE_EXPIRED,
     Reason.LOST_STOLEN: device_check_pb2.DEVICE_STATE_BLOCKED,
     Reason.NOT_REGISTERED: device_check_pb2.DEVICE_STATE_NOT_REGISTERED,
+    Reason.DUPLICATE: device_check_pb2.DEVICE_STATE_SUSPECTED_CLONE,
+}
+
+
+_SUMMARY = {
+    Reason.LOST_STOLEN: "Blocked: this device has been reported lost or stolen and will not "
+    "connect.",
+    Reason.DUPLICATE: "Suspected clone: this IMEI was seen on several SIMs at once; only "
+    "its owner's SIM is sure to keep working.",
 }
 
 
 def _summary(decision: Decision) -> str:
     reason = decision.reason
-    if reason is Reason.LOST_STOLEN:
-        return "Blocked: this device has been reported lost or stolen and will not connect."
+    if reason in _SUMMARY:
+        return _SUMMARY[reason]
     if reason is Reason.EXPIRED:
         return "Expired: this device's temporary registration has ended; it will not connect."
     if reason is Reason.TEMPORARY:

@@ -16,7 +16,6 @@ from ceir.errors import InvalidImeiError, LimitError
 from ceir.lookup import Checker, Tally
 from ceir.security.principals import current
 from ceir.sightings import Observer
-from ceir.store.identity import IdKind, Tokenizer
 from ceir.v1 import eir_pb2
 
 PACKED_KEY = 8
@@ -43,17 +42,15 @@ class EquipmentIdentityRegister:
         max_batch: int,
         *,
         observe: Observer | None = None,
-        tokenizer: Tokenizer | None = None,
     ) -> None:
         self.checker = checker
         self.max_batch = max_batch
-        self.observe = observe if tokenizer is not None else None
-        self.tokenizer = tokenizer
+        self.observe = observe
 
     def _sightings(self, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> None:
         """Each request's ``imsi`` (when given, with a valid IMEI) to the observation seam,
-        as an identity token, like N5g-eir's ``supi`` and S13's ``User-Name``."""
-        if self.observe is None or self.tokenizer is None or not any(map(_IMSI, requests)):
+        like N5g-eir's ``supi`` and S13's ``User-Name``."""
+        if self.observe is None or not any(map(_IMSI, requests)):
             return
         operator = current().operator_id
         for request in requests:
@@ -63,7 +60,7 @@ class EquipmentIdentityRegister:
                 key = imei.parse(request.imei).key
             except InvalidImeiError:
                 continue
-            self.observe(key, self.tokenizer.token(IdKind.IMSI, request.imsi), operator)
+            self.observe(key, request.imsi, operator)
 
     async def CheckIMEI(
         self, request: eir_pb2.CheckIMEIRequest, context: Any

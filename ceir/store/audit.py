@@ -87,6 +87,12 @@ class Action(enum.IntEnum):
     BLOCK = 6
     UNBLOCK = 7
     PURGE = 8
+    SUSPECTED = 9
+    GREYLISTED = 10
+    DUPLICATE_BLOCKED = 11
+    CLEARED = 12
+    PAIRED = 13
+    UNPAIRED = 14
 
 
 class Change(NamedTuple):

@@ -57,6 +57,17 @@ class Op(enum.IntEnum):
     DEVICE_DELETE = 2
     TAC_PUT = 3
     TAC_DELETE = 4
+    CLONE_PUT = 5
+    """A device's clone state (:mod:`ceir.store.clonetables`): key, 16-byte value."""
+    CLONE_DELETE = 6
+    PAIR_PUT = 7
+    """A pair: device key; value = namespace (4) + token (16) + kind and time (5)."""
+    PAIR_DELETE = 8
+    """value = namespace (4) + token (16)."""
+
+
+# Fixed value sizes of the clone detector's operations (their key is the device's).
+_FIXED = {Op.CLONE_PUT: 16, Op.CLONE_DELETE: 0, Op.PAIR_PUT: 25, Op.PAIR_DELETE: 20}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +92,26 @@ def _tac_op(key: bytes, value: bytes | None) -> bytes:
     return bytes((Op.TAC_PUT,)) + key + _TAC_LEN.pack(len(value)) + value
 
 
+def clone_op(op: Op, key: bytes, value: bytes = b"") -> bytes:
+    """One operation of the clone detector's (:data:`Op.CLONE_PUT` ... :data:`Op.PAIR_DELETE`)."""
+    if len(value) != _FIXED[op] or len(key) != _KEY:
+        raise StoreError(f"{op.name} needs an 8-byte key and a {_FIXED[op]}-byte value")
+    return bytes((op,)) + key + value
+
+
 def pack_ops(
     devices: Iterable[tuple[bytes, bytes | None]] = (),
     tacs: Iterable[tuple[bytes, bytes | None]] = (),
+    others: Iterable[bytes] = (),
 ) -> list[bytes]:
     """Pack device and TAC changes (value None: deleted) into bodies of at most
-    :data:`MAX_ENTRY_BYTES` each, in the order given (TACs after devices)."""
+    :data:`MAX_ENTRY_BYTES` each, in the order given (TACs after devices, then *others*:
+    operations packed by :func:`clone_op`)."""
     bodies: list[bytes] = []
     parts: list[bytes] = []
     size = 0
     ops = [_device_op(k, v) for k, v in devices] + [_tac_op(k, v) for k, v in tacs]
+    ops += others
     for op in ops:
         if size + len(op) > MAX_ENTRY_BYTES and parts:
             bodies.append(b"".join(parts))
@@ -134,6 +155,9 @@ def unpack_ops(body: bytes) -> Iterator[tuple[Op, bytes, bytes | None]]:
                 (n,) = _TAC_LEN.unpack_from(body, i)
                 value = body[i + 2 : i + 2 + n]
                 i += 2 + n
+            elif op in _FIXED:
+                value = body[i : i + _FIXED[op]]
+                i += _FIXED[op]
             else:
                 value = None
             if i > end or len(key) != _KEY:
@@ -148,14 +172,15 @@ def record(
     devices: Sequence[tuple[bytes, bytes | None]] = (),
     tacs: Sequence[tuple[bytes, bytes | None]] = (),
     *,
+    others: Sequence[bytes] = (),
     at_ms: int | None = None,
 ) -> int:
     """Append the changes to the log inside a write transaction; returns the last sequence
     written (the head as it was when there is nothing to write)."""
     seq, _ = tables.changes.last()
-    if not devices and not tacs:
+    if not devices and not tacs and not others:
         return seq
-    bodies = pack_ops(devices, tacs)
+    bodies = pack_ops(devices, tacs, others)
     tables.changes.append(seq + 1, int(time.time() * 1000) if at_ms is None else at_ms, bodies)
     return seq + len(bodies)
 

@@ -46,6 +46,9 @@ hot record stays 12 bytes:
 ``lists``
     the operators' list exports: one record per run and a compressed snapshot of each
     list it wrote, so a later run can write the delta (:mod:`ceir.store.lists`).
+``observations``, ``clones``, ``pairs``, ``imsi_vault``
+    the clone detector's: SIMs seen per device, clone states, pairs, and at a replica its
+    own SIMs' IMSIs sealed under ``<db>.site-key`` (:mod:`ceir.store.clonetables`).
 
 Adding these to an older store needs no migration: they are created on the first
 writable open, and a read-only open of a store without them sees them as empty.
@@ -128,6 +131,11 @@ REGISTRY_DBS: dict[str, bool] = {
     "replica": False,  # a replica's position in that log (ceir.store.replica)
     "volume": False,  # rolling 24-hour write counts (ceir.feeds.volume)
     "lists": False,  # list-export runs and their snapshots (ceir.store.lists)
+    # the clone detector's (ceir.store.clonetables)
+    "observations": False,
+    "clones": False,
+    "pairs": False,
+    "imsi_vault": False,
 }
 
 T = TypeVar("T")

@@ -138,8 +138,16 @@ def _apply_body(tables: Tables, body: bytes) -> None:
             tables.devices.delete(key)
         elif op is changes.Op.TAC_PUT and value is not None:
             tables.tacs.put([(key, value)])
-        else:
+        elif op is changes.Op.TAC_DELETE:
             tables.tacs.delete(key)
+        elif op is changes.Op.CLONE_PUT:
+            tables.clones.put_packed(key, value)
+        elif op is changes.Op.CLONE_DELETE:
+            tables.clones.put_packed(key, None)
+        elif op is changes.Op.PAIR_PUT and value is not None:
+            tables.pairs.put_packed(key + value[:20], value[20:])
+        elif op is changes.Op.PAIR_DELETE and value is not None:
+            tables.pairs.put_packed(key + value, None)
 
 
 def note(store: Store, *, head: int, head_ms: int, heard_ms: int, refused: int) -> None:

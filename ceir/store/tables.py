@@ -26,6 +26,8 @@ Key layouts (see :mod:`ceir.store.env` for what each table holds):
 ``volume``      4-byte hour + 1-byte feed-kind code + principal label (none: the whole
                 channel) -> 8-byte count of writes (:mod:`ceir.feeds.volume`)
 ``lists``       4-byte run id -> JSON run; run id + list name + NUL + 4-byte chunk -> bytes
+``observations`` ``clones`` ``pairs`` ``imsi_vault``: the clone detector's
+                (:mod:`ceir.store.clonetables`)
 ==============  ===========================================================================
 """
 
@@ -41,6 +43,7 @@ from typing import Any
 from ceir.record import Record
 from ceir.store._view import SEP, pack_fields, unpack_fields
 from ceir.store._view import View as _View
+from ceir.store.clonetables import Clones, Observations, Pairs, Vault
 from ceir.store.details import Details
 from ceir.store.listruns import ListRuns
 
@@ -483,6 +486,7 @@ class Tables:
     __slots__ = (
         "audit",
         "changes",
+        "clones",
         "config",
         "details",
         "devices",
@@ -490,10 +494,13 @@ class Tables:
         "identities",
         "imports",
         "lists",
+        "observations",
+        "pairs",
         "rejects",
         "replica",
         "stages",
         "tacs",
+        "vault",
         "volume",
     )
 
@@ -511,6 +518,10 @@ class Tables:
         self.changes = ChangeLog(txn, dbs["changes"])
         self.replica = ReplicaPosition(txn, dbs["replica"])
         self.lists = ListRuns(txn, dbs["lists"])
+        self.observations = Observations(txn, dbs["observations"])
+        self.clones = Clones(txn, dbs["clones"])
+        self.pairs = Pairs(txn, dbs["pairs"])
+        self.vault = Vault(txn, dbs["imsi_vault"])
         self.volume = Volume(txn, dbs["volume"])
 
     def next_stage_id(self) -> int:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63\x65ir/v1/common.proto\x12\x07\x63\x65ir.v1*\x98\x01\n\x0f\x45quipmentStatus\x12 \n\x1c\x45QUIPMENT_STATUS_UNSPECIFIED\x10\x00\x12 \n\x1c\x45QUIPMENT_STATUS_WHITELISTED\x10\x01\x12 \n\x1c\x45QUIPMENT_STATUS_BLACKLISTED\x10\x02\x12\x1f\n\x1b\x45QUIPMENT_STATUS_GREYLISTED\x10\x03*\xda\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11REASON_REGISTERED\x10\x01\x12\x18\n\x14REASON_GRANDFATHERED\x10\x02\x12\x14\n\x10REASON_TEMPORARY\x10\x03\x12\x11\n\rREASON_EXEMPT\x10\x04\x12\x19\n\x15REASON_NOT_REGISTERED\x10\x05\x12\x16\n\x12REASON_LOST_STOLEN\x10\x06\x12\x12\n\x0eREASON_EXPIRED\x10\x07\x12\x17\n\x13REASON_INVALID_IMEI\x10\x08*w\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13SOURCE_MANUFACTURER\x10\x01\x12\x12\n\x0eSOURCE_CUSTOMS\x10\x02\x12\x13\n\x0fSOURCE_OPERATOR\x10\x03\x12\x13\n\x0fSOURCE_MINISTRY\x10\x04\x42;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63\x65ir/v1/common.proto\x12\x07\x63\x65ir.v1*\x98\x01\n\x0f\x45quipmentStatus\x12 \n\x1c\x45QUIPMENT_STATUS_UNSPECIFIED\x10\x00\x12 \n\x1c\x45QUIPMENT_STATUS_WHITELISTED\x10\x01\x12 \n\x1c\x45QUIPMENT_STATUS_BLACKLISTED\x10\x02\x12\x1f\n\x1b\x45QUIPMENT_STATUS_GREYLISTED\x10\x03*\xf0\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11REASON_REGISTERED\x10\x01\x12\x18\n\x14REASON_GRANDFATHERED\x10\x02\x12\x14\n\x10REASON_TEMPORARY\x10\x03\x12\x11\n\rREASON_EXEMPT\x10\x04\x12\x19\n\x15REASON_NOT_REGISTERED\x10\x05\x12\x16\n\x12REASON_LOST_STOLEN\x10\x06\x12\x12\n\x0eREASON_EXPIRED\x10\x07\x12\x17\n\x13REASON_INVALID_IMEI\x10\x08\x12\x14\n\x10REASON_DUPLICATE\x10\t*w\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13SOURCE_MANUFACTURER\x10\x01\x12\x12\n\x0eSOURCE_CUSTOMS\x10\x02\x12\x13\n\x0fSOURCE_OPERATOR\x10\x03\x12\x13\n\x0fSOURCE_MINISTRY\x10\x04\x42;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EQUIPMENTSTATUS']._serialized_start=34
   _globals['_EQUIPMENTSTATUS']._serialized_end=186
   _globals['_REASON']._serialized_start=189
-  _globals['_REASON']._serialized_end=407
-  _globals['_SOURCE']._serialized_start=409
-  _globals['_SOURCE']._serialized_end=528
+  _globals['_REASON']._serialized_end=429
+  _globals['_SOURCE']._serialized_start=431
+  _globals['_SOURCE']._serialized_end=550
 # @@protoc_insertion_point(module_scope)

@@ -71,6 +71,10 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """A temporary or exceptional registration whose validity has passed."""
     REASON_INVALID_IMEI: _Reason.ValueType  # 8
     """The IMEI in the request is malformed; CheckIMEIResponse.detail says how."""
+    REASON_DUPLICATE: _Reason.ValueType  # 9
+    """One IMEI seen on several SIMs (a clone condition met): GREYLISTED, then after the
+    condition's grace period BLACKLISTED for every IMSI but the device's pairs.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Why the status is what it is."""
@@ -94,6 +98,10 @@ REASON_EXPIRED: Reason.ValueType  # 7
 """A temporary or exceptional registration whose validity has passed."""
 REASON_INVALID_IMEI: Reason.ValueType  # 8
 """The IMEI in the request is malformed; CheckIMEIResponse.detail says how."""
+REASON_DUPLICATE: Reason.ValueType  # 9
+"""One IMEI seen on several SIMs (a clone condition met): GREYLISTED, then after the
+condition's grace period BLACKLISTED for every IMSI but the device's pairs.
+"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 class _Source:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x65ir/v1/device_check.proto\x12\x07\x63\x65ir.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x13LookupDeviceRequest\x12\x0c\n\x04imei\x18\x01 \x01(\t\"\xdc\x01\n\x14LookupDeviceResponse\x12\x0c\n\x04imei\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.ceir.v1.DeviceState\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65vice_type\x18\x06 \x01(\t\x12\x0b\n\x03tac\x18\x07 \x01(\t\x12/\n\x0bvalid_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61llowed\x18\t \x01(\x08*\xb9\x01\n\x0b\x44\x65viceState\x12\x1c\n\x18\x44\x45VICE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45VICE_STATE_REGISTERED\x10\x01\x12\x1f\n\x1b\x44\x45VICE_STATE_NOT_REGISTERED\x10\x02\x12\x18\n\x14\x44\x45VICE_STATE_BLOCKED\x10\x03\x12\x1a\n\x16\x44\x45VICE_STATE_TEMPORARY\x10\x04\x12\x18\n\x14\x44\x45VICE_STATE_EXPIRED\x10\x05\x32Z\n\x0b\x44\x65viceCheck\x12K\n\x0cLookupDevice\x12\x1c.ceir.v1.LookupDeviceRequest\x1a\x1d.ceir.v1.LookupDeviceResponseB;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x65ir/v1/device_check.proto\x12\x07\x63\x65ir.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x13LookupDeviceRequest\x12\x0c\n\x04imei\x18\x01 \x01(\t\"\xdc\x01\n\x14LookupDeviceResponse\x12\x0c\n\x04imei\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.ceir.v1.DeviceState\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65vice_type\x18\x06 \x01(\t\x12\x0b\n\x03tac\x18\x07 \x01(\t\x12/\n\x0bvalid_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61llowed\x18\t \x01(\x08*\xdb\x01\n\x0b\x44\x65viceState\x12\x1c\n\x18\x44\x45VICE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45VICE_STATE_REGISTERED\x10\x01\x12\x1f\n\x1b\x44\x45VICE_STATE_NOT_REGISTERED\x10\x02\x12\x18\n\x14\x44\x45VICE_STATE_BLOCKED\x10\x03\x12\x1a\n\x16\x44\x45VICE_STATE_TEMPORARY\x10\x04\x12\x18\n\x14\x44\x45VICE_STATE_EXPIRED\x10\x05\x12 \n\x1c\x44\x45VICE_STATE_SUSPECTED_CLONE\x10\x06\x32Z\n\x0b\x44\x65viceCheck\x12K\n\x0cLookupDevice\x12\x1c.ceir.v1.LookupDeviceRequest\x1a\x1d.ceir.v1.LookupDeviceResponseB;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\013org.ceir.v1P\001Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1'
   _globals['_DEVICESTATE']._serialized_start=333
-  _globals['_DEVICESTATE']._serialized_end=518
+  _globals['_DEVICESTATE']._serialized_end=552
   _globals['_LOOKUPDEVICEREQUEST']._serialized_start=72
   _globals['_LOOKUPDEVICEREQUEST']._serialized_end=107
   _globals['_LOOKUPDEVICERESPONSE']._serialized_start=110
   _globals['_LOOKUPDEVICERESPONSE']._serialized_end=330
-  _globals['_DEVICECHECK']._serialized_start=520
-  _globals['_DEVICECHECK']._serialized_end=610
+  _globals['_DEVICECHECK']._serialized_start=554
+  _globals['_DEVICECHECK']._serialized_end=644
 # @@protoc_insertion_point(module_scope)

@@ -37,6 +37,10 @@ class _DeviceStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeviceSta
     """Registered temporarily (a visitor's device) until valid_until."""
     DEVICE_STATE_EXPIRED: _DeviceState.ValueType  # 5
     """A temporary registration that has ended."""
+    DEVICE_STATE_SUSPECTED_CLONE: _DeviceState.ValueType  # 6
+    """Seen on several SIMs at once (a suspected clone): it may be refused, except with the
+    SIM of its owner once paired.
+    """
 
 class DeviceState(_DeviceState, metaclass=_DeviceStateEnumTypeWrapper): ...
 
@@ -51,6 +55,10 @@ DEVICE_STATE_TEMPORARY: DeviceState.ValueType  # 4
 """Registered temporarily (a visitor's device) until valid_until."""
 DEVICE_STATE_EXPIRED: DeviceState.ValueType  # 5
 """A temporary registration that has ended."""
+DEVICE_STATE_SUSPECTED_CLONE: DeviceState.ValueType  # 6
+"""Seen on several SIMs at once (a suspected clone): it may be refused, except with the
+SIM of its owner once paired.
+"""
 Global___DeviceState: _TypeAlias = DeviceState  # noqa: Y015
 
 @_typing.final

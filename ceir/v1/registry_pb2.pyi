@@ -154,6 +154,13 @@ class _HistoryActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_History
     HISTORY_ACTION_UNBLOCK: _HistoryAction.ValueType  # 7
     HISTORY_ACTION_PURGE: _HistoryAction.ValueType  # 8
     """Deleted past retention."""
+    HISTORY_ACTION_SUSPECTED: _HistoryAction.ValueType  # 9
+    """The clone detector's transitions (ceir.clones), and a principal's reversals."""
+    HISTORY_ACTION_GREYLISTED: _HistoryAction.ValueType  # 10
+    HISTORY_ACTION_DUPLICATE_BLOCKED: _HistoryAction.ValueType  # 11
+    HISTORY_ACTION_CLEARED: _HistoryAction.ValueType  # 12
+    HISTORY_ACTION_PAIRED: _HistoryAction.ValueType  # 13
+    HISTORY_ACTION_UNPAIRED: _HistoryAction.ValueType  # 14
 
 class HistoryAction(_HistoryAction, metaclass=_HistoryActionEnumTypeWrapper):
     """What one change in the audit log did (ceir.store.audit.Action, same numbers)."""
@@ -170,6 +177,13 @@ HISTORY_ACTION_BLOCK: HistoryAction.ValueType  # 6
 HISTORY_ACTION_UNBLOCK: HistoryAction.ValueType  # 7
 HISTORY_ACTION_PURGE: HistoryAction.ValueType  # 8
 """Deleted past retention."""
+HISTORY_ACTION_SUSPECTED: HistoryAction.ValueType  # 9
+"""The clone detector's transitions (ceir.clones), and a principal's reversals."""
+HISTORY_ACTION_GREYLISTED: HistoryAction.ValueType  # 10
+HISTORY_ACTION_DUPLICATE_BLOCKED: HistoryAction.ValueType  # 11
+HISTORY_ACTION_CLEARED: HistoryAction.ValueType  # 12
+HISTORY_ACTION_PAIRED: HistoryAction.ValueType  # 13
+HISTORY_ACTION_UNPAIRED: HistoryAction.ValueType  # 14
 Global___HistoryAction: _TypeAlias = HistoryAction  # noqa: Y015
 
 @_typing.final

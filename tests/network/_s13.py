@@ -18,10 +18,10 @@ class Recorder:
     """An observer that keeps every sighting."""
 
     def __init__(self) -> None:
-        self.sightings: list[tuple[bytes, bytes, str]] = []
+        self.sightings: list[tuple[bytes, str, str]] = []
 
-    def __call__(self, device_key: bytes, imsi_token: bytes, operator_id: str) -> None:
-        self.sightings.append((device_key, imsi_token, operator_id))
+    def __call__(self, device_key: bytes, imsi: str, operator_id: str) -> None:
+        self.sightings.append((device_key, imsi, operator_id))
 
 
 def options(**overrides: Any) -> S13Options:

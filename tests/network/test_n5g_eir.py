@@ -224,12 +224,12 @@ def test_a_failing_lookup_is_500_without_a_trace(face: RunningFaces, client: htt
     assert b"Traceback" not in response.content
 
 
-def test_supi_reaches_the_observer_as_a_token_only(
+def test_supi_reaches_the_observer_and_no_log(
     demo_store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The IMSI of a supi goes to the observation seam as a 16-byte identity token, with
-    the device key; neither the IMSI nor the MSISDN is logged."""
-    seen: list[tuple[bytes, bytes, str]] = []
+    """The IMSI of a supi goes to the observation seam (which tokenises it before storing)
+    with the device key; neither the IMSI nor the MSISDN is logged."""
+    seen: list[tuple[bytes, str, str]] = []
     settings = Settings(db=tmp_path, sbi="127.0.0.1:0")
     face = n5g_eir.create_face(settings, demo_store, observe=lambda *a: seen.append(a))
     assert face is not None
@@ -243,10 +243,9 @@ def test_supi_reaches_the_observer_as_a_token_only(
         assert get(c, running, f"pei=imei-{REGISTERED}&supi=nai-x%40y").status_code == 200
         assert get(c, running, f"pei=imei-{REGISTERED}").status_code == 200
     assert len(seen) == 1
-    key, token, operator = seen[0]
+    key, imsi, operator = seen[0]
     assert key == int(REGISTERED[:14]).to_bytes(8, "big")
-    assert len(token) == 16
-    assert b"510101234567890" not in token
+    assert imsi == "510101234567890"
     assert operator == ""  # no security: nobody's operator id
     # Every log line of the server side (the client's own httpx log names its URL).
     server_side = [

@@ -111,7 +111,7 @@ def test_a_tokens_operator_id_reaches_the_observer(
     """The sighting names the operator (MCC-MNC) of the principal that asked."""
     path, tokens = token_file
     settings = Settings(db=tmp_path, tokens=path, sbi="127.0.0.1:0")
-    seen: list[tuple[bytes, bytes, str]] = []
+    seen: list[tuple[bytes, str, str]] = []
     face = n5g_eir.create_face(settings, demo_store, observe=lambda *a: seen.append(a))
     assert face is not None
     with (
