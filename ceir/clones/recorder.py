@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_SECONDS = 0.2
 DEFAULT_MAX_QUEUE = 200_000
+REFRESH_MINUTES = 10
+"""A SIM seen again with the same device within this many minutes of the sighting last
+written is not written again (a phone attaches many times a day; the conditions need
+minutes only to the simultaneity window, 60)."""
+_RECENT_MAX = 1_000_000
 _SWEEP_SECONDS = 60.0
 
 
@@ -90,6 +95,7 @@ class Recorder:
         self.transitions = 0
         self._queue: list[tuple[bytes, str, str, float]] = []
         self._sealed: set[bytes] = set()
+        self._recent: dict[tuple[bytes, str], int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
@@ -130,6 +136,24 @@ class Recorder:
             except Exception:  # pragma: no cover - a bug must not stop the thread
                 log.exception("clone detection: recording failed")
 
+    def _fresh(
+        self, batch: list[tuple[bytes, str, str, float]]
+    ) -> list[tuple[bytes, str, str, float]]:
+        """The sightings not written within the last :data:`REFRESH_MINUTES`."""
+        recent = self._recent
+        if len(recent) > _RECENT_MAX:
+            recent.clear()
+        out = []
+        for item in batch:
+            minute = int(item[3] // 60)
+            pair = (item[0], item[1])
+            last = recent.get(pair)
+            if last is not None and 0 <= minute - last < REFRESH_MINUTES:
+                continue
+            recent[pair] = minute
+            out.append(item)
+        return out
+
     def _seen(self, batch: list[tuple[bytes, str, str, float]]) -> list[Seen]:
         token = self.tokenizer.token
         ns = self.namespace  # at a replica, also the operator that saw it
@@ -162,6 +186,7 @@ class Recorder:
         """Write what is queued now; returns how many sightings it wrote."""
         with self._lock:
             batch, self._queue = self._queue, []
+            batch = self._fresh(batch)
             now = int(self.clock())
             due = self.conditions is not None and now - self._last_sweep >= _SWEEP_SECONDS
             if not batch and not due:

@@ -13,6 +13,8 @@ and the background tasks (the recorder's thread; upstream publishing or ingestin
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -62,8 +64,11 @@ class CloneSite:
         return None if self.recorder is None else self.recorder.observe
 
 
-def clone_site(settings: Settings, store: Store) -> CloneSite:
-    """The clone detection *settings* ask for on *store* (nothing with ``--no-observe``)."""
+def clone_site(
+    settings: Settings, store: Store, *, clock: Callable[[], float] = time.time
+) -> CloneSite:
+    """The clone detection *settings* ask for on *store* (nothing with ``--no-observe``);
+    *clock* stamps the sightings (a simulation's days)."""
     tokenizer = tokenizer_for(store)
     namespace = operator_code(settings.operator or "") if settings.replica else 0
     paired = PairMatcher(store, tokenizer, namespace)
@@ -91,6 +96,7 @@ def clone_site(settings: Settings, store: Store) -> CloneSite:
         namespace=namespace,
         vault=site_vault(store) if settings.replica else None,
         upstream=upstream,
+        clock=clock,
     )
     site.recorder = recorder
     site.faces.insert(0, RecorderFace(recorder))

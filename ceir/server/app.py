@@ -189,7 +189,11 @@ class CeirServer:
 
 
 def create_server(
-    settings: Settings, store: Store, *, background: bool = True
+    settings: Settings,
+    store: Store,
+    *,
+    background: bool = True,
+    clock: Callable[[], float] = time.time,
 ) -> tuple[CeirServer, int]:
     """Build the aio server on *store* and bind it; returns it and the bound port.
 
@@ -208,7 +212,7 @@ def create_server(
     )
     server = grpc.aio.server(options=options, interceptors=[gate])
     policy = Policy(settings.unknown_status.status)
-    clones = clone_site(settings, store)
+    clones = clone_site(settings, store, clock=clock)  # clock: simulated days (loadtest)
     eir = EquipmentIdentityRegister(
         Checker(store, policy, paired=clones.paired), settings.max_batch, observe=clones.observe
     )

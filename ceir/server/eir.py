@@ -53,14 +53,23 @@ class EquipmentIdentityRegister:
         if self.observe is None or not any(map(_IMSI, requests)):
             return
         operator = current().operator_id
+        observe = self.observe
         for request in requests:
-            if not request.imsi:
+            sim = request.imsi
+            if not sim:
+                continue
+            text = request.imei
+            n = len(text)
+            if 14 <= n <= 16 and text.isascii() and text.isdigit():
+                # The plain forms, as the lookup's fast path takes them (15: check digit).
+                if n != 15 or ord(text[14]) - 48 == imei.check_digit(text[:14]):
+                    observe(int(text[:14]).to_bytes(8, "big"), sim, operator)
                 continue
             try:
-                key = imei.parse(request.imei).key
+                key = imei.parse(text).key
             except InvalidImeiError:
                 continue
-            self.observe(key, request.imsi, operator)
+            observe(key, sim, operator)
 
     async def CheckIMEI(
         self, request: eir_pb2.CheckIMEIRequest, context: Any
