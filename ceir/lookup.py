@@ -180,6 +180,12 @@ class Checker:
             return without_clone(value)
         return value
 
+    def _for_sims(self, keys: list[bytes], values: list[bytes | None], imsis: list[str]) -> None:
+        """:meth:`_for_sim` of every flagged record in *values*, in place."""
+        for i, value in enumerate(values):
+            if value is not None and value[2] & FLAGS_CLONE and imsis[i]:
+                values[i] = self._for_sim(keys[i], value, imsis[i])
+
     def check_one(self, request: eir_pb2.CheckIMEIRequest) -> Response:
         """The answer to one request (the unary call: one message, no batch around it)."""
         with self.store.read() as reads:
@@ -314,9 +320,7 @@ class Checker:
         with self.store.read() as reads:
             values: list[bytes | None] = list(map(reads.get, keys))
         if imsis is not None:
-            for i, value in enumerate(values):
-                if value is not None and value[2] & FLAGS_CLONE and imsis[i]:
-                    values[i] = self._for_sim(keys[i], value, imsis[i])
+            self._for_sims(keys, values, imsis)
         special = self._suspects(raw, width, keys)
         svn = width == 16
         heads = self._heads[svn]
