@@ -17,13 +17,42 @@ and returns; a background thread tokenises and writes in batches, off the hot pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-__all__ = ["Observer", "ignore"]
+from ceir.errors import InvalidImeiError
+from ceir.imei import check_digit, parse
+
+__all__ = ["BatchObserver", "Observer", "ignore", "sightings_of"]
 
 Observer = Callable[[bytes, str, str], None]
 """``observe(device_key, imsi, operator_id)``; must be cheap (it is on the hot path)."""
 
+BatchObserver = Callable[[Sequence[Any], str], None]
+"""``observe_batch(check_imei_requests, operator_id)``: a whole batch at once, parsed later
+(:func:`sightings_of`) off the hot path."""
+
 
 def ignore(device_key: bytes, imsi: str, operator_id: str) -> None:
     """The observer when recording is off (``--no-observe``): sightings are not kept."""
+
+
+def sightings_of(requests: Sequence[Any]) -> list[tuple[bytes, str]]:
+    """(device key, IMSI) of each CheckIMEI request with an ``imsi`` and a valid IMEI."""
+    out = []
+    for request in requests:
+        sim = request.imsi
+        if not sim:
+            continue
+        text = request.imei
+        n = len(text)
+        if 14 <= n <= 16 and text.isascii() and text.isdigit():
+            # The plain forms, as the lookup's fast path takes them (15: check digit).
+            if n != 15 or ord(text[14]) - 48 == check_digit(text[:14]):
+                out.append((int(text[:14]).to_bytes(8, "big"), sim))
+            continue
+        try:
+            out.append((parse(text).key, sim))
+        except InvalidImeiError:
+            continue
+    return out

@@ -116,7 +116,7 @@ def merge(
         dropped, sightings = tables.observations.get(key)
         dropped, sightings = _merge_one(sightings, dropped, by_key[key])
         tables.observations.put(key, dropped, sightings)
-        if conditions:
+        if conditions and len(sightings) + dropped > 1:  # one SIM meets no condition
             _evaluate(moves, key, sightings, dropped, conditions, now)
     return moves.commit()
 

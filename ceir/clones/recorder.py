@@ -21,10 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ceir.clones.conditions import Condition
 from ceir.clones.detector import Seen, merge, sweep
 from ceir.errors import CeirError
+from ceir.sightings import sightings_of
 from ceir.store import Store
 from ceir.store.clonetables import Sighting, operator_code
 from ceir.store.identity import IdKind, Tokenizer
@@ -94,6 +96,7 @@ class Recorder:
         self.recorded = 0
         self.transitions = 0
         self._queue: list[tuple[bytes, str, str, float]] = []
+        self._batches: list[tuple[Sequence[Any], str, float]] = []
         self._sealed: set[bytes] = set()
         self._recent: dict[tuple[bytes, str], int] = {}
         self._stop = threading.Event()
@@ -110,6 +113,14 @@ class Recorder:
             self.dropped += 1
             return
         queue.append((device_key, imsi, operator_id, self.clock()))
+
+    def observe_requests(self, requests: Sequence[Any], operator_id: str) -> None:
+        """Queue a whole batch's CheckIMEI requests (those with an ``imsi`` count): one
+        append per batch; their IMEIs are parsed by the background thread."""
+        if len(self._batches) >= self.max_queue // 1000 + 1:
+            self.dropped += len(requests)
+            return
+        self._batches.append((requests, operator_id, self.clock()))
 
     # -- the background side -----------------------------------------------------------
 
@@ -186,6 +197,9 @@ class Recorder:
         """Write what is queued now; returns how many sightings it wrote."""
         with self._lock:
             batch, self._queue = self._queue, []
+            batches, self._batches = self._batches, []
+            for requests, operator_id, at in batches:
+                batch += [(k, sim, operator_id, at) for k, sim in sightings_of(requests)]
             batch = self._fresh(batch)
             now = int(self.clock())
             due = self.conditions is not None and now - self._last_sweep >= _SWEEP_SECONDS

@@ -29,7 +29,7 @@ from ceir.store.vault import site_vault
 
 if TYPE_CHECKING:
     from ceir.server.faces import Face
-    from ceir.sightings import Observer
+    from ceir.sightings import BatchObserver, Observer
 
 __all__ = ["CloneSite", "RecorderFace", "clone_site"]
 
@@ -62,6 +62,10 @@ class CloneSite:
     @property
     def observe(self) -> Observer | None:
         return None if self.recorder is None else self.recorder.observe
+
+    @property
+    def observe_batch(self) -> BatchObserver | None:
+        return None if self.recorder is None else self.recorder.observe_requests
 
 
 def clone_site(

@@ -214,7 +214,10 @@ def create_server(
     policy = Policy(settings.unknown_status.status)
     clones = clone_site(settings, store, clock=clock)  # clock: simulated days (loadtest)
     eir = EquipmentIdentityRegister(
-        Checker(store, policy, paired=clones.paired), settings.max_batch, observe=clones.observe
+        Checker(store, policy, paired=clones.paired),
+        settings.max_batch,
+        observe=clones.observe,
+        observe_batch=clones.observe_batch,
     )
     add_eir_to_server(eir, server)
     check = DeviceCheck(store, policy)

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Sequence
 from operator import attrgetter
 from typing import Any
 
-from ceir import imei, metrics
-from ceir.errors import InvalidImeiError, LimitError
+from ceir import metrics
+from ceir.errors import LimitError
 from ceir.lookup import Checker, Tally
 from ceir.security.principals import current
-from ceir.sightings import Observer
+from ceir.sightings import BatchObserver, Observer, sightings_of
 from ceir.v1 import eir_pb2
 
 PACKED_KEY = 8
@@ -42,34 +42,25 @@ class EquipmentIdentityRegister:
         max_batch: int,
         *,
         observe: Observer | None = None,
+        observe_batch: BatchObserver | None = None,
     ) -> None:
         self.checker = checker
         self.max_batch = max_batch
         self.observe = observe
+        self.observe_batch = observe_batch
 
     def _sightings(self, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> None:
         """Each request's ``imsi`` (when given, with a valid IMEI) to the observation seam,
-        like N5g-eir's ``supi`` and S13's ``User-Name``."""
+        like N5g-eir's ``supi`` and S13's ``User-Name``: a batch in one call when the
+        observer takes batches (the recorder parses them off the hot path)."""
         if self.observe is None or not any(map(_IMSI, requests)):
             return
         operator = current().operator_id
-        observe = self.observe
-        for request in requests:
-            sim = request.imsi
-            if not sim:
-                continue
-            text = request.imei
-            n = len(text)
-            if 14 <= n <= 16 and text.isascii() and text.isdigit():
-                # The plain forms, as the lookup's fast path takes them (15: check digit).
-                if n != 15 or ord(text[14]) - 48 == imei.check_digit(text[:14]):
-                    observe(int(text[:14]).to_bytes(8, "big"), sim, operator)
-                continue
-            try:
-                key = imei.parse(text).key
-            except InvalidImeiError:
-                continue
-            observe(key, sim, operator)
+        if self.observe_batch is not None:
+            self.observe_batch(requests, operator)
+            return
+        for key, sim in sightings_of(requests):
+            self.observe(key, sim, operator)
 
     async def CheckIMEI(
         self, request: eir_pb2.CheckIMEIRequest, context: Any

@@ -70,7 +70,9 @@ class Tokenizer:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        message = f"{kind.value}\x00{normalise(value)}".encode()
+        # Digits are their own normal form (an IMSI, the common case: skip NFKC).
+        plain = value if value.isascii() and value.isdigit() else normalise(value)
+        message = f"{kind.value}\x00{plain}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()[:TOKEN_BYTES]
         if len(self._cache) < 65536:
             self._cache[key] = digest
