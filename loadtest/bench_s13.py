@@ -157,11 +157,12 @@ async def s13_load(
 
     async def lane(mme: S13Client, k: int) -> None:
         nonlocal done, wrong
-        imsi = f"51010{k:010d}"
         while loop.time() < deadline:
             j = int(rng.random() * count)
             sent = loop.time()
-            answer = await mme.check(devices.bodies[j], imsi)
+            # Each device's own SIM: one SIM on many devices would be clones (ceir.clones),
+            # and the detector would greylist them mid-run.
+            answer = await mme.check(devices.bodies[j], f"51010{j:010d}")
             histogram.record_value(max(1, int((loop.time() - sent) * 1e6)))
             done += 1
             if answer.result_code != 2001 or answer.equipment_status != devices.expected[j]:
