@@ -144,8 +144,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             scenario = root / "scenario"
             scenario.mkdir()
-            result = run(scenario, cfg, log=lambda line: print("  " + line, flush=True))
-            print("\n".join(result.lines()), flush=True)
+            run(scenario, cfg, log=lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":
