@@ -168,17 +168,16 @@ class Recorder:
     def _seen(self, batch: list[tuple[bytes, str, str, float]]) -> list[Seen]:
         token = self.tokenizer.token
         ns = self.namespace  # at a replica, also the operator that saw it
+        operators: dict[tuple[str, str], int] = {}
         out = []
         for key, imsi, operator_id, at in batch:
-            out.append(
-                Seen(
-                    key,
-                    token(IdKind.IMSI, imsi),
-                    ns,
-                    ns or operator_of(operator_id, imsi),
-                    int(at // 60),
-                )
-            )
+            op = ns
+            if not op:
+                where = (operator_id, imsi[:5])
+                op = operators.get(where, -1)
+                if op < 0:
+                    op = operators[where] = operator_of(operator_id, imsi)
+            out.append(Seen(key, token(IdKind.IMSI, imsi), ns, op, int(at // 60)))
         return out
 
     def _seal(self, tables: Tables, batch: list[tuple[bytes, str, str, float]]) -> None:

@@ -15,7 +15,6 @@ the first writable use moves it to the key file and deletes it from the table.
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 import os
 import secrets
@@ -73,7 +72,7 @@ class Tokenizer:
         # Digits are their own normal form (an IMSI, the common case: skip NFKC).
         plain = value if value.isascii() and value.isdigit() else normalise(value)
         message = f"{kind.value}\x00{plain}".encode()
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()[:TOKEN_BYTES]
+        digest = hmac.digest(self._key, message, "sha256")[:TOKEN_BYTES]
         if len(self._cache) < 65536:
             self._cache[key] = digest
         return digest
