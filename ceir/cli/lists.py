@@ -46,29 +46,60 @@ def lists() -> None:
     help="IMEIs as 15 digits (body + Luhn check digit) instead of the 14-digit body.",
 )
 @click.option(
+    "--operator",
+    "operators",
+    multiple=True,
+    metavar="MCC-MNC",
+    help="An operator to write notifications and exceptions for (repeatable). The "
+    "central writes them for these, those of the --base run and every operator that saw a "
+    "flagged device; a replica writes its own operator's only and needs it named once.",
+)
+@click.option(
     "--keep-runs",
     type=click.IntRange(1),
     default=field_default(ExportOptions, "keep_runs"),
     help="Runs the store keeps to be a later --base (the newest); older ones are deleted.",
 )
 def export(
-    db: Path, create: bool, out: Path, base: int | None, check_digit: bool, keep_runs: int
+    db: Path,
+    create: bool,
+    out: Path,
+    base: int | None,
+    check_digit: bool,
+    operators: tuple[str, ...],
+    keep_runs: int,
 ) -> None:
     """Write the lists, full and (with --base) delta, with zipped copies; record the run.
 
-    Files: {YYYYmmdd_HHMMSS}_blacklist.csv (imei,block_date,reasons) and, given --base,
-    {prefix}_blacklist_delta_{base}_{run}_{blocked|unblocked|changed}.csv; the zipped
-    copy {prefix}_blacklist.zip. block_date is YYYYMMDD (UTC), reasons sorted, distinct
-    and |-joined. The run id printed is what a later --base names. An unknown --base is
-    a usage error (exit 2); a directory that cannot be written exits 6.
+    \b
+    Files ({prefix} is YYYYmmdd_HHMMSS, UTC):
+      {prefix}_blacklist.csv                   imei,block_date,reasons
+      {prefix}_notifications_{op}.csv          imei,imsi,msisdn,block_date,reasons
+      {prefix}_exceptions_{op}.csv             imei,imsi,msisdn
+    and with --base, per change kind (a header even when empty):
+      {prefix}_blacklist_delta_{base}_{run}_{blocked|unblocked|changed}.csv
+      {prefix}_notifications_{op}_delta_{base}_{run}_{new|resolved|blacklisted|
+        no_longer_seen|changed}.csv
+      {prefix}_exceptions_{op}_delta_{base}_{run}_{added|removed}.csv
+    zipped: {prefix}_blacklist.zip, {prefix}_{op}.zip.
+
+    block_date is YYYYMMDD (UTC), reasons sorted, distinct and |-joined, msisdn empty
+    (ceir holds none). The central writes the blacklist and, per operator, SIMs as
+    identity tokens (tok_...); an operator's replica writes its own operator's lists with
+    the clear IMSIs it saw (files 0600). The run id printed is what a later --base names.
+    An unknown --base is a usage error (exit 2); a directory that cannot be written exits 6.
     """
     from ceir.lists.export import export as run
+    from ceir.security.principals import check_operator_id
     from ceir.store import open_store
 
     try:
+        ops = tuple(check_operator_id(op) for op in operators)
+        options = ExportOptions(
+            base=base or 0, check_digit=check_digit, operators=ops, keep_runs=keep_runs
+        )
         require_store(db, create=create)
         with open_store(db) as store:
-            options = ExportOptions(base or 0, check_digit, keep_runs)
             done = run(store, out, options)
     except CeirError as exc:
         fail(exc)

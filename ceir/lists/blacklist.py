@@ -3,8 +3,10 @@
 One pass over ``devices`` in key order. A device is on it when its record says so
 (:mod:`ceir.policy`): reported lost or stolen (``LOST_STOLEN``; the block date is the day
 the audit log recorded the report's block), or a registration that ended
-(``EXPIRED``; the day it ended). Devices unknown to the register are not listed: in a
-whitelist regime every EIR refuses them anyway, and no list can name them all.
+(``EXPIRED``; the day it ended), or blocked by the clone detector past its grace
+(``DUPLICATE``; the day the grace ended, from :mod:`ceir.store.clones`). Devices unknown
+to the register are not listed: in a whitelist regime every EIR refuses them anyway, and
+no list can name them all.
 A device blocked for several reasons is one row: all its reasons, the earliest date.
 """
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from ceir.errors import CeirError
 from ceir.imei import check_digit
 from ceir.lists import delta
-from ceir.lists.collect import Collected, collect
+from ceir.lists.collect import Collected, collect, operators_of
 from ceir.lists.files import CsvFile, Writer, check_dir
 from ceir.lists.kinds import (
     DEVICE_BYTES,
@@ -49,6 +49,9 @@ class ExportOptions:
     """The run to write deltas against (0: full lists only)."""
     check_digit: bool = False
     """Write 15-digit IMEIs (body + Luhn check digit) instead of the 14-digit body."""
+    operators: tuple[str, ...] = ()
+    """Operators (MCC-MNC) to write lists for: at the central beside those the base run
+    wrote and those that saw a flagged device; at a replica exactly its own one."""
     keep_runs: int = 30
     """Runs whose snapshots the store keeps (the newest; older ones can no longer be a
     base). A daily run's blacklist of 1 M devices takes a few MB."""
@@ -113,9 +116,10 @@ def export(
     at = int(time.time()) if now is None else now
     check_dir(out)
     base = runs.get(store, options.base) if options.base else None
-    taken = collect(store, at)
+    known = operators_of(base.lists) if base is not None else set()
+    taken = collect(store, at, options.operators, known)
     run = runs.reserve(store, at, prefix_of(at), base=options.base, site=taken.site)
-    writer = Writer(out)
+    writer = Writer(out, private=taken.store is not None)
     try:
         _write(store, writer, run, base, taken, _imei_text(options.check_digit))
     except (CeirError, OSError):

@@ -48,6 +48,8 @@ class Writer:
     """Writes files into *out*; :meth:`undo` removes what it wrote."""
 
     out: Path
+    private: bool = False
+    """Files readable by their owner only (0600): an operator's lists with clear IMSIs."""
     written: list[Path] = field(default_factory=list)
 
     def _target(self, name: str) -> Path:
@@ -60,7 +62,7 @@ class Writer:
         return path
 
     @contextlib.contextmanager
-    def _open(self, name: str, mode: str) -> Iterator[Path]:
+    def _open(self, name: str) -> Iterator[Path]:
         path = self._target(name)
         part = path.with_name(path.name + _PART)
         try:
@@ -72,8 +74,17 @@ class Writer:
             raise OutputError(f"cannot write {path}: {exc.strerror}") from exc
         self.written.append(path)
 
+    def _create(self, part: Path) -> int:
+        """A new file descriptor for *part*: 0600 from the start when private."""
+        return os.open(
+            part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if self.private else 0o666
+        )
+
     def csv(self, spec: CsvFile) -> Path:
-        with self._open(spec.name, "w") as part, part.open("w", encoding="ascii") as f:
+        with (
+            self._open(spec.name) as part,
+            os.fdopen(self._create(part), "w", encoding="ascii") as f,
+        ):
             f.write(",".join(spec.columns) + "\n")
             f.writelines(spec.lines)
         return self.written[-1]
@@ -81,8 +92,9 @@ class Writer:
     def zip(self, name: str, members: Sequence[Path]) -> Path:
         """A zip of *members* (files this writer wrote), each under its own name."""
         with (
-            self._open(name, "wb") as part,
-            zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as archive,
+            self._open(name) as part,
+            os.fdopen(self._create(part), "wb") as f,
+            zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive,
         ):
             for member in members:
                 archive.write(member, member.name)
