@@ -49,6 +49,7 @@ def lists() -> None:
     "--operator",
     "operators",
     multiple=True,
+    envvar="CEIR_OPERATOR",
     metavar="MCC-MNC",
     help="An operator to write notifications and exceptions for (repeatable). The "
     "central writes them for these, those of the --base run and every operator that saw a "
