@@ -46,7 +46,8 @@ def dev(directory: Path, hosts: tuple[str, ...]) -> None:
 
     ca.pem, server.pem/server.key, and NAME.pem/NAME.key for each demo principal
     (telkomsel and indosat operators, nusantara manufacturer, customs, kemenperin
-    ministry, portal consumer, admin). Keys are unencrypted, readable by you only.
+    ministry, portal consumer, admin, and replica for `ceir replica --source-cert`). Keys
+    are unencrypted, readable by you only.
 
     \b
     ceir serve --tls-cert D/server.pem --tls-key D/server.key --client-ca D/ca.pem
