@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ceir.imei import body_key, check_digit
 from ceir.lookup import Checker, Tally, check_digits
 from ceir.policy import Policy
-from ceir.record import Reason, Record, Source, Status
+from ceir.record import FLAG_CLONE_BLOCK, FLAG_CLONE_GREY, Reason, Record, Source, Status
 from ceir.store import Store, open_store
 from ceir.v1 import eir_pb2
 
@@ -30,6 +30,8 @@ RECORDS = (
     Record(Reason.EXEMPT, Source.MINISTRY, registered_at=NOW - 5),
     Record(Reason.REGISTERED, Source.MANUFACTURER, lost_stolen=True, registered_at=NOW - 7),
     Record(Reason.NONE, Source.NONE, lost_stolen=True),
+    Record(Reason.REGISTERED, Source.MANUFACTURER, registered_at=NOW - 9, clone=FLAG_CLONE_GREY),
+    Record(Reason.REGISTERED, Source.CUSTOMS, registered_at=NOW - 8, clone=FLAG_CLONE_BLOCK),
 )
 # Bodies in the store: ordinary ones, plus junk ones (test TAC, repeated, counting).
 STORED = [f"35{n:06d}{n * 7919 % 10**6:06d}" for n in range(40)] + [
@@ -104,6 +106,7 @@ def test_plain_batch_answers_every_kind(store: Store) -> None:
         Reason.EXEMPT,
         Reason.LOST_STOLEN,
         Reason.NOT_REGISTERED,
+        Reason.DUPLICATE,
     }
     assert [r.imei for r in got.responses] == texts
     suspicious = {r.imei[:14] for r in got.responses if r.suspicious}
