@@ -1,4 +1,5 @@
-"""``ceir backup``, ``ceir restore``, ``ceir verify``: copies and checks of a store."""
+"""``ceir backup``, ``ceir restore``, ``ceir verify``, ``ceir compact``: copies, checks
+and compaction of a store."""
 
 from __future__ import annotations
 
@@ -39,6 +40,32 @@ def backup(dest: Path, db: Path) -> None:
     click.echo(
         f"backup of {db} written to {copied.dest}: {copied.bytes:,} bytes in "
         f"{copied.seconds:.2f} s; verified ({tables})"
+    )
+
+
+@main.command(epilog=EPILOG, context_settings=CONTEXT)
+@_DB
+def compact(db: Path) -> None:
+    """Shrink the store's file to its live size and pack its hot table (stop `ceir serve`
+    and imports first).
+
+    Rewrites the devices table in key order (every page full), writes a compacted copy
+    beside the store (free pages dropped; needs free disk for it), checks it holds every
+    entry, and renames it into place. Exits 0 when done; 5 when the store is missing,
+    damaged or open in another process, or was written meanwhile: then nothing changed.
+    """
+    from ceir.store.compact import compact as run
+
+    try:
+        done = run(db)
+    except CeirError as exc:
+        fail(exc)
+    per = max(done.devices, 1)
+    click.echo(
+        f"compacted {db}: file {done.file_before:,} -> {done.file_after:,} bytes "
+        f"({done.file_before / per:,.0f} -> {done.file_after / per:,.0f} B/device), hot table "
+        f"{done.hot_before / per:.1f} -> {done.hot_after / per:.1f} B/device, "
+        f"{done.devices:,} devices, {done.seconds:.2f} s"
     )
 
 

@@ -517,6 +517,8 @@ def _finish(
         return info
 
     info = store.write(finish)
+    # A bulk load leaves the hot table's pages about 2/3 full: pack them (issue 12).
+    store.repack_devices_if_loose(int(info["counts"]["added"]))
     summary = _summary(imp, digest, ImportState.DONE, info, time.monotonic() - started)
     if summary.rejected_total:
         summary.first_rejects = list(itertools.islice(rejects_of(store, origin), FIRST_REJECTS))
