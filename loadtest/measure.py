@@ -1,15 +1,19 @@
-"""One row of a benchmark table, and the closed-loop measurer that fills one.
+"""One row of a benchmark table, the closed-loop measurer that fills one, and the bare
+CSV read import rates are compared with.
 
 Shared by :mod:`loadtest.bench_core`, :mod:`loadtest.bench` and
-:mod:`loadtest.alternatives`: the same row type, the same way of driving a server.
+:mod:`loadtest.alternatives`: the same row type, the same way of driving a server;
+:func:`bare_read` by :mod:`loadtest.scale` and ``scripts/bench_import.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -73,3 +77,14 @@ async def measure(
     return Row(
         name, done / elapsed, used / done * 1e6, pct(latencies, 0.5), pct(latencies, 0.99), group
     )
+
+
+def bare_read(path: Path) -> tuple[int, float, float]:
+    """Data rows, wall seconds and CPU seconds of a bare ``csv.reader`` pass over *path*
+    (nothing else done): the floor an import's rows/s are compared with (issue 12)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    n = 0
+    with path.open(encoding="utf-8", newline="") as f:
+        for _row in csv.reader(f):
+            n += 1
+    return n - 1, time.perf_counter() - started, time.process_time() - cpu

@@ -2,21 +2,25 @@
 and N devices, from one run.
 
 Builds one store in stages: manufacturer feeds of 1 M, 9 M and N - 10 M devices (disjoint
-serial ranges, the IMEIs ``ceir gen manufacturer`` makes), each imported with ``ceir
-import`` in a child process, whose peak RSS is read from ``wait4``. The last (largest)
-stage's file is also read by a bare ``csv.reader`` pass, the floor its rows/s are compared
-with. After each stage: the bytes each table uses per device (hot: devices + TACs;
-registry: the rest), and lookups — bare ``txn.get`` in this process, and CheckIMEIBatch /
-CheckPacked against ``ceir serve`` in a child process, its CPU per IMEI. At the end the
-store is compacted with ``ceir backup`` (file size before and after). Prints a table and
-writes ``result.json``. Usage: ``./scripts/bench-scale [--devices N] [--dir DIR]``.
+serial ranges, the IMEIs ``ceir gen manufacturer`` makes; generated with numpy), each
+imported with ``ceir import`` in a child process, whose peak RSS is read from ``wait4``.
+Each stage's file is also read by a bare ``csv.reader`` pass, the floor its rows/s are
+compared with (the last stage's is reported). After each stage: the bytes each table
+uses per device (hot: devices + TACs; registry: the rest), and lookups — bare ``txn.get``
+in this process, and CheckIMEIBatch / CheckPacked against ``ceir serve`` in a child
+process, its CPU per IMEI. At the end the store is compacted in place by ``ceir compact``
+(file size before and after). Prints a table and writes ``result.json``.
+
+Stages are reused: ``--resume`` continues a stopped run after its last finished stage
+(``stages.json`` in ``--dir``), and ``--keep-feeds`` keeps the generated feeds, which a
+later run with the same ``--dir`` imports instead of generating them again.
+Usage: ``./scripts/bench-scale [--devices N] [--dir DIR] [--resume] [--keep-feeds]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import random
@@ -29,10 +33,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ceir.feeds import Kind
 from ceir.feeds.gen import POOL, device_imei, generate, tac_entry
+from ceir.lookup import check_digits
 from ceir.store import open_store
 from loadtest import bench_core
+from loadtest.measure import bare_read
 
 _REGION = 50_000_000  # ceir.feeds.gen: serial indexes per kind
 _CHUNK = 1_000_000
@@ -41,37 +49,56 @@ HOT = ("devices", "tacs")
 
 def write_feed(path: Path, start: int, n: int, seed: int) -> None:
     """A clean manufacturer CSV of the devices with serial index start .. start + n - 1
-    (those of ``ceir gen manufacturer --start``), CRLF as csv.writer writes it; dates
-    drawn from 2023-01-01 + 900 days."""
-    rng = random.Random(seed)
-    days = [time.strftime("%Y-%m-%d", time.gmtime(1_672_531_200 + d * 86_400)) for d in range(900)]
+    (the IMEIs, brands, models, TPP and maker fields ``ceir gen manufacturer --start``
+    writes), CRLF line ends as csv.writer's; dates drawn from 2023-01-01 + 900 days.
+    Built with numpy, a million rows at a time: rows are laid out by byte offset."""
+    rng = np.random.default_rng(seed)
+    days = np.frombuffer(
+        "".join(
+            time.strftime("%Y-%m-%d", time.gmtime(1_672_531_200 + d * 86_400)) for d in range(900)
+        ).encode(),
+        np.uint8,
+    ).reshape(900, 10)
     rest = []
     for j in range(POOL):
         _, brand, model, _ = tac_entry(j)
-        rest.append(f",{brand},{model},TPP-{j:05d},M{j % 97:04d},")
+        fields = f",{brand},{model},TPP-{j:05d},M{j % 97:04d},"
+        rest.append(np.frombuffer(fields.encode(), np.uint8))
     partial = path.with_suffix(".partial")
-    with partial.open("w", encoding="utf-8", newline="") as f:
-        f.write("imei,brand,model,tpp_number,maker_id,produced_at\r\n")
+    with partial.open("wb") as f:
+        f.write(b"imei,brand,model,tpp_number,maker_id,produced_at\r\n")
         for a in range(start, start + n, _CHUNK):
             b = min(a + _CHUNK, start + n)
-            picks = rng.choices(days, k=b - a)
-            f.write(
-                "".join(
-                    f"{device_imei(i)}{rest[i % POOL]}{d}\r\n"
-                    for i, d in zip(range(a, b), picks, strict=True)
-                )
-            )
+            f.write(_rows(a, b, rest, days[rng.integers(0, 900, b - a)]))
     partial.rename(path)
 
 
-def bare_read(path: Path) -> tuple[int, float]:
-    """Rows and seconds of a csv.reader pass over *path* (nothing else done)."""
-    started = time.perf_counter()
-    n = 0
-    with path.open(encoding="utf-8", newline="") as f:
-        for _row in csv.reader(f):
-            n += 1
-    return n - 1, time.perf_counter() - started
+_TACS = np.array([int(tac_entry(j)[0]) for j in range(POOL)], np.int64)
+_SPAN = np.arange(64)  # wider than any field
+
+
+def _rows(a: int, b: int, rest: list[np.ndarray], dates: np.ndarray) -> bytes:
+    """The CSV bytes of serial indexes a .. b - 1 (``device_imei`` in columns)."""
+    index = np.arange(a, b, dtype=np.int64)
+    j = index % POOL
+    body = _TACS[j] * 1_000_000 + (index // POOL * 7919 + 4_711) % 1_000_000
+    digits = (body[:, None] // 10 ** np.arange(13, -1, -1, dtype=np.int64) % 10 + 48).astype(
+        np.uint8
+    )
+    check = np.frombuffer(check_digits(digits.tobytes(), 14), np.uint8)
+    lengths = 15 + np.array([len(r) for r in rest])[j] + 12
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    out = np.empty(int(ends[-1]), np.uint8)
+    out[starts[:, None] + _SPAN[:14]] = digits
+    out[starts + 14] = check
+    for k, fields in enumerate(rest):
+        rows = starts[(k - a) % POOL :: POOL]
+        out[(rows + 15)[:, None] + _SPAN[: len(fields)]] = fields
+    out[(ends - 12)[:, None] + _SPAN[:10]] = dates
+    out[ends - 2] = 13
+    out[ends - 1] = 10
+    return out.tobytes()
 
 
 def ceir(*args: str) -> list[str]:
@@ -169,13 +196,26 @@ def lookups(db: Path, indexes: range, args: argparse.Namespace) -> dict[str, dic
     }
 
 
-def compact(db: Path, into: Path) -> int:
-    """``ceir backup`` (a compacted copy) of *db* into *into*; the copy's file size."""
-    shutil.rmtree(into, ignore_errors=True)
-    _quiet(ceir("backup", str(into), "--db", str(db)))
-    size = (into / "data.mdb").stat().st_size
-    shutil.rmtree(into, ignore_errors=True)
-    return size
+@dataclass
+class Compaction:
+    file_before: int
+    file_after: int
+    hot_after: float
+    """Hot table bytes per device after ``ceir compact``."""
+    total_after: float
+    """Every table's bytes per device after it."""
+    seconds: float
+
+
+def compact(db: Path) -> Compaction:
+    """``ceir compact`` of *db* in a child process: the file before and after."""
+    before = (db / "data.mdb").stat().st_size
+    started = time.perf_counter()
+    _quiet(ceir("compact", "--db", str(db)))
+    seconds = time.perf_counter() - started
+    devices, tables, after = sizes(db)
+    hot = sum(tables[t] for t in HOT)
+    return Compaction(before, after, hot / devices, sum(tables.values()) / devices, seconds)
 
 
 def stage_sizes(total: int, at: tuple[int, ...]) -> list[int]:
@@ -184,35 +224,48 @@ def stage_sizes(total: int, at: tuple[int, ...]) -> list[int]:
     return [b - a for a, b in zip([0, *marks], marks, strict=False)]
 
 
+def fresh_store(db: Path, progress: Path) -> None:
+    """An empty store at *db* holding the generator's TACs; no stage to resume."""
+    shutil.rmtree(db, ignore_errors=True)
+    progress.unlink(missing_ok=True)
+    for stale in db.parent.glob(f"{db.name}.*-key"):
+        stale.unlink()
+    tacs = db.parent / "tac.csv"
+    generate(Kind.TAC, POOL, tacs)
+    _quiet(ceir("import", "tac", str(tacs), "--db", str(db), "--create", "-q"))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work_dir: Path = args.dir
     work_dir.mkdir(parents=True, exist_ok=True)
     db = work_dir / "store"
-    shutil.rmtree(db, ignore_errors=True)
-    for stale in db.parent.glob(f"{db.name}.*-key"):
-        stale.unlink()
-    tacs = work_dir / "tac.csv"
-    generate(Kind.TAC, POOL, tacs)
-    _quiet(ceir("import", "tac", str(tacs), "--db", str(db), "--create", "-q"))
+    progress = work_dir / "stages.json"
     base = (Kind.MANUFACTURER.code - 1) * _REGION
     result: dict[str, Any] = {"devices": args.devices, "stages": [], "imports": []}
-    done = 0
-    last_csv: tuple[int, float] = (0, 0.0)
-    for n in stage_sizes(args.devices, args.stages):
-        feed = work_dir / f"manufacturer-{done}-{n}.csv"
-        started = time.perf_counter()
-        write_feed(feed, base + done, n, seed=done)
-        print(f"generated {n:,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        last_csv = bare_read(feed)
-        last_csv = bare_read(feed)  # the second pass: page cache warm, as for the import
+    if args.resume and progress.exists() and (db / "data.mdb").exists():
+        result.update(json.loads(progress.read_text()), devices=args.devices)
+        print(f"resuming after {len(result['stages'])} stage(s) in {db}", file=sys.stderr)
+    else:
+        fresh_store(db, progress)
+    done = sum(i["rows"] for i in result["imports"])
+    for n in stage_sizes(args.devices, args.stages)[len(result["stages"]) :]:
+        feed = work_dir / f"manufacturer-{base + done}-{n}.csv"
+        if not feed.exists():  # kept from an earlier run with --keep-feeds: reused
+            started = time.perf_counter()
+            write_feed(feed, base + done, n, seed=done)
+            took = time.perf_counter() - started
+            print(f"generated {n:,} rows in {took:.0f} s", file=sys.stderr)
+        bare_read(feed)  # the first pass warms the page cache, as for the import
+        rows, seconds, _cpu = bare_read(feed)
         imp = run_import(db, Kind.MANUFACTURER, feed, n)
         print(
             f"  {imp.summary}; peak RSS {imp.peak_rss_mib:,.0f} MiB, "
             f"anonymous {imp.peak_anon_mib:,.0f} MiB",
             file=sys.stderr,
         )
-        feed.unlink()
-        result["imports"].append(asdict(imp))
+        if not args.keep_feeds:
+            feed.unlink()
+        result["imports"].append({**asdict(imp), "csv_rows_per_s": rows / seconds})
         done += n
         devices, tables, file_bytes = sizes(db)
         hot = sum(tables[t] for t in HOT)
@@ -221,17 +274,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         stage.lookups = lookups(db, range(base, base + done), args)
         result["stages"].append(asdict(stage))
+        progress.write_text(json.dumps(result, indent=2) + "\n")  # a rerun resumes here
         args.out.write_text(json.dumps(result, indent=2) + "\n")  # so far, should it stop
         print(f"  {devices:,} devices: {stage.lookups}", file=sys.stderr)
-    rows, seconds = last_csv
-    result["csv_rows_per_s"] = rows / seconds
     last = result["imports"][-1]
+    result["csv_rows_per_s"] = last["csv_rows_per_s"]
     result["import_rows_per_s"] = last["rows"] / last["seconds"]
     result["import_vs_csv"] = result["import_rows_per_s"] / result["csv_rows_per_s"]
     result["peak_rss_mib"] = max(i["peak_rss_mib"] for i in result["imports"])
     result["peak_anon_mib"] = max(i["peak_anon_mib"] for i in result["imports"])
     result["file_bytes"] = result["stages"][-1]["file_bytes"]
-    result["compacted_bytes"] = compact(db, work_dir / "compacted")
+    result["compaction"] = asdict(compact(db))
+    result["compacted_bytes"] = result["compaction"]["file_after"]
+    progress.unlink(missing_ok=True)  # the store is compacted: no stage to resume
     if not args.keep:
         shutil.rmtree(db, ignore_errors=True)
     return result
@@ -268,10 +323,12 @@ def report(result: dict[str, Any]) -> None:
     for form in ("batch", "packed"):
         ratio = end[form]["imeis_per_s"] / first[form]["imeis_per_s"]
         print(f"{form:<7} at {n:,} vs at the first stage: {ratio:.2f}x")
+    done = result["compaction"]
     print(
-        f"file        {result['file_bytes'] / 1e9:.2f} GB after the imports, "
-        f"{result['compacted_bytes'] / 1e9:.2f} GB compacted by `ceir backup` "
-        f"({result['compacted_bytes'] / n:.0f} B/device)"
+        f"file        {done['file_before'] / 1e9:.2f} GB after the imports "
+        f"({done['file_before'] / n:.0f} B/device), {done['file_after'] / 1e9:.2f} GB after "
+        f"`ceir compact` ({done['file_after'] / n:.0f} B/device; hot {done['hot_after']:.1f}, "
+        f"all tables {done['total_after']:.1f} B/device) in {done['seconds']:.0f} s"
     )
 
 
@@ -296,6 +353,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each gRPC row")
     parser.add_argument("--out", type=Path, default=Path("result.json"), help="the JSON result")
     parser.add_argument("--keep", action="store_true", help="keep the store afterwards")
+    parser.add_argument(
+        "--keep-feeds",
+        action="store_true",
+        help="keep the generated feeds in --dir (a later run with the same --dir reuses them)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a stopped run in --dir after its last finished stage",
+    )
     args = parser.parse_args(argv)
     result = run(args)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import shutil
 import sys
@@ -27,18 +26,9 @@ from ceir.feeds.base import Options
 from ceir.feeds.gen import POOL, generate
 from ceir.feeds.importer import import_file
 from ceir.store import open_store
+from loadtest.measure import bare_read
 
 HOT = ("devices", "tacs")
-
-
-def bare_read(path: Path) -> tuple[int, float, float]:
-    """Rows, wall seconds and CPU seconds of a csv.reader pass over *path*."""
-    started, cpu = time.perf_counter(), time.process_time()
-    n = 0
-    with path.open(encoding="utf-8", newline="") as f:
-        for _row in csv.reader(f):
-            n += 1
-    return n - 1, time.perf_counter() - started, time.process_time() - cpu
 
 
 class PeakMemory:

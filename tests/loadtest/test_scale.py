@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 
+from ceir.feeds.gen import POOL, device_imei, tac_entry
 from loadtest import scale
 
 
@@ -36,8 +38,48 @@ def test_bench_scale_small_run_writes_every_figure(
         for form in ("floor", "batch", "packed"):
             assert stage["lookups"][form]["imeis_per_s"] > 0
     assert 0 < result["compacted_bytes"] <= result["file_bytes"]
+    assert result["compaction"]["file_before"] == result["file_bytes"]
+    assert 12 < result["compaction"]["hot_after"] < result["compaction"]["total_after"]
     with scale.open_store(tmp_path / "work" / "store", readonly=True) as store:
         assert store.device_count() == 2500
     printed = capsys.readouterr().out
     assert "bench-scale: 2,500 devices" in printed
-    assert "compacted by `ceir backup`" in printed
+    assert "after `ceir compact`" in printed
+
+
+def test_generated_feed_rows_are_those_of_ceir_gen(tmp_path: Path) -> None:
+    """The numpy generator writes ``device_imei``'s IMEIs with ``ceir gen``'s fields, one
+    CRLF row per serial index, from any start (not only a multiple of the TAC pool)."""
+    feed = tmp_path / "m.csv"
+    start = 100_000_013
+    scale.write_feed(feed, start, 1_234, seed=3)
+    with feed.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["imei", "brand", "model", "tpp_number", "maker_id", "produced_at"]
+    assert len(rows) == 1_235
+    for k, row in enumerate(rows[1:]):
+        j = (start + k) % POOL
+        _, brand, model, _ = tac_entry(j)
+        assert row[:5] == [device_imei(start + k), brand, model, f"TPP-{j:05d}", f"M{j % 97:04d}"]
+        assert "2023-01-01" <= row[5] <= "2025-06-19"
+    assert feed.read_bytes().count(b"\r\n") == 1_235
+
+
+def test_a_stopped_run_resumes_after_its_last_stage(tmp_path: Path) -> None:
+    """--resume imports only the stages a stopped run did not finish; --keep-feeds keeps
+    the feeds for the next run."""
+    work, out = tmp_path / "work", tmp_path / "result.json"
+    common = ["--dir", str(work), "--lookups", "500", "--seconds", "0.2", "--out", str(out)]
+    scale.main(["--devices", "1500", "--stages", "1000", *common, "--keep", "--keep-feeds"])
+    first = json.loads(out.read_text())
+    # As if stopped after the first stage: its record is what the run left then.
+    (work / "stages.json").write_text(
+        json.dumps({**first, "stages": first["stages"][:1], "imports": first["imports"][:1]})
+    )
+    with scale.open_store(work / "store") as store:  # the second stage never happened
+        assert store.device_count() == 1500
+    scale.main(["--devices", "1500", "--stages", "1000", *common, "--resume", "--keep"])
+    again = json.loads(out.read_text())
+    assert again["imports"][0] == first["imports"][0]  # not imported again
+    assert len(again["imports"]) == 2
+    assert "already imported" in again["imports"][1]["summary"]  # the kept feed, reused
