@@ -4,13 +4,17 @@ Per IMEI it does the minimum. :meth:`Checker.check_batch` answers a whole batch 
 and returns the serialized ``CheckIMEIBatchResponse``:
 
 - the common message (every IMEI plain 14, 15 or 16 ASCII digits of one length, no
-  request ids) is handled column-wise: the Luhn check digits of all IMEIs come from 14
-  byte-column slices summed as big integers (the sum per IMEI is at most 126, so the
-  base-256 "digits" never carry), the store keys from one ``int()`` each, the records
-  from one ``txn.get`` each inside one read transaction;
+  request ids) is handled column-wise, and the server hands it over still serialized
+  (:func:`plain_imeis` reads the IMEIs out of the request's bytes, no message object per
+  request): the Luhn check digits of all IMEIs come from 14 byte-column slices summed as
+  big integers (the sum per IMEI is at most 126, so the base-256 "digits" never carry),
+  the store keys from one numpy product, the records from one ``txn.get`` each, in key
+  order, inside one read transaction;
 - a response element is the precomputed bytes of its decision (status, reason, source
   and the field tags) plus the canonical IMEI and TAC bytes, encoded exactly as
-  protobuf would (fields in number order), so no per-IMEI message object is built;
+  protobuf would (fields in number order); the records fall into a few decision classes
+  (header and expiry bytes), each class's head is scattered into one output buffer with
+  numpy, so no per-IMEI message object or Python loop builds the answer;
 - everything else (request ids, mixed lengths, malformed or junk IMEIs, records with an
   expiry) goes through :func:`_element`, which builds the element with protobuf itself.
 
@@ -28,9 +32,13 @@ from the record without its clone flags. Only flagged devices pay for that extra
 from __future__ import annotations
 
 import collections
+import functools
+import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
-from operator import attrgetter
+from operator import attrgetter, itemgetter
+
+import numpy as np
 
 from ceir import imei as imei_mod
 from ceir.errors import InvalidImeiError
@@ -60,6 +68,14 @@ _AS_IS = bytes.maketrans(b"0123456789", bytes(range(10)))
 _DOUBLED = bytes.maketrans(b"0123456789", bytes((0, 2, 4, 6, 8, 1, 3, 5, 7, 9)))
 _TO_CHECK_DIGIT = bytes(48 + (-s % 10) for s in range(256))
 _IS_ZERO = bytes.maketrans(b"0123456789", b"\x01" + bytes(9))
+_NOT_DIGITS = bytes(b for b in range(256) if not 48 <= b <= 57)
+_POWERS = 10 ** np.arange(13, -1, -1, dtype=np.uint64)  # a body's digits -> its number
+# A record's decision class: header and expiry (bytes 0-3, 8-11). A missing record reads
+# as _MISSING, whose pad byte (3) no packed record has.
+_CLASS = np.array([0, 1, 2, 3, 8, 9, 10, 11])
+_MISSING = b"\xff" * 12
+_RANGE = np.arange(64)
+
 
 # The bodies junk_flags marks without a test TAC: one digit repeated, counting sequences.
 _JUNK_KEYS = frozenset(
@@ -134,6 +150,34 @@ def _head(decision: Decision, tail: int) -> bytes:
         fields += bytes((0x18, decision.source))
     fields += b'"\x0f'  # field 4 (imei), 15 bytes
     return b"\n" + _varint(len(fields) + tail) + bytes(fields)
+
+
+@functools.lru_cache(maxsize=64)
+def _splitter(count: int) -> struct.Struct:
+    """Splits *count* 8-byte keys apart in one call."""
+    return struct.Struct("8s" * count)
+
+
+def plain_imeis(data: bytes) -> tuple[bytes, int] | None:
+    """The IMEIs of a serialized CheckIMEIBatchRequest, back to back, and their width,
+    when every request in it holds only an ``imei`` of 14-16 ASCII digits, all of one
+    width, encoded as protobuf does (``0a <w+2> 0a <w> digits``); else None.
+
+    This reads the common message without building a message object per request."""
+    if len(data) < 4:
+        return None
+    width = data[3]
+    step = width + 4
+    if not 14 <= width <= 16 or len(data) % step or data[1] != width + 2:
+        return None
+    count = len(data) // step
+    tag, size = b"\n" * count, bytes((width,)) * count
+    if data[0::step] != tag or data[2::step] != tag or data[3::step] != size:
+        return None
+    if data[1::step] != bytes((width + 2,)) * count:
+        return None
+    raw = data.translate(None, _NOT_DIGITS)  # the headers are not digits
+    return (raw, width) if len(raw) == count * width else None
 
 
 class Checker:
@@ -264,7 +308,10 @@ class Checker:
             raw = joined.encode()
             digits = check_digits(raw, width)
             if width != 15 or digits == raw[14::15]:
-                return b"".join(self._plain(raw, width, digits, tally, self._imsis(requests)))
+                imsis = self._imsis(requests)
+                if imsis is None:
+                    return self._plain_bytes(raw, width, digits, tally)
+                return b"".join(self._plain(raw, width, digits, tally, imsis))
         return b"".join(self._split(texts, requests, tally))
 
     def _imsis(self, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> list[str] | None:
@@ -273,6 +320,98 @@ class Checker:
             return None
         imsis = list(map(_IMSI, requests))
         return imsis if any(imsis) else None
+
+    def check_batch_bytes(self, data: bytes, tally: Tally | None = None) -> bytes | None:
+        """The serialized response to the serialized request *data* when it is the
+        common message (:func:`plain_imeis`, valid check digits); else None (parse it
+        and call :meth:`check_batch`). With *tally*, as :meth:`check_batch`."""
+        found = plain_imeis(data)
+        if found is None:
+            return None
+        raw, width = found
+        digits = check_digits(raw, width)
+        if width == 15 and digits != raw[14::15]:
+            return None
+        return self._plain_bytes(raw, width, digits, tally)
+
+    def _plain_bytes(
+        self, raw: bytes, width: int, digits: bytes, tally: Tally | None = None
+    ) -> bytes:
+        """:meth:`_plain`'s elements joined, built column-wise: keys with numpy, one
+        head (and expires_at tail) per decision class, scattered into one buffer; the
+        tally counted per class."""
+        count = len(digits)
+        bodies = np.frombuffer(raw, np.uint8).reshape(count, width)[:, :14] - 48
+        numbers = bodies.astype(np.uint64) @ _POWERS
+        split = _splitter(count).unpack
+        keys = split(numbers.astype(">u8").tobytes())
+        # Read in key order (neighbouring keys share B-tree pages: ~20% cheaper than
+        # random order at 20 M devices), then put the records back in request order.
+        order = np.argsort(numbers, kind="stable")
+        back = np.empty(count, np.intp)
+        back[order] = np.arange(count)
+        now = self.clock()
+        with self.store.read() as reads:
+            found = list(map(reads.get, split(numbers[order].astype(">u8").tobytes())))
+        values = [found[0]] if count == 1 else list(itemgetter(*back.tolist())(found))
+        records = np.frombuffer(b"".join([v or _MISSING for v in values]), np.uint8)
+        classes = np.ascontiguousarray(records.reshape(count, 12)[:, _CLASS]).view(np.uint64)
+        _, first, inverse = np.unique(classes.ravel(), True, True)
+        svn = width == 16
+        size = _TAIL_SVN if svn else _TAIL
+        special = np.zeros(count, bool)
+        special[list(self._suspects(raw, width, keys))] = True
+        heads, extras = [], []
+        for u, at in enumerate(first.tolist()):
+            head, extra = self._pieces(values[at], now, svn)
+            if not head:  # an expiry with an SVN: the general path
+                special |= inverse == u
+            heads.append(head)
+            extras.append(extra)
+        head_len = np.array([len(h) for h in heads])[inverse]
+        lengths = head_len + size + np.array([len(e) for e in extras])[inverse]
+        rest = {
+            i: self._special(raw, i * width + 14, width, digits[i], values[i], now)
+            for i in np.flatnonzero(special).tolist()
+        }
+        for i, element in rest.items():
+            lengths[i] = len(element)
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        out = np.empty(int(ends[-1]), np.uint8)
+        rows = np.flatnonzero(~special)
+        tails = np.frombuffer(_tails(raw, width, digits), np.uint8).reshape(count, size)
+        out[(starts[rows] + head_len[rows])[:, None] + _RANGE[:size]] = tails[rows]
+        for u, (head, extra) in enumerate(zip(heads, extras, strict=True)):
+            mine = rows[inverse[rows] == u]
+            if head and len(mine):
+                out[starts[mine][:, None] + _RANGE[: len(head)]] = np.frombuffer(head, np.uint8)
+                if extra:
+                    at = starts[mine] + len(head) + size
+                    out[at[:, None] + _RANGE[: len(extra)]] = np.frombuffer(extra, np.uint8)
+        for i, element in rest.items():
+            out[starts[i] : ends[i]] = np.frombuffer(element, np.uint8)
+        if tally is not None:
+            for u, n in enumerate(np.bincount(inverse[rows], minlength=len(heads)).tolist()):
+                if n:
+                    tally[head_codes(heads[u])] += n
+            for i in rest:
+                decision = self._decide(values[i], now)
+                tally[decision.status, decision.reason] += 1
+        return out.tobytes()
+
+    def _pieces(self, value: bytes | None, now: float, svn: bool) -> tuple[bytes, bytes]:
+        """An element's bytes before and after its tail for a record (None: unknown);
+        no head for a record with an expiry in an IMEISV answer (the general path)."""
+        if value is None:
+            return self._unknown_heads[svn], b""
+        if value[_EXPIRY] == _NO_EXPIRY:
+            return self._heads[svn].get(value[_HEADER]) or self._head_for(value, now, svn), b""
+        if svn:
+            return b"", b""
+        key = value[_HEADER] + value[_EXPIRY]
+        entry = self._expiring.get(key) or self._expiring_for(key, value)
+        return entry[1] if now < entry[0] else entry[2]
 
     def _split(
         self,
@@ -389,7 +528,7 @@ class Checker:
         return head
 
     @staticmethod
-    def _suspects(raw: bytes, width: int, keys: list[bytes]) -> set[int]:
+    def _suspects(raw: bytes, width: int, keys: Sequence[bytes]) -> set[int]:
         """Positions of IMEIs that may be junk: a repeated or counting body, or a TAC
         starting ``00`` (where the test TACs are). :func:`junk_flags` decides later."""
         special: set[int] = set()
@@ -485,31 +624,37 @@ class Checker:
     # -- the packed form -------------------------------------------------------------
 
     def check_packed(self, keys: bytes) -> bytes:
-        """One result byte, ``(reason << 2) | status``, per 8-byte key in *keys*."""
+        """One result byte, ``(reason << 2) | status``, per 8-byte key in *keys* (its
+        length a multiple of 8): records read in key order, one decision per class."""
+        count = len(keys) // 8
+        if not count:
+            return b""
+        numbers = np.frombuffer(keys, ">u8", count)
+        order = np.argsort(numbers, kind="stable")
         now = self.clock()
-        invalid = (Reason.INVALID_IMEI << 2) | INVALID.status
-        unknown = (self.policy.unknown.reason << 2) | self.policy.unknown.status
-        split = [keys[i : i + 8] for i in range(0, len(keys), 8)]
         with self.store.read() as reads:
-            values = list(map(reads.get, split))
-        codes = self._codes
-        out = bytearray()
-        append = out.append
-        for key, value in zip(split, values, strict=True):
-            if value is None:
-                append(invalid if key > _MAX_KEY else unknown)
-            elif value[_EXPIRY] == _NO_EXPIRY and value[_HEADER] in codes:
-                append(codes[value[_HEADER]])
-            else:
-                decision = self._decide(value, now)
-                code = (decision.reason << 2) | decision.status
-                if value[_EXPIRY] == _NO_EXPIRY and len(codes) < 4096:
-                    codes[value[_HEADER]] = code
-                append(code)
-        return bytes(out)
+            found = list(map(reads.get, _splitter(count).unpack(numbers[order].tobytes())))
+        records = np.frombuffer(b"".join([v or _MISSING for v in found]), np.uint8)
+        classes = np.ascontiguousarray(records.reshape(count, 12)[:, _CLASS]).view(np.uint64)
+        _, first, inverse = np.unique(classes.ravel(), True, True)
+        codes = np.array([self._code(found[at], now) for at in first.tolist()], np.uint8)
+        out = np.empty(count, np.uint8)
+        out[order] = codes[inverse]
+        invalid = numbers > imei_mod.MAX_BODY  # never stored: no 14-digit body
+        out[invalid] = (Reason.INVALID_IMEI << 2) | INVALID.status
+        return out.tobytes()
 
-
-_MAX_KEY = imei_mod.MAX_BODY.to_bytes(8, "big")
+    def _code(self, value: bytes | None, now: float) -> int:
+        """The packed form's result byte for a record (None: unknown)."""
+        if value is not None and value[_EXPIRY] == _NO_EXPIRY:
+            code = self._codes.get(value[_HEADER])
+            if code is not None:
+                return code
+        decision = self._decide(value, now)
+        code = (decision.reason << 2) | decision.status
+        if value is not None and value[_EXPIRY] == _NO_EXPIRY and len(self._codes) < 4096:
+            self._codes[value[_HEADER]] = code
+        return code
 
 
 def _problem(text: str) -> str:

@@ -19,6 +19,7 @@ from ceir.lookup import Checker
 from ceir.policy import Policy
 from ceir.server.app import create_server
 from ceir.store import Store, demo, open_store
+from ceir.v1 import eir_pb2
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,7 +68,16 @@ def test_concurrent_checks_are_coalesced_and_answered(
         sizes.append(len(requests))
         return original(self, requests, tally)
 
+    original_bytes = Checker.check_batch_bytes
+
+    def counting_bytes(self: Checker, data: bytes, tally: Any = None) -> bytes | None:
+        answer = original_bytes(self, data, tally)
+        if answer is not None:  # else the message is parsed and check_batch counts it
+            sizes.append(len(eir_pb2.CheckIMEIBatchRequest.FromString(data).requests))
+        return answer
+
     monkeypatch.setattr(Checker, "check_batch", counting)
+    monkeypatch.setattr(Checker, "check_batch_bytes", counting_bytes)
     expected = _expected()
     imeis = [list(expected)[i % len(expected)] for i in range(250)]
 
@@ -96,7 +106,16 @@ def test_queued_batches_go_out_as_one_message(
         sizes.append(len(requests))
         return original(self, requests, tally)
 
+    original_bytes = Checker.check_batch_bytes
+
+    def counting_bytes(self: Checker, data: bytes, tally: Any = None) -> bytes | None:
+        answer = original_bytes(self, data, tally)
+        if answer is not None:  # else the message is parsed and check_batch counts it
+            sizes.append(len(eir_pb2.CheckIMEIBatchRequest.FromString(data).requests))
+        return answer
+
     monkeypatch.setattr(Checker, "check_batch", counting)
+    monkeypatch.setattr(Checker, "check_batch_bytes", counting_bytes)
     expected = _expected()
     imeis = [list(expected)[i % len(expected)] for i in range(90)]
 

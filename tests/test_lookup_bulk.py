@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ceir.imei import body_key, check_digit
-from ceir.lookup import Checker, Tally, check_digits
+from ceir.lookup import Checker, Tally, check_digits, plain_imeis
 from ceir.policy import Policy
 from ceir.record import FLAG_CLONE_BLOCK, FLAG_CLONE_GREY, Reason, Record, Source, Status
 from ceir.store import Store, open_store
@@ -207,3 +207,59 @@ def test_cached_expiry_answer_flips_when_the_expiry_passes(store: Store) -> None
         assert tally == counted
         reasons.append(eir_pb2.CheckIMEIBatchResponse.FromString(got).responses[0].reason)
     assert reasons == [Reason.TEMPORARY, Reason.TEMPORARY, Reason.EXPIRED]
+
+
+def _plain_message(texts: list[str]) -> eir_pb2.CheckIMEIBatchRequest:
+    return eir_pb2.CheckIMEIBatchRequest(
+        requests=[eir_pb2.CheckIMEIRequest(imei=text) for text in texts]
+    )
+
+
+@pytest.mark.parametrize("form", [0, 1, 2])
+def test_serialized_plain_batch_is_answered_without_parsing(store: Store, form: int) -> None:
+    """The common message, read from its bytes, gets protobuf's answer byte for byte, and
+    its answers are tallied by (status, reason) as they are."""
+    checker = Checker(store, Policy(), clock=lambda: NOW)
+    message = _plain_message([_forms(body)[form] for body in STORED + UNKNOWN])
+    found = plain_imeis(message.SerializeToString())
+    assert found == ("".join(r.imei for r in message.requests).encode(), 14 + form)
+    tally: Tally = Tally()
+    expected = checker.check_many(message.requests)
+    assert checker.check_batch_bytes(message.SerializeToString(), tally) == (
+        expected.SerializeToString()
+    )
+    assert tally == Tally((r.status, r.reason) for r in expected.responses)
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=texts_strategy, extra=st.sampled_from(["", "imsi", "request_id"]))
+def test_serialized_batch_is_answered_right_or_left_to_the_parser(
+    store: Store, texts: list[str], extra: str
+) -> None:
+    """For any message, check_batch_bytes answers as check_many does, or declines (None)
+    and the message is parsed; it declines nothing but what is not the common message."""
+    checker = Checker(store, Policy(), clock=lambda: NOW)
+    message = _plain_message(texts)
+    if extra:
+        for request in message.requests:
+            setattr(request, extra, "x1")
+    got = checker.check_batch_bytes(message.SerializeToString())
+    if got is not None:
+        assert got == checker.check_many(message.requests).SerializeToString()
+    widths = {len(t) for t in texts}
+    common = (
+        texts and not extra and len(widths) == 1 and 14 <= widths.pop() <= 16
+        and all(t.isascii() and t.isdigit() for t in texts)
+    )  # fmt: skip
+    valid = common and all(len(t) != 15 or int(t[14]) == check_digit(t[:14]) for t in texts)
+    assert (got is not None) == bool(valid)
+
+
+def test_foreign_bytes_are_not_a_plain_batch() -> None:
+    """Bytes that only look like the common message's frame are declined."""
+    one = _plain_message(["35209900176148"]).SerializeToString()
+    assert plain_imeis(one) is not None
+    assert plain_imeis(one[:-1]) is None
+    assert plain_imeis(one + b"\x20\x01") is None  # an unknown field after it
+    assert plain_imeis(one.replace(b"35", b"3\x00", 1)) is None
+    assert plain_imeis(b"") is None

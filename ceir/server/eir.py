@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Sequence
 from operator import attrgetter
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from ceir import metrics
-from ceir.errors import LimitError
-from ceir.lookup import Checker, Tally
+from ceir.errors import InvalidRequestError, LimitError
+from ceir.lookup import Checker, Tally, plain_imeis
 from ceir.security.principals import current
 from ceir.sightings import BatchObserver, Observer, sightings_of
 from ceir.v1 import eir_pb2
@@ -71,27 +73,44 @@ class EquipmentIdentityRegister:
             self._sightings((request,))
         return response
 
-    def _batch(self, method: str, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> bytes:
-        """One batch or stream message's answer; its devices counted per method, and
-        its answers by status and reason (from the bulk path's tally)."""
+    def _batch(self, method: str, request: bytes | eir_pb2.CheckIMEIBatchRequest) -> bytes:
+        """One batch or stream message's answer, given serialized (as the server hands it
+        over: the common message, IMEIs only, is answered without parsing it into a
+        message per request, :meth:`Checker.check_batch_bytes`) or parsed; its devices
+        counted per method, and its answers by status and reason (the bulk path's tally)."""
+        tally: Tally | None = collections.Counter() if metrics.enabled() else None
+        if isinstance(request, bytes):
+            found = plain_imeis(request)
+            if found is not None:  # no IMSI in it: nothing to observe
+                count = len(found[0]) // found[1]
+                _check_batch_size(count, self.max_batch)
+                answer = self.checker.check_batch_bytes(request, tally)
+                if answer is not None:
+                    _count(method, count, tally)
+                    return answer
+            try:
+                request = eir_pb2.CheckIMEIBatchRequest.FromString(request)
+            except DecodeError as exc:
+                raise InvalidRequestError("the message is not a CheckIMEIBatchRequest") from exc
+        requests = request.requests
         _check_batch_size(len(requests), self.max_batch)
         self._sightings(requests)
-        if not metrics.enabled():
-            return self.checker.check_batch(requests)
-        tally: Tally = collections.Counter()
         answer = self.checker.check_batch(requests, tally)
-        metrics.batch_devices(_GRPC, method, len(requests))
-        metrics.answer_tally(_GRPC, tally)
+        _count(method, len(requests), tally)
         return answer
 
-    async def CheckIMEIBatch(self, request: eir_pb2.CheckIMEIBatchRequest, context: Any) -> bytes:
-        return self._batch("CheckIMEIBatch", request.requests)
+    async def CheckIMEIBatch(
+        self, request: bytes | eir_pb2.CheckIMEIBatchRequest, context: Any
+    ) -> bytes:
+        return self._batch("CheckIMEIBatch", request)
 
     async def CheckIMEIStream(
-        self, request_iterator: AsyncIterator[eir_pb2.CheckIMEIBatchRequest], context: Any
+        self,
+        request_iterator: AsyncIterator[bytes | eir_pb2.CheckIMEIBatchRequest],
+        context: Any,
     ) -> AsyncIterator[bytes]:
         async for message in request_iterator:
-            yield self._batch("CheckIMEIStream", message.requests)
+            yield self._batch("CheckIMEIStream", message)
 
     async def CheckPacked(
         self, request: eir_pb2.CheckPackedRequest, context: Any
@@ -105,24 +124,26 @@ class EquipmentIdentityRegister:
         return eir_pb2.CheckPackedResponse(results=results)
 
 
+def _count(method: str, devices: int, tally: Tally | None) -> None:
+    """A batch message's devices and answers to the metrics (when they are on)."""
+    if tally is not None:
+        metrics.batch_devices(_GRPC, method, devices)
+        metrics.answer_tally(_GRPC, tally)
+
+
 def add_eir_to_server(servicer: Any, server: Any) -> None:
     """Register EquipmentIdentityRegister on *server* (as the generated function does,
-    except that batch and stream responses arrive already serialized)."""
+    except that batch and stream messages are handed over serialized, both ways)."""
     import grpc
 
-    batch_in = eir_pb2.CheckIMEIBatchRequest.FromString
     handlers = {
         "CheckIMEI": grpc.unary_unary_rpc_method_handler(
             servicer.CheckIMEI,
             request_deserializer=eir_pb2.CheckIMEIRequest.FromString,
             response_serializer=eir_pb2.CheckIMEIResponse.SerializeToString,
         ),
-        "CheckIMEIBatch": grpc.unary_unary_rpc_method_handler(
-            servicer.CheckIMEIBatch, request_deserializer=batch_in
-        ),
-        "CheckIMEIStream": grpc.stream_stream_rpc_method_handler(
-            servicer.CheckIMEIStream, request_deserializer=batch_in
-        ),
+        "CheckIMEIBatch": grpc.unary_unary_rpc_method_handler(servicer.CheckIMEIBatch),
+        "CheckIMEIStream": grpc.stream_stream_rpc_method_handler(servicer.CheckIMEIStream),
         "CheckPacked": grpc.unary_unary_rpc_method_handler(
             servicer.CheckPacked,
             request_deserializer=eir_pb2.CheckPackedRequest.FromString,

@@ -220,6 +220,18 @@ def test_batch_over_limit_is_invalid_argument(demo_server: RunningServer) -> Non
     assert err.details() == "batch holds 10001 requests; at most 10000 are allowed per message"
 
 
+def test_undecodable_batch_is_invalid_argument(demo_server: RunningServer) -> None:
+    """Bytes that are no CheckIMEIBatchRequest: INVALID_ARGUMENT in one line, not INTERNAL."""
+    call = demo_server.channel.unary_unary(
+        "/ceir.v1.EquipmentIdentityRegister/CheckIMEIBatch",
+        request_serializer=None,
+        response_deserializer=None,
+    )
+    err = rpc_error(lambda: call(b"\x0a\x05\x0a\x0f12", timeout=TIMEOUT))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details() == "the message is not a CheckIMEIBatchRequest"
+
+
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A server with a 64 KiB message limit, a 100-request batch limit, grey-listing unknowns."""
