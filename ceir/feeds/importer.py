@@ -40,6 +40,7 @@ from ceir.feeds.summary import ImportSummary, NoProgress, Progress, Reject, writ
 from ceir.feeds.writes import Writes
 from ceir.security.principals import operator_in
 from ceir.store import Store, audit
+from ceir.store.compact import repack_if_loose
 from ceir.store.identity import Tokenizer, tokenizer_for
 from ceir.store.tables import Tables
 
@@ -518,7 +519,7 @@ def _finish(
 
     info = store.write(finish)
     # A bulk load leaves the hot table's pages about 2/3 full: pack them (issue 12).
-    store.repack_devices_if_loose(int(info["counts"]["added"]))
+    repack_if_loose(store, int(info["counts"]["added"]))
     summary = _summary(imp, digest, ImportState.DONE, info, time.monotonic() - started)
     if summary.rejected_total:
         summary.first_rejects = list(itertools.islice(rejects_of(store, origin), FIRST_REJECTS))

@@ -4,8 +4,8 @@ LMDB never shrinks its file: the pages that copy-on-write frees go on a free lis
 are reused by later writes, so right after bulk imports the file is about twice the
 data it holds. :func:`compact`, for a store nobody has open:
 
-1. repacks the hot table in key order (:meth:`Store.repack_devices
-   <ceir.store.env.Store.repack_devices>`: every leaf page full);
+1. repacks the hot table in key order (:func:`repack_devices`: every leaf page full;
+   ``ceir import`` calls :func:`repack_if_loose` after a bulk load too);
 2. copies the store with LMDB's compacting copy (free pages dropped) into a scratch
    directory beside it, and checks that every table has as many entries as before;
 3. puts the copy's ``data.mdb`` in place of the old one with one ``rename``, under an
@@ -25,18 +25,97 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lmdb
 
 from ceir.errors import StoreError
+from ceir.record import RECORD_SIZE
 from ceir.store.backup import exclusive
 from ceir.store.env import Store, exists, open_store
 
-__all__ = ["Compacted", "compact"]
+__all__ = [
+    "REPACK_MIN_ADDED",
+    "REPACK_MIN_SHARE",
+    "REPACK_SLACK",
+    "Compacted",
+    "compact",
+    "devices_slack",
+    "repack_devices",
+    "repack_if_loose",
+    "table_entries",
+]
 
 _DATA = "data.mdb"
 _LOCK = "lock.mdb"
 _HOT = ("devices", "tacs")
+# An LMDB leaf page has a 16-byte header; a device's node is an 8-byte node header, the
+# 8-byte key and the 12-byte record (even-aligned), and a 2-byte pointer to it.
+_PAGE_HEADER = 16
+_DEVICE_NODE = 8 + 8 + RECORD_SIZE + 2
+_SCRATCH = b"devices.repack"
+REPACK_MIN_ADDED = 100_000
+"""An import adding at least this many devices repacks ``devices`` when it is loose."""
+REPACK_MIN_SHARE = 0.1
+"""... and at least this share of the devices the table then holds ..."""
+REPACK_SLACK = 1.15
+"""... loose: more than this many leaf pages per page it needs packed."""
+
+
+def devices_slack(store: Store) -> float:
+    """Leaf pages of ``devices`` per page it needs when every page is full (1.0:
+    packed; random inserts leave pages about 2/3 full, ~1.5)."""
+    with store._reading(None) as txn:
+        st = txn.stat(store.devices)
+    per_page = (int(st["psize"]) - _PAGE_HEADER) // _DEVICE_NODE
+    needed = -(-int(st["entries"]) // per_page)
+    return int(st["leaf_pages"]) / needed if needed else 1.0
+
+
+def repack_devices(store: Store) -> int:
+    """Rewrite ``devices`` in key order so that every leaf page is full (30 B per device
+    instead of ~45 after random inserts); returns how many devices it moved.
+
+    One write transaction: a copy appended in key order into a scratch table, the table
+    emptied, the copy appended back, the scratch table dropped. Readers see the old table
+    or the new one, never a part; the contents and the change log do not change. The file
+    may grow by twice the hot table for that commit; the pages freed are reused by later
+    writes (:func:`compact` gives them back)."""
+
+    def repack(txn: Any) -> int:
+        scratch = store.env.open_db(_SCRATCH, txn=txn)  # gone again at commit
+        source = txn.cursor(store.devices)
+        _, moved = txn.cursor(scratch).putmulti(source.iternext(), append=True)
+        txn.drop(store.devices, delete=False)
+        txn.cursor(store.devices).putmulti(txn.cursor(scratch).iternext(), append=True)
+        txn.drop(scratch, delete=True)
+        return int(moved)
+
+    return store._write_txn(repack)
+
+
+def repack_if_loose(store: Store, added: int) -> bool:
+    """After a write that added *added* devices: repack ``devices`` if that was a bulk
+    load (:data:`REPACK_MIN_ADDED`, :data:`REPACK_MIN_SHARE`) and the table's pages are
+    loose (:data:`REPACK_SLACK`). Returns whether it repacked.
+
+    A packed table is fragile: an insert into a full page splits it in two half-full
+    ones, so a day's few new devices undo much of the packing. The repack costs ~1 µs per
+    device in the table, so it is left to loads that add a tenth of it or more (where it
+    costs well under a tenth of the import); ``ceir compact`` does it on demand."""
+    if added < max(REPACK_MIN_ADDED, REPACK_MIN_SHARE * store.device_count()):
+        return False
+    if devices_slack(store) <= REPACK_SLACK:
+        return False
+    repack_devices(store)
+    return True
+
+
+def table_entries(store: Store) -> dict[str, int]:
+    """Entries in each table, by name (as ``Store.table_bytes``): what a copy must hold."""
+    with store._reading(None) as txn:
+        named = {"devices": store.devices, "tacs": store.tacs, "meta": store.meta, **store.dbs}
+        return {name: int(txn.stat(db)["entries"]) if db else 0 for name, db in named.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +144,9 @@ def compact(path: Path) -> Compacted:
             devices = store.device_count()
             file_before = _file_size(path)
             hot_before = _hot(store)
-            store.repack_devices()
+            repack_devices(store)
             hot_after = _hot(store)
-            counts = store.table_entries()
+            counts = table_entries(store)
             scratch.mkdir(mode=0o700)
             try:
                 store.env.copy(str(scratch), compact=True)
@@ -75,7 +154,7 @@ def compact(path: Path) -> Compacted:
                 raise StoreError(f"cannot copy {path} to {scratch}: {exc}") from exc
         written = _stamp(path)
         with open_store(scratch, readonly=True) as copy:
-            copied = copy.table_entries()
+            copied = table_entries(copy)
         if copied != counts:
             raise StoreError(f"the compacted copy of {path} lost entries; the store is unchanged")
         (scratch / _LOCK).unlink(missing_ok=True)

@@ -81,15 +81,12 @@ from typing import IO, Any, TypeVar
 import lmdb
 
 from ceir.errors import StoreError, StoreSchemaError
-from ceir.record import RECORD_SIZE, Record
+from ceir.record import Record
 from ceir.store import changes
 from ceir.store.tables import Tables, TacInfo
 
 __all__ = [
     "LMDB_VERSION",
-    "REPACK_MIN_ADDED",
-    "REPACK_MIN_SHARE",
-    "REPACK_SLACK",
     "SCHEMA_VERSION",
     "Store",
     "TacInfo",
@@ -140,19 +137,6 @@ REGISTRY_DBS: dict[str, bool] = {
     "pairs": False,
     "imsi_vault": False,
 }
-
-# The hot table's repacking (Store.repack_devices): an LMDB leaf page has a 16-byte
-# header; a device's node is an 8-byte node header, the 8-byte key and the 12-byte record
-# (even-aligned), and a 2-byte pointer to it.
-_PAGE_HEADER = 16
-_DEVICE_NODE = 8 + 8 + RECORD_SIZE + 2
-_SCRATCH = b"devices.repack"
-REPACK_MIN_ADDED = 100_000
-"""An import adding at least this many devices repacks ``devices`` when it is loose."""
-REPACK_MIN_SHARE = 0.1
-"""... and at least this share of the devices the table then holds ..."""
-REPACK_SLACK = 1.15
-"""... loose: more than this many leaf pages per page it needs packed."""
 
 T = TypeVar("T")
 
@@ -301,12 +285,6 @@ class Store:
                 out[name] = int(pages) * page
             return out
 
-    def table_entries(self) -> dict[str, int]:
-        """Entries in each table, by name (as :meth:`table_bytes`): what a copy must hold."""
-        with self._reading(None) as txn:
-            named = {"devices": self.devices, "tacs": self.tacs, "meta": self.meta, **self.dbs}
-            return {name: int(txn.stat(db)["entries"]) if db else 0 for name, db in named.items()}
-
     def used_bytes(self) -> int:
         """Bytes of the pages the store's tables use (the file also holds free pages)."""
         with self._reading(None) as txn:
@@ -371,55 +349,6 @@ class Store:
             return len(pairs)
 
         return self.write(put)
-
-    # -- the hot table's layout ---------------------------------------------------
-
-    def devices_slack(self) -> float:
-        """Leaf pages of ``devices`` per page it needs when every page is full (1.0:
-        packed; random inserts leave pages about 2/3 full, ~1.5)."""
-        with self._reading(None) as txn:
-            st = txn.stat(self.devices)
-        per_page = (int(st["psize"]) - _PAGE_HEADER) // _DEVICE_NODE
-        needed = -(-int(st["entries"]) // per_page)
-        return int(st["leaf_pages"]) / needed if needed else 1.0
-
-    def repack_devices(self) -> int:
-        """Rewrite ``devices`` in key order so that every leaf page is full (30 B per
-        device instead of ~45 after random inserts); returns how many devices it moved.
-
-        One write transaction: a copy appended in key order into a scratch table, the
-        table emptied, the copy appended back, the scratch table dropped. Readers see
-        the old table or the new one, never a part; the contents and the change log do
-        not change. The file may grow by twice the hot table for that commit; the pages
-        freed are reused by later writes (``ceir compact`` gives them back)."""
-
-        def repack(txn: Any) -> int:
-            scratch = self.env.open_db(_SCRATCH, txn=txn)  # gone again at commit
-            source = txn.cursor(self.devices)
-            _, moved = txn.cursor(scratch).putmulti(source.iternext(), append=True)
-            txn.drop(self.devices, delete=False)
-            txn.cursor(self.devices).putmulti(txn.cursor(scratch).iternext(), append=True)
-            txn.drop(scratch, delete=True)
-            return int(moved)
-
-        return self._write_txn(repack)
-
-    def repack_devices_if_loose(self, added: int) -> bool:
-        """After a write that added *added* devices: repack ``devices`` if that was a
-        bulk load (:data:`REPACK_MIN_ADDED`, :data:`REPACK_MIN_SHARE`) and the table's
-        pages are loose (:data:`REPACK_SLACK`). Returns whether it repacked.
-
-        A packed table is fragile: an insert into a full page splits it in two half-full
-        ones, so a day's few new devices undo much of the packing. The repack costs ~1 µs
-        per device in the table, so it is left to loads that add a tenth of it or more
-        (where it costs well under a tenth of the import); ``ceir compact`` does it on
-        demand."""
-        if added < max(REPACK_MIN_ADDED, REPACK_MIN_SHARE * self.device_count()):
-            return False
-        if self.devices_slack() <= REPACK_SLACK:
-            return False
-        self.repack_devices()
-        return True
 
     def put_tacs(self, entries: Iterable[TacInfo]) -> int:
         """Store TAC database entries in one write transaction; returns how many."""

@@ -18,9 +18,10 @@ from ceir.feeds.base import Options
 from ceir.feeds.gen import POOL, generate
 from ceir.feeds.importer import import_file
 from ceir.record import Reason, Record, Source
-from ceir.store import env, open_store
+from ceir.store import compact as compact_module
+from ceir.store import open_store
 from ceir.store.backup import exclusive, verify
-from ceir.store.compact import compact
+from ceir.store.compact import compact, devices_slack, repack_devices, table_entries
 
 DEVICES = 30_000
 
@@ -45,12 +46,12 @@ def test_repack_fills_every_page_and_changes_nothing_stored(tmp_path: Path) -> N
     with open_store(db) as store:
         before = store.dump()
         loose = store.table_bytes()["devices"] / DEVICES
-        assert store.devices_slack() > 1.3
-        assert store.repack_devices() == DEVICES
-        assert store.devices_slack() <= 1.01
+        assert devices_slack(store) > 1.3
+        assert repack_devices(store) == DEVICES
+        assert devices_slack(store) <= 1.01
         packed = store.table_bytes()["devices"] / DEVICES
         assert store.dump() == before
-        assert store.table_entries()["devices"] == DEVICES
+        assert table_entries(store)["devices"] == DEVICES
     assert loose > 40
     assert packed < 32
     assert verify(db).ok
@@ -60,7 +61,7 @@ def test_an_import_that_adds_many_devices_leaves_the_hot_table_packed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a bulk import the devices table is packed; a small one leaves it as it is."""
-    monkeypatch.setattr(env, "REPACK_MIN_ADDED", 5_000)
+    monkeypatch.setattr(compact_module, "REPACK_MIN_ADDED", 5_000)
     tacs, feed, small = tmp_path / "tac.csv", tmp_path / "m.csv", tmp_path / "s.csv"
     generate(Kind.TAC, POOL, tacs)
     generate(Kind.MANUFACTURER, 20_000, feed, seed=1)
@@ -71,16 +72,16 @@ def test_an_import_that_adds_many_devices_leaves_the_hot_table_packed(
         import_file(store, Kind.TAC, tacs, actor="test")
         import_file(store, Kind.MANUFACTURER, feed, actor="test", options=options)
         assert store.device_count() == 20_000
-        assert store.devices_slack() <= 1.01
+        assert devices_slack(store) <= 1.01
         store.put_devices(  # a loose table, then a small import: not repacked
             ((10**13 + 97 * i).to_bytes(8, "big"), Record(Reason.REGISTERED, Source.MANUFACTURER))
             for i in range(20_000)
         )
-        slack = store.devices_slack()
-        assert slack > env.REPACK_SLACK
+        slack = devices_slack(store)
+        assert slack > compact_module.REPACK_SLACK
         summary = import_file(store, Kind.MANUFACTURER, small, actor="test")
         assert summary.added > 0
-        assert store.devices_slack() >= slack  # loose still: 1,000 of 41,000 is no bulk load
+        assert devices_slack(store) >= slack  # loose still: 1,000 of 41,000 is no bulk load
 
 
 def test_compact_shrinks_the_file_and_keeps_every_entry(tmp_path: Path) -> None:
@@ -88,8 +89,8 @@ def test_compact_shrinks_the_file_and_keeps_every_entry(tmp_path: Path) -> None:
     db = tmp_path / "db"
     scattered(db)
     with open_store(db) as store:  # free pages: the devices rewritten twice
-        store.repack_devices()
-        store.repack_devices()
+        repack_devices(store)
+        repack_devices(store)
         before = store.dump()
     size = (db / "data.mdb").stat().st_size
     done = compact(db)
