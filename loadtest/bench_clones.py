@@ -87,7 +87,7 @@ def recording_cost(root: Path, devices: int, seconds: float, concurrency: int) -
             store.put_devices((int(body(i)).to_bytes(8, "big"), record) for i in range(lo, hi))
     rows: dict[str, list[tuple[float, float, float]]] = {"off": [], "on": []}
     for mode in ("off", "on", "off", "on"):
-        extra = ["--no-observe"] if mode == "off" else []
+        extra = ["--no-observe"] if mode == "off" else ["--observe"]
         node = Node(["serve", "--db", str(db), "--no-demo", *extra], root / f"serve-{mode}.log")
         node.start()
         try:

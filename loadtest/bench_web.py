@@ -151,9 +151,9 @@ from ceir.store import open_store
 from ceir.v1 import eir_pb2
 imeis = Path(sys.argv[2]).read_text().split()
 size, rounds = int(sys.argv[3]), int(sys.argv[4])
-batches = [
+batches = [  # serialized, as the server hands a batch to the servicer
     eir_pb2.CheckIMEIBatchRequest(requests=[eir_pb2.CheckIMEIRequest(imei=i) for i in
-                                            imeis[s : s + size]])
+                                            imeis[s : s + size]]).SerializeToString()
     for s in range(0, len(imeis) - size + 1, size)
 ]
 clock = time.process_time
@@ -162,8 +162,11 @@ with open_store(Path(sys.argv[1]), readonly=True) as store:
     servicer = EquipmentIdentityRegister(checker, max_batch=size)
     on = servicer.CheckIMEIBatch
     def off(message):  # what the handler does under --no-metrics (metrics.enabled() false)
-        servicer._sightings(message.requests)
-        return checker.check_batch(message.requests)
+        answer = checker.check_batch_bytes(message, None)
+        if answer is None:
+            parsed = eir_pb2.CheckIMEIBatchRequest.FromString(message)
+            answer = checker.check_batch(parsed.requests, None)
+        return answer
     async def run():
         for b in batches[:20]:  # children made, caches warm
             await on(b, None)

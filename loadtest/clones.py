@@ -222,6 +222,7 @@ class Cluster:
                 signing_key=signing,
                 observation_keys=opkeys,
                 clone_conditions=conditions,
+                observe=True,
                 **_OFF,  # type: ignore[arg-type]
             ),
             central,
@@ -236,6 +237,7 @@ class Cluster:
                     verify_key=verify,
                     operator=op,
                     observations_key=signers[op],
+                    observe=True,
                     **_OFF,  # type: ignore[arg-type]
                 ),
                 store,

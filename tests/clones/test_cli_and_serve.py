@@ -65,7 +65,7 @@ def test_clones_commands(tmp_path: Path) -> None:
 def test_a_served_register_greylists_a_clone_and_keeps_its_owner(tmp_path: Path) -> None:
     """Ten SIMs on one demo device over gRPC CheckIMEI: within a flush the device answers
     GREYLISTED / DUPLICATE to the clones and without an IMSI, WHITELISTED to its owner."""
-    with run_server(tmp_path / "db") as server:
+    with run_server(tmp_path / "db", observe=True) as server:
         first = server.eir.CheckIMEI(eir_pb2.CheckIMEIRequest(imei=IMEI, imsi=OWNER))
         assert first.status == Status.WHITELISTED
         time.sleep(0.5)  # the owner is seen first
