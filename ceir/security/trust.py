@@ -19,15 +19,13 @@ whatever else the call carries (a bearer token does not rescue it).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ceir.errors import CeirError, ConfigError, OutputError
-from ceir.security.tokens import TokenBook
+from ceir.errors import CeirError, ConfigError
+from ceir.security.tokens import TokenBook, write_private
 
 __all__ = ["CertDenyList", "RevokedError", "Trust", "deny_entry", "describe_certificate"]
 
@@ -187,19 +185,7 @@ def add_to_deny_list(path: Path, entries: list[tuple[str, str]]) -> int:
             text += "\n"
         text += f"{line}  # {comment.replace(chr(10), ' ')}\n"
         added += 1
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OutputError(f"cannot write {path}: {exc.strerror}") from exc
+    write_private(path, text)
     return added
 
 

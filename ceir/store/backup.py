@@ -262,7 +262,7 @@ def backup(src: Path, dest: Path) -> Copied:
         if dest.exists():
             dest.rmdir()
         tmp.rename(dest)
-        _fsync(dest.parent)
+        fsync_path(dest.parent)
     except OSError as exc:
         raise StoreError(f"cannot write the backup {dest}: {exc.strerror}") from exc
     finally:
@@ -277,7 +277,7 @@ def _copy_into(src: Path, tmp: Path) -> Report:
         except lmdb.Error as exc:
             raise StoreError(f"cannot copy {src} to {tmp}: {exc}") from exc
     os.chmod(tmp / _DATA, 0o600)  # a copy of tokens of personal numbers: the owner's only
-    _fsync(tmp / _DATA)
+    fsync_path(tmp / _DATA)
     report = verify(tmp)
     if not report.ok:
         raise StoreError(f"the copy of {src} does not verify: {report.problems[0]}")
@@ -307,7 +307,7 @@ def restore(src: Path, db: Path, *, force: bool = False) -> Report:
         fd = os.open(tmp / _DATA, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with open(src / _DATA, "rb") as source, os.fdopen(fd, "wb") as target:
             shutil.copyfileobj(source, target, 1 << 20)
-        _fsync(tmp / _DATA)
+        fsync_path(tmp / _DATA)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"cannot restore into {db}: {exc.strerror}") from exc
@@ -322,14 +322,15 @@ def restore(src: Path, db: Path, *, force: bool = False) -> Report:
             if db.exists():
                 db.rename(db.with_name(f"{db.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"))
             tmp.rename(db)
-        _fsync(db.parent)
+        fsync_path(db.parent)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"cannot restore into {db}: {exc.strerror}") from exc
     return report
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Sync a file or directory (a rename is durable once its directory is synced)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -337,4 +338,13 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["SCHEMA_VERSION", "Copied", "Report", "backup", "exclusive", "restore", "verify"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Copied",
+    "Report",
+    "backup",
+    "exclusive",
+    "fsync_path",
+    "restore",
+    "verify",
+]

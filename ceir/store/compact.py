@@ -31,7 +31,7 @@ import lmdb
 
 from ceir.errors import StoreError
 from ceir.record import RECORD_SIZE
-from ceir.store.backup import exclusive
+from ceir.store.backup import exclusive, fsync_path
 from ceir.store.env import Store, exists, open_store
 
 __all__ = [
@@ -159,7 +159,7 @@ def compact(path: Path) -> Compacted:
             raise StoreError(f"the compacted copy of {path} lost entries; the store is unchanged")
         (scratch / _LOCK).unlink(missing_ok=True)
         os.chmod(scratch / _DATA, 0o600)
-        _fsync(scratch / _DATA)
+        fsync_path(scratch / _DATA)
         with exclusive(path):
             if _stamp(path) != written:
                 raise StoreError(
@@ -170,7 +170,7 @@ def compact(path: Path) -> Compacted:
             # The lock file describes the old file's transactions: the next open makes
             # a new one (nobody can hold it: the exclusive lock says so).
             (path / _LOCK).unlink(missing_ok=True)
-            _fsync(path)
+            fsync_path(path)
     except OSError as exc:
         raise StoreError(f"cannot compact {path}: {exc.strerror or exc}") from exc
     finally:
@@ -220,11 +220,3 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     """What changes when a process writes the data file."""
     st = (path / _DATA).stat()
     return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
