@@ -6,40 +6,50 @@ serial ranges, the IMEIs ``ceir gen manufacturer`` makes; generated with numpy),
 imported with ``ceir import`` in a child process, whose peak RSS is read from ``wait4``.
 Each stage's file is also read by a bare ``csv.reader`` pass, the floor its rows/s are
 compared with (the last stage's is reported). After each stage: the bytes each table
-uses per device (hot: devices + TACs; registry: the rest), and lookups — bare ``txn.get``
-in this process, and CheckIMEIBatch / CheckPacked against ``ceir serve`` in a child
-process, its CPU per IMEI. At the end the store is compacted in place by ``ceir compact``
-(file size before and after). Prints a table and writes ``result.json``.
+uses per device (hot: devices + TACs; registry: the rest), and lookups
+(:mod:`loadtest.scale_lookups`). At the end the store is compacted in place by ``ceir
+compact`` (file size before and after), and the stores copied after the --compare-at
+stages (default: 1 M) are measured again in turns with the final one, same client,
+same run: the ratio of N to 1 M. Prints a table and writes ``result.json``.
 
-Stages are reused: ``--resume`` continues a stopped run after its last finished stage
-(``stages.json`` in ``--dir``), and ``--keep-feeds`` keeps the generated feeds, which a
-later run with the same ``--dir`` imports instead of generating them again.
+Every phase (generate, csv baseline, import — which repacks the hot table at its end —,
+lookups, copy, compact, compare) is timed into ``result.json`` and announced on stderr
+with the elapsed time; a running import prints a progress line every --progress-every
+seconds. A stage whose feed and store growth cannot fit on the disk stops the run with
+one line before it starts. Feeds are deleted once imported unless --keep-feeds.
+
+Stages are reused: ``--resume`` continues a stopped run (``stages.json`` in ``--dir``):
+after its last recorded import or stage; an import stopped midway is run again on the
+same feed (``ceir import`` resumes where it stopped; the feed is generated again,
+identical, if it is gone). ``--keep-feeds`` keeps the generated feeds, which a later
+run with the same ``--dir`` imports instead of generating them again.
 Usage: ``./scripts/bench-scale [--devices N] [--dir DIR] [--resume] [--keep-feeds]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ceir.errors import CeirError
 from ceir.feeds import Kind
-from ceir.feeds.gen import POOL, device_imei, generate, tac_entry
+from ceir.feeds.gen import POOL, generate, tac_entry
 from ceir.lookup import check_digits
 from ceir.store import open_store
-from loadtest import bench_core
+from loadtest import scale_lookups
 from loadtest.measure import bare_read
 
 _REGION = 50_000_000  # ceir.feeds.gen: serial indexes per kind
@@ -120,8 +130,11 @@ class ImportRun:
     summary: str
 
 
-def run_import(db: Path, kind: Kind, path: Path, rows: int) -> ImportRun:
-    """``ceir import`` of *path* in a child process: seconds, peak RSS, summary line."""
+def run_import(
+    db: Path, kind: Kind, path: Path, rows: int, clock: Clock | None = None, every: float = 60
+) -> ImportRun:
+    """``ceir import`` of *path* in a child process: seconds, peak RSS, summary line; with
+    *clock*, a progress line every *every* seconds (devices in the store so far)."""
     command = ceir(
         "import", kind.value, str(path), "--db", str(db), "-q", "--stage-above", "0",
         "--stage-lost-stolen-above", "0",
@@ -129,13 +142,18 @@ def run_import(db: Path, kind: Kind, path: Path, rows: int) -> ImportRun:
         "--rejects", str(path.with_suffix(".rejects.csv")),
     )  # fmt: skip
     started = time.perf_counter()
+    before = sizes(db)[0] if clock else 0
     anon = 0
+    next_line = started + every
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:  # noqa: S603
         while True:  # -q: the output is one line, it waits in the pipe
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)  # its rusage: peak RSS
             if pid:
                 break
             anon = max(anon, _anon_kib(child.pid))
+            if clock and time.perf_counter() >= next_line:
+                next_line += every
+                clock.log(_import_progress(db, before, rows, time.perf_counter() - started, anon))
             time.sleep(0.2)
         seconds = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -144,6 +162,20 @@ def run_import(db: Path, kind: Kind, path: Path, rows: int) -> ImportRun:
         sys.exit(f"ceir import exited {child.returncode}: {out}")
     line = out.strip().splitlines()[-1]
     return ImportRun(rows, seconds, usage.ru_maxrss / 1024, anon / 1024, line)
+
+
+def _import_progress(db: Path, before: int, rows: int, seconds: float, anon_kib: int) -> str:
+    """One progress line of a running import: devices it committed so far, file, disk."""
+    try:
+        devices, _tables, file_bytes = sizes(db)
+    except CeirError as exc:  # mid-resize, say: the next line will tell
+        return f"  importing, {seconds:,.0f} s ({exc})"
+    added = devices - before
+    return (
+        f"  importing: {added:,} of {rows:,} rows committed in {seconds:,.0f} s "
+        f"({added / seconds:,.0f} rows/s so far); file {file_bytes / 1e9:,.2f} GB, "
+        f"{free_gb(db.parent):,.1f} GB free, import RssAnon {anon_kib / 1024:,.0f} MiB"
+    )
 
 
 def _anon_kib(pid: int) -> int:
@@ -173,27 +205,9 @@ def sizes(db: Path) -> tuple[int, dict[str, int], int]:
         return store.device_count(), store.table_bytes(), (db / "data.mdb").stat().st_size
 
 
-def lookups(db: Path, indexes: range, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """Lookup rows at the store's current size: bare txn.get, CheckIMEIBatch, CheckPacked."""
-    rng = random.Random(len(indexes))
-    picks = [rng.choice(indexes) for _ in range(args.lookups)]
-    keys = [int(device_imei(i)[:14]).to_bytes(8, "big") for i in picks]
-    work = bench_core.Workload(keys, args.batch)
+def live_bytes(db: Path) -> int:
     with open_store(db, readonly=True) as store:
-        rows = [bench_core.row_floor(store, work)]
-    server = bench_core.ServerProcess(db, workers=1)
-    try:
-        grpc_args = argparse.Namespace(
-            unary_concurrency=16, batch_concurrency=args.concurrency, seconds=args.seconds
-        )
-        rows += asyncio.run(bench_core.grpc_rows(server, work, grpc_args))[1:]
-    finally:
-        server.stop()
-    names = ("floor", "batch", "packed")
-    return {
-        name: {"imeis_per_s": r.imeis_per_s, "cpu_us": r.cpu_us or float("nan")}
-        for name, r in zip(names, rows, strict=True)
-    }
+        return store.used_bytes()
 
 
 @dataclass
@@ -228,11 +242,62 @@ def fresh_store(db: Path, progress: Path) -> None:
     """An empty store at *db* holding the generator's TACs; no stage to resume."""
     shutil.rmtree(db, ignore_errors=True)
     progress.unlink(missing_ok=True)
+    for old in db.parent.glob("at-*"):  # the copies of an earlier run's stages
+        shutil.rmtree(old, ignore_errors=True)
     for stale in db.parent.glob(f"{db.name}.*-key"):
         stale.unlink()
     tacs = db.parent / "tac.csv"
     generate(Kind.TAC, POOL, tacs)
     _quiet(ceir("import", "tac", str(tacs), "--db", str(db), "--create", "-q"))
+
+
+class Clock:
+    """Elapsed time since the run began, on every progress line; phase timings."""
+
+    def __init__(self, phases: list[dict[str, Any]]) -> None:
+        self.started = time.perf_counter()
+        self.phases = phases
+
+    def log(self, message: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        stamp = time.strftime("%H:%M:%S", time.gmtime())
+        print(f"[{elapsed / 60:6.1f} min, {stamp} UTC] {message}", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def phase(self, stage: int, name: str) -> Iterator[None]:
+        """Times one phase of the stage that ends at *stage* devices."""
+        self.log(f"{name} ({stage:,} devices) ...")
+        started = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - started
+        self.phases.append({"stage": stage, "phase": name, "seconds": round(seconds, 2)})
+        self.log(f"{name} ({stage:,} devices) took {seconds:,.0f} s")
+
+
+def free_gb(path: Path) -> float:
+    return shutil.disk_usage(path).free / 1e9
+
+
+def check_disk(work_dir: Path, least: int, likely: int, what: str) -> None:
+    """Stops the run, one line, when *what* cannot fit even in the *least* bytes it may
+    take (what is live in the store per device so far, plus the feed); warns when the
+    *likely* bytes (the file's growth per device so far) come close to the free space."""
+    free = shutil.disk_usage(work_dir).free
+    if least > free:
+        sys.exit(
+            f"bench-scale: {what} needs at least {least / 1e9:,.1f} GB and {work_dir} has "
+            f"{free / 1e9:,.1f} GB free; free some disk or pass --dir on a larger one "
+            "(--resume continues from here)"
+        )
+    if likely > 0.9 * free:
+        print(f"bench-scale: warning: {what} may need {likely / 1e9:,.1f} GB of the "
+              f"{free / 1e9:,.1f} GB free in {work_dir}", file=sys.stderr)  # fmt: skip
+
+
+def _feed_bytes(n: int) -> int:
+    """The size of a generated feed of *n* rows (the fields repeat every POOL rows)."""
+    fields = sum(len(",".join(tac_entry(j)[1:3])) + 18 for j in range(POOL)) / POOL
+    return int(n * (15 + fields + 12))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -241,42 +306,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     db = work_dir / "store"
     progress = work_dir / "stages.json"
     base = (Kind.MANUFACTURER.code - 1) * _REGION
-    result: dict[str, Any] = {"devices": args.devices, "stages": [], "imports": []}
+    result: dict[str, Any] = {"devices": args.devices, "stages": [], "imports": [], "phases": []}
+    clock = Clock(result["phases"])
     if args.resume and progress.exists() and (db / "data.mdb").exists():
-        result.update(json.loads(progress.read_text()), devices=args.devices)
-        print(f"resuming after {len(result['stages'])} stage(s) in {db}", file=sys.stderr)
+        _resume(result, clock, db, progress, args.devices)
     else:
         fresh_store(db, progress)
+    plan = stage_sizes(args.devices, args.stages)
+    if len(result["stages"]) < len(plan):
+        result.pop("compaction", None)  # compacted before the stages were all done: again
+    clock.log(f"plan: {len(plan)} stage(s) of {', '.join(f'{n:,}' for n in plan)} devices; "
+              f"{free_gb(work_dir):,.1f} GB free in {work_dir}")  # fmt: skip
     done = sum(i["rows"] for i in result["imports"])
-    for n in stage_sizes(args.devices, args.stages)[len(result["stages"]) :]:
-        feed = work_dir / f"manufacturer-{base + done}-{n}.csv"
-        if not feed.exists():  # kept from an earlier run with --keep-feeds: reused
-            started = time.perf_counter()
-            write_feed(feed, base + done, n, seed=done)
-            took = time.perf_counter() - started
-            print(f"generated {n:,} rows in {took:.0f} s", file=sys.stderr)
-        bare_read(feed)  # the first pass warms the page cache, as for the import
-        rows, seconds, _cpu = bare_read(feed)
-        imp = run_import(db, Kind.MANUFACTURER, feed, n)
-        print(
-            f"  {imp.summary}; peak RSS {imp.peak_rss_mib:,.0f} MiB, "
-            f"anonymous {imp.peak_anon_mib:,.0f} MiB",
-            file=sys.stderr,
-        )
-        if not args.keep_feeds:
-            feed.unlink()
-        result["imports"].append({**asdict(imp), "csv_rows_per_s": rows / seconds})
-        done += n
-        devices, tables, file_bytes = sizes(db)
-        hot = sum(tables[t] for t in HOT)
-        stage = Stage(
-            devices, hot / devices, (sum(tables.values()) - hot) / devices, tables, file_bytes
-        )
-        stage.lookups = lookups(db, range(base, base + done), args)
-        result["stages"].append(asdict(stage))
+    for k, n in enumerate(plan):
+        if k < len(result["stages"]):
+            continue
+        target = done + n if k == len(result["imports"]) else done
+        if k == len(result["imports"]):  # not imported yet (or stopped while importing)
+            _import_stage(args, clock, result, db, base + done, n)
+            done += n
+            progress.write_text(json.dumps(result, indent=2) + "\n")
+        _measure_stage(args, clock, result, db, base, target)
         progress.write_text(json.dumps(result, indent=2) + "\n")  # a rerun resumes here
         args.out.write_text(json.dumps(result, indent=2) + "\n")  # so far, should it stop
-        print(f"  {devices:,} devices: {stage.lookups}", file=sys.stderr)
     last = result["imports"][-1]
     result["csv_rows_per_s"] = last["csv_rows_per_s"]
     result["import_rows_per_s"] = last["rows"] / last["seconds"]
@@ -284,12 +336,112 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["peak_rss_mib"] = max(i["peak_rss_mib"] for i in result["imports"])
     result["peak_anon_mib"] = max(i["peak_anon_mib"] for i in result["imports"])
     result["file_bytes"] = result["stages"][-1]["file_bytes"]
-    result["compaction"] = asdict(compact(db))
+    if not result.get("compaction"):
+        live = live_bytes(db)
+        check_disk(work_dir, live, live + live // 10, "`ceir compact` (a live-size copy)")
+        with clock.phase(args.devices, "compact"):
+            result["compaction"] = asdict(compact(db))
+        progress.write_text(json.dumps(result, indent=2) + "\n")
     result["compacted_bytes"] = result["compaction"]["file_after"]
-    progress.unlink(missing_ok=True)  # the store is compacted: no stage to resume
+    result["compare"] = _compare(args, clock, result, db, base)
+    progress.unlink(missing_ok=True)  # the run is complete: nothing to resume
+    total = sum(p["seconds"] for p in result["phases"])
+    clock.log(f"done: {total / 60:,.1f} min in the phases")
     if not args.keep:
         shutil.rmtree(db, ignore_errors=True)
+        for copy in work_dir.glob("at-*"):
+            shutil.rmtree(copy, ignore_errors=True)
     return result
+
+
+def _resume(result: dict[str, Any], clock: Clock, db: Path, progress: Path, devices: int) -> None:
+    """*result* as the stopped run recorded it in *progress*, checked against the store."""
+    result.update(json.loads(progress.read_text()), devices=devices)
+    result.setdefault("phases", [])
+    clock.phases = result["phases"]
+    done = sum(i["rows"] for i in result["imports"])
+    found = sizes(db)[0]
+    if found < done:  # the store is not the one the record describes
+        sys.exit(
+            f"bench-scale: {db} holds {found:,} devices, the record of the run {progress} "
+            f"{done:,}: start again without --resume"
+        )
+    clock.log(f"resuming after {len(result['imports'])} import(s) in {db} ({found:,} devices)")
+
+
+def _import_stage(
+    args: argparse.Namespace, clock: Clock, result: dict[str, Any], db: Path, start: int, n: int
+) -> None:
+    """Generate (or reuse) the feed of serial indexes start .. start + n - 1, read it with
+    a bare csv.reader, import it; the feed is deleted after unless --keep-feeds."""
+    done = sum(i["rows"] for i in result["imports"])
+    stage = done + n
+    feed = args.dir / f"manufacturer-{start}-{n}.csv"
+    feed_bytes = 0 if feed.exists() else _feed_bytes(n)
+    live = [live_bytes(db) / done] if done else [100.0]
+    grown = [s["file_bytes"] / s["devices"] for s in result["stages"]] or [700.0]
+    least, likely = (feed_bytes + int(n * max(per)) for per in (live, grown))
+    check_disk(args.dir, least, likely, f"the stage to {stage:,} devices")
+    if not feed.exists():  # kept from an earlier run with --keep-feeds: reused
+        with clock.phase(stage, "generate"):
+            write_feed(feed, start, n, seed=done)
+    with clock.phase(stage, "csv baseline"):
+        bare_read(feed)  # the first pass warms the page cache, as for the import
+        rows, seconds, _cpu = bare_read(feed)
+    with clock.phase(stage, "import"):  # ceir import repacks the hot table at its end
+        imp = run_import(db, Kind.MANUFACTURER, feed, n, clock, args.progress_every)
+    clock.log(f"  {imp.summary}; peak RSS {imp.peak_rss_mib:,.0f} MiB, "
+              f"anonymous {imp.peak_anon_mib:,.0f} MiB; {n / imp.seconds:,.0f} rows/s, "
+              f"bare csv.reader {rows / seconds:,.0f} rows/s")  # fmt: skip
+    result["imports"].append({**asdict(imp), "csv_rows_per_s": rows / seconds})
+    if not args.keep_feeds:
+        feed.unlink()
+        feed.with_suffix(".rejects.csv").unlink(missing_ok=True)
+
+
+def _measure_stage(
+    args: argparse.Namespace, clock: Clock, result: dict[str, Any], db: Path, base: int, n: int
+) -> None:
+    """Bytes per table and the lookup rows at *n* devices; a copy of the store kept for
+    the final comparison when *n* is one of --compare-at."""
+    devices, tables, file_bytes = sizes(db)
+    hot = sum(tables[t] for t in HOT)
+    stage = Stage(
+        devices, hot / devices, (sum(tables.values()) - hot) / devices, tables, file_bytes
+    )
+    with clock.phase(n, "lookups"):
+        work = scale_lookups.workload(range(base, base + n), args.lookups, args.batch)
+        stage.lookups = scale_lookups.rates(db, work, args.concurrency, args.seconds)
+    clock.log(f"  {devices:,} devices: hot {stage.hot_bytes_per_device:.1f} B/device, "
+              f"registry {stage.registry_bytes_per_device:.1f}, file "
+              f"{file_bytes / devices:,.0f}; {scale_lookups.brief(stage.lookups)}")  # fmt: skip
+    if n in args.compare_at and n < args.devices:
+        copy = args.dir / f"at-{n}"
+        shutil.rmtree(copy, ignore_errors=True)
+        with clock.phase(n, "copy for the comparison"):
+            _quiet(ceir("backup", str(copy), "--db", str(db)))
+    result["stages"].append(asdict(stage))
+
+
+def _compare(
+    args: argparse.Namespace, clock: Clock, result: dict[str, Any], db: Path, base: int
+) -> dict[str, Any]:
+    """The kept copies and the final store measured in turns, same client, same run."""
+    stores = {
+        f"{n}": (args.dir / f"at-{n}", scale_lookups.workload(range(base, base + n),
+                                                              args.lookups, args.batch))
+        for n in sorted(args.compare_at)
+        if n < args.devices and (args.dir / f"at-{n}" / "data.mdb").exists()
+    }  # fmt: skip
+    if not stores:
+        return {}
+    stores[f"{args.devices}"] = (
+        db,
+        scale_lookups.workload(range(base, base + args.devices), args.lookups, args.batch),
+    )
+    with clock.phase(args.devices, "compare"):
+        best = scale_lookups.compare(stores, args.rounds, args.concurrency, args.seconds, clock.log)
+    return {"rounds": args.rounds, "best": best}
 
 
 def report(result: dict[str, Any]) -> None:
@@ -322,7 +474,7 @@ def report(result: dict[str, Any]) -> None:
     first, end = result["stages"][0]["lookups"], result["stages"][-1]["lookups"]
     for form in ("batch", "packed"):
         ratio = end[form]["imeis_per_s"] / first[form]["imeis_per_s"]
-        print(f"{form:<7} at {n:,} vs at the first stage: {ratio:.2f}x")
+        print(f"{form:<7} at {n:,} vs at the first stage (each measured then): {ratio:.2f}x")
     done = result["compaction"]
     print(
         f"file        {done['file_before'] / 1e9:.2f} GB after the imports "
@@ -330,6 +482,29 @@ def report(result: dict[str, Any]) -> None:
         f"`ceir compact` ({done['file_after'] / n:.0f} B/device; hot {done['hot_after']:.1f}, "
         f"all tables {done['total_after']:.1f} B/device) in {done['seconds']:.0f} s"
     )
+    compare_report(result)
+    phases = ", ".join(
+        f"{p['phase']} {p['stage']:,}: {p['seconds']:,.0f}" for p in result["phases"]
+    )
+    print(f"phases (s): {phases}")
+
+
+def compare_report(result: dict[str, Any]) -> None:
+    """The final comparison: each store's best turn, and N against each smaller store."""
+    compared = result.get("compare") or {}
+    best: dict[str, scale_lookups.Rates] = compared.get("best", {})
+    if not best:
+        return
+    print(f"same run, in turns (best of {compared['rounds']}; stores compacted):")
+    for name, got in best.items():
+        print(f"  {int(name):>12,} devices: {scale_lookups.brief(got)}")
+    end = best[str(result["devices"])]
+    for name in list(best)[:-1]:
+        ratios = ", ".join(
+            f"{form} {end[form]['imeis_per_s'] / best[name][form]['imeis_per_s']:.2f}x"
+            for form in scale_lookups.FORMS
+        )
+        print(f"  IMEIs/s at {result['devices']:,} vs at {int(name):,}: {ratios}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -343,7 +518,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--stages",
-        type=lambda text: tuple(int(v) for v in text.split(",")),
+        type=lambda text: tuple(int(v) for v in text.split(",") if v),
         default=(1_000_000, 10_000_000),
         help="device counts at which lookups are measured before the last (comma-separated)",
     )
@@ -362,6 +537,17 @@ def main(argv: list[str] | None = None) -> None:
         "--resume",
         action="store_true",
         help="continue a stopped run in --dir after its last finished stage",
+    )
+    parser.add_argument(
+        "--compare-at",
+        type=lambda text: frozenset(int(v) for v in text.split(",") if v),
+        default=frozenset({1_000_000}),
+        help="stage sizes whose store is copied and measured again beside the final one, "
+        "in turns, at the end (comma-separated; empty: none)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="turns of the final comparison")
+    parser.add_argument(
+        "--progress-every", type=float, default=60.0, help="seconds between import progress lines"
     )
     args = parser.parse_args(argv)
     result = run(args)

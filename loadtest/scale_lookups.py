@@ -1,0 +1,122 @@
+"""bench-scale's lookup rows: bare ``txn.get`` in this process, CheckIMEIBatch and
+CheckPacked against ``ceir serve`` in a child process, and the same-run comparison of
+stores of different sizes.
+
+The gRPC client runs in this process, the server in another (one worker, its CPU read
+from /proc), so the server's CPU per IMEI is the box's cost of an answer. Before a
+timed row every batch of the workload is asked once: the server's map then holds every
+page the row reads, as in a server that has run for a while (a fresh process would
+otherwise count its first page faults at large N only). Answers are checked: every key
+exists, so NOT_REGISTERED or INVALID_IMEI means a wrong answer.
+
+:func:`compare` measures several stores in turns (A, B, A, B, ...) with the same client
+and the same workload size, and keeps each store's best turn: the ratio of the rates
+is then not the difference between two moments of a shared machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+
+from ceir.feeds.gen import device_imei
+from ceir.record import Reason, Status
+from ceir.store import open_store
+from ceir.v1 import eir_pb2, eir_pb2_grpc
+from loadtest import bench_core
+from loadtest.measure import Row, closed_loop, measure
+from loadtest.serverproc import ServerProcess
+
+FORMS = ("floor", "batch", "packed")
+_OFF = ("--web", "off", "--s13", "off", "--sbi", "off")  # the gRPC face only
+_NOT_FOUND = (Reason.NOT_REGISTERED << 2) | Status.BLACKLISTED
+Rates = dict[str, dict[str, float]]
+"""form -> {"imeis_per_s": ..., "cpu_us": ...}."""
+
+
+def workload(indexes: range, lookups: int, batch: int) -> bench_core.Workload:
+    """*lookups* random existing keys among the serial *indexes* (the generator's IMEIs)."""
+    rng = random.Random(len(indexes))
+    picks = [rng.choice(indexes) for _ in range(lookups)]
+    keys = [int(device_imei(i)[:14]).to_bytes(8, "big") for i in picks]
+    return bench_core.Workload(keys, batch)
+
+
+async def _grpc(
+    server: ServerProcess, work: bench_core.Workload, concurrency: int, seconds: float
+) -> list[Row]:
+    singles = [eir_pb2.CheckIMEIRequest(imei=i) for i in work.imeis]
+    batches = [
+        eir_pb2.CheckIMEIBatchRequest(requests=singles[s : s + work.batch])
+        for s in range(0, len(singles), work.batch)
+    ]
+    packed = [eir_pb2.CheckPackedRequest(keys=b"".join(chunk)) for chunk in work.chunks()]
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = eir_pb2_grpc.EquipmentIdentityRegisterStub(channel)
+
+        async def batch(i: int) -> int:
+            r = await stub.CheckIMEIBatch(batches[i % len(batches)])
+            if r.responses[-1].reason in bench_core.WRONG:
+                raise AssertionError("wrong answer in a batch")
+            return len(r.responses)
+
+        async def compact(i: int) -> int:
+            results = (await stub.CheckPacked(packed[i % len(packed)])).results
+            if _NOT_FOUND in results:
+                raise AssertionError("an existing key answered NOT_REGISTERED")
+            return len(results)
+
+        rows = []
+        calls: tuple[tuple[str, Callable[[int], Awaitable[int]], int], ...] = (
+            ("batch", batch, len(batches)),
+            ("packed", compact, len(packed)),
+        )
+        for name, call, n in calls:
+            for i in range(n):  # every batch once: the pages the row reads are mapped
+                await call(i)
+            await closed_loop(call, concurrency, 0.2)
+            rows.append(await measure(name, server.cpu_seconds, call, concurrency, seconds))
+        return rows
+
+
+def rates(db: Path, work: bench_core.Workload, concurrency: int, seconds: float) -> Rates:
+    """The three rows on the store at *db*: floor in this process, then the server's."""
+    with open_store(db, readonly=True) as store:
+        rows = [bench_core.row_floor(store, work)]
+    with ServerProcess(db, workers=1, extra=_OFF) as server:
+        rows += asyncio.run(_grpc(server, work, concurrency, seconds))
+    return {
+        name: {"imeis_per_s": r.imeis_per_s, "cpu_us": r.cpu_us or float("nan")}
+        for name, r in zip(FORMS, rows, strict=True)
+    }
+
+
+def compare(
+    stores: dict[str, tuple[Path, bench_core.Workload]],
+    rounds: int,
+    concurrency: int,
+    seconds: float,
+    log: Callable[[str], None],
+) -> dict[str, Rates]:
+    """Each store measured *rounds* times in turns; per store and form the best turn
+    (highest IMEIs/s, with its CPU per IMEI)."""
+    best: dict[str, Rates] = {}
+    for turn in range(rounds):
+        for name, (db, work) in stores.items():
+            got = rates(db, work, concurrency, seconds)
+            mine = best.setdefault(name, got)
+            for form in FORMS:
+                if got[form]["imeis_per_s"] > mine[form]["imeis_per_s"]:
+                    mine[form] = got[form]
+            log(f"compare turn {turn + 1}/{rounds}, {name}: {brief(got)}")
+    return best
+
+
+def brief(got: Rates) -> str:
+    return ", ".join(
+        f"{form} {got[form]['imeis_per_s']:,.0f}/s ({got[form]['cpu_us']:.2f} us)" for form in FORMS
+    )
