@@ -2,15 +2,15 @@
 and a device's full record, through the same importer as ``ceir import``.
 
 Handlers keep the proto's PascalCase names and raise domain errors, which
-:mod:`ceir.server.app` translates. LMDB writes run in a worker thread, so lookups on the
-event loop go on meanwhile. Who asks is the *actor* function's answer for the call
+:mod:`ceir.server.app` translates. Single writes run in a worker thread, so lookups on the
+event loop go on meanwhile; a fed file is imported in a child process
+(:mod:`ceir.server.imports`). Who asks is the *actor* function's answer for the call
 (the peer address by default; the authenticated principal when access control is on).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import logging
 import time
@@ -34,14 +34,15 @@ from ceir.feeds import Format, ImportState, Kind, eligibility, volume
 from ceir.feeds.base import Options
 from ceir.feeds.history import HistoryEntry, device_history
 from ceir.feeds.single import OneChange, apply_one
-from ceir.feeds.staging import Stage, submit
+from ceir.feeds.staging import Stage
 from ceir.feeds.summary import ImportSummary
 from ceir.imei import parse_lenient
 from ceir.policy import Policy
 from ceir.record import Record
 from ceir.security.principals import current
+from ceir.server.imports import Imports, Job
 from ceir.store import Store, audit
-from ceir.store.env import spool_file, spool_path
+from ceir.store.env import spool_file
 from ceir.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
 __all__ = ["MAX_IMPORT_BYTES", "Registry", "peer_actor"]
@@ -53,7 +54,8 @@ MAX_IMPORT_BYTES = 8 << 30
 MAX_FILENAME = 255
 MAX_REQUEST_ID = 128
 IMPORT_WORKERS = 2
-"""Threads of the import pool (imports of different principals run side by side)."""
+"""Import processes a serving process runs at once (imports of different principals run
+side by side; more wait for a free one)."""
 IMPORT_BATCH_ROWS = 2_000
 """Rows per write transaction of a served import: a single write waits for LMDB's one
 writer, so a batch is kept short (a 250,000-row batch held ReportLostStolen for 3 s)."""
@@ -205,16 +207,15 @@ class Registry(registry_pb2_grpc.RegistryServicer):
         )
         """The same thresholds bound a principal over 24 hours, files and single writes
         together, and the channel limits every principal of a channel (ceir.feeds.volume)."""
-        self._imports = concurrent.futures.ThreadPoolExecutor(
-            max_workers=import_workers, thread_name_prefix="ceir-import"
-        )
+        self.imports = Imports(import_workers)
+        """Served imports run in child processes (:mod:`ceir.server.imports`)."""
         self.import_batch_rows = import_batch_rows
         self._importing: set[str] = set()
         """Principals (actors) with an import running: one at a time each."""
 
-    def close(self) -> None:
-        """Stop the import pool (after the server has drained)."""
-        self._imports.shutdown(wait=False, cancel_futures=True)
+    async def close(self) -> None:
+        """Kill the running imports' processes (the server is stopping)."""
+        await self.imports.close()
 
     async def ImportFeed(
         self, request_iterator: AsyncIterator[registry_pb2.ImportFeedRequest], context: Any
@@ -253,30 +254,27 @@ class Registry(registry_pb2_grpc.RegistryServicer):
     async def _submit(
         self, f: Any, kind: Kind, actor: str, name: str, header: registry_pb2.ImportHeader
     ) -> registry_pb2.ImportFeedResponse:
-        loop = asyncio.get_running_loop()
-        call = functools.partial(
-            submit,
-            self.store,
-            kind,
-            spool_path(f),
+        job = Job(
+            db=str(self.store.path),
+            kind=kind,
+            fd=f.fileno(),
             actor=actor,
-            stage_above=self.stage_above,
-            stage_lost_stolen_above=self.stage_lost_stolen_above,
-            channel_daily_above=self.limits.channel_daily_above,
-            channel_daily_lost_stolen_above=self.limits.channel_daily_lost_stolen_above,
-            fmt=_FORMATS.get(header.format),
             name=name,
-            private=True,
+            person=current().person_id,
+            fmt=_FORMATS.get(header.format),
             # The store's eligibility rules (a caller sends none: they are policy).
             options=eligibility.options(
                 eligibility.read(self.store), Options(batch_rows=self.import_batch_rows)
             ),
-            person=current().person_id,
+            stage_above=self.stage_above,
+            stage_lost_stolen_above=self.stage_lost_stolen_above,
+            channel_daily_above=self.limits.channel_daily_above,
+            channel_daily_lost_stolen_above=self.limits.channel_daily_lost_stolen_above,
         )
         try:
-            # Imports run in their own small pool: single writes, approvals and lookups
-            # keep the default pool (and their latency) while a big file is imported.
-            result = await loop.run_in_executor(self._imports, call)
+            # In a child process: the serving process's interpreter stays with the calls
+            # it serves, so single writes and lookups keep their latency meanwhile.
+            result = await self.imports.run(job, f)
         except FeedRefusedError as exc:
             refused: Any = exc.summary
             log.warning("ImportFeed from %s: %s", actor, exc)
