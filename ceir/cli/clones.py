@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ceir.cli.app import CONTEXT, EPILOG, fail, main
+from ceir.clones.conditions import DEFAULT_GRACE_DAYS
 from ceir.config import DEFAULT_DB
 from ceir.errors import CeirError
 
@@ -122,7 +123,7 @@ def clear_command(db: Path, imei: str) -> None:
 @click.option(
     "--grace-days",
     type=click.IntRange(0),
-    default=60,
+    default=DEFAULT_GRACE_DAYS,
     show_default=True,
     help="Days before it is BLACKLISTED for every SIM but its pairs.",
 )

@@ -331,13 +331,20 @@ class Follower(BrokerTask):
             stub = replication_pb2_grpc.ReplicationStub(channel)
             hasher: wire.SnapshotHasher | None = None
             header: Any = None
-            devices: list[bytes] = []
-            tacs: list[bytes] = []
+            rows: dict[int, list[bytes]] = {
+                p: [] for p in (part.SNAPSHOT_PART_DEVICES, part.SNAPSHOT_PART_TACS)
+            }
+            rows |= {part.SNAPSHOT_PART_CLONES: [], part.SNAPSHOT_PART_PAIRS: []}
             async for chunk in stub.Snapshot(replication_pb2.SnapshotRequest(), metadata=metadata):
                 if chunk.part == part.SNAPSHOT_PART_HEADER:
                     header = chunk
                     hasher = wire.SnapshotHasher(
-                        chunk.sequence, chunk.committed_at_ms, chunk.devices, chunk.tacs
+                        chunk.sequence,
+                        chunk.committed_at_ms,
+                        chunk.devices,
+                        chunk.tacs,
+                        chunk.clones,
+                        chunk.pairs,
                     )
                     continue
                 if hasher is None:
@@ -346,12 +353,9 @@ class Follower(BrokerTask):
                     hasher.verify(self.key, chunk.signature)
                     break
                 hasher.add(chunk.part, chunk.rows)
-                if chunk.part == part.SNAPSHOT_PART_DEVICES:
-                    devices.append(chunk.rows)
-                elif chunk.part == part.SNAPSHOT_PART_TACS:
-                    tacs.append(chunk.rows)
-                else:
+                if chunk.part not in rows:
                     raise RefusedMessageError(f"snapshot chunk of unknown part {chunk.part}")
+                rows[chunk.part].append(chunk.rows)
             else:
                 raise RefusedMessageError("snapshot ended without its signature")
         return await asyncio.to_thread(
@@ -359,7 +363,9 @@ class Follower(BrokerTask):
             self.store,
             seq=header.sequence,
             committed_ms=header.committed_at_ms,
-            device_rows=devices,
-            tac_rows=tacs,
-            expect=(header.devices, header.tacs),
+            device_rows=rows[part.SNAPSHOT_PART_DEVICES],
+            tac_rows=rows[part.SNAPSHOT_PART_TACS],
+            clone_rows=rows[part.SNAPSHOT_PART_CLONES],
+            pair_rows=rows[part.SNAPSHOT_PART_PAIRS],
+            expect=(header.devices, header.tacs, header.clones, header.pairs),
         )

@@ -30,10 +30,10 @@ __all__ = [
 
 _CHANGE = b"CEIRC1"
 _HEARTBEAT = b"CEIRH1"
-_SNAPSHOT = b"CEIRS1"
+_SNAPSHOT = b"CEIRS2"  # 2: the header counts clone states and pairs too
 _HEAD = struct.Struct(">QQ")
 _BEAT = struct.Struct(">QQQ")
-_SNAP = struct.Struct(">QQQQ")
+_SNAP = struct.Struct(">QQQQQQ")
 _SIG = 64
 
 
@@ -93,8 +93,11 @@ def open_heartbeat(key: Ed25519PublicKey, data: bytes) -> Heartbeat:
 class SnapshotHasher:
     """The running digest a snapshot's signature covers: header, then each row chunk."""
 
-    def __init__(self, seq: int, committed_ms: int, devices: int, tacs: int) -> None:
-        self._hash = hashlib.sha256(_SNAPSHOT + _SNAP.pack(seq, committed_ms, devices, tacs))
+    def __init__(
+        self, seq: int, committed_ms: int, devices: int, tacs: int, clones: int, pairs: int
+    ) -> None:
+        header = _SNAP.pack(seq, committed_ms, devices, tacs, clones, pairs)
+        self._hash = hashlib.sha256(_SNAPSHOT + header)
 
     def add(self, part: int, rows: bytes) -> None:
         self._hash.update(struct.pack(">BI", part, len(rows)))

@@ -17,6 +17,10 @@ OPERATIONS = frozenset({Role.MINISTRY, Role.ADMIN})
 WRITERS = frozenset({Role.OPERATOR, Role.MANUFACTURER, Role.CUSTOMS, Role.MINISTRY, Role.ADMIN})
 REPORTERS = frozenset({Role.OPERATOR, Role.ADMIN})
 """Lost/stolen reports come through operators (the owner's police letter)."""
+PAIRERS = frozenset({Role.OPERATOR, Role.MINISTRY, Role.ADMIN})
+"""A clone's pairs: an operator pairs its own subscriber's SIM once the owner proved
+ownership (:mod:`ceir.clones.actions` checks the network); the reversals — unpair, clear,
+greylist — are the ministry's and admin's (:data:`OPERATIONS`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,11 @@ METHOD_RULES: dict[str, Rule] = {
     _REGISTRY + "ClearLostStolen": Rule(REPORTERS, write_limited=True, write=True),
     # A device's full record and history (tokens, never clear personal data).
     _REGISTRY + "GetDevice": Rule(OPERATIONS),
+    # Clone pairing (ceir.clones.actions): single audited writes, like Register.
+    _REGISTRY + "PairDevice": Rule(PAIRERS, write_limited=True, write=True),
+    _REGISTRY + "UnpairDevice": Rule(OPERATIONS, write_limited=True, write=True),
+    _REGISTRY + "ClearClone": Rule(OPERATIONS, write_limited=True, write=True),
+    _REGISTRY + "GreylistDevice": Rule(OPERATIONS, write_limited=True, write=True),
     # Read replicas bootstrap from the central's snapshot and verify against its digests.
     _REPLICATION + "Snapshot": Rule(frozenset({Role.REPLICA, Role.ADMIN})),
     _REPLICATION + "Digest": Rule(frozenset({Role.REPLICA, Role.ADMIN})),

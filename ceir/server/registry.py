@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ceir import metrics
+from ceir.clones import actions
+from ceir.clones.conditions import DEFAULT_GRACE_DAYS
 from ceir.config import (
     DEFAULT_CHANNEL_DAILY_ABOVE,
     DEFAULT_CHANNEL_DAILY_LOST_STOLEN_ABOVE,
@@ -36,13 +38,14 @@ from ceir.feeds.history import HistoryEntry, device_history
 from ceir.feeds.single import OneChange, apply_one
 from ceir.feeds.staging import Stage
 from ceir.feeds.summary import ImportSummary
-from ceir.imei import parse_lenient
+from ceir.imei import parse, parse_lenient
 from ceir.policy import Policy
 from ceir.record import Record
-from ceir.security.principals import current
+from ceir.security.principals import Role, current
 from ceir.server.imports import Imports, Job
 from ceir.store import Store, audit
 from ceir.store.env import spool_file
+from ceir.store.identity import tokenizer_for
 from ceir.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
 __all__ = ["MAX_IMPORT_BYTES", "Registry", "peer_actor"]
@@ -381,3 +384,87 @@ class Registry(registry_pb2_grpc.RegistryServicer):
                 info.device_type,
             )
         return device
+
+    # -- clone pairing (ceir.clones.actions, the same calls as `ceir clones`) ----------
+
+    async def _clone_change(
+        self, context: Any, imei: str, call: Callable[[bytes, str, Role, int], bool]
+    ) -> registry_pb2.CloneChange:
+        parsed = parse(imei)
+        actor, role = self.actor(context), current().role
+        now = int(time.time())
+
+        def run() -> tuple[bool, actions.Standing]:
+            changed = call(parsed.key, actor, role, now)
+            return changed, actions.standing(self.store, parsed.key)
+
+        changed, after = await asyncio.to_thread(run)
+        out = registry_pb2.CloneChange(imei=parsed.canonical, changed=changed, pairs=after.pairs)
+        if after.state is not None:
+            out.state = registry_pb2.CloneState.ValueType(after.state)
+        if after.record is not None:
+            d = self.policy.decide(after.record, now)
+            out.status = common_pb2.EquipmentStatus.ValueType(d.status)
+            out.reason = common_pb2.Reason.ValueType(d.reason)
+        return out
+
+    async def _pairing(
+        self, request: registry_pb2.PairRequest, context: Any, *, remove: bool
+    ) -> registry_pb2.CloneChange:
+        name = "UnpairDevice" if remove else "PairDevice"
+        what = f"{name} {checked_text(request.request_id, 'request_id', MAX_REQUEST_ID)}"
+        which = request.WhichOneof("sim")
+        imsi = request.imsi if which == "imsi" else None
+        token = request.token if which == "token" else None
+        principal = current()
+        token_operator = request.token_operator
+        if principal.role is Role.OPERATOR:
+            token_operator = token_operator or principal.operator_id
+            actions.own_sim(principal.operator_id, imsi=imsi, token_operator=token_operator)
+        sim = actions.SimRef.of(
+            tokenizer_for(self.store), imsi=imsi, token=token, operator=token_operator
+        )
+
+        def call(key: bytes, actor: str, role: Role, now: int) -> bool:
+            return actions.pair(
+                self.store, key, sim, actor=actor, role=role, now=now, remove=remove,
+                request=what.strip(),
+            )  # fmt: skip
+
+        return await self._clone_change(context, request.imei, call)
+
+    async def PairDevice(
+        self, request: registry_pb2.PairRequest, context: Any
+    ) -> registry_pb2.CloneChange:
+        return await self._pairing(request, context, remove=False)
+
+    async def UnpairDevice(
+        self, request: registry_pb2.PairRequest, context: Any
+    ) -> registry_pb2.CloneChange:
+        return await self._pairing(request, context, remove=True)
+
+    async def ClearClone(
+        self, request: registry_pb2.CloneRequest, context: Any
+    ) -> registry_pb2.CloneChange:
+        what = f"ClearClone {checked_text(request.request_id, 'request_id', MAX_REQUEST_ID)}"
+
+        def call(key: bytes, actor: str, role: Role, now: int) -> bool:
+            return actions.clear(
+                self.store, key, actor=actor, role=role, now=now, request=what.strip()
+            )
+
+        return await self._clone_change(context, request.imei, call)
+
+    async def GreylistDevice(
+        self, request: registry_pb2.GreylistRequest, context: Any
+    ) -> registry_pb2.CloneChange:
+        what = f"GreylistDevice {checked_text(request.request_id, 'request_id', MAX_REQUEST_ID)}"
+        grace = request.grace_days if request.HasField("grace_days") else DEFAULT_GRACE_DAYS
+
+        def call(key: bytes, actor: str, role: Role, now: int) -> bool:
+            return actions.greylist(
+                self.store, key, actor=actor, role=role, now=now, grace_days=grace,
+                request=what.strip(),
+            )  # fmt: skip
+
+        return await self._clone_change(context, request.imei, call)

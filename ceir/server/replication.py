@@ -64,14 +64,24 @@ class Replication(replication_pb2_grpc.ReplicationServicer):
                 committed_at_ms=snap.committed_ms,
                 devices=snap.devices,
                 tacs=snap.tacs,
+                clones=snap.clones,
+                pairs=snap.pairs,
             )
-            hasher = SnapshotHasher(snap.seq, snap.committed_ms, snap.devices, snap.tacs)
+            hasher = SnapshotHasher(
+                snap.seq, snap.committed_ms, snap.devices, snap.tacs, snap.clones, snap.pairs
+            )
             for rows in snap.device_chunks():
                 hasher.add(_PART.SNAPSHOT_PART_DEVICES, rows)
                 yield replication_pb2.SnapshotChunk(part=_PART.SNAPSHOT_PART_DEVICES, rows=rows)
             for rows in snap.tac_chunks():
                 hasher.add(_PART.SNAPSHOT_PART_TACS, rows)
                 yield replication_pb2.SnapshotChunk(part=_PART.SNAPSHOT_PART_TACS, rows=rows)
+            for rows in snap.clone_chunks():
+                hasher.add(_PART.SNAPSHOT_PART_CLONES, rows)
+                yield replication_pb2.SnapshotChunk(part=_PART.SNAPSHOT_PART_CLONES, rows=rows)
+            for rows in snap.pair_chunks():
+                hasher.add(_PART.SNAPSHOT_PART_PAIRS, rows)
+                yield replication_pb2.SnapshotChunk(part=_PART.SNAPSHOT_PART_PAIRS, rows=rows)
             yield replication_pb2.SnapshotChunk(
                 part=_PART.SNAPSHOT_PART_END, signature=hasher.sign(key)
             )

@@ -199,6 +199,16 @@ class Clones(View):
         for key, value in self._items():
             yield key, CloneInfo.unpack(value)
 
+    def packed_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """(key, packed state) in key order (a replica's snapshot)."""
+        return self._items()
+
+    def replace(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Every state replaced by *items* (a replica's bootstrap, in its one transaction)."""
+        self._txn.drop(self._db, delete=False)
+        if items:
+            self._txn.cursor(self._db).putmulti(items)
+
     def devices(self) -> Iterator[bytes]:
         for key, _value in self._items():
             yield key
@@ -243,6 +253,12 @@ class Pairs(View):
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         return self._items()
+
+    def replace(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Every pair replaced by *items* (a replica's bootstrap, in its one transaction)."""
+        self._txn.drop(self._db, delete=False)
+        if items:
+            self._txn.cursor(self._db).putmulti(items)
 
 
 class Vault(View):

@@ -2,8 +2,10 @@
 replica the applied position, kept in the same transaction as what it applied.
 
 ``replica`` sub-database, key ``state``: JSON of :class:`ReplicaState`. A store without
-it has never been bootstrapped. Only the hot table (``devices`` and ``tacs``) is copied:
-nothing of the registry's personal-data-bearing tables ever reaches a replica.
+it has never been bootstrapped. Only the hot table (``devices`` and ``tacs``) and the
+clone detector's states and pairs (``clones``, ``pairs``: what an (IMEI, IMSI) answer
+reads) are copied: nothing of the registry's personal-data-bearing tables ever reaches a
+replica, and a replica's own ``observations`` and ``imsi_vault`` survive a bootstrap.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from typing import NamedTuple
 from ceir.errors import RefusedMessageError, ReplicationError
 from ceir.record import RECORD_SIZE
 from ceir.store import changes
+from ceir.store.clonetables import CLONE_SIZE, PAIR_KEY_SIZE, PAIR_SIZE
 from ceir.store.env import Store
 from ceir.store.tables import Tables
 
 __all__ = [
+    "CLONE_ROW",
     "DEVICE_ROW",
+    "PAIR_ROW",
     "Applied",
     "HotSnapshot",
     "ReplicaState",
@@ -39,6 +44,10 @@ _STATE_KEY = b"state"
 _KEY = 8
 DEVICE_ROW = _KEY + RECORD_SIZE
 """A snapshot's device row: 8-byte key + 12-byte record."""
+CLONE_ROW = _KEY + CLONE_SIZE
+"""A snapshot's clone row: 8-byte key + packed state."""
+PAIR_ROW = PAIR_KEY_SIZE + PAIR_SIZE
+"""A snapshot's pair row: key (device, namespace, token) + kind and time."""
 _TAC_HEAD = _KEY + 2
 _RANGE_SPAN = 10**12  # bodies sharing the first two TAC digits: one digest range
 _RANGES = 100
@@ -170,6 +179,17 @@ def note(store: Store, *, head: int, head_ms: int, heard_ms: int, refused: int) 
     store.write(run)
 
 
+def _fixed_rows(
+    chunks: Sequence[bytes], key: int, size: int, what: str
+) -> list[tuple[bytes, bytes]]:
+    out = []
+    for rows in chunks:
+        if len(rows) % size:
+            raise RefusedMessageError(f"snapshot {what} rows are truncated")
+        out += [(rows[i : i + key], rows[i + key : i + size]) for i in range(0, len(rows), size)]
+    return out
+
+
 def replace(
     store: Store,
     *,
@@ -177,11 +197,21 @@ def replace(
     committed_ms: int,
     device_rows: Sequence[bytes],
     tac_rows: Sequence[bytes],
-    expect: tuple[int, int],
+    clone_rows: Sequence[bytes] = (),
+    pair_rows: Sequence[bytes] = (),
+    expect: tuple[int, int, int, int],
 ) -> ReplicaState:
-    """Replace the hot table with a verified snapshot, in one write transaction: readers
-    see the old table until the new one is whole."""
+    """Replace the hot table, clone states and pairs with a verified snapshot, in one
+    write transaction: readers see the old ones until the new are whole."""
     tac_pairs = [pair for rows in tac_rows for pair in _tac_pairs(rows)]
+    clone_items = _fixed_rows(clone_rows, _KEY, CLONE_ROW, "clone")
+    pair_items = _fixed_rows(pair_rows, PAIR_KEY_SIZE, PAIR_ROW, "pair")
+    got = (len(clone_items), len(pair_items))
+    if got != expect[2:]:
+        raise RefusedMessageError(
+            f"snapshot holds {got[0]} clone states and {got[1]} pairs, its header says "
+            f"{expect[2]} and {expect[3]}"
+        )
 
     def run(tables: Tables) -> ReplicaState:
         tables.devices.clear()
@@ -198,7 +228,9 @@ def replace(
             count += len(pairs)
         if tac_pairs:
             tables.tacs.put(tac_pairs)
-        if (count, len(tac_pairs)) != expect:
+        tables.clones.replace(clone_items)
+        tables.pairs.replace(pair_items)
+        if (count, len(tac_pairs)) != expect[:2]:
             raise RefusedMessageError(
                 f"snapshot holds {count} devices and {len(tac_pairs)} TACs, "
                 f"its header says {expect[0]} and {expect[1]}"
@@ -245,6 +277,8 @@ class HotSnapshot:
             self.seq, self.committed_ms = position.applied, position.applied_ms
         self.devices = tables.devices.count()
         self.tacs = tables.tacs.count()
+        self.clones = tables.clones.count()
+        self.pairs = tables.pairs.count()
 
     def device_chunks(self, rows: int = 50_000) -> Iterator[bytes]:
         """Packed device rows (:data:`DEVICE_ROW` bytes each), in key order."""
@@ -269,9 +303,17 @@ class HotSnapshot:
         if parts:
             yield b"".join(parts)
 
+    def clone_chunks(self, rows: int = 50_000) -> Iterator[bytes]:
+        """Packed clone rows (:data:`CLONE_ROW` bytes each), in key order."""
+        return _chunks(self.tables.clones.packed_items(), rows)
+
+    def pair_chunks(self, rows: int = 50_000) -> Iterator[bytes]:
+        """Packed pair rows (:data:`PAIR_ROW` bytes each), in key order."""
+        return _chunks(self.tables.pairs.items(), rows)
+
     def digests(self) -> list[tuple[str, int, bytes]]:
         """(range, rows, SHA-256) per range: ``devices:NN`` by the first two TAC digits,
-        then ``tacs``."""
+        then ``tacs``, ``clones`` and ``pairs``."""
         digests = [hashlib.sha256() for _ in range(_RANGES)]
         counts = [0] * _RANGES
         n, end = 0, _RANGE_SPAN.to_bytes(_KEY, "big")
@@ -288,7 +330,26 @@ class HotSnapshot:
             digest.update(key + len(value).to_bytes(2, "big") + value)
             count += 1
         out.append(("tacs", count, digest.digest()))
+        for name, chunks in (("clones", self.clone_chunks()), ("pairs", self.pair_chunks())):
+            digest, count = hashlib.sha256(), 0
+            size = CLONE_ROW if name == "clones" else PAIR_ROW
+            for chunk in chunks:
+                digest.update(chunk)
+                count += len(chunk) // size
+            out.append((name, count, digest.digest()))
         return out
+
+
+def _chunks(items: Iterator[tuple[bytes, bytes]], rows: int) -> Iterator[bytes]:
+    parts: list[bytes] = []
+    for key, value in items:
+        parts.append(key)
+        parts.append(value)
+        if len(parts) >= 2 * rows:
+            yield b"".join(parts)
+            parts = []
+    if parts:
+        yield b"".join(parts)
 
 
 @contextlib.contextmanager

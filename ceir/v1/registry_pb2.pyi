@@ -186,6 +186,30 @@ HISTORY_ACTION_PAIRED: HistoryAction.ValueType  # 13
 HISTORY_ACTION_UNPAIRED: HistoryAction.ValueType  # 14
 Global___HistoryAction: _TypeAlias = HistoryAction  # noqa: Y015
 
+class _CloneState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CloneStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CloneState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CLONE_STATE_UNSPECIFIED: _CloneState.ValueType  # 0
+    """Never flagged."""
+    CLONE_STATE_SUSPECTED: _CloneState.ValueType  # 1
+    CLONE_STATE_GREYLISTED: _CloneState.ValueType  # 2
+    CLONE_STATE_BLOCKED: _CloneState.ValueType  # 3
+    CLONE_STATE_CLEARED: _CloneState.ValueType  # 4
+
+class CloneState(_CloneState, metaclass=_CloneStateEnumTypeWrapper):
+    """Where a device stands with the clone detector (ceir.store.clonetables.CloneState)."""
+
+CLONE_STATE_UNSPECIFIED: CloneState.ValueType  # 0
+"""Never flagged."""
+CLONE_STATE_SUSPECTED: CloneState.ValueType  # 1
+CLONE_STATE_GREYLISTED: CloneState.ValueType  # 2
+CLONE_STATE_BLOCKED: CloneState.ValueType  # 3
+CLONE_STATE_CLEARED: CloneState.ValueType  # 4
+Global___CloneState: _TypeAlias = CloneState  # noqa: Y015
+
 @_typing.final
 class ImportHeader(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -713,3 +737,131 @@ class Device(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Device: _TypeAlias = Device  # noqa: Y015
+
+@_typing.final
+class PairRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMEI_FIELD_NUMBER: _builtins.int
+    IMSI_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    TOKEN_OPERATOR_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    imei: _builtins.str
+    """15 digits with the check digit, or 14."""
+    imsi: _builtins.str
+    """The SIM's IMSI: turned into this site's token at once, never stored."""
+    token: _builtins.str
+    """tok_ and 32 hex digits: the SIM's token made by an operator's site with its own
+    key (`ceir clones token` there), so the IMSI need not leave the operator.
+    """
+    token_operator: _builtins.str
+    """With a token: the MCC-MNC whose key made it (an operator's own when unset)."""
+    request_id: _builtins.str
+    """Recorded in the audit log with the change."""
+    def __init__(
+        self,
+        *,
+        imei: _builtins.str = ...,
+        imsi: _builtins.str = ...,
+        token: _builtins.str = ...,
+        token_operator: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["imsi", b"imsi", "sim", b"sim", "token", b"token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["imei", b"imei", "imsi", b"imsi", "request_id", b"request_id", "sim", b"sim", "token", b"token", "token_operator", b"token_operator"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_sim: _TypeAlias = _typing.Literal["imsi", "token"]  # noqa: Y015
+    _WhichOneofArgType_sim: _TypeAlias = _typing.Literal["sim", b"sim"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_sim) -> _WhichOneofReturnType_sim | None: ...
+
+Global___PairRequest: _TypeAlias = PairRequest  # noqa: Y015
+
+@_typing.final
+class CloneRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMEI_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    imei: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        imei: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["imei", b"imei", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloneRequest: _TypeAlias = CloneRequest  # noqa: Y015
+
+@_typing.final
+class GreylistRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMEI_FIELD_NUMBER: _builtins.int
+    GRACE_DAYS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    imei: _builtins.str
+    grace_days: _builtins.int
+    """Days before it is BLACKLISTED for every SIM but its pairs (unset: 60; 0: at once)."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        imei: _builtins.str = ...,
+        grace_days: _builtins.int | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_grace_days", b"_grace_days", "grace_days", b"grace_days"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_grace_days", b"_grace_days", "grace_days", b"grace_days", "imei", b"imei", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__grace_days: _TypeAlias = _typing.Literal["grace_days"]  # noqa: Y015
+    _WhichOneofArgType__grace_days: _TypeAlias = _typing.Literal["_grace_days", b"_grace_days"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__grace_days) -> _WhichOneofReturnType__grace_days | None: ...
+
+Global___GreylistRequest: _TypeAlias = GreylistRequest  # noqa: Y015
+
+@_typing.final
+class CloneChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMEI_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PAIRS_FIELD_NUMBER: _builtins.int
+    imei: _builtins.str
+    """Canonical 15 digits."""
+    changed: _builtins.bool
+    """False: nothing to do (it already was so); nothing written."""
+    state: Global___CloneState.ValueType
+    status: _common_pb2.EquipmentStatus.ValueType
+    """The device's answer without an IMSI, now."""
+    reason: _common_pb2.Reason.ValueType
+    pairs: _builtins.int
+    """How many SIMs are paired with the device now."""
+    def __init__(
+        self,
+        *,
+        imei: _builtins.str = ...,
+        changed: _builtins.bool = ...,
+        state: Global___CloneState.ValueType = ...,
+        status: _common_pb2.EquipmentStatus.ValueType = ...,
+        reason: _common_pb2.Reason.ValueType = ...,
+        pairs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "imei", b"imei", "pairs", b"pairs", "reason", b"reason", "state", b"state", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloneChange: _TypeAlias = CloneChange  # noqa: Y015

@@ -59,6 +59,26 @@ class RegistryStub:
                 request_serializer=ceir_dot_v1_dot_registry__pb2.GetDeviceRequest.SerializeToString,
                 response_deserializer=ceir_dot_v1_dot_registry__pb2.Device.FromString,
                 _registered_method=True)
+        self.PairDevice = channel.unary_unary(
+                '/ceir.v1.Registry/PairDevice',
+                request_serializer=ceir_dot_v1_dot_registry__pb2.PairRequest.SerializeToString,
+                response_deserializer=ceir_dot_v1_dot_registry__pb2.CloneChange.FromString,
+                _registered_method=True)
+        self.UnpairDevice = channel.unary_unary(
+                '/ceir.v1.Registry/UnpairDevice',
+                request_serializer=ceir_dot_v1_dot_registry__pb2.PairRequest.SerializeToString,
+                response_deserializer=ceir_dot_v1_dot_registry__pb2.CloneChange.FromString,
+                _registered_method=True)
+        self.ClearClone = channel.unary_unary(
+                '/ceir.v1.Registry/ClearClone',
+                request_serializer=ceir_dot_v1_dot_registry__pb2.CloneRequest.SerializeToString,
+                response_deserializer=ceir_dot_v1_dot_registry__pb2.CloneChange.FromString,
+                _registered_method=True)
+        self.GreylistDevice = channel.unary_unary(
+                '/ceir.v1.Registry/GreylistDevice',
+                request_serializer=ceir_dot_v1_dot_registry__pb2.GreylistRequest.SerializeToString,
+                response_deserializer=ceir_dot_v1_dot_registry__pb2.CloneChange.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -109,6 +129,40 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PairDevice(self, request, context):
+        """Clone pairing (a device flagged for one IMEI on several SIMs): a paired SIM keeps
+        WHITELISTED. An operator pairs a SIM of its own network once the owner proved
+        ownership (PERMISSION_DENIED for another network's SIM); ministry and admin any SIM.
+        NOT_FOUND when the register knows nothing of the device. Each change is audited and
+        reaches the replicas through the change log; `changed` false: it already was a pair.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpairDevice(self, request, context):
+        """Undo a pair (ministry, admin): the SIM gets the device's clone answer again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearClone(self, request, context):
+        """Clear a flagged device (ministry, admin): answers no longer depend on the SIM, and
+        the conditions are not applied to it again until GreylistDevice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GreylistDevice(self, request, context):
+        """Greylist a registered device by hand (ministry, admin; undoes ClearClone):
+        GREYLISTED / DUPLICATE for every SIM but its pairs, BLACKLISTED after the grace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +190,26 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.GetDevice,
                     request_deserializer=ceir_dot_v1_dot_registry__pb2.GetDeviceRequest.FromString,
                     response_serializer=ceir_dot_v1_dot_registry__pb2.Device.SerializeToString,
+            ),
+            'PairDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.PairDevice,
+                    request_deserializer=ceir_dot_v1_dot_registry__pb2.PairRequest.FromString,
+                    response_serializer=ceir_dot_v1_dot_registry__pb2.CloneChange.SerializeToString,
+            ),
+            'UnpairDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpairDevice,
+                    request_deserializer=ceir_dot_v1_dot_registry__pb2.PairRequest.FromString,
+                    response_serializer=ceir_dot_v1_dot_registry__pb2.CloneChange.SerializeToString,
+            ),
+            'ClearClone': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearClone,
+                    request_deserializer=ceir_dot_v1_dot_registry__pb2.CloneRequest.FromString,
+                    response_serializer=ceir_dot_v1_dot_registry__pb2.CloneChange.SerializeToString,
+            ),
+            'GreylistDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.GreylistDevice,
+                    request_deserializer=ceir_dot_v1_dot_registry__pb2.GreylistRequest.FromString,
+                    response_serializer=ceir_dot_v1_dot_registry__pb2.CloneChange.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +347,114 @@ class Registry:
             '/ceir.v1.Registry/GetDevice',
             ceir_dot_v1_dot_registry__pb2.GetDeviceRequest.SerializeToString,
             ceir_dot_v1_dot_registry__pb2.Device.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PairDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ceir.v1.Registry/PairDevice',
+            ceir_dot_v1_dot_registry__pb2.PairRequest.SerializeToString,
+            ceir_dot_v1_dot_registry__pb2.CloneChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpairDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ceir.v1.Registry/UnpairDevice',
+            ceir_dot_v1_dot_registry__pb2.PairRequest.SerializeToString,
+            ceir_dot_v1_dot_registry__pb2.CloneChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearClone(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ceir.v1.Registry/ClearClone',
+            ceir_dot_v1_dot_registry__pb2.CloneRequest.SerializeToString,
+            ceir_dot_v1_dot_registry__pb2.CloneChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GreylistDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ceir.v1.Registry/GreylistDevice',
+            ceir_dot_v1_dot_registry__pb2.GreylistRequest.SerializeToString,
+            ceir_dot_v1_dot_registry__pb2.CloneChange.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,23 @@ class RegistryStub:
     """The device's record, each channel's details (tokens, never personal numbers) and
     its history. NOT_FOUND when the register knows nothing of it.
     """
+    PairDevice: _grpc.UnaryUnaryMultiCallable[_registry_pb2.PairRequest, _registry_pb2.CloneChange]
+    """Clone pairing (a device flagged for one IMEI on several SIMs): a paired SIM keeps
+    WHITELISTED. An operator pairs a SIM of its own network once the owner proved
+    ownership (PERMISSION_DENIED for another network's SIM); ministry and admin any SIM.
+    NOT_FOUND when the register knows nothing of the device. Each change is audited and
+    reaches the replicas through the change log; `changed` false: it already was a pair.
+    """
+    UnpairDevice: _grpc.UnaryUnaryMultiCallable[_registry_pb2.PairRequest, _registry_pb2.CloneChange]
+    """Undo a pair (ministry, admin): the SIM gets the device's clone answer again."""
+    ClearClone: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CloneRequest, _registry_pb2.CloneChange]
+    """Clear a flagged device (ministry, admin): answers no longer depend on the SIM, and
+    the conditions are not applied to it again until GreylistDevice.
+    """
+    GreylistDevice: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GreylistRequest, _registry_pb2.CloneChange]
+    """Greylist a registered device by hand (ministry, admin; undoes ClearClone):
+    GREYLISTED / DUPLICATE for every SIM but its pairs, BLACKLISTED after the grace.
+    """
 
 @_typing.type_check_only
 class RegistryAsyncStub(RegistryStub):
@@ -87,6 +104,23 @@ class RegistryAsyncStub(RegistryStub):
     GetDevice: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetDeviceRequest, _registry_pb2.Device]  # type: ignore[assignment]
     """The device's record, each channel's details (tokens, never personal numbers) and
     its history. NOT_FOUND when the register knows nothing of it.
+    """
+    PairDevice: _aio.UnaryUnaryMultiCallable[_registry_pb2.PairRequest, _registry_pb2.CloneChange]  # type: ignore[assignment]
+    """Clone pairing (a device flagged for one IMEI on several SIMs): a paired SIM keeps
+    WHITELISTED. An operator pairs a SIM of its own network once the owner proved
+    ownership (PERMISSION_DENIED for another network's SIM); ministry and admin any SIM.
+    NOT_FOUND when the register knows nothing of the device. Each change is audited and
+    reaches the replicas through the change log; `changed` false: it already was a pair.
+    """
+    UnpairDevice: _aio.UnaryUnaryMultiCallable[_registry_pb2.PairRequest, _registry_pb2.CloneChange]  # type: ignore[assignment]
+    """Undo a pair (ministry, admin): the SIM gets the device's clone answer again."""
+    ClearClone: _aio.UnaryUnaryMultiCallable[_registry_pb2.CloneRequest, _registry_pb2.CloneChange]  # type: ignore[assignment]
+    """Clear a flagged device (ministry, admin): answers no longer depend on the SIM, and
+    the conditions are not applied to it again until GreylistDevice.
+    """
+    GreylistDevice: _aio.UnaryUnaryMultiCallable[_registry_pb2.GreylistRequest, _registry_pb2.CloneChange]  # type: ignore[assignment]
+    """Greylist a registered device by hand (ministry, admin; undoes ClearClone):
+    GREYLISTED / DUPLICATE for every SIM but its pairs, BLACKLISTED after the grace.
     """
 
 class RegistryServicer(metaclass=_abc_1.ABCMeta):
@@ -142,6 +176,47 @@ class RegistryServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_registry_pb2.Device, _abc.Awaitable[_registry_pb2.Device]]:
         """The device's record, each channel's details (tokens, never personal numbers) and
         its history. NOT_FOUND when the register knows nothing of it.
+        """
+
+    @_abc_1.abstractmethod
+    def PairDevice(
+        self,
+        request: _registry_pb2.PairRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CloneChange, _abc.Awaitable[_registry_pb2.CloneChange]]:
+        """Clone pairing (a device flagged for one IMEI on several SIMs): a paired SIM keeps
+        WHITELISTED. An operator pairs a SIM of its own network once the owner proved
+        ownership (PERMISSION_DENIED for another network's SIM); ministry and admin any SIM.
+        NOT_FOUND when the register knows nothing of the device. Each change is audited and
+        reaches the replicas through the change log; `changed` false: it already was a pair.
+        """
+
+    @_abc_1.abstractmethod
+    def UnpairDevice(
+        self,
+        request: _registry_pb2.PairRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CloneChange, _abc.Awaitable[_registry_pb2.CloneChange]]:
+        """Undo a pair (ministry, admin): the SIM gets the device's clone answer again."""
+
+    @_abc_1.abstractmethod
+    def ClearClone(
+        self,
+        request: _registry_pb2.CloneRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CloneChange, _abc.Awaitable[_registry_pb2.CloneChange]]:
+        """Clear a flagged device (ministry, admin): answers no longer depend on the SIM, and
+        the conditions are not applied to it again until GreylistDevice.
+        """
+
+    @_abc_1.abstractmethod
+    def GreylistDevice(
+        self,
+        request: _registry_pb2.GreylistRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CloneChange, _abc.Awaitable[_registry_pb2.CloneChange]]:
+        """Greylist a registered device by hand (ministry, admin; undoes ClearClone):
+        GREYLISTED / DUPLICATE for every SIM but its pairs, BLACKLISTED after the grace.
         """
 
 def add_RegistryServicer_to_server(servicer: RegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x65ir/v1/replication.proto\x12\x07\x63\x65ir.v1\"\x11\n\x0fSnapshotRequest\"\x9f\x01\n\rSnapshotChunk\x12#\n\x04part\x18\x01 \x01(\x0e\x32\x15.ceir.v1.SnapshotPart\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x17\n\x0f\x63ommitted_at_ms\x18\x03 \x01(\x04\x12\x0f\n\x07\x64\x65vices\x18\x04 \x01(\x04\x12\x0c\n\x04tacs\x18\x05 \x01(\x04\x12\x0c\n\x04rows\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"\x0f\n\rDigestRequest\";\n\x0bRangeDigest\x12\r\n\x05range\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"H\n\x0e\x44igestResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12$\n\x06ranges\x18\x02 \x03(\x0b\x32\x14.ceir.v1.RangeDigest\"\x1a\n\x18ReplicationStatusRequest\"\xb0\x01\n\x19ReplicationStatusResponse\x12&\n\x04role\x18\x01 \x01(\x0e\x32\x18.ceir.v1.ReplicationRole\x12\x18\n\x10\x61pplied_sequence\x18\x02 \x01(\x04\x12\x15\n\rhead_sequence\x18\x03 \x01(\x04\x12\x13\n\x0blag_seconds\x18\x04 \x01(\x01\x12\x14\n\x0c\x62ootstrapped\x18\x05 \x01(\x08\x12\x0f\n\x07refused\x18\x06 \x01(\x04*\x91\x01\n\x0cSnapshotPart\x12\x1d\n\x19SNAPSHOT_PART_UNSPECIFIED\x10\x00\x12\x18\n\x14SNAPSHOT_PART_HEADER\x10\x01\x12\x19\n\x15SNAPSHOT_PART_DEVICES\x10\x02\x12\x16\n\x12SNAPSHOT_PART_TACS\x10\x03\x12\x15\n\x11SNAPSHOT_PART_END\x10\x04*o\n\x0fReplicationRole\x12 \n\x1cREPLICATION_ROLE_UNSPECIFIED\x10\x00\x12\x1c\n\x18REPLICATION_ROLE_CENTRAL\x10\x01\x12\x1c\n\x18REPLICATION_ROLE_REPLICA\x10\x02\x32\xd9\x01\n\x0bReplication\x12>\n\x08Snapshot\x12\x18.ceir.v1.SnapshotRequest\x1a\x16.ceir.v1.SnapshotChunk0\x01\x12\x39\n\x06\x44igest\x12\x16.ceir.v1.DigestRequest\x1a\x17.ceir.v1.DigestResponse\x12O\n\x06Status\x12!.ceir.v1.ReplicationStatusRequest\x1a\".ceir.v1.ReplicationStatusResponseB;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x65ir/v1/replication.proto\x12\x07\x63\x65ir.v1\"\x11\n\x0fSnapshotRequest\"\xbe\x01\n\rSnapshotChunk\x12#\n\x04part\x18\x01 \x01(\x0e\x32\x15.ceir.v1.SnapshotPart\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x17\n\x0f\x63ommitted_at_ms\x18\x03 \x01(\x04\x12\x0f\n\x07\x64\x65vices\x18\x04 \x01(\x04\x12\x0c\n\x04tacs\x18\x05 \x01(\x04\x12\x0c\n\x04rows\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x0e\n\x06\x63lones\x18\x08 \x01(\x04\x12\r\n\x05pairs\x18\t \x01(\x04\"\x0f\n\rDigestRequest\";\n\x0bRangeDigest\x12\r\n\x05range\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"H\n\x0e\x44igestResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12$\n\x06ranges\x18\x02 \x03(\x0b\x32\x14.ceir.v1.RangeDigest\"\x1a\n\x18ReplicationStatusRequest\"\xb0\x01\n\x19ReplicationStatusResponse\x12&\n\x04role\x18\x01 \x01(\x0e\x32\x18.ceir.v1.ReplicationRole\x12\x18\n\x10\x61pplied_sequence\x18\x02 \x01(\x04\x12\x15\n\rhead_sequence\x18\x03 \x01(\x04\x12\x13\n\x0blag_seconds\x18\x04 \x01(\x01\x12\x14\n\x0c\x62ootstrapped\x18\x05 \x01(\x08\x12\x0f\n\x07refused\x18\x06 \x01(\x04*\xc4\x01\n\x0cSnapshotPart\x12\x1d\n\x19SNAPSHOT_PART_UNSPECIFIED\x10\x00\x12\x18\n\x14SNAPSHOT_PART_HEADER\x10\x01\x12\x19\n\x15SNAPSHOT_PART_DEVICES\x10\x02\x12\x16\n\x12SNAPSHOT_PART_TACS\x10\x03\x12\x15\n\x11SNAPSHOT_PART_END\x10\x04\x12\x18\n\x14SNAPSHOT_PART_CLONES\x10\x05\x12\x17\n\x13SNAPSHOT_PART_PAIRS\x10\x06*o\n\x0fReplicationRole\x12 \n\x1cREPLICATION_ROLE_UNSPECIFIED\x10\x00\x12\x1c\n\x18REPLICATION_ROLE_CENTRAL\x10\x01\x12\x1c\n\x18REPLICATION_ROLE_REPLICA\x10\x02\x32\xd9\x01\n\x0bReplication\x12>\n\x08Snapshot\x12\x18.ceir.v1.SnapshotRequest\x1a\x16.ceir.v1.SnapshotChunk0\x01\x12\x39\n\x06\x44igest\x12\x16.ceir.v1.DigestRequest\x1a\x17.ceir.v1.DigestResponse\x12O\n\x06Status\x12!.ceir.v1.ReplicationStatusRequest\x1a\".ceir.v1.ReplicationStatusResponseB;\n\x0borg.ceir.v1P\x01Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,24 +32,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ceir.v1.replication_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\013org.ceir.v1P\001Z*github.com/ceir/ceir/gen/go/ceir/v1;ceirv1'
-  _globals['_SNAPSHOTPART']._serialized_start=579
-  _globals['_SNAPSHOTPART']._serialized_end=724
-  _globals['_REPLICATIONROLE']._serialized_start=726
-  _globals['_REPLICATIONROLE']._serialized_end=837
+  _globals['_SNAPSHOTPART']._serialized_start=610
+  _globals['_SNAPSHOTPART']._serialized_end=806
+  _globals['_REPLICATIONROLE']._serialized_start=808
+  _globals['_REPLICATIONROLE']._serialized_end=919
   _globals['_SNAPSHOTREQUEST']._serialized_start=38
   _globals['_SNAPSHOTREQUEST']._serialized_end=55
   _globals['_SNAPSHOTCHUNK']._serialized_start=58
-  _globals['_SNAPSHOTCHUNK']._serialized_end=217
-  _globals['_DIGESTREQUEST']._serialized_start=219
-  _globals['_DIGESTREQUEST']._serialized_end=234
-  _globals['_RANGEDIGEST']._serialized_start=236
-  _globals['_RANGEDIGEST']._serialized_end=295
-  _globals['_DIGESTRESPONSE']._serialized_start=297
-  _globals['_DIGESTRESPONSE']._serialized_end=369
-  _globals['_REPLICATIONSTATUSREQUEST']._serialized_start=371
-  _globals['_REPLICATIONSTATUSREQUEST']._serialized_end=397
-  _globals['_REPLICATIONSTATUSRESPONSE']._serialized_start=400
-  _globals['_REPLICATIONSTATUSRESPONSE']._serialized_end=576
-  _globals['_REPLICATION']._serialized_start=840
-  _globals['_REPLICATION']._serialized_end=1057
+  _globals['_SNAPSHOTCHUNK']._serialized_end=248
+  _globals['_DIGESTREQUEST']._serialized_start=250
+  _globals['_DIGESTREQUEST']._serialized_end=265
+  _globals['_RANGEDIGEST']._serialized_start=267
+  _globals['_RANGEDIGEST']._serialized_end=326
+  _globals['_DIGESTRESPONSE']._serialized_start=328
+  _globals['_DIGESTRESPONSE']._serialized_end=400
+  _globals['_REPLICATIONSTATUSREQUEST']._serialized_start=402
+  _globals['_REPLICATIONSTATUSREQUEST']._serialized_end=428
+  _globals['_REPLICATIONSTATUSRESPONSE']._serialized_start=431
+  _globals['_REPLICATIONSTATUSRESPONSE']._serialized_end=607
+  _globals['_REPLICATION']._serialized_start=922
+  _globals['_REPLICATION']._serialized_end=1139
 # @@protoc_insertion_point(module_scope)

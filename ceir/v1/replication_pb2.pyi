@@ -4,8 +4,9 @@ isort:skip_file
 What a read replica needs from the central register besides the change stream
 (which travels over NATS JetStream): a consistent, signed snapshot of the hot table
 to bootstrap from, digests to verify a copy against, and the replication state.
-Only what lookups need crosses: device keys, 12-byte records, TAC rows. No personal
-data and no identity tokens.
+Only what lookups need crosses: device keys, 12-byte records, TAC rows, clone states
+and pairs. No personal data; the pairs' tokens are keyed (an operator's own, or the
+central's), never an IMSI.
 """
 
 from collections import abc as _abc
@@ -39,6 +40,10 @@ class _SnapshotPartEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Snapshot
     """Packed TAC rows: 8 ASCII digits, 2-byte length, value."""
     SNAPSHOT_PART_END: _SnapshotPart.ValueType  # 4
     """The last chunk: signature over the SHA-256 of the header and every row chunk."""
+    SNAPSHOT_PART_CLONES: _SnapshotPart.ValueType  # 5
+    """Packed clone states (after the TACs): 8-byte key + 16-byte state each."""
+    SNAPSHOT_PART_PAIRS: _SnapshotPart.ValueType  # 6
+    """Packed pairs: 8-byte key + 4-byte namespace + 16-byte token + 5-byte kind and time."""
 
 class SnapshotPart(_SnapshotPart, metaclass=_SnapshotPartEnumTypeWrapper): ...
 
@@ -51,6 +56,10 @@ SNAPSHOT_PART_TACS: SnapshotPart.ValueType  # 3
 """Packed TAC rows: 8 ASCII digits, 2-byte length, value."""
 SNAPSHOT_PART_END: SnapshotPart.ValueType  # 4
 """The last chunk: signature over the SHA-256 of the header and every row chunk."""
+SNAPSHOT_PART_CLONES: SnapshotPart.ValueType  # 5
+"""Packed clone states (after the TACs): 8-byte key + 16-byte state each."""
+SNAPSHOT_PART_PAIRS: SnapshotPart.ValueType  # 6
+"""Packed pairs: 8-byte key + 4-byte namespace + 16-byte token + 5-byte kind and time."""
 Global___SnapshotPart: _TypeAlias = SnapshotPart  # noqa: Y015
 
 class _ReplicationRole:
@@ -96,6 +105,8 @@ class SnapshotChunk(_message.Message):
     TACS_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    CLONES_FIELD_NUMBER: _builtins.int
+    PAIRS_FIELD_NUMBER: _builtins.int
     part: Global___SnapshotPart.ValueType
     sequence: _builtins.int
     """HEADER: the change-log sequence the snapshot is at, and its commit time (Unix ms)."""
@@ -103,9 +114,14 @@ class SnapshotChunk(_message.Message):
     devices: _builtins.int
     tacs: _builtins.int
     rows: _builtins.bytes
-    """DEVICES / TACS: packed rows."""
+    """DEVICES / TACS / CLONES / PAIRS: packed rows."""
     signature: _builtins.bytes
     """END: Ed25519 signature."""
+    clones: _builtins.int
+    """HEADER: clone states and pairs (the clone detector's, so a new replica answers
+    (IMEI, IMSI) as the central does).
+    """
+    pairs: _builtins.int
     def __init__(
         self,
         *,
@@ -116,10 +132,12 @@ class SnapshotChunk(_message.Message):
         tacs: _builtins.int = ...,
         rows: _builtins.bytes = ...,
         signature: _builtins.bytes = ...,
+        clones: _builtins.int = ...,
+        pairs: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_at_ms", b"committed_at_ms", "devices", b"devices", "part", b"part", "rows", b"rows", "sequence", b"sequence", "signature", b"signature", "tacs", b"tacs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clones", b"clones", "committed_at_ms", b"committed_at_ms", "devices", b"devices", "pairs", b"pairs", "part", b"part", "rows", b"rows", "sequence", b"sequence", "signature", b"signature", "tacs", b"tacs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -55,7 +55,8 @@ class ReplicationServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Snapshot(self, request, context):
-        """The hot table (devices, then TACs) as of one change-log sequence, in key order.
+        """The hot table (devices, TACs, clone states, pairs) as of one change-log sequence,
+        in key order.
         The last chunk carries the Ed25519 signature over everything before it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -4,8 +4,9 @@ isort:skip_file
 What a read replica needs from the central register besides the change stream
 (which travels over NATS JetStream): a consistent, signed snapshot of the hot table
 to bootstrap from, digests to verify a copy against, and the replication state.
-Only what lookups need crosses: device keys, 12-byte records, TAC rows. No personal
-data and no identity tokens.
+Only what lookups need crosses: device keys, 12-byte records, TAC rows, clone states
+and pairs. No personal data; the pairs' tokens are keyed (an operator's own, or the
+central's), never an IMSI.
 """
 
 from ceir.v1 import replication_pb2 as _replication_pb2
@@ -37,7 +38,8 @@ class ReplicationStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReplicationAsyncStub: ...
     Snapshot: _grpc.UnaryStreamMultiCallable[_replication_pb2.SnapshotRequest, _replication_pb2.SnapshotChunk]
-    """The hot table (devices, then TACs) as of one change-log sequence, in key order.
+    """The hot table (devices, TACs, clone states, pairs) as of one change-log sequence,
+    in key order.
     The last chunk carries the Ed25519 signature over everything before it.
     """
     Digest: _grpc.UnaryUnaryMultiCallable[_replication_pb2.DigestRequest, _replication_pb2.DigestResponse]
@@ -49,7 +51,8 @@ class ReplicationStub:
 class ReplicationAsyncStub(ReplicationStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Snapshot: _aio.UnaryStreamMultiCallable[_replication_pb2.SnapshotRequest, _replication_pb2.SnapshotChunk]  # type: ignore[assignment]
-    """The hot table (devices, then TACs) as of one change-log sequence, in key order.
+    """The hot table (devices, TACs, clone states, pairs) as of one change-log sequence,
+    in key order.
     The last chunk carries the Ed25519 signature over everything before it.
     """
     Digest: _aio.UnaryUnaryMultiCallable[_replication_pb2.DigestRequest, _replication_pb2.DigestResponse]  # type: ignore[assignment]
@@ -64,7 +67,8 @@ class ReplicationServicer(metaclass=_abc_1.ABCMeta):
         request: _replication_pb2.SnapshotRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_replication_pb2.SnapshotChunk], _abc.AsyncIterator[_replication_pb2.SnapshotChunk]]:
-        """The hot table (devices, then TACs) as of one change-log sequence, in key order.
+        """The hot table (devices, TACs, clone states, pairs) as of one change-log sequence,
+        in key order.
         The last chunk carries the Ed25519 signature over everything before it.
         """
 

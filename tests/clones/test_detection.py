@@ -153,8 +153,9 @@ def test_sightings_are_bounded_and_hold_tokens_only(site: tuple) -> None:
 
 
 def test_pairing_and_reversals_are_audited_and_logged(site: tuple) -> None:
-    """An operator pairs a SIM, ministry/admin clear and greylist again; each is an audit
-    entry and a change-log operation (replicas get pairs and states)."""
+    """An operator pairs a SIM, ministry/admin unpair, clear and greylist again (an
+    operator may not); each is an audit entry and a change-log operation (replicas get
+    pairs and states)."""
     store, recorder, checker, clock = site
     for imsi in [OWNER, *CLONES[:9]]:
         recorder.observe(KEY, imsi, "")
@@ -164,7 +165,9 @@ def test_pairing_and_reversals_are_audited_and_logged(site: tuple) -> None:
     assert pair(store, KEY, sim, actor="op", role=Role.OPERATOR, now=now)
     assert not pair(store, KEY, sim, actor="op", role=Role.OPERATOR, now=now)
     assert _answer(checker, CLONES[5]) == (Status.WHITELISTED, Reason.REGISTERED)
-    assert pair(store, KEY, sim, actor="op", role=Role.OPERATOR, now=now, remove=True)
+    with pytest.raises(ForbiddenError):
+        pair(store, KEY, sim, actor="op", role=Role.OPERATOR, now=now, remove=True)
+    assert pair(store, KEY, sim, actor="min", role=Role.MINISTRY, now=now, remove=True)
     assert _answer(checker, CLONES[5]) == (Status.GREYLISTED, Reason.DUPLICATE)
     with pytest.raises(ForbiddenError):
         clear(store, KEY, actor="op", role=Role.OPERATOR, now=now)

@@ -41,13 +41,64 @@ def test_a_replica_applies_states_and_pairs_from_the_log(store: Store, tmp_path:
         batch = [
             Applied(e.seq, e.seq, e.committed_ms, e.body) for e in changes.entries(store, 0, 1000)
         ]
-        replica.replace(copy, seq=0, committed_ms=0, device_rows=[], tac_rows=[], expect=(0, 0))
+        replica.replace(
+            copy, seq=0, committed_ms=0, device_rows=[], tac_rows=[], expect=(0, 0, 0, 0)
+        )
         replica.apply(copy, batch)
         assert copy.get(KEY) == store.get(KEY)
         assert list(clones.iter_clones(copy)) == list(clones.iter_clones(store))
         assert list(clones.iter_pairs(copy)) == list(clones.iter_pairs(store))
         assert clones.sightings(copy, KEY) == []
     assert len(clones.sightings(store, KEY)) == 10
+
+
+def _bootstrap(central: Store, copy: Store) -> None:
+    with replica.hot_snapshot(central) as snap:
+        replica.replace(
+            copy,
+            seq=snap.seq,
+            committed_ms=snap.committed_ms,
+            device_rows=list(snap.device_chunks()),
+            tac_rows=list(snap.tac_chunks()),
+            clone_rows=list(snap.clone_chunks(rows=1)),
+            pair_rows=list(snap.pair_chunks(rows=1)),
+            expect=(snap.devices, snap.tacs, snap.clones, snap.pairs),
+        )
+
+
+def test_a_snapshot_carries_states_and_pairs_and_keeps_the_replicas_own(
+    store: Store, tmp_path: Path
+) -> None:
+    """A replica bootstrapped from a snapshot holds the central's clone states and pairs
+    (stale ones replaced), digests equal; its own sightings and vault stay."""
+    other = body_key("35209900176149")
+    store.put_devices([(k, Record(Reason.REGISTERED, Source.MANUFACTURER)) for k in (KEY, other)])
+    recorder = Recorder(
+        store, tokenizer_for(store), conditions=DEFAULT_CONDITIONS, clock=lambda: T0
+    )
+    for n in range(10):
+        recorder.observe(KEY, f"51010000000{n:04d}", "")
+        recorder.observe(other, f"51011000000{n:04d}", "")
+    recorder.flush()
+    assert len(list(clones.iter_clones(store))) == 2
+    with open_store(tmp_path / "replica") as copy:
+        mine = Recorder(
+            copy,
+            tokenizer_for(copy),
+            conditions=None,
+            namespace=operator_code("510-10"),
+            vault=site_vault(copy),
+        )
+        mine.observe(KEY, "510109999999999", "")
+        mine.flush()
+        _bootstrap(store, copy)  # twice: the second replaces what the first wrote
+        _bootstrap(store, copy)
+        assert copy.get(KEY) == store.get(KEY)
+        assert list(clones.iter_clones(copy)) == list(clones.iter_clones(store))
+        assert list(clones.iter_pairs(copy)) == list(clones.iter_pairs(store))
+        assert [s.namespace for s in clones.sightings(copy, KEY)] == [operator_code("510-10")]
+        assert reveal(copy, clones.sightings(copy, KEY)[0].token) == "510109999999999"
+        assert replica.digests(copy) == replica.digests(store)
 
 
 def test_purge_drops_old_sightings_and_their_sealed_imsis(store: Store) -> None:

@@ -172,7 +172,12 @@ def test_a_replica_writes_its_own_lists_with_clear_imsis(tmp_path: Path) -> None
     with open_store(tmp_path / "r") as store:
         row = key_of(1) + REG.pack()
         replica.replace(
-            store, seq=1, committed_ms=T0 * 1000, device_rows=[row], tac_rows=[], expect=(1, 0)
+            store,
+            seq=1,
+            committed_ms=T0 * 1000,
+            device_rows=[row],
+            tac_rows=[],
+            expect=(1, 0, 0, 0),
         )
         code = operator_code(A)
         sealer = site_vault(store)

@@ -60,14 +60,14 @@ def test_a_heartbeat_round_trips_and_is_not_a_change() -> None:
 
 def test_a_snapshot_signature_covers_every_chunk_and_the_header() -> None:
     """A snapshot verifies only with the same header and the same chunks in order."""
-    signer = wire.SnapshotHasher(5, 1, 2, 0)
+    signer = wire.SnapshotHasher(5, 1, 2, 0, 0, 0)
     signer.add(2, b"a" * 40)
     signature = signer.sign(KEY)
-    same = wire.SnapshotHasher(5, 1, 2, 0)
+    same = wire.SnapshotHasher(5, 1, 2, 0, 0, 0)
     same.add(2, b"a" * 40)
     same.verify(PUBLIC, signature)
     for seq, rows in ((6, b"a" * 40), (5, b"b" * 40)):
-        other = wire.SnapshotHasher(seq, 1, 2, 0)
+        other = wire.SnapshotHasher(seq, 1, 2, 0, 0, 0)
         other.add(2, rows)
         with pytest.raises(RefusedMessageError):
             other.verify(PUBLIC, signature)

@@ -32,9 +32,18 @@ def _bootstrap(central: Store, copy: Store) -> replica.ReplicaState:
     with replica.hot_snapshot(central) as snap:
         devices = list(snap.device_chunks(rows=2))
         tacs = list(snap.tac_chunks())
-        seq, at, counts = snap.seq, snap.committed_ms, (snap.devices, snap.tacs)
+        clones, pairs = list(snap.clone_chunks()), list(snap.pair_chunks())
+        seq, at = snap.seq, snap.committed_ms
+        counts = (snap.devices, snap.tacs, snap.clones, snap.pairs)
     return replica.replace(
-        copy, seq=seq, committed_ms=at, device_rows=devices, tac_rows=tacs, expect=counts
+        copy,
+        seq=seq,
+        committed_ms=at,
+        device_rows=devices,
+        tac_rows=tacs,
+        clone_rows=clones,
+        pair_rows=pairs,
+        expect=counts,
     )
 
 
@@ -89,7 +98,7 @@ def test_a_snapshot_whose_counts_disagree_is_refused(tmp_path: Path) -> None:
                 committed_ms=1,
                 device_rows=[rows[: -RECORD_SIZE - 8]],
                 tac_rows=[],
-                expect=(2, 0),
+                expect=(2, 0, 0, 0),
             )
         assert replica.state(copy) is None
 
