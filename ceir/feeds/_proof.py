@@ -10,6 +10,7 @@ is parsed row by row, so its reject, fix and message are the row-by-row parser's
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +21,11 @@ from ceir.errors import FeedRowError
 from ceir.feeds import Kind
 from ceir.feeds._plain import Chunk, Fields, NotPlainError, imei_keys, split
 from ceir.feeds.base import Context, Feed
-from ceir.store.identity import IdKind
+from ceir.store.details import encode, token_values
+from ceir.store.identity import TOKEN_BYTES, IdKind
 from ceir.store.tables import SEP
 
-__all__ = ["Proof", "prove"]
+__all__ = ["Proof", "prove", "stored_form"]
 
 _TO_SEP = bytes.maketrans(b",", SEP.encode())
 _DIGIT_LO, _DIGIT_HI, _PLUS = 48, 57, 43
@@ -45,8 +47,14 @@ class Proof:
     ctx: Context
 
     def details(self, select: npt.NDArray[np.int64]) -> list[bytes]:
-        """The ``details`` values of proven rows ``rows[select]``."""
+        """The ``details`` values of proven rows ``rows[select]``: as stored
+        (:func:`ceir.store.details.encode`) unless the kind's details are shared."""
         return _details(self.feed.kind, self.chunk, self.fields, select, self.ctx)
+
+
+def stored_form(feed: Feed, details: bytes) -> bytes:
+    """A parsed row's ``details`` in the form :meth:`Proof.details` gives them."""
+    return details if feed.shared_details else encode(details)
 
 
 def _details(
@@ -61,13 +69,31 @@ def _details(
         tbuf = buf[low : int(last.max())].translate(_TO_SEP)
         starts, stops = (first - low).tolist(), (last - low).tolist()
         return [tbuf[a:b] for a, b in zip(starts, stops, strict=True)]
+    # operator-dump: the IMSI and MSISDN tokens in bulk (already in their normal form:
+    # prove() checked them), the date as a day number; nothing per row in Python.
     s, e = f.starts[select], f.stops[select]
-    imsi = [buf[a:b].decode() for a, b in zip(s[:, 1].tolist(), e[:, 1].tolist(), strict=True)]
-    msisdn = [buf[a:b].decode() for a, b in zip(s[:, 2].tolist(), e[:, 2].tolist(), strict=True)]
-    seen = [buf[a:b].decode() for a, b in zip(s[:, 3].tolist(), e[:, 3].tolist(), strict=True)]
-    imsi_t = ctx.tokenizer.texts(IdKind.IMSI, imsi)
-    msisdn_t = ctx.tokenizer.texts(IdKind.MSISDN, msisdn)
-    return [f"{a}{SEP}{b}{SEP}{c}".encode() for a, b, c in zip(imsi_t, msisdn_t, seen, strict=True)]
+    tokens = np.empty((len(select), 2, TOKEN_BYTES), np.uint8)
+    tokens[:, 0] = ctx.tokenizer.digests(IdKind.IMSI, buf, s[:, 1], e[:, 1])
+    tokens[:, 1] = ctx.tokenizer.digests(IdKind.MSISDN, buf, s[:, 2], e[:, 2])
+    dates, _iso = _iso_days(f.fixed(chunk.arr, 3, 10)[select])
+    uniq, inverse = np.unique(dates, return_inverse=True)
+    epoch = [_epoch_day(int(d)) for d in uniq.tolist()]
+    return token_values(tokens, np.array(epoch, np.int64)[inverse.ravel()])
+
+
+_EPOCH = datetime.date(1970, 1, 1).toordinal()
+_FIRST_DAY, _AFTER_DAY = 19700101, 21000101
+"""The dates (YYYYMMDD) a proven operator-dump row may have: 2 bytes each in details."""
+
+
+def _epoch_day(yyyymmdd: int) -> int:
+    """Days since 1970 of a date; 0 for one that is not a date (such as 2020-02-30: its
+    row is rejected by the parser, so these details are never kept or compared)."""
+    year, rest = divmod(yyyymmdd, 10000)
+    try:
+        return datetime.date(year, *divmod(rest, 100)).toordinal() - _EPOCH
+    except ValueError:
+        return 0
 
 
 def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] | None) -> Proof:
@@ -86,11 +112,11 @@ def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] |
         for j in range(1, 5):
             ok &= f.plain_text(arr, j)
     else:
-        digit = (arr >= _DIGIT_LO) & (arr <= _DIGIT_HI)
-        other = np.concatenate(([0], np.cumsum(~digit, dtype=np.int32)))
-        ok &= (f.lengths(1) > 0) & (f.count(other, 1) == 0)
-        not_msisdn = np.concatenate(([0], np.cumsum(~(digit | (arr == _PLUS)), dtype=np.int32)))
-        ok &= (f.lengths(2) > 0) & (f.count(not_msisdn, 2) == 0)
+        # The IMSI is digits, the MSISDN digits and "+" (their own normal forms): no
+        # other byte lies inside them.
+        other = np.flatnonzero((arr < _DIGIT_LO) | (arr > _DIGIT_HI))
+        ok &= (f.lengths(1) > 0) & (_inside(other, f, 1) == 0)
+        ok &= (f.lengths(2) > 0) & (_inside(other[arr[other] != _PLUS], f, 2) == 0)
     date = width - 1
     ok &= f.lengths(date) == 10
     packed = np.zeros(len(f.rows), "S12")
@@ -99,14 +125,18 @@ def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] |
         # Each distinct date once: as the integer YYYYMMDD (a date not written so is left
         # to the row-by-row parser), which numpy finds the distinct values of fastest.
         days, iso = _iso_days(f.fixed(arr, date, 10)[picked])
+        if feed.kind is Kind.OPERATOR_DUMP:
+            iso &= (days >= _FIRST_DAY) & (days < _AFTER_DAY)
         ok[picked[~iso]] = False
         picked, days = picked[iso], days[iso]
     if picked.size:
         uniq, first, inverse = np.unique(days, return_index=True, return_inverse=True)
         good = np.zeros(len(uniq), bool)
         records = np.zeros(len(uniq), "S12")
+        reps = picked[first]
+        made = _details(feed.kind, chunk, f, reps, ctx)  # the arrays' details, at once
         for u in range(len(uniq)):
-            record = _representative(chunk, f, int(picked[first[u]]), feed, ctx, keys)
+            record = _representative(chunk, f, int(reps[u]), feed, ctx, keys, made[u])
             if record is not None:
                 good[u], records[u] = True, record
         ok[picked] = good[inverse.ravel()]
@@ -114,6 +144,14 @@ def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] |
     sel = np.flatnonzero(ok)
     sub = Fields(f.rows[sel], f.starts[sel], f.stops[sel])
     return Proof(f.rows[sel], keys[sel], packed[sel], chunk, sub, feed, ctx)
+
+
+def _inside(at: npt.NDArray[np.int64], f: Fields, j: int) -> npt.NDArray[np.int64]:
+    """How many of the byte offsets *at* (sorted) lie inside field *j* of each row."""
+    found: npt.NDArray[np.int64] = np.searchsorted(at, f.stops[:, j]) - np.searchsorted(
+        at, f.starts[:, j]
+    )
+    return found
 
 
 _DAY_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9])
@@ -129,11 +167,17 @@ def _iso_days(text: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.N
 
 
 def _representative(
-    chunk: Chunk, f: Fields, i: int, feed: Feed, ctx: Context, keys: npt.NDArray[np.uint64]
+    chunk: Chunk,
+    f: Fields,
+    i: int,
+    feed: Feed,
+    ctx: Context,
+    keys: npt.NDArray[np.uint64],
+    details: bytes,
 ) -> bytes | None:
     """The packed record row *i* (of *f*) parses to with the kind's own parser, or None
-    when it is rejected; a key or details differing from the arrays' is a bug that sends
-    the file to the row-by-row path."""
+    when it is rejected; a key or details differing from the arrays' (*details*) is a bug
+    that sends the file to the row-by-row path."""
     _line, values = chunk.values(int(f.rows[i]), len(feed.fields))
     if isinstance(values, FeedRowError):  # pragma: no cover - split() checked the width
         raise NotPlainError
@@ -144,9 +188,7 @@ def _representative(
         return None
     finally:
         ctx.trimmed, ctx.fixed = trimmed, fixed
-    one = Fields(f.rows[i : i + 1], f.starts[i : i + 1], f.stops[i : i + 1])
-    details = _details(feed.kind, chunk, one, np.zeros(1, np.int64), ctx)[0]
-    if cand.key != int(keys[i]).to_bytes(8, "big") or cand.details != details:
+    if cand.key != int(keys[i]).to_bytes(8, "big") or stored_form(feed, cand.details) != details:
         raise NotPlainError
     record: Any = cand.packed or cand.record.pack()
     return bytes(record)

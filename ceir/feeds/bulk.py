@@ -30,7 +30,7 @@ import numpy.typing as npt
 from ceir.errors import FeedRowError, StoreError
 from ceir.feeds import Kind
 from ceir.feeds._plain import Chunk, NotPlainError, chunks, key_bytes
-from ceir.feeds._proof import Proof, prove
+from ceir.feeds._proof import Proof, prove, stored_form
 from ceir.feeds.base import Candidate, Context, Outcome
 from ceir.feeds.rows import RejectReason
 from ceir.feeds.summary import Reject
@@ -416,7 +416,8 @@ class Bulk:
         coded["key"], coded["code"] = keys, self.imp.feed.kind.code
         ordered = [details[i] for i in order.tolist()]
         pairs = list(zip(_slices(coded.tobytes(), 9), ordered, strict=True))
-        tables.details.put_sorted(pairs, self.imp.feed.shared_details)
+        shared = self.imp.feed.shared_details
+        tables.details.put_sorted(pairs, shared, encoded=not shared)
 
     def _changes(
         self,
@@ -448,7 +449,7 @@ class Bulk:
             new[i] = packed or outcome.new.pack()
             if outcome.old is not None:
                 old[i], presence[i] = outcome.old.pack(), 3
-            details.append(cand.details)
+            details.append(stored_form(self.imp.feed, cand.details))
         order = np.argsort(rows, kind="stable")
         cols = audit.Columns(
             keys=keys[order],

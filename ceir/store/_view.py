@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["SEP", "View", "pack_fields", "unpack_fields"]
+__all__ = ["SEP", "TOKEN_BYTES", "View", "pack_fields", "unpack_fields"]
 
 SEP = "\x1f"
 """Between the fields of a ``details`` value and of a TAC entry."""
+TOKEN_BYTES = 16
+"""An identity token's length (:mod:`ceir.store.identity`)."""
 
 
 def pack_fields(*values: str) -> bytes:

@@ -15,17 +15,26 @@ the first writable use moves it to the key file and deletes it from the table.
 from __future__ import annotations
 
 import enum
-import hmac
+import hashlib
 import os
 import secrets
 import unicodedata
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from ceir.errors import ConfigError
 from ceir.store import Store
 from ceir.store.tables import TOKEN_BYTES
+
+try:  # the column tokens in C (ceir/store/_hmac.c), when it was built
+    from ceir.store import _hmac
+except ImportError:  # pragma: no cover - no compiler or libcrypto at install: hashlib
+    _hmac = None  # type: ignore[assignment]
 
 __all__ = ["TOKEN_BYTES", "IdKind", "Tokenizer", "key_path", "tokenizer_for"]
 
@@ -53,15 +62,31 @@ def normalise(value: str) -> str:
 
 
 class Tokenizer:
-    """Turns personal numbers into tokens under one secret."""
+    """Turns personal numbers into tokens under one secret.
 
-    __slots__ = ("_cache", "_key")
+    The HMAC's inner and outer hash states after the key block are made once (RFC 2104),
+    so a token costs two SHA-256 compressions and no key set-up: a third of
+    ``hmac.digest``'s time here, and the bulk import makes two per row.
+    """
+
+    __slots__ = ("_cache", "_inner", "_key", "_outer")
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
             raise ValueError("token secret must be at least 16 bytes")
         self._key = secret
+        block = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
+        block = block.ljust(64, b"\0")
+        self._inner: Any = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer: Any = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._cache: dict[tuple[IdKind, str], bytes] = {}
+
+    def _mac(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return bytes(outer.digest()[:TOKEN_BYTES])
 
     def token(self, kind: IdKind, value: str) -> bytes:
         """The 16-byte token of *value* (a *kind* number)."""
@@ -71,8 +96,7 @@ class Tokenizer:
             return cached
         # Digits are their own normal form (an IMSI, the common case: skip NFKC).
         plain = value if value.isascii() and value.isdigit() else normalise(value)
-        message = f"{kind.value}\x00{plain}".encode()
-        digest = hmac.digest(self._key, message, "sha256")[:TOKEN_BYTES]
+        digest = self._mac(f"{kind.value}\x00{plain}".encode())
         if len(self._cache) < 65536:
             self._cache[key] = digest
         return digest
@@ -82,15 +106,49 @@ class Tokenizer:
         return "tok_" + self.token(kind, value).hex()
 
     def texts(self, kind: IdKind, values: Sequence[str]) -> list[str]:
-        """:meth:`text` of many values (the bulk import), without the cache."""
-        key, prefix, out = self._key, f"{kind.value}\x00", []
+        """:meth:`text` of many values, without the cache."""
+        prefix, out = f"{kind.value}\x00", []
         for value in values:
             # Digits and "+" are their own normal form (the common case: skip NFKC).
-            plain = value.replace("+", "")
-            plain = value if value.isascii() and plain.isdigit() else normalise(value)
-            digest = hmac.digest(key, (prefix + plain).encode(), "sha256")
-            out.append("tok_" + digest[:TOKEN_BYTES].hex())
+            plain = value if value.isascii() and value.replace("+", "").isdigit() else None
+            message = (prefix + (normalise(value) if plain is None else plain)).encode()
+            out.append("tok_" + self._mac(message).hex())
         return out
+
+    def digests(
+        self, kind: IdKind, buf: bytes, starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.uint8]:
+        """The tokens, ``(n, 16)``, of the values ``buf[starts[i]:stops[i]]`` (the bulk
+        import's columns): each value must be non-empty ASCII in its normal form already
+        (digits and ``+``: the caller checks), as no normalising is done here.
+
+        In C when it was built (no Python object per value); else with hashlib.
+        """
+        n = len(starts)
+        if not n:
+            return np.zeros((0, TOKEN_BYTES), np.uint8)
+        starts = np.ascontiguousarray(starts, np.int64)
+        stops = np.ascontiguousarray(stops, np.int64)
+        if _hmac is not None:
+            raw = _hmac.macs(self._key, f"{kind.value}\x00".encode(), buf, starts.data, stops.data)
+            return np.frombuffer(raw, np.uint8).reshape(n, TOKEN_BYTES)
+        return self._digests(kind, buf, starts, stops)
+
+    def _digests(
+        self, kind: IdKind, buf: bytes, starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.uint8]:
+        """:meth:`digests` with hashlib."""
+        n, prefix = len(starts), f"{kind.value}\x00".encode()
+        messages = [prefix + buf[a:b] for a, b in zip(starts.tolist(), stops.tolist(), strict=True)]
+        inner, outer = self._inner.copy, self._outer.copy
+        out = []
+        for message in messages:
+            h = inner()
+            h.update(message)
+            o = outer()
+            o.update(h.digest())
+            out.append(o.digest())
+        return np.frombuffer(b"".join(out), np.uint8).reshape(n, 32)[:, :TOKEN_BYTES]
 
 
 def key_path(store: Store) -> Path:

@@ -41,18 +41,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ceir.record import Record
-from ceir.store._view import SEP, pack_fields, unpack_fields
+from ceir.store._view import SEP, TOKEN_BYTES, pack_fields, unpack_fields
 from ceir.store._view import View as _View
 from ceir.store.clonetables import Clones, Observations, Pairs, Vault
 from ceir.store.details import Details
 from ceir.store.listruns import ListRuns
 
-__all__ = ["SEP", "Details", "Tables", "TacInfo", "pack_fields", "unpack_fields"]
+__all__ = ["SEP", "TOKEN_BYTES", "Details", "Tables", "TacInfo", "pack_fields", "unpack_fields"]
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _PAIR = struct.Struct(">II")
-TOKEN_BYTES = 16
 
 
 @dataclass(frozen=True, slots=True)

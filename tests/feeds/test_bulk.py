@@ -158,6 +158,39 @@ def test_bulk_equals_row_by_row_on_edge_cases(root: Path, text: str) -> None:
     assert got == want
 
 
+DUMP = "imei,imsi,msisdn,first_seen\n"
+SEEN = "011234579047111,510101234567890,+6281234567890,2019-05-01"
+SEEN2 = "361313769047119,510109876543210,+6285599887766,2018-01-30"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        DUMP + SEEN + "\n" + SEEN2 + "\n",
+        DUMP + SEEN.replace("2019-05-01", "2019-02-30") + "\n" + SEEN2 + "\n",  # no such day
+        DUMP + SEEN.replace("2019-05-01", "1969-12-31") + "\n" + SEEN2 + "\n",  # before 1970
+        DUMP + SEEN.replace("2019-05-01", "2019-05-01T10:00:00+07:00") + "\n",  # a time
+        DUMP + SEEN.replace("+62812", "+62 812-") + "\n" + SEEN2 + "\n",  # separators
+        DUMP + SEEN.replace("+62812", "\uff0b\uff16\uff12812") + "\n",  # fullwidth
+        DUMP + SEEN.replace("51010", "5101A") + "\n" + SEEN2 + "\n",  # IMSI not digits
+        DUMP + SEEN.replace(",+6281234567890,", ",,") + "\n" + SEEN2 + "\n",  # no MSISDN
+        DUMP + SEEN.replace(",+6281234567890,", ",+" + "1" * 300 + ",") + "\n",  # long
+        DUMP + SEEN + "\n" + SEEN + "\n",  # a duplicate
+    ],
+)
+def test_operator_dump_bulk_equals_row_by_row_on_edge_cases(root: Path, text: str) -> None:
+    """Dates that are no day, before 1970 or with a time; MSISDNs to normalise (spaces,
+    dashes, fullwidth digits), empty or long; an IMSI with a letter; a duplicate: the
+    bulk path's tokens and rejects are the row-by-row path's."""
+    options = Options(max_bad_ratio=1.0, batch_rows=1)
+    (want, want_summary), (got, got_summary) = _both(
+        root, Kind.OPERATOR_DUMP, text.encode(), options
+    )
+    assert got_summary == want_summary
+    assert got == want
+    assert want["details"]  # something was registered, with tokens
+
+
 def test_refused_file_reports_the_same_rejects(root: Path) -> None:
     """A file refused for its bad rows gets the same summary and reject report, with the
     duplicates found by the bulk check pass at their lines."""

@@ -1,0 +1,3 @@
+from typing_extensions import Buffer
+
+def macs(key: Buffer, prefix: Buffer, buf: Buffer, starts: Buffer, stops: Buffer) -> bytes: ...
