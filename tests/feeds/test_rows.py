@@ -20,6 +20,7 @@ from ceir.feeds.rows import (
     parse_feed_imei,
     parse_instant,
 )
+from ceir.feeds.summary import Reject
 from ceir.imei import check_digit, parse
 
 bodies = st.integers(0, 10**14 - 1).map(lambda n: f"{n:014d}")
@@ -105,3 +106,12 @@ def test_malformed_reasons_are_the_data_quality_ones() -> None:
         RejectReason.NOT_BLOCKED,
         RejectReason.NOT_OWNER,
     }
+
+
+@given(st.builds(Reject, st.integers(0, 10**9), st.text(), st.text(), st.text(), st.text()))
+def test_a_reject_as_stored_has_every_field(reject: Reject) -> None:
+    """``to_dict`` (what the rejects table keeps) is the dataclass's own field mapping."""
+    import dataclasses
+
+    assert reject.to_dict() == dataclasses.asdict(reject)
+    assert Reject(**reject.to_dict()) == reject
