@@ -7,7 +7,8 @@ it into a fresh store with ``ceir.feeds.importer.import_file`` (both passes, aud
 details, change log: what ``ceir import`` does), and prints rows/s of each and their
 ratio (issue 12: import >= 0.5x the bare read, at least 0.2x), and the store's bytes
 per device: the hot table (devices + TACs), the registry (the rest), the file; and the
-import's peak memory.
+import's peak memory. ``--base N`` imports into a copy of a store that already holds N
+devices (the national case: a file's keys spread over a big table).
 """
 
 from __future__ import annotations
@@ -81,14 +82,39 @@ def feed_file(args: argparse.Namespace, kind: Kind) -> Path:
     return feed
 
 
+def base_store(args: argparse.Namespace, kind: Kind, tacs: Path, db: Path) -> None:
+    """*db*: a copy of a store already holding --base devices of *kind* (built once, from
+    another seed's feed, and kept in --dir)."""
+    base = args.dir / f"base-{kind.value}-{args.base}"
+    if not (base / "data.mdb").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        feed = args.dir / f"base-{kind.value}-{args.base}.csv"
+        if not feed.exists():
+            generate(kind, args.base, feed, seed=args.seed + 1000)
+        started = time.perf_counter()
+        with open_store(base) as store:
+            import_file(store, Kind.TAC, tacs, actor="bench")
+            options = Options(max_new_devices=args.base, max_bad_ratio=1.0)
+            import_file(store, kind, feed, actor="bench", options=options)
+        print(f"built {base} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    shutil.rmtree(db, ignore_errors=True)
+    shutil.copytree(base, db)
+    if base.with_suffix(".token-key").exists():
+        shutil.copy(base.with_suffix(".token-key"), db.with_suffix(".token-key"))
+
+
 def one_kind(args: argparse.Namespace, kind: Kind, tacs: Path) -> dict[str, object]:
     feed = feed_file(args, kind)
     bare_read(feed)  # warms the page cache for the import
     rows, csv_s, csv_cpu = bare_read(feed)
     db = args.dir / "store"
     shutil.rmtree(db, ignore_errors=True)
+    if args.base:
+        base_store(args, kind, tacs, db)
     with open_store(db) as store:
-        import_file(store, Kind.TAC, tacs, actor="bench")
+        if not args.base:
+            import_file(store, Kind.TAC, tacs, actor="bench")
+        before = store.device_count()
         started, cpu = time.perf_counter(), time.process_time()
         with PeakMemory() as peak:
             summary = import_file(
@@ -107,7 +133,8 @@ def one_kind(args: argparse.Namespace, kind: Kind, tacs: Path) -> dict[str, obje
     hot = sum(tables[t] for t in HOT)
     csv_rate, import_rate = rows / csv_s, rows / import_s
     per = max(devices, 1)
-    print(f"{kind.value}: {feed.name} ({rows:,} rows, {feed.stat().st_size / 1e6:,.0f} MB)")
+    into = f" into a store of {before:,} devices" if before else ""
+    print(f"{kind.value}: {feed.name} ({rows:,} rows, {feed.stat().st_size / 1e6:,.0f} MB){into}")
     print(f"  summary     {summary.line()}")
     print(f"  csv read    {csv_s:8.1f} s  {csv_rate:12,.0f} rows/s   (csv.reader, nothing else)")
     print(f"  ceir import {import_s:8.1f} s  {import_rate:12,.0f} rows/s   (check + write pass)")
@@ -132,6 +159,7 @@ def one_kind(args: argparse.Namespace, kind: Kind, tacs: Path) -> dict[str, obje
     return {
         "kind": kind.value,
         "rows": rows,
+        "base_devices": before,
         "csv_rows_per_s": csv_rate,
         "import_rows_per_s": import_rate,
         "ratio": import_rate / csv_rate,
@@ -162,6 +190,13 @@ def main() -> None:
         choices=("auto", "bulk", "rows"),
         default="auto",
         help="the importer's path: by file size (as ceir import), bulk, or row by row",
+    )
+    parser.add_argument(
+        "--base",
+        type=int,
+        default=0,
+        help="import into a copy of a store already holding this many devices of the kind "
+        "(another seed's feed; built once and kept in --dir)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Format", "ImportState", "Kind", "StageState"]
+__all__ = ["Format", "ImportState", "Kind", "StageState", "WriteOrder"]
 
 
 class Kind(enum.StrEnum):
@@ -61,3 +61,13 @@ class StageState(enum.StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+
+
+class WriteOrder(enum.StrEnum):
+    """The order an import's write pass takes the file's rows in (its origin record's
+    ``order``; a resumed import keeps the first run's)."""
+
+    FILE = "file"
+    """Batches of consecutive rows (the row-by-row path)."""
+    KEY = "key"
+    """The rows that did not parse, then the others by ascending key (the bulk path)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +23,7 @@ from ceir.errors import FeedRowError
 from ceir.feeds.reader import MAX_LINE, NotPlainError, Row, _too_long
 from ceir.feeds.rows import RejectReason
 
-__all__ = ["Chunk", "Fields", "NotPlainError", "chunks", "split"]
+__all__ = ["Chunk", "Fields", "NotPlainError", "chunks", "pieces", "row_values", "split"]
 
 _BLOCK = 8 << 20
 _FORBIDDEN = (b'"', b"\x00")
@@ -43,6 +44,8 @@ class Chunk:
     nl: Ints
     """Offsets in *buf* of each line's first byte, of the byte after its last (its
     ``\\r\\n`` or ``\\n`` excluded), and of its ``\\n``."""
+    offset: int = 0
+    """The file offset of ``buf[0]``."""
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -58,18 +61,23 @@ class Chunk:
     def values(self, r: int, width: int) -> Row:
         """Row *r* exactly as :class:`~ceir.feeds.reader.FeedReader` yields it."""
         raw = self.buf[int(self.begins[r]) : int(self.ends[r])]
-        line = self.line_number(r)
-        try:
-            text = raw.decode()
-        except UnicodeDecodeError:
-            raise NotPlainError from None  # the row-by-row reader refuses the file
-        if len(text) + int(self.nl[r] - self.ends[r]) + 1 > MAX_LINE + 1:
-            return line, _too_long()
-        values = text.split(",")
-        if len(values) != width:
-            message = f"row has {len(values)} fields; the header has {width}"
-            return line, FeedRowError("", RejectReason.MALFORMED_ROW, message)
-        return line, values
+        return row_values(raw, self.line_number(r), int(self.nl[r] - self.ends[r]) + 1, width)
+
+
+def row_values(raw: bytes, line: int, eol: int, width: int) -> Row:
+    """The row of file line *line* whose bytes are *raw* (its line end of *eol* bytes
+    excluded) exactly as :class:`~ceir.feeds.reader.FeedReader` yields it."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise NotPlainError from None  # the row-by-row reader refuses the file
+    if len(text) + eol > MAX_LINE + 1:
+        return line, _too_long()
+    values = text.split(",")
+    if len(values) != width:
+        message = f"row has {len(values)} fields; the header has {width}"
+        return line, FeedRowError("", RejectReason.MALFORMED_ROW, message)
+    return line, values
 
 
 def chunks(path: Path, header: str, rows: int, cut: int = 0) -> Iterator[Chunk]:
@@ -84,7 +92,7 @@ def chunks(path: Path, header: str, rows: int, cut: int = 0) -> Iterator[Chunk]:
             raise NotPlainError
         pend = b""
         pend_nl: Ints = np.empty(0, np.int64)
-        start = 0
+        start, offset = 0, len(first)
         eof = False
         while not eof:
             block = f.read(_BLOCK)
@@ -111,8 +119,9 @@ def chunks(path: Path, header: str, rows: int, cut: int = 0) -> Iterator[Chunk]:
                     # A blank line (skipped by the row-by-row reader) or a lone "\r"
                     # (a line end to the csv module).
                     raise NotPlainError
-                yield Chunk(start, buf, begins, ends, nl)
+                yield Chunk(start, buf, begins, ends, nl, offset)
                 start += n
+                offset += cut_at
                 pend = pend[cut_at:]
                 pend_nl = pend_nl[n:] - cut_at
 
@@ -166,7 +175,17 @@ def split(chunk: Chunk, width: int) -> Fields:
         bad_lines = np.zeros(len(chunk), np.int64)
     else:
         bad_lines = np.add.reduceat(bad, chunk.begins, dtype=np.int64) - line_ends
-    ok = (before_end - before_begin == width - 1) & (bad_lines == 0)
+    per_line = before_end - before_begin
+    ok = (per_line == width - 1) & (bad_lines == 0)
+    n = len(chunk)
+    if width > 1 and len(commas) == n * (width - 1) and bool(ok.all()):
+        # Every line is well-formed (the usual file): its commas are one row each.
+        c = commas.reshape(n, width - 1).astype(np.int64)
+        starts = np.empty((n, width), np.int64)
+        stops = np.empty((n, width), np.int64)
+        starts[:, 0], starts[:, 1:] = chunk.begins, c + 1
+        stops[:, :-1], stops[:, -1] = c, chunk.ends
+        return Fields(np.arange(n, dtype=np.int64), starts, stops)
     rows = np.flatnonzero(ok)
     if width > 1 and rows.size:
         at = before_begin[rows, None] + np.arange(width - 1)
@@ -182,7 +201,7 @@ def split(chunk: Chunk, width: int) -> Fields:
 
 
 _DOUBLE = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], np.uint8)
-_POWERS = (10 ** np.arange(13, -1, -1)).astype(np.int64)
+_POWERS = (10.0 ** np.arange(13, -1, -1)).astype(np.float64)
 
 
 def imei_keys(digits: npt.NDArray[np.uint8]) -> tuple[Bools, npt.NDArray[np.uint64]]:
@@ -196,11 +215,17 @@ def imei_keys(digits: npt.NDArray[np.uint8]) -> tuple[Bools, npt.NDArray[np.uint
     )
     check = (10 - total % 10) % 10
     valid &= check == d[:, 14]
-    body = d[:, :14].astype(np.int64) @ _POWERS
+    body = d[:, :14].astype(np.float64) @ _POWERS  # exact: below 10**14 < 2**53
     return valid, body.astype(np.uint64)
 
 
 def key_bytes(keys: npt.NDArray[np.uint64]) -> list[bytes]:
     """8-byte big-endian store keys of integer bodies."""
-    raw = keys.astype(">u8").tobytes()
-    return [raw[i : i + 8] for i in range(0, len(raw), 8)]
+    return pieces(keys.astype(">u8"), 8)
+
+
+def pieces(values: npt.NDArray[Any], size: int) -> list[bytes]:
+    """The *size*-byte values of a fixed-width array as bytes, exactly (a void view's
+    ``tolist``: an ``S`` array's would strip trailing NUL bytes)."""
+    out: list[bytes] = np.ascontiguousarray(values).view(f"V{size}").ravel().tolist()
+    return out

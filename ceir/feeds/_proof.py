@@ -38,8 +38,10 @@ class Proof:
     rows: npt.NDArray[np.int64]
     """Chunk rows, ascending."""
     keys: npt.NDArray[np.uint64]
-    packed: npt.NDArray[np.bytes_]
-    """Each row's new record, packed ('S12')."""
+    rec: npt.NDArray[np.int64]
+    """Each row's new record, as an index into :attr:`records`."""
+    records: list[bytes]
+    """The distinct packed records of the chunk's proven rows."""
     chunk: Chunk
     fields: Fields
     """Fields of the proven rows only."""
@@ -119,7 +121,8 @@ def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] |
         ok &= (f.lengths(2) > 0) & (_inside(other[arr[other] != _PLUS], f, 2) == 0)
     date = width - 1
     ok &= f.lengths(date) == 10
-    packed = np.zeros(len(f.rows), "S12")
+    rec = np.zeros(len(f.rows), np.int64)
+    records: list[bytes] = []
     picked = np.flatnonzero(ok)
     if picked.size:
         # Each distinct date once: as the integer YYYYMMDD (a date not written so is left
@@ -132,18 +135,19 @@ def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] |
     if picked.size:
         uniq, first, inverse = np.unique(days, return_index=True, return_inverse=True)
         good = np.zeros(len(uniq), bool)
-        records = np.zeros(len(uniq), "S12")
+        index = np.zeros(len(uniq), np.int64)
         reps = picked[first]
         made = _details(feed.kind, chunk, f, reps, ctx)  # the arrays' details, at once
         for u in range(len(uniq)):
             record = _representative(chunk, f, int(reps[u]), feed, ctx, keys, made[u])
             if record is not None:
-                good[u], records[u] = True, record
+                good[u], index[u] = True, len(records)
+                records.append(record)
         ok[picked] = good[inverse.ravel()]
-        packed[picked] = records[inverse.ravel()]
+        rec[picked] = index[inverse.ravel()]
     sel = np.flatnonzero(ok)
     sub = Fields(f.rows[sel], f.starts[sel], f.stops[sel])
-    return Proof(f.rows[sel], keys[sel], packed[sel], chunk, sub, feed, ctx)
+    return Proof(f.rows[sel], keys[sel], rec[sel], records, chunk, sub, feed, ctx)
 
 
 def _inside(at: npt.NDArray[np.int64], f: Fields, j: int) -> npt.NDArray[np.int64]:

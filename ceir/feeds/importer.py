@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ceir.errors import FeedRefusedError, FeedRowError, StoreError
-from ceir.feeds import Format, ImportState, Kind
+from ceir.feeds import Format, ImportState, Kind, WriteOrder
 from ceir.feeds.base import Candidate, Context, Feed, Options
 from ceir.feeds.kinds import feed_for
 from ceir.feeds.reader import Row, open_feed
@@ -131,6 +131,12 @@ class _Import:
             from ceir.feeds.bulk import Bulk  # numpy: only where it is worth loading
 
             self.bulk = Bulk(self)
+
+    def follow(self, order: WriteOrder) -> None:
+        """Resume in the order the first run wrote in, whichever path was asked for."""
+        from ceir.feeds.bulk import Bulk
+
+        self.bulk = None if order is WriteOrder.FILE else self.bulk or Bulk(self)
 
     # -- pass 1 ------------------------------------------------------------------------
 
@@ -404,6 +410,8 @@ def import_file(
     try:
         return _run(imp, started, report, stage_above, admit)
     finally:
+        if imp.bulk is not None:
+            imp.bulk.close()  # its spools
         imp.progress.close()
 
 
@@ -457,6 +465,7 @@ def _run(
             "started_at": int(imp.clock()),
             "rows": found.rows,
             "rows_done": 0,
+            "order": (WriteOrder.FILE if imp.bulk is None else WriteOrder.KEY).value,
             "warnings": imp.reader.warnings,
             "options": dataclasses.asdict(imp.options),
             "counts": {
@@ -485,6 +494,7 @@ def _run(
         # Resuming: the gate was passed under the options of the first run; keep them,
         # or the file's rows would be judged by two sets of rules.
         imp.options = Options(**info.get("options", {}))
+        imp.follow(WriteOrder(info.get("order", WriteOrder.FILE)))
         duplicates = imp.check(decide=False).duplicates
     info = imp.write(int(info["id"]), info, duplicates)
     return _finish(imp, digest, int(info["id"]), started, report)

@@ -3,10 +3,11 @@ field joins of ``details`` values and TAC entries."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["SEP", "TOKEN_BYTES", "View", "pack_fields", "unpack_fields"]
+__all__ = ["SEP", "TOKEN_BYTES", "View", "pack_fields", "put_ascending", "unpack_fields"]
 
 SEP = "\x1f"
 """Between the fields of a ``details`` value and of a TAC entry."""
@@ -74,5 +75,26 @@ class View:
 
     def put_sorted(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
         """Put (raw key, value) pairs already sorted by key (the bulk import)."""
-        if pairs:
-            self._txn.cursor(self._db).putmulti(pairs)
+        put_ascending(self._txn, self._db, pairs)
+
+
+def put_ascending(txn: Any, db: Any, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+    """Put (key, value) pairs in strictly ascending key order into table *db*: those
+    above the table's last key are appended (``MDB_APPEND``: pages filled, no search),
+    the others put in order."""
+    if not pairs:
+        return
+    cursor = txn.cursor(db)
+    last = bytes(cursor.key()) if cursor.last() else None
+    cut = 0 if last is None else bisect.bisect_right(pairs, last, key=_first)
+    if cut:
+        cursor.putmulti(pairs[:cut] if cut < len(pairs) else pairs)
+    if cut < len(pairs):
+        tail = pairs[cut:] if cut else pairs
+        _consumed, added = cursor.putmulti(tail, append=True)
+        if added != len(tail):  # pragma: no cover - the keys were not ascending
+            raise ValueError("put_ascending: keys are not in strictly ascending order")
+
+
+def _first(pair: tuple[bytes, bytes]) -> bytes:
+    return pair[0]

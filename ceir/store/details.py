@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ceir.store._view import SEP, TOKEN_BYTES, unpack_fields
+from ceir.store._view import SEP, TOKEN_BYTES, put_ascending, unpack_fields
 from ceir.store._view import View as _View
 
 __all__ = ["Details", "encode", "token_values"]
@@ -177,7 +177,7 @@ class Details(_View):
         :func:`token_values`; not for *shared*)."""
         if pairs:
             values = pairs if encoded and not shared else self._encoded(pairs, shared)
-            self._txn.cursor(self._db).putmulti(values)
+            put_ascending(self._txn, self._db, values)
 
     def _encoded(self, pairs: Sequence[tuple[bytes, bytes]], shared: bool) -> list[Any]:
         if not shared:

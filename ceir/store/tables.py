@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ceir.record import Record
-from ceir.store._view import SEP, TOKEN_BYTES, pack_fields, unpack_fields
+from ceir.store._view import SEP, TOKEN_BYTES, pack_fields, put_ascending, unpack_fields
 from ceir.store._view import View as _View
 from ceir.store.clonetables import Clones, Observations, Pairs, Vault
 from ceir.store.details import Details
@@ -97,6 +97,11 @@ class Devices(_View):
         found = self._txn.cursor(self._db).getmulti(keys)
         return [bytes(k) for k, _v in found]
 
+    def any_within(self, low: bytes, high: bytes) -> bool:
+        """Whether a device is stored with a key from *low* to *high* (inclusive)."""
+        cursor = self._txn.cursor(self._db)
+        return bool(cursor.set_range(low)) and bytes(cursor.key()) <= high
+
     def put(self, items: Mapping[bytes, bytes | None]) -> None:
         """Packed records by key (None: delete the device)."""
         self._put(items)
@@ -115,6 +120,11 @@ class Devices(_View):
     def append(self, pairs: list[tuple[bytes, bytes]]) -> None:
         """(key, packed record) pairs in ascending key order, after every stored key."""
         self._txn.cursor(self._db).putmulti(pairs, append=True)
+
+    def put_ascending(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        """(key, packed record) pairs in strictly ascending key order: appended where
+        they lie above every stored key (pages filled), else put in order."""
+        put_ascending(self._txn, self._db, pairs)
 
 
 class Tacs(_View):
@@ -280,7 +290,7 @@ class AuditLog:
 
     def append(self, first: int, pairs: Sequence[tuple[bytes, bytes]], batch: bytes) -> None:
         """A batch: (entry key, value) pairs sorted by key, numbered from *first*."""
-        self._txn.cursor(self._log._db).putmulti(pairs)
+        put_ascending(self._txn, self._log._db, pairs)
         self._txn.cursor(self._links._db).putmulti([(_U64.pack(first), batch)], append=True)
 
     def batch_of(self, seq: int) -> tuple[int, bytes] | None:

@@ -2,8 +2,13 @@
 
 Each example imports one file twice, into two stores that share a token key: once with
 ``bulk=False`` (csv.reader, ``feed.parse`` and ``feed.decide`` per row) and once on the
-bulk path; every sub-database (devices, details, audit and its index, rejects,
-identities) and the summary must be equal.
+bulk path; the summary and the reject report must be equal, and so must the stores:
+devices, rejects, identities byte for byte; details as read (the bulk path writes in key
+order, so shared shapes are numbered in another order); every device's audit entries
+(who, when, file line, action, old and new record) and change-log operations in order.
+The bulk path writes the file in ascending key order, the row path in file order, so
+their audit batches differ when the file takes more than one batch; in one batch the
+two stores are equal byte for byte, the audit chain included.
 """
 
 from __future__ import annotations
@@ -22,21 +27,42 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ceir.errors import FeedFormatError, FeedRefusedError
-from ceir.feeds import Kind, bulk
+from ceir.feeds import Kind, _spool
 from ceir.feeds.base import Options
 from ceir.feeds.gen import POOL, generate
 from ceir.feeds.importer import import_file
-from ceir.store import Store, open_store
+from ceir.store import Store, audit, changes, open_store
+from ceir.store.backup import verify
 
 from .conftest import ACTOR
 
 NOW = 1_750_000_000.0
 
 
-def _dump(store: Store) -> dict[str, list[tuple[bytes, bytes]]]:
+def _raw(store: Store) -> dict[str, list[tuple[bytes, bytes]]]:
     """Every table but the import log, change-log commit times masked (two runs)."""
     out = store.dump(skip=frozenset({"imports", "config", "volume"}))
     out["changes"] = [(k, bytes(8) + v[8:]) for k, v in out.get("changes", [])]
+    return out
+
+
+def _dump(store: Store) -> dict[str, Any]:
+    """What the store holds, independent of how the writes were cut into batches."""
+    raw = _raw(store)
+    batched = ("details", "shapes", "audit", "audit_links", "changes")
+    out: dict[str, Any] = {k: v for k, v in raw.items() if k not in batched}
+    with store.snapshot() as tables:
+        out["details"] = list(tables.details.items())
+    history: dict[bytes, list[tuple[Any, ...]]] = {}
+    for e in audit.entries(store):
+        history.setdefault(e.key, []).append((e.at, e.origin, e.line, e.action, e.old, e.new))
+    out["audit"] = sorted(history.items())
+    ops: dict[bytes, list[tuple[Any, ...]]] = {}
+    for _k, value in raw["changes"]:
+        for op, key, found in changes.unpack_ops(value[8:]):
+            ops.setdefault(key, []).append((op, found))
+    out["changes"] = sorted(ops.items())
+    out["raw"] = raw
     return out
 
 
@@ -76,7 +102,10 @@ def _both(
             summary.pop("elapsed", None)
             if summary.pop("report", None):
                 summary["report"] = report.read_text()
-            results.append((_dump(store), summary))
+            state = _dump(store)
+        report = verify(db)  # the audit chain holds
+        state["verified"] = report.ok, report.problems
+        results.append((state, summary))
     return results
 
 
@@ -121,8 +150,24 @@ def test_bulk_equals_row_by_row_on_generated_dirty_files(
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    _same(got, got_summary, want, want_summary, one_batch=batch >= rows)
+
+
+def _same(
+    got: dict[str, Any],
+    got_summary: dict[str, Any],
+    want: dict[str, Any],
+    want_summary: dict[str, Any],
+    *,
+    one_batch: bool,
+) -> None:
+    """The two runs' summaries and stores are equal (their raw tables too in one batch)."""
     assert got_summary == want_summary
+    got_raw, want_raw = got.pop("raw"), want.pop("raw")
     assert got == want
+    assert got["verified"][0], got["verified"]
+    if one_batch:
+        assert got_raw == want_raw
 
 
 CRLF = "imei,brand,model,tpp_number,maker_id,produced_at\r\n"
@@ -154,8 +199,7 @@ def test_bulk_equals_row_by_row_on_edge_cases(root: Path, text: str) -> None:
     feed = text.encode("utf-8", "surrogateescape")
     options = Options(max_bad_ratio=1.0, batch_rows=2)
     (want, want_summary), (got, got_summary) = _both(root, Kind.MANUFACTURER, feed, options)
-    assert got_summary == want_summary
-    assert got == want
+    _same(got, got_summary, want, want_summary, one_batch=False)
 
 
 DUMP = "imei,imsi,msisdn,first_seen\n"
@@ -200,34 +244,32 @@ def test_refused_file_reports_the_same_rejects(root: Path) -> None:
     )
     assert "malformed" in want_summary["refused"]
     assert "duplicate" in want_summary["report"]
-    assert got_summary == want_summary
-    assert got == want
+    _same(got, got_summary, want, want_summary, one_batch=True)
 
 
 @settings(max_examples=50)
 @given(
     keys=st.lists(st.integers(0, 40), max_size=200),
-    cuts=st.lists(st.integers(0, 200), max_size=4),
+    bucket=st.integers(1, 50),
 )
-def test_duplicates_are_rows_repeating_an_earlier_key(keys: list[int], cuts: list[int]) -> None:
-    """``repeated`` + ``Dups.mark`` over the rows in any chunks marks exactly the rows
-    whose key is on an earlier row (a Python set, the reference)."""
-    array = np.array(keys, np.uint64)
-    old = bulk._BUCKET
-    bulk._BUCKET = 7  # many key ranges
-    try:
-        dups = bulk.Dups(bulk.repeated(array))
-    finally:
-        bulk._BUCKET = old
-    marked = []
-    bounds = sorted({0, len(keys), *(c for c in cuts if c < len(keys))})
-    for a, b in itertools.pairwise(bounds):
-        dup, idx = dups.mark(array[a:b])
-        dups.seen[idx] = True
-        marked.extend(dup.tolist())
+def test_key_order_sorts_by_key_then_row_in_ranges(keys: list[int], bucket: int) -> None:
+    """``key_order`` over the spooled rows in any number of key ranges yields every row
+    once, by (key, row), so a duplicate is exactly a row whose key equals the one
+    before: the rows repeating a key on an earlier row (a Python set, the reference)."""
+    rows = np.zeros(len(keys), _spool.ROW)
+    rows["key"], rows["row"] = keys, np.arange(len(keys))
+    parts = list(_spool.key_order(rows, bucket))
+    got = np.concatenate(parts) if parts else np.zeros(0, _spool.ROW)
+    assert [(int(r["key"]), int(r["row"])) for r in got] == sorted(
+        (k, i) for i, k in enumerate(keys)
+    )
+    assert all(p["key"].max() < q["key"].min() for p, q in itertools.pairwise(parts))
+    dup = np.zeros(len(got), bool)
+    dup[1:] = got["key"][1:] == got["key"][:-1]
     seen: set[int] = set()
-    want = []
-    for k in keys:
-        want.append(k in seen)
+    want = set()
+    for i, k in enumerate(keys):
+        if k in seen:
+            want.add(i)
         seen.add(k)
-    assert marked == want
+    assert set(got["row"][dup].tolist()) == want

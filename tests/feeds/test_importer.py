@@ -138,8 +138,9 @@ def _crashing(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
 def test_interrupted_import_resumes_to_the_state_of_one_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: int, bulk: bool
 ) -> None:
-    """Interrupted after any batch (bulk or row-by-row path) and run again by the other
-    path: the store equals one uninterrupted run."""
+    """Interrupted after any batch (bulk or row-by-row path) and run again asking for the
+    other path: the import goes on in the first run's order (rows in file order, or by
+    key), and the store equals one uninterrupted run."""
     text = csv_text(
         HEADER,
         *rows(9),
@@ -167,7 +168,7 @@ def test_interrupted_import_resumes_to_the_state_of_one_run(
                 import_file(
                     crashed, Kind.MANUFACTURER, path, actor=ACTOR, options=options, bulk=bulk
                 )
-        # Resumed by the other path: the two paths agree on where a batch ends.
+        # Asked for the other path: resumed in the order the first run wrote in.
         got = import_file(
             crashed, Kind.MANUFACTURER, path, actor=ACTOR, options=options, bulk=not bulk
         )

@@ -240,3 +240,31 @@ def test_shared_details_read_back_whole_and_are_stored_once(tmp_path: Path) -> N
         assert len(shapes) == 3  # Samsung..., Nokia..., "\x02odd"
         stored = dict(store.dump()["details"])
         assert len(stored[b"\x00" * 7 + b"\x01\x01"]) == 7  # marker, shape id, 2-byte day
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    stored=st.sets(st.integers(0, 500), max_size=60),
+    batches=st.lists(st.sets(st.integers(0, 500), max_size=60), max_size=4),
+)
+def test_ascending_puts_append_above_the_last_key_and_lose_nothing(
+    stored: set[int], batches: list[set[int]]
+) -> None:
+    """``put_ascending`` appends (``MDB_APPEND``) only what lies above the last stored
+    key and puts the rest in order: every pair lands, old or new, whatever the overlap
+    (an append of a key below the last one would be dropped silently by LMDB)."""
+    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "db") as store:
+        want = {
+            body_key(f"{k:014d}"): Record(Reason.REGISTERED, Source.MANUFACTURER, k).pack()
+            for k in stored
+        }
+        store.write(lambda t: t.devices.put_ascending(sorted(want.items())))
+        for i, batch in enumerate(batches, 1):
+            new = {
+                body_key(f"{k:014d}"): Record(Reason.REGISTERED, Source.OPERATOR, i).pack()
+                for k in batch
+            }
+            store.write(lambda t, new=new: t.devices.put_ascending(sorted(new.items())))
+            want.update(new)
+        with store.snapshot() as tables:
+            assert dict(tables.devices.packed_items()) == want
