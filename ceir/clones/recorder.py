@@ -5,8 +5,9 @@ no HMAC) and returns. A background thread takes the list every ``flush_seconds``
 tokenises the IMSIs, and writes the whole batch in one write transaction: sightings merged,
 conditions evaluated (at the central register), transitions written
 (:func:`ceir.clones.detector.merge`), grace periods swept. At an operator's replica the
-thread also seals its own SIMs' IMSIs into the vault (:mod:`ceir.store.vault`) and hands
-what it recorded to the upstream publisher (:mod:`ceir.clones.upstream`); conditions run
+thread also seals its own SIMs' IMSIs into the vault (:mod:`ceir.store.vault`) and, in
+the same transaction, what it recorded into the upstream outbox
+(:class:`ceir.clones.upstream.Outbox`); conditions run
 at the central only, on what every operator sends.
 
 The queue is bounded (``max_queue``): under a flood past what the store takes, sightings
@@ -78,7 +79,7 @@ class Recorder:
         conditions: Sequence[Condition] | None,
         namespace: int = 0,
         vault: SiteVault | None = None,
-        upstream: Callable[[list[DeviceDay]], None] | None = None,
+        upstream: Callable[[Tables, list[DeviceDay]], None] | None = None,
         clock: Callable[[], float] = time.time,
         flush_seconds: float = DEFAULT_FLUSH_SECONDS,
         max_queue: int = DEFAULT_MAX_QUEUE,
@@ -206,28 +207,41 @@ class Recorder:
                 return 0
             seen = self._seen(batch)
 
-            def write(tables: Tables) -> tuple[int, list[DeviceDay]]:
+            def write(tables: Tables) -> int:
                 self._seal(tables, batch)
                 moved = merge(tables, seen, self.conditions, now) if seen else 0
                 if due:
                     moved += sweep(tables, now)
-                return moved, self._days(tables, seen) if self.upstream else []
+                if seen and self.upstream is not None:  # in this transaction: never lost
+                    self.upstream(tables, self._days(tables, seen))
+                return moved
 
-            moved, days = self.store.write(write)
+            moved = self.store.write(write)
             if due:
                 self._last_sweep = now
             self.recorded += len(seen)
             self.transitions += moved
-        if days and self.upstream is not None:
-            self.upstream(days)
         return len(seen)
 
-    def ingest(self, seen: Sequence[Seen], now: int | None = None) -> int:
+    def ingest(
+        self,
+        seen: Sequence[Seen],
+        now: int | None = None,
+        *,
+        before: Callable[[Tables], None] | None = None,
+    ) -> int:
         """Record sightings another site sent (the central's upstream ingest); returns how
-        many transitions they caused."""
+        many transitions they caused. *before* runs first in the same write transaction
+        (it may still add to *seen*: the ingest's duplicate check)."""
         at = int(self.clock()) if now is None else now
+
+        def write(tables: Tables) -> int:
+            if before is not None:
+                before(tables)
+            return merge(tables, seen, self.conditions, at) if seen else 0
+
         with self._lock:
-            moved = self.store.write(lambda tables: merge(tables, seen, self.conditions, at))
+            moved = self.store.write(write)
             self.recorded += len(seen)
             self.transitions += moved
         return moved

@@ -88,11 +88,10 @@ def clone_site(
     site = CloneSite(paired=paired)
     upstream = None
     if settings.replica and settings.observations_key is not None:
-        from ceir.clones.upstream import Publisher
+        from ceir.clones.upstream import Outbox, Publisher
 
-        publisher = Publisher.from_settings(settings)
-        upstream = publisher.send
-        site.faces.append(publisher)
+        upstream = Outbox.from_settings(settings)
+        site.faces.append(Publisher.from_settings(settings, store))
     recorder = Recorder(
         store,
         tokenizer,

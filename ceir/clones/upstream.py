@@ -8,10 +8,20 @@ and no token the central (or another operator) could link to a person. It is sig
 the operator's Ed25519 key (``--observations-key``); the central verifies it with that
 operator's public key (``--observation-keys DIR`` holds ``<MCC-MNC>.pem``) and refuses a
 message whose signature, operator or subject disagree, so a rogue publisher cannot fake
-clones. ``Nats-Msg-Id`` (the SHA-256 of the message) makes a re-sent message a no-op.
+clones.
 
-Wire: ``CEIRO1 | operator u32 | sent_ms u64 | records | signature (64)``; a record is
-``device key (8) | day u32 | count u16 | n u16 | n x (token 16 | first u32 | last u32)``.
+Nothing is lost when a replica stops: the recorder seals each message in the same write
+transaction as the sightings it carries, into the replica's bounded ``outbox`` table
+(:class:`Outbox`); the :class:`Publisher` sends the waiting ones in order and deletes each
+once JetStream acknowledged it, so after a SIGTERM, a SIGKILL or a broker outage the rest
+goes out when the replica runs again. A message numbers itself (the outbox's epoch and
+sequence, signed): the central records each number once (:class:`Ingestor`, the last one
+per operator kept in its store with what it merged), and ``Nats-Msg-Id`` (the SHA-256 of
+the message) lets the broker drop a re-send within its duplicate window too.
+
+Wire: ``CEIRO2 | operator u32 | epoch u64 | seq u64 | sent_ms u64 | records | signature
+(64)``; a record is ``device key (8) | day u32 | count u16 | n u16 | n x (token 16 | first
+u32 | last u32)``. Sequence 0: not numbered (never skipped).
 """
 
 from __future__ import annotations
@@ -35,21 +45,38 @@ from ceir.config import Settings
 from ceir.errors import ConfigError, RefusedMessageError
 from ceir.replication.broker import Broker, BrokerTask, ensure_stream
 from ceir.replication.keys import load_signing_key, load_verify_key
+from ceir.store import Store
 from ceir.store.clonetables import Sighting, operator_code, operator_text
+from ceir.store.tables import Tables
 
-__all__ = ["STREAM", "SUBJECT", "Ingestor", "Publisher", "open_sightings", "seal_sightings"]
+__all__ = [
+    "OUTBOX_MAX",
+    "STREAM",
+    "SUBJECT",
+    "Ingestor",
+    "Outbox",
+    "Publisher",
+    "open_sightings",
+    "seal_sightings",
+]
 
 log = logging.getLogger("ceir.clones")
 
 STREAM = "CEIR_OBSERVATIONS"
 SUBJECT = "ceir.observations"
-_MAGIC = b"CEIRO1"
-_HEAD = struct.Struct(">IQ")
+_MAGIC = b"CEIRO2"
+_HEAD = struct.Struct(">IQQQ")
 _RECORD = struct.Struct(">8sIHH")
 _TOKEN = struct.Struct(">16sII")
 _SIG = 64
 _MAX_RECORDS = 4000  # ~ 4000 x (16 + 24) bytes: well under NATS's 1 MiB max_payload
-_QUEUE = 1000
+OUTBOX_MAX = 50_000
+"""Messages a replica's outbox holds at most (some 3 hours of 0.2 s flushes while the
+broker is away); past it new ones are dropped and counted."""
+_SEND_BATCH = 64
+_POLL = 0.1
+_MARK = b"upstream:"
+_U64 = struct.Struct(">Q")
 
 
 def subject(operator: str) -> str:
@@ -57,9 +84,15 @@ def subject(operator: str) -> str:
 
 
 def seal_sightings(
-    key: Ed25519PrivateKey, operator: int, days: Sequence[DeviceDay], sent_ms: int
+    key: Ed25519PrivateKey,
+    operator: int,
+    days: Sequence[DeviceDay],
+    sent_ms: int,
+    *,
+    epoch: int = 0,
+    seq: int = 0,
 ) -> bytes:
-    parts = [_MAGIC, _HEAD.pack(operator, sent_ms)]
+    parts = [_MAGIC, _HEAD.pack(operator, epoch, seq, sent_ms)]
     for d in days:
         parts.append(_RECORD.pack(d.key, d.day, min(d.count, 0xFFFF), len(d.sightings)))
         parts.extend(_TOKEN.pack(s.token, s.first_min, s.last_min) for s in d.sightings)
@@ -72,6 +105,8 @@ class Upstream:
     """A verified upstream message."""
 
     operator: int
+    epoch: int
+    seq: int
     sent_ms: int
     days: tuple[DeviceDay, ...]
 
@@ -86,7 +121,7 @@ def open_sightings(key: Ed25519PublicKey, data: bytes) -> Upstream:
     except InvalidSignature:
         raise RefusedMessageError("signature does not verify (forged or damaged)") from None
     at = len(_MAGIC)
-    operator, sent_ms = _HEAD.unpack_from(signed, at)
+    operator, epoch, seq, sent_ms = _HEAD.unpack_from(signed, at)
     at += _HEAD.size
     days = []
     try:
@@ -101,7 +136,7 @@ def open_sightings(key: Ed25519PublicKey, data: bytes) -> Upstream:
             days.append(DeviceDay(device, day, count, tuple(sightings)))
     except struct.error:
         raise RefusedMessageError("observations message is truncated") from None
-    return Upstream(operator, sent_ms, tuple(days))
+    return Upstream(operator, epoch, seq, sent_ms, tuple(days))
 
 
 def _broker(settings: Settings, url: str | None) -> Broker:
@@ -110,55 +145,75 @@ def _broker(settings: Settings, url: str | None) -> Broker:
     return Broker(url, settings.nats_user, settings.nats_password, settings.nats_creds)
 
 
-class Publisher(BrokerTask):
-    """A replica's upstream: what the recorder wrote, signed, published in order."""
+class Outbox:
+    """The recorder's upstream at a replica: what it recorded, sealed and stored in its
+    write transaction (``outbox``), for the :class:`Publisher` to send."""
 
-    task_name = "ceir-observations-publisher"
-
-    def __init__(self, broker: Broker, key: Ed25519PrivateKey, operator: str) -> None:
-        super().__init__()
-        self.broker = broker
+    def __init__(self, key: Ed25519PrivateKey, operator: str, limit: int = OUTBOX_MAX) -> None:
         self.key = key
         self.operator = operator
         self.code = operator_code(operator)
-        self.sent = 0
+        self.limit = limit
         self.lost = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(_QUEUE)
+        """Messages dropped because the outbox was full (the broker away for long)."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Publisher:
+    def from_settings(cls, settings: Settings) -> Outbox:
         if not settings.operator or not operator_code(settings.operator):
             raise ConfigError("--observations-key needs the replica's --operator (MCC-MNC)")
         assert settings.observations_key is not None
-        return cls(
-            _broker(settings, settings.nats),
-            load_signing_key(settings.observations_key),
-            settings.operator,
-        )
+        return cls(load_signing_key(settings.observations_key), settings.operator)
+
+    def __call__(self, tables: Tables, days: list[DeviceDay]) -> None:
+        """Called inside the recorder's write transaction with what it recorded."""
+        now = int(time.time() * 1000)
+        for i in range(0, len(days), _MAX_RECORDS):
+            if tables.outbox.waiting() >= self.limit:
+                if not self.lost:
+                    log.warning(
+                        "upstream: the outbox holds %d messages (the broker has been away "
+                        "long); dropping new sightings until it drains",
+                        self.limit,
+                    )
+                self.lost += 1
+                continue
+            epoch, seq = tables.outbox.reserve()
+            part = days[i : i + _MAX_RECORDS]
+            sealed = seal_sightings(self.key, self.code, part, now, epoch=epoch, seq=seq)
+            tables.outbox.put(seq, sealed)
+
+
+class Publisher(BrokerTask):
+    """A replica's upstream: the outbox's messages published in order, each deleted once
+    JetStream acknowledged it."""
+
+    task_name = "ceir-observations-publisher"
+
+    def __init__(self, store: Store, broker: Broker, operator: str) -> None:
+        super().__init__()
+        self.store = store
+        self.broker = broker
+        self.operator = operator
+        self.sent = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store) -> Publisher:
+        assert settings.operator is not None
+        return cls(store, _broker(settings, settings.nats), settings.operator)
 
     def describe(self) -> str:
         return f"sightings upstream to {self.broker.url} ({subject(self.operator)})"
 
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        await super().start()
+    def waiting(self) -> int:
+        with self.store.snapshot() as tables:
+            return tables.outbox.waiting()
 
-    def send(self, days: list[DeviceDay]) -> None:
-        """Called by the recorder's thread after each write: sealed, then queued."""
-        loop = self._loop
-        if loop is None:
-            return
-        now = int(time.time() * 1000)
-        for i in range(0, len(days), _MAX_RECORDS):
-            payload = seal_sightings(self.key, self.code, days[i : i + _MAX_RECORDS], now)
-            loop.call_soon_threadsafe(self._offer, payload)
+    def _oldest(self) -> list[tuple[int, bytes]]:
+        with self.store.snapshot() as tables:
+            return tables.outbox.oldest(_SEND_BATCH)
 
-    def _offer(self, payload: bytes) -> None:
-        try:
-            self._queue.put_nowait(payload)
-        except asyncio.QueueFull:
-            self.lost += 1
+    def _delete(self, seqs: list[int]) -> None:
+        self.store.write(lambda tables: tables.outbox.delete(seqs))
 
     async def _run(self) -> None:
         while self._nc is None:
@@ -176,18 +231,42 @@ class Publisher(BrokerTask):
                 log.debug("upstream: no stream yet (%s)", exc)
                 await asyncio.sleep(0.5)
         while True:
-            payload = await self._queue.get()
-            msg_id = hashlib.sha256(payload).hexdigest()[:32]
-            while True:
-                try:
+            batch = await asyncio.to_thread(self._oldest)
+            if not batch:
+                await asyncio.sleep(_POLL)
+                continue
+            done: list[int] = []
+            try:
+                for seq, payload in batch:
+                    msg_id = hashlib.sha256(payload).hexdigest()[:32]
                     await js.publish(
                         subject(self.operator), payload, headers={"Nats-Msg-Id": msg_id}
                     )
+                    done.append(seq)
                     self.sent += 1
-                    break
-                except Exception as exc:  # noqa: BLE001 - broker away: retry the same
-                    log.debug("upstream: publish failed (%s); retrying", exc)
-                    await asyncio.sleep(0.5)
+            except Exception as exc:  # noqa: BLE001 - broker away: the rest waits, kept
+                log.debug("upstream: publish failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                if done:
+                    await asyncio.to_thread(self._delete, done)
+
+
+def _seen(up: Upstream) -> list[Seen]:
+    return [
+        Seen(d.key, s.token, up.operator, up.operator, minute)
+        for d in up.days
+        for s in d.sightings
+        for minute in {s.first_min, s.last_min}
+    ]
+
+
+def _mark(tables: Tables, operator: int) -> tuple[int, int]:
+    """(epoch, sequence) of the last message taken from *operator*."""
+    value = tables.config.get(_MARK + operator.to_bytes(4, "big"))
+    if value is None:
+        return 0, 0
+    return _U64.unpack_from(value)[0], _U64.unpack_from(value, 8)[0]
 
 
 def load_operator_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
@@ -222,6 +301,8 @@ class Ingestor(BrokerTask):
         self.recorder = recorder
         self.ingested = 0
         self.refused = 0
+        self.skipped = 0
+        """Messages whose number the central had taken already (re-sent)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, recorder: Recorder) -> Ingestor:
@@ -232,7 +313,7 @@ class Ingestor(BrokerTask):
     def describe(self) -> str:
         return f"upstream sightings from {len(self.keys)} operators via {self.broker.url}"
 
-    def _open(self, msg: Any) -> list[Seen]:
+    def _verify(self, msg: Any) -> Upstream:
         operator = str(msg.subject).removeprefix(SUBJECT + ".")
         key = self.keys.get(operator)
         if key is None:
@@ -240,12 +321,40 @@ class Ingestor(BrokerTask):
         up = open_sightings(key, bytes(msg.data or b""))
         if operator_text(up.operator) != operator:
             raise RefusedMessageError("the message names another operator than its subject")
-        return [
-            Seen(d.key, s.token, up.operator, up.operator, minute)
-            for d in up.days
-            for s in d.sightings
-            for minute in {s.first_min, s.last_min}
-        ]
+        return up
+
+    def _open(self, msg: Any) -> list[Seen]:
+        return _seen(self._verify(msg))
+
+    def _ingest(self, ups: list[Upstream]) -> int:
+        """Merge the messages not taken before, and note the last number per operator,
+        in one write transaction; returns how many sightings were merged."""
+        seen: list[Seen] = []
+        skipped = [0]
+
+        def mark(tables: Tables) -> None:
+            seen.clear()  # (a transaction run again starts afresh)
+            skipped[0] = 0
+            marks: dict[int, tuple[int, int]] = {}
+            for up in ups:
+                if up.seq:
+                    last = marks.get(up.operator) or _mark(tables, up.operator)
+                    if last[0] == up.epoch and up.seq <= last[1]:
+                        skipped[0] += 1
+                        continue
+                    marks[up.operator] = (up.epoch, up.seq)
+                seen.extend(_seen(up))
+            for operator, (epoch, seq) in marks.items():
+                name = _MARK + operator.to_bytes(4, "big")
+                tables.config.put(name, _U64.pack(epoch) + _U64.pack(seq))
+
+        self.recorder.ingest(seen, before=mark)
+        if skipped[0]:
+            self.skipped += skipped[0]
+            log.info(
+                "ingest: %d re-sent observations message(s) skipped (taken before)", skipped[0]
+            )
+        return len(seen)
 
     async def _run(self) -> None:
         from nats.js import api
@@ -279,15 +388,14 @@ class Ingestor(BrokerTask):
                 sub = None
                 await asyncio.sleep(0.2)
                 continue
-            seen: list[Seen] = []
+            ups: list[Upstream] = []
             for msg in msgs:
                 try:
-                    seen += self._open(msg)
+                    ups.append(self._verify(msg))
                 except RefusedMessageError as exc:
                     self.refused += 1
                     log.warning("ingest: refused an observations message: %s", exc)
-            if seen:
-                await asyncio.to_thread(self.recorder.ingest, seen)
-                self.ingested += len(seen)
+            if ups:
+                self.ingested += await asyncio.to_thread(self._ingest, ups)
             for msg in msgs:
                 await msg.ack()

@@ -7,6 +7,8 @@
 ``clones``          device key -> state, conditions met, flagged day, block day, changed at
 ``pairs``           device key + namespace (4) + token (16) -> pair kind, paired at
 ``imsi_vault``      token (16) -> nonce + AES-GCM of the clear IMSI (a replica's own SIMs)
+``outbox``          a replica's upstream messages not yet acknowledged by the broker:
+                    sequence (8) -> sealed message; key 0 -> epoch (8) + next sequence (8)
 ==================  =========================================================================
 
 A *namespace* says whose key made a token: 0 the central register's identity-token key,
@@ -17,6 +19,7 @@ with its own key. An *operator* code says which network saw the SIM (0: unknown)
 from __future__ import annotations
 
 import enum
+import os
 import re
 import struct
 from collections.abc import Iterator, Sequence
@@ -31,6 +34,7 @@ __all__ = [
     "Clones",
     "ConditionKind",
     "Observations",
+    "Outbox",
     "PairKind",
     "Pairs",
     "Sighting",
@@ -47,6 +51,8 @@ _DROPPED = struct.Struct(">H")
 _CLONE = struct.Struct(">BBxxIII")
 _PAIR = struct.Struct(">BI")
 _NS = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_OUTBOX_HEAD = _U64.pack(0)
 _OPERATOR = re.compile(r"([0-9]{3})-([0-9]{2,3})")
 
 
@@ -277,3 +283,47 @@ class Vault(View):
 
     def tokens(self) -> list[bytes]:
         return [key for key, _value in self._items()]
+
+
+class Outbox(View):
+    """``outbox``: a replica's sealed upstream messages until the broker acknowledged
+    them (:mod:`ceir.clones.upstream`). Each gets the next number of this store's *epoch*
+    (8 random bytes made with the first one): the central skips a number it has taken,
+    and a store made anew (a new epoch) starts again at 1."""
+
+    __slots__ = ()
+
+    def _head(self) -> tuple[int, int]:
+        value = self._get(_OUTBOX_HEAD)
+        if value is None:
+            return 0, 0
+        return _U64.unpack_from(value)[0], _U64.unpack_from(value, 8)[0]
+
+    def reserve(self) -> tuple[int, int]:
+        """(epoch, sequence) for the next message; the sequence is never handed out again."""
+        epoch, last = self._head()
+        if not epoch:
+            epoch = int.from_bytes(os.urandom(8), "big") or 1
+        self._txn.put(_OUTBOX_HEAD, _U64.pack(epoch) + _U64.pack(last + 1), db=self._db)
+        return epoch, last + 1
+
+    def put(self, seq: int, message: bytes) -> None:
+        self._txn.put(_U64.pack(seq), message, db=self._db)
+
+    def oldest(self, n: int) -> list[tuple[int, bytes]]:
+        """Up to *n* waiting messages, oldest first."""
+        out = []
+        for key, value in self._items(_U64.pack(1)):
+            out.append((_U64.unpack(key)[0], value))
+            if len(out) >= n:
+                break
+        return out
+
+    def delete(self, seqs: Sequence[int]) -> None:
+        for seq in seqs:
+            self._txn.delete(_U64.pack(seq), db=self._db)
+
+    def waiting(self) -> int:
+        """How many messages wait."""
+        n = self.count()
+        return n - 1 if self._get(_OUTBOX_HEAD) is not None else n

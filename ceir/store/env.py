@@ -46,9 +46,9 @@ hot record stays 12 bytes:
 ``lists``
     the operators' list exports: one record per run and a compressed snapshot of each
     list it wrote, so a later run can write the delta (:mod:`ceir.store.lists`).
-``observations``, ``clones``, ``pairs``, ``imsi_vault``
+``observations``, ``clones``, ``pairs``, ``imsi_vault``, ``outbox``
     the clone detector's: SIMs seen per device, clone states, pairs, and at a replica its
-    own SIMs' IMSIs sealed under ``<db>.site-key`` (:mod:`ceir.store.clonetables`).
+    own SIMs' IMSIs sealed under ``<db>.site-key`` and its unsent upstream messages.
 
 Adding these to an older store needs no migration: they are created on the first
 writable open, and a read-only open of a store without them sees them as empty.
@@ -136,6 +136,7 @@ REGISTRY_DBS: dict[str, bool] = {
     "clones": False,
     "pairs": False,
     "imsi_vault": False,
+    "outbox": False,
 }
 
 T = TypeVar("T")

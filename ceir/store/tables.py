@@ -26,7 +26,7 @@ Key layouts (see :mod:`ceir.store.env` for what each table holds):
 ``volume``      4-byte hour + 1-byte feed-kind code + principal label (none: the whole
                 channel) -> 8-byte count of writes (:mod:`ceir.feeds.volume`)
 ``lists``       4-byte run id -> JSON run; run id + list name + NUL + 4-byte chunk -> bytes
-``observations`` ``clones`` ``pairs`` ``imsi_vault``: the clone detector's
+``observations`` ``clones`` ``pairs`` ``imsi_vault`` ``outbox``: the clone detector's
                 (:mod:`ceir.store.clonetables`)
 ==============  ===========================================================================
 """
@@ -43,7 +43,7 @@ from typing import Any
 from ceir.record import Record
 from ceir.store._view import SEP, TOKEN_BYTES, pack_fields, put_ascending, unpack_fields
 from ceir.store._view import View as _View
-from ceir.store.clonetables import Clones, Observations, Pairs, Vault
+from ceir.store.clonetables import Clones, Observations, Outbox, Pairs, Vault
 from ceir.store.details import Details
 from ceir.store.listruns import ListRuns
 
@@ -504,6 +504,7 @@ class Tables:
         "imports",
         "lists",
         "observations",
+        "outbox",
         "pairs",
         "rejects",
         "replica",
@@ -531,6 +532,7 @@ class Tables:
         self.clones = Clones(txn, dbs["clones"])
         self.pairs = Pairs(txn, dbs["pairs"])
         self.vault = Vault(txn, dbs["imsi_vault"])
+        self.outbox = Outbox(txn, dbs["outbox"])
         self.volume = Volume(txn, dbs["volume"])
 
     def next_stage_id(self) -> int:
