@@ -83,6 +83,7 @@ import lmdb
 from ceir.errors import StoreError, StoreSchemaError
 from ceir.record import Record
 from ceir.store import changes
+from ceir.store._writer import Writer
 from ceir.store.tables import Tables, TacInfo
 
 __all__ = [
@@ -167,6 +168,7 @@ class Store:
         self.path = path
         self.readonly = readonly
         self.durable = durable
+        self.writer = Writer(env, path, readonly=readonly)
         self.devices = env.open_db(b"devices", create=not readonly)
         self.tacs = env.open_db(b"tacs", create=not readonly)
         self.meta = env.open_db(b"meta", create=not readonly)
@@ -188,6 +190,7 @@ class Store:
                 (self.path / UNSYNCED).unlink(missing_ok=True)
             except (lmdb.Error, OSError) as exc:
                 log.warning("cannot sync store %s on close: %s", self.path, exc)
+        self.writer.close()
         self.env.close()
 
     def __enter__(self) -> Store:
@@ -323,22 +326,7 @@ class Store:
         return self._write_txn(lambda txn: fn(Tables(txn, self.devices, self.tacs, self.dbs)))
 
     def _write_txn(self, fn: Callable[[Any], T]) -> T:
-        if self.readonly:
-            raise StoreError(f"store {self.path} is open read-only")
-        while True:
-            try:
-                with self.env.begin(write=True) as txn:
-                    return fn(txn)
-            except lmdb.MapFullError:
-                self._grow()
-            except lmdb.MapResizedError:
-                self.env.set_mapsize(0)  # another process grew the map; adopt it
-            except lmdb.Error as exc:
-                raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
-
-    def _grow(self) -> None:
-        size = self.env.info()["map_size"]
-        self.env.set_mapsize(size * 2)
+        return self.writer.run(fn)  # writers take turns (ceir.store._writer)
 
     def put_devices(self, items: Iterable[tuple[bytes, Record]]) -> int:
         """Store records in one write transaction, sorted by key; returns how many."""
