@@ -217,7 +217,7 @@ def _child() -> None:
     threading.Thread(target=_orphaned, daemon=True).start()
     lines = _Lines(sys.stdout)
     try:
-        store = open_store(job.db)
+        store = open_store(job.db, metasync=False)  # one fsync a batch; close syncs
         try:
             result = submit(
                 store, job.kind, Path(f"/proc/self/fd/{job.fd}"), actor=job.actor,

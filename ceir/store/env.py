@@ -163,11 +163,14 @@ class Usage:
 class Store:
     """An open ceir store. Make one with :func:`open_store`; close it when done."""
 
-    def __init__(self, env: Any, path: Path, *, readonly: bool, durable: bool = True) -> None:
+    def __init__(
+        self, env: Any, path: Path, *, readonly: bool, durable: bool = True, metasync: bool = True
+    ) -> None:
         self.env = env
         self.path = path
         self.readonly = readonly
         self.durable = durable
+        self.metasync = metasync
         self.writer = Writer(env, path, readonly=readonly)
         self.devices = env.open_db(b"devices", create=not readonly)
         self.tacs = env.open_db(b"tacs", create=not readonly)
@@ -184,10 +187,11 @@ class Store:
     # -- process life ------------------------------------------------------------
 
     def close(self) -> None:
-        if not self.durable and not self.readonly:
+        if not self.readonly and not (self.durable and self.metasync):
             try:
                 self.env.sync(True)
-                (self.path / UNSYNCED).unlink(missing_ok=True)
+                if not self.durable:
+                    (self.path / UNSYNCED).unlink(missing_ok=True)
             except (lmdb.Error, OSError) as exc:
                 log.warning("cannot sync store %s on close: %s", self.path, exc)
         self.writer.close()
@@ -527,7 +531,9 @@ def _not_durable(path: Path) -> None:
         raise StoreError(f"cannot mark store {path} as written without fsync: {exc}") from exc
 
 
-def open_store(path: str | Path, *, readonly: bool = False, durable: bool = True) -> Store:
+def open_store(
+    path: str | Path, *, readonly: bool = False, durable: bool = True, metasync: bool = True
+) -> Store:
     """Open (and, unless *readonly*, create) the store at directory *path*.
 
     The data file is checked before it is mapped (:func:`check_file`): a truncated or
@@ -538,6 +544,9 @@ def open_store(path: str | Path, *, readonly: bool = False, durable: bool = True
     cache); a system crash may lose or tear the last commits, so a store found written
     that way by an earlier boot is discarded and the replica bootstraps again from the
     central's snapshot. A clean close syncs it.
+
+    ``metasync=False`` (a served import's process): one fsync a commit, not two (LMDB
+    ``MDB_NOMETASYNC``); a system crash may undo the last commit, never tear it.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -567,6 +576,7 @@ def open_store(path: str | Path, *, readonly: bool = False, durable: bool = True
             readonly=readonly,
             readahead=False,  # lookups are random; readahead only evicts hot pages
             sync=durable,
+            metasync=metasync,
             subdir=True,
             mode=0o600,
         )
@@ -574,7 +584,7 @@ def open_store(path: str | Path, *, readonly: bool = False, durable: bool = True
         raise StoreError(f"cannot open store {path}: {exc}") from exc
     try:
         _refuse_other_schema(env, path)  # before a writable open adds this version's tables
-        store = Store(env, path, readonly=readonly, durable=durable)
+        store = Store(env, path, readonly=readonly, durable=durable, metasync=metasync)
         _check_schema(store)
     except lmdb.Error as exc:
         env.close()

@@ -101,3 +101,16 @@ def test_the_turnstile_is_a_private_file_of_the_store(tmp_path: Path) -> None:
         assert mode == 0o600
     finally:
         store.close()
+
+
+def test_a_store_without_meta_sync_keeps_its_writes(tmp_path: Path) -> None:
+    """metasync=False (a served import's process) commits as usual; close syncs."""
+    store = open_store(tmp_path / "db", metasync=False)
+    store._write_txn(lambda txn: txn.put(b"k", b"v", db=store.meta))
+    store.close()
+    again = open_store(tmp_path / "db", readonly=True)
+    try:
+        with again._reading(again.meta) as txn:
+            assert txn.get(b"k") == b"v"
+    finally:
+        again.close()
