@@ -11,8 +11,8 @@ is parsed row by row, so its reject, fix and message are the row-by-row parser's
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -25,10 +25,19 @@ from ceir.store.details import encode, token_values
 from ceir.store.identity import TOKEN_BYTES, IdKind
 from ceir.store.tables import SEP
 
-__all__ = ["Proof", "prove", "stored_form"]
+__all__ = ["Proof", "Refusal", "prove", "stored_form"]
 
 _TO_SEP = bytes.maketrans(b",", SEP.encode())
 _DIGIT_LO, _DIGIT_HI, _PLUS = 48, 57, 43
+
+
+class Refusal(NamedTuple):
+    """A date whose rows are rejected alike: one of them (a chunk row), the date's text
+    and the reject the kind's parser gave that row."""
+
+    row: int
+    date: bytes
+    error: FeedRowError
 
 
 @dataclass
@@ -47,6 +56,11 @@ class Proof:
     """Fields of the proven rows only."""
     feed: Feed
     ctx: Context
+    refused: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Chunk rows rejected by their date alone (``Feed.rejects_by_date``), ascending..."""
+    refusal: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    """...each with the index of its date in :attr:`refusals`."""
+    refusals: list[Refusal] = field(default_factory=list)
 
     def details(self, select: npt.NDArray[np.int64]) -> list[bytes]:
         """The ``details`` values of proven rows ``rows[select]``: as stored
@@ -132,22 +146,51 @@ def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] |
             iso &= (days >= _FIRST_DAY) & (days < _AFTER_DAY)
         ok[picked[~iso]] = False
         picked, days = picked[iso], days[iso]
+    refused = refusal = np.zeros(0, np.int64)
+    refusals: list[Refusal] = []
     if picked.size:
-        uniq, first, inverse = np.unique(days, return_index=True, return_inverse=True)
-        good = np.zeros(len(uniq), bool)
-        index = np.zeros(len(uniq), np.int64)
+        _uniq, first, inverse = np.unique(days, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
         reps = picked[first]
-        made = _details(feed.kind, chunk, f, reps, ctx)  # the arrays' details, at once
-        for u in range(len(uniq)):
-            record = _representative(chunk, f, int(reps[u]), feed, ctx, keys, made[u])
-            if record is not None:
-                good[u], index[u] = True, len(records)
-                records.append(record)
-        ok[picked] = good[inverse.ravel()]
-        rec[picked] = index[inverse.ravel()]
+        good, index, slot, refusals = _dates(chunk, f, reps, feed, ctx, keys, records)
+        ok[picked] = good[inverse]
+        rec[picked] = index[inverse]
+        gone = slot[inverse] >= 0
+        refused, refusal = f.rows[picked[gone]], slot[inverse[gone]]
     sel = np.flatnonzero(ok)
     sub = Fields(f.rows[sel], f.starts[sel], f.stops[sel])
-    return Proof(f.rows[sel], keys[sel], rec[sel], records, chunk, sub, feed, ctx)
+    return Proof(
+        f.rows[sel], keys[sel], rec[sel], records, chunk, sub, feed, ctx, refused, refusal, refusals
+    )
+
+
+def _dates(
+    chunk: Chunk,
+    f: Fields,
+    reps: npt.NDArray[np.int64],
+    feed: Feed,
+    ctx: Context,
+    keys: npt.NDArray[np.uint64],
+    records: list[bytes],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.int64], list[Refusal]]:
+    """Each distinct date's representative row *reps* (of *f*) parsed by the kind: whether
+    it is accepted, its record's index in *records* (added), and for a date that rejects
+    its rows alike (``Feed.rejects_by_date``) its index in the refusals returned (else -1)."""
+    n, date = len(reps), len(feed.fields) - 1
+    good, index = np.zeros(n, bool), np.zeros(n, np.int64)
+    slot = np.full(n, -1, np.int64)
+    refusals: list[Refusal] = []
+    made = _details(feed.kind, chunk, f, reps, ctx)  # the arrays' details, at once
+    for u, i in enumerate(reps.tolist()):
+        got = _representative(chunk, f, i, feed, ctx, keys, made[u])
+        if isinstance(got, bytes):
+            good[u], index[u] = True, len(records)
+            records.append(got)
+        elif feed.rejects_by_date:
+            at = int(f.starts[i, date])
+            slot[u] = len(refusals)
+            refusals.append(Refusal(int(f.rows[i]), chunk.buf[at : at + 10], got))
+    return good, index, slot, refusals
 
 
 def _inside(at: npt.NDArray[np.int64], f: Fields, j: int) -> npt.NDArray[np.int64]:
@@ -178,18 +221,18 @@ def _representative(
     ctx: Context,
     keys: npt.NDArray[np.uint64],
     details: bytes,
-) -> bytes | None:
-    """The packed record row *i* (of *f*) parses to with the kind's own parser, or None
-    when it is rejected; a key or details differing from the arrays' (*details*) is a bug
-    that sends the file to the row-by-row path."""
+) -> bytes | FeedRowError:
+    """The packed record row *i* (of *f*) parses to with the kind's own parser, or its
+    reject; a key or details differing from the arrays' (*details*) is a bug that sends
+    the file to the row-by-row path."""
     _line, values = chunk.values(int(f.rows[i]), len(feed.fields))
     if isinstance(values, FeedRowError):  # pragma: no cover - split() checked the width
         raise NotPlainError
     trimmed, fixed = ctx.trimmed, ctx.fixed
     try:
         cand = feed.parse(values, ctx)
-    except FeedRowError:
-        return None
+    except FeedRowError as exc:
+        return exc
     finally:
         ctx.trimmed, ctx.fixed = trimmed, fixed
     if cand.key != int(keys[i]).to_bytes(8, "big") or stored_form(feed, cand.details) != details:

@@ -33,8 +33,10 @@ ROW = np.dtype(
 """A parsed row: its key, where its line is in the file (offset, length without the line
 end), its 0-based row number, its new record (an index into the import's records) and
 :data:`SLOW` / :data:`DUP`."""
-ERROR = np.dtype([("off", "<u8"), ("row", "<u4"), ("len", "<u4")])
-"""A row that did not parse: where it is (its reject is made again from its bytes)."""
+ERROR = np.dtype([("off", "<u8"), ("row", "<u4"), ("len", "<u4"), ("err", "<u4")])
+"""A row that did not parse: where it is (its reject is made again from its bytes), and
+for a row rejected by its date alone (``Feed.rejects_by_date``) 1 + the index of that
+date's representative row, whose reject it shares (else 0)."""
 SLOW = 1
 """Parsed by the kind's own ``parse`` (not proven by arrays): read again when written."""
 DUP = 2

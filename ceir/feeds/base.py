@@ -172,6 +172,10 @@ class Feed:
     recurring: ClassVar[bool] = False
     """Rows for already-registered devices are normal (operator dumps): unchanged."""
     default_max_new: ClassVar[int] = 1_000_000
+    rejects_by_date: ClassVar[bool] = False
+    """A row whose other fields the bulk proof checked is accepted or rejected by its date
+    alone, with the same reject (once redacted) for every such row of a date, in one
+    pass: the bulk path parses one row per date and gives its reject to the others."""
 
     def parse(self, values: Sequence[str], ctx: Context) -> Candidate:
         raise NotImplementedError

@@ -40,7 +40,7 @@ import numpy.typing as npt
 from ceir.errors import FeedRowError, StoreError
 from ceir.feeds import Kind
 from ceir.feeds._plain import Chunk, NotPlainError, chunks, key_bytes, pieces, row_values, split
-from ceir.feeds._proof import _TO_SEP, _details, prove, stored_form
+from ceir.feeds._proof import _TO_SEP, Proof, _details, prove, stored_form
 from ceir.feeds._spool import DUP, ERROR, ROW, SLOW, Rows, Spool, key_order
 from ceir.feeds.base import Candidate, Context, Outcome
 from ceir.feeds.reader import Row
@@ -56,7 +56,10 @@ if TYPE_CHECKING:
 __all__ = ["Bulk", "NotPlainError"]
 
 U64 = npt.NDArray[np.uint64]
+U32 = npt.NDArray[np.uint32]
 _ADDED, _CHANGED, _UNCHANGED, _CONFLICT = 0, 1, 2, 3
+_PLACE = ("off", "row", "len")
+"""The fields a parsed row (``ROW``) and a failed one (``ERROR``) share."""
 _CHECK_ROWS = 250_000
 """Rows per chunk of the check pass."""
 _MAX_ROWS = (1 << 32) - 1
@@ -75,6 +78,10 @@ class Bulk:
         self._record_ids: dict[bytes, int] = {}
         self.errors: Spool | None = None
         self.order: Spool | None = None
+        self.refusals: list[tuple[int, int, int]] = []
+        """Where the representative row of each date that rejects its rows alike is (offset,
+        length, row): ``ERROR.err`` - 1 indexes it."""
+        self._refusal_ids: dict[bytes, int] = {}
         self._map: mmap.mmap | None = None
 
     def _context(self, tables: Tables, now: float) -> Context:
@@ -123,9 +130,20 @@ class Bulk:
             if not count:
                 ctx.trimmed, ctx.fixed = trimmed, fixed
 
-    def _error(self, row: Any, ctx: Context) -> FeedRowError:
-        """The parse error of a spooled row that did not parse."""
-        _line, values = self._values(int(row["off"]), int(row["len"]), int(row["row"]))
+    def _error(self, row: Any, ctx: Context, shared: dict[int, FeedRowError]) -> FeedRowError:
+        """The parse error of a spooled row that did not parse; for one rejected by its
+        date alone, its date's representative's (parsed once per *shared*)."""
+        err = int(row["err"])
+        if err:
+            found = shared.get(err)
+            if found is None:
+                off, length, at = self.refusals[err - 1]
+                found = shared[err] = self._parse_error(off, length, at, ctx)
+            return found
+        return self._parse_error(int(row["off"]), int(row["len"]), int(row["row"]), ctx)
+
+    def _parse_error(self, off: int, length: int, row: int, ctx: Context) -> FeedRowError:
+        _line, values = self._values(off, length, row)
         if isinstance(values, FeedRowError):
             return values
         try:
@@ -133,7 +151,7 @@ class Bulk:
         except FeedRowError as exc:
             return exc
         raise StoreError(  # pragma: no cover - it did not parse before
-            f"row {int(row['row']) + 2} of {self.imp.name} changed"
+            f"row {row + 2} of {self.imp.name} changed"
         )
 
     def _fast_details(self, live: Rows, ctx: Context) -> list[bytes]:
@@ -233,8 +251,14 @@ class Bulk:
         if len(ids):
             out["rec"][proof.rows] = ids[proof.rec]
         ok[proof.rows] = True
+        err = np.zeros(n, np.uint32)
+        kept = self._refuse(chunk, proof, found, err)
+        room = max(importer.MAX_KEPT_REJECTS - len(found.rejects), 0)
+        slow: list[Reject] = []  # the first rejects of the rows parsed one by one
+        done = ok.copy()
+        done[proof.refused] = True
         bad: list[int] = []
-        for r in np.flatnonzero(~ok).tolist():
+        for r in np.flatnonzero(~done).tolist():
             _line, values = chunk.values(r, self.width)
             try:
                 if isinstance(values, FeedRowError):
@@ -245,8 +269,8 @@ class Bulk:
                 rej = importer._reject(chunk.line_number(r), exc, feed)
                 found.rejected[rej.reason] += 1
                 found.malformed += importer._malformed(exc)
-                if len(found.rejects) < importer.MAX_KEPT_REJECTS:
-                    found.rejects.append(rej)
+                if len(slow) < room:
+                    slow.append(rej)
                 continue
             ok[r] = True
             out["key"][r] = int.from_bytes(cand.key, "big")
@@ -256,11 +280,47 @@ class Bulk:
         out["off"] = chunk.offset + chunk.begins
         out["len"] = chunk.ends - chunk.begins
         parsed.append(out[ok])
-        if bad and self.errors is not None:
-            errors = np.zeros(len(bad), ERROR)
-            for name in ERROR.names or ():
-                errors[name] = out[name][bad]
+        kept += slow
+        kept.sort(key=lambda r: r.line)  # the first rejects by line, as row by row
+        found.rejects.extend(kept[:room])
+        failed = np.union1d(np.array(bad, np.int64), proof.refused)
+        if len(failed) and self.errors is not None:
+            errors = np.zeros(len(failed), ERROR)
+            for name in _PLACE:
+                errors[name] = out[name][failed]
+            errors["err"] = err[failed]
             self.errors.append(errors)
+
+    def _refuse(self, chunk: Chunk, proof: Proof, found: _Check, err: U32) -> list[Reject]:
+        """Count the rows of *chunk* rejected by their date alone, each as its date's
+        representative was, and mark them in *err*; the rejects to keep (in row order, at
+        most as many as are kept)."""
+        from ceir.feeds import importer
+
+        kept: list[Reject] = []
+        if not len(proof.refused):
+            return kept
+        ids = np.zeros(len(proof.refusals), np.uint32)
+        for k, (rep, date, exc) in enumerate(proof.refusals):
+            found_id = self._refusal_ids.get(date)
+            if found_id is None:
+                found_id = self._refusal_ids[date] = len(self.refusals)
+                at = int(chunk.begins[rep])
+                self.refusals.append(
+                    (chunk.offset + at, int(chunk.ends[rep]) - at, chunk.start + rep)
+                )
+            ids[k] = found_id + 1
+            rows = proof.refused[proof.refusal == k]
+            rej = importer._reject(0, exc, self.imp.feed)
+            found.rejected[rej.reason] += len(rows)
+            found.malformed += importer._malformed(exc) * len(rows)
+            room = importer.MAX_KEPT_REJECTS - len(found.rejects)
+            kept.extend(
+                Reject(chunk.line_number(r), rej.field, rej.reason, rej.message, rej.fix)
+                for r in rows[:room].tolist()
+            )
+        err[proof.refused] = ids[proof.refusal]
+        return kept
 
     def _sort(
         self, tables: Tables, ctx: Context, parsed: Rows, found: _Check, *, decide: bool
@@ -281,7 +341,7 @@ class Bulk:
             part["flags"][dup] |= DUP
             if dup.any():
                 picked = np.zeros(int(dup.sum()), ERROR)
-                for name in ERROR.names or ():
+                for name in _PLACE:
                     picked[name] = part[name][dup]
                 dups.append(picked)
             if decide:
@@ -388,20 +448,26 @@ class Bulk:
         counts: dict[str, Any] = info["counts"]
         rejected: Counter[str] = Counter(counts["rejected"])
         failed: dict[int, FeedRowError] = {}
+        shared: dict[int, FeedRowError] = {}
         for row in errors[start:stop]:
-            failed[int(row["row"])] = self._error(row, ctx)
+            failed[int(row["row"])] = self._error(row, ctx, shared)
         part = order[max(start - len(errors), 0) : max(stop - len(errors), 0)]
         if len(part):
             changes, details = self._changes(tables, ctx, part, records, counts, failed)
             self._put(tables, changes, details)
             audit.append_columns(tables, changes, int(imp.clock()), origin)
         rejects = []
+        made: dict[FeedRowError, Reject] = {}  # a shared error is redacted once
         for r in sorted(failed):
             exc = failed[r]
-            rej = importer._reject(r + 2, exc, imp.feed)
+            rej = made.get(exc)
+            if rej is None:
+                rej = made[exc] = importer._reject(0, exc, imp.feed)
             rejected[rej.reason] += 1
             counts["malformed"] += importer._malformed(exc)
-            rejects.append((r, rej.to_dict()))
+            rejects.append(
+                (r, Reject(r + 2, rej.field, rej.reason, rej.message, rej.fix).to_dict())
+            )
         counts["rejected"] = dict(rejected)
         counts["trimmed"] += ctx.trimmed
         counts["fixed"] += ctx.fixed

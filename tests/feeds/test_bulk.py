@@ -34,7 +34,7 @@ from ceir.feeds.importer import import_file
 from ceir.store import Store, audit, changes, open_store
 from ceir.store.backup import verify
 
-from .conftest import ACTOR
+from .conftest import ACTOR, csv_text, imei
 
 NOW = 1_750_000_000.0
 
@@ -233,6 +233,33 @@ def test_operator_dump_bulk_equals_row_by_row_on_edge_cases(root: Path, text: st
     assert got_summary == want_summary
     assert got == want
     assert want["details"]  # something was registered, with tokens
+
+
+@pytest.mark.parametrize(("kept", "ratio"), [(5, 1.0), (10_000, 1.0), (5, 0.01), (10_000, 0.01)])
+def test_dump_rows_rejected_by_their_date_alike_equal_row_by_row(
+    root: Path, monkeypatch: pytest.MonkeyPatch, kept: int, ratio: float
+) -> None:
+    """Rows after the cutoff, in the future or on no day (one reject per date, shared by
+    its rows on the bulk path) mixed with rows parsed one by one (a bad IMSI) across
+    chunks and batches: the same counts, kept rejects (the first by line) and store,
+    imported or refused for its bad rows."""
+    from ceir.feeds import bulk, importer
+
+    monkeypatch.setattr(importer, "MAX_KEPT_REJECTS", kept)
+    monkeypatch.setattr(bulk, "_CHECK_ROWS", 37)
+    dates = ["2021-03-01", "2099-01-01", "2019-02-30", "2020-09-16", "2019-05-01"]
+    rows = []
+    for i in range(300):
+        imsi = "5101A0000000001" if i % 7 == 3 else f"51010{i:010d}"
+        rows.append(f"{imei(i)},{imsi},+628{i:09d},{dates[i % 5 if i % 11 else 0]}")
+    feed = csv_text("imei,imsi,msisdn,first_seen", *rows).encode()
+    (want, want_summary), (got, got_summary) = _both(
+        root, Kind.OPERATOR_DUMP, feed, Options(max_bad_ratio=ratio, batch_rows=23)
+    )
+    assert want_summary["rejected"]["not_eligible"] > 50
+    assert ("refused" in want_summary) == (ratio < 1)
+    assert want_summary["first_rejects"]
+    _same(got, got_summary, want, want_summary, one_batch=False)
 
 
 def test_refused_file_reports_the_same_rejects(root: Path) -> None:
