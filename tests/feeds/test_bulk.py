@@ -13,8 +13,10 @@ two stores are equal byte for byte, the audit chain included.
 
 from __future__ import annotations
 
+import csv
 import io
 import itertools
+import random
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -31,6 +33,7 @@ from ceir.feeds import Kind, _spool
 from ceir.feeds.base import Options
 from ceir.feeds.gen import POOL, generate
 from ceir.feeds.importer import import_file
+from ceir.imei import check_digit
 from ceir.store import Store, audit, changes, open_store
 from ceir.store.backup import verify
 
@@ -67,11 +70,18 @@ def _dump(store: Store) -> dict[str, Any]:
 
 
 def _both(
-    root: Path, kind: Kind, feed: bytes, options: Options, before: bytes | None = None
+    root: Path,
+    kind: Kind,
+    feed: bytes,
+    options: Options,
+    before: bytes | None = None,
+    tacs: Path | None = None,
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Import (*before*, then) *feed* row by row and in bulk; each run's dump and summary."""
-    tacs = root / "tac.csv"
-    generate(Kind.TAC, POOL, tacs)
+    """Import (*before*, then) *feed* row by row and in bulk, over the TAC file *tacs*
+    (default: the generator's); each run's dump and summary."""
+    if tacs is None:
+        tacs = root / "tac.csv"
+        generate(Kind.TAC, POOL, tacs)
     results = []
     for use_bulk in (False, True):
         db = root / f"store-{use_bulk}"
@@ -300,3 +310,53 @@ def test_key_order_sorts_by_key_then_row_in_ranges(keys: list[int], bucket: int)
             want.add(i)
         seen.add(k)
     assert set(got["row"][dup].tolist()) == want
+
+
+OSMOCOM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "osmocom-tacdb.csv"
+
+
+def _from_real_tacs(rows: list[list[str]], seed: int) -> bytes:
+    """A manufacturer file of devices of the real TAC database's rows, its dirt carried
+    over: TACs that lost their leading zero (14-digit IMEIs), TACs with a space, names
+    with spaces around them, non-ASCII names; some rows repeated, some dates bad."""
+    rng = random.Random(seed)
+    lines = ["imei,brand,model,tpp_number,maker_id,produced_at"]
+    for i, row in enumerate(rows):
+        tac, brand, model = row[0], row[1], row[2]
+        digits = tac.strip()
+        body = f"{digits:0>8}{rng.randrange(10**6):06d}"  # a 7-digit TAC: the zero it lost
+        imei = body + (str(check_digit(body)) if body.isdigit() else "")
+        if len(digits) < 8:
+            imei = imei[8 - len(digits) :]  # ... and the IMEI lost it too
+        if tac != tac.strip():
+            imei = tac[: len(tac) - len(tac.lstrip())] + imei  # the space stays
+        day = f"20{rng.randrange(10, 25)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+        if rng.random() < 0.02:
+            day = day[:-1]
+        brand, model = brand.replace(",", " "), model.replace(",", " ") or "-"
+        lines.append(f"{imei},{brand or '-'},{model},TPP-{i % 97:05d},M{i % 13:04d},{day}")
+        if rng.random() < 0.03:
+            lines.append(lines[-1])
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("batch", [97, 100_000])
+def test_bulk_equals_row_by_row_on_the_real_tac_databases_dirt(root: Path, batch: int) -> None:
+    """Over the real Osmocom TAC database (imported with its dirt rejected), a file of its
+    devices with that dirt: the same outcome on both paths (the file stays plain CSV, so
+    the bulk path reads it: the row-by-row one only where a row is not proven)."""
+    if not OSMOCOM.exists():
+        pytest.skip(f"the real TAC database is not at {OSMOCOM}")
+    with OSMOCOM.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))[2:]
+    rng = random.Random(5)
+    picked = rng.sample(rows, 3_000) + [r for r in rows if len(r[0].strip()) != 8][:300]
+    feed = _from_real_tacs(picked, 6)
+    options = Options(batch_rows=batch, max_bad_ratio=1.0, max_new_devices=10**6)
+    (want, want_summary), (got, got_summary) = _both(
+        root, Kind.MANUFACTURER, feed, options, tacs=OSMOCOM
+    )
+    assert want_summary["rejected"].get("unknown_tac", 0) > 100  # the dirt did its part
+    assert want_summary["rejected"].get("duplicate", 0) > 10
+    assert want_summary["added"] > 2_000
+    _same(got, got_summary, want, want_summary, one_batch=batch >= len(picked) * 2)
