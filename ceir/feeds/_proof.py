@@ -149,8 +149,7 @@ def prove(chunk: Chunk, feed: Feed, ctx: Context, tacs: npt.NDArray[np.uint64] |
     refused = refusal = np.zeros(0, np.int64)
     refusals: list[Refusal] = []
     if picked.size:
-        _uniq, first, inverse = np.unique(days, return_index=True, return_inverse=True)
-        inverse = inverse.ravel()
+        _uniq, first, inverse = _distinct(days)
         reps = picked[first]
         good, index, slot, refusals = _dates(chunk, f, reps, feed, ctx, keys, records)
         ok[picked] = good[inverse]
@@ -193,6 +192,26 @@ def _dates(
     return good, index, slot, refusals
 
 
+def _distinct(
+    values: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The distinct *values* ascending, the index of a row holding each, and each row's
+    distinct value's index: through a table over the values' span where it is small
+    (a file's dates: a few thousand days), else by sorting (``np.unique``)."""
+    low, high = int(values.min()), int(values.max())
+    if high - low > 4 * len(values) + 4096:
+        uniq, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+        return uniq, first, inverse.ravel()
+    at = values - low
+    present = np.zeros(high - low + 1, bool)
+    present[at] = True
+    slot = np.cumsum(present) - 1
+    holder = np.empty(len(present), np.int64)
+    holder[at] = np.arange(len(values))  # any row of each value will do
+    where = np.flatnonzero(present)
+    return where + low, holder[where], slot[at]
+
+
 def _inside(at: npt.NDArray[np.int64], f: Fields, j: int) -> npt.NDArray[np.int64]:
     """How many of the byte offsets *at* (sorted) lie inside field *j* of each row."""
     found: npt.NDArray[np.int64] = np.searchsorted(at, f.stops[:, j]) - np.searchsorted(
@@ -202,7 +221,7 @@ def _inside(at: npt.NDArray[np.int64], f: Fields, j: int) -> npt.NDArray[np.int6
 
 
 _DAY_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9])
-_DAY_POWERS = (10 ** np.arange(7, -1, -1)).astype(np.int64)
+_DAY_POWERS = (10.0 ** np.arange(7, -1, -1)).astype(np.float64)
 
 
 def _iso_days(text: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -210,7 +229,8 @@ def _iso_days(text: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.N
     ``YYYY-MM-DD`` (digits and two dashes; the integer is exact only then)."""
     digits = text[:, _DAY_DIGITS] - np.uint8(48)
     iso = np.all(digits <= 9, axis=1) & (text[:, 4] == 45) & (text[:, 7] == 45)
-    return digits.astype(np.int64) @ _DAY_POWERS, iso
+    days = (digits.astype(np.float64) @ _DAY_POWERS).astype(np.int64)  # exact: < 10**8
+    return days, iso
 
 
 def _representative(
