@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from ceir.feeds import Kind
+from ceir.feeds import Kind, gen
 from ceir.feeds.base import Options
 from ceir.feeds.gen import POOL, generate
 from ceir.feeds.importer import import_file
@@ -72,11 +72,15 @@ class PeakMemory:
 
 
 def feed_file(args: argparse.Namespace, kind: Kind) -> Path:
-    feed = args.dir / f"{kind.value}-{args.rows}-{args.dirt}-{args.seed}.csv"
+    # Over a --base store the file's devices come after the base's (serial indexes
+    # --base on): new devices spread over the whole key range of the stored ones.
+    name = f"{kind.value}-{args.rows}-{args.dirt}-{args.seed}"
+    feed = args.dir / (f"{name}-after-{args.base}.csv" if args.base else f"{name}.csv")
     if not feed.exists():
+        start = (kind.code - 1) * gen.REGION + args.base if args.base else -1
         started = time.perf_counter()
         partial = feed.with_suffix(".partial")
-        generate(kind, args.rows, partial, dirt=args.dirt, seed=args.seed)
+        generate(kind, args.rows, partial, dirt=args.dirt, seed=args.seed, start=start)
         partial.rename(feed)
         print(f"generated {feed} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return feed

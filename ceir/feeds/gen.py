@@ -29,8 +29,8 @@ __all__ = ["POOL", "device_imei", "generate", "rows", "tac_entry", "write_rows"]
 
 POOL = 500
 """How many TACs the device feeds draw from."""
-_REGION = 50_000_000
-"""Serial indexes per kind: kind k uses [k * _REGION, (k + 1) * _REGION)."""
+REGION = 50_000_000
+"""Serial indexes per kind: kind k uses [k * REGION, (k + 1) * REGION)."""
 _BRANDS = (
     ("Samsung", "Galaxy A"),
     ("Apple", "iPhone "),
@@ -82,7 +82,7 @@ class _Rows:
     def __init__(self, kind: Kind, seed: int, start: int, now: int) -> None:
         self.kind = kind
         self.rng = random.Random(seed)
-        self.base = start if start >= 0 else (kind.code - 1) * _REGION
+        self.base = start if start >= 0 else (kind.code - 1) * REGION
         self.now = now
         self.identity = ""
         self.arrival = ""
@@ -139,7 +139,7 @@ class _Rows:
 
     def lost_stolen(self, i: int, imei: str) -> list[str]:
         # Blocks of manufacturer-registered devices; some unblocked.
-        device = device_imei((Kind.MANUFACTURER.code - 1) * _REGION + i)
+        device = device_imei((Kind.MANUFACTURER.code - 1) * REGION + i)
         action = "BLOCK" if self.rng.random() < 0.9 else "UNBLOCK"
         return [device, f"POLRI/{i:07d}", action, _date(self.rng, self.now - 365 * _DAY, 365)]
 
