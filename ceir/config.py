@@ -237,10 +237,10 @@ class Settings:
     operator: str | None = None
     """Replica: the operator it serves (MCC-MNC, e.g. 510-10), for logs and status."""
     # -- clone detection (ceir.clones) --
-    observe: bool = False
-    """Record the SIMs devices attach with and detect clones. Off by default until recording
-    no longer slows the answer: with it on, ``python -m loadtest --rate 50000`` (coalescing
-    client) went from p99 6 ms to 141 ms on an idle machine (README, Clone detection)."""
+    observe: bool = True
+    """Record the SIMs devices attach with and detect clones. ``ceir serve`` does the
+    recording in a recorder process per site (ceir.clones.process): a worker only hands its
+    sightings over (ceir.sightings), so the answers do not wait for it."""
     clone_conditions: Path | None = None
     """Central: a TOML file of clone conditions replacing the defaults (ceir.clones.conditions)."""
     observations_key: Path | None = None

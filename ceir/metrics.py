@@ -28,6 +28,7 @@ from ceir.record import Reason, Status
 
 __all__ = [
     "CONTENT_TYPE",
+    "DropStage",
     "Face",
     "answer_tally",
     "approval",
@@ -41,6 +42,7 @@ __all__ = [
     "set_build",
     "set_replica",
     "set_store",
+    "sightings_dropped",
 ]
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -57,6 +59,15 @@ class Face(enum.Enum):
     S13 = "s13"
     DEVICE_CHECK = "device-check"
     WEB = "web"
+
+
+class DropStage(enum.Enum):
+    """Where a sighting can be dropped (bounded queues, never a delayed answer)."""
+
+    HANDOFF = "handoff"
+    """In a worker: its pending sightings full, or the recorder process away or behind."""
+    RECORDER = "recorder"
+    """In the recorder process: more received than it can write."""
 
 
 # Latency buckets from 50 us (a cached lookup) to 2.5 s (a slow import call).
@@ -151,6 +162,11 @@ STORE_MAP_USED = Gauge(
 )
 STORE_DEVICES = Gauge(
     "ceir_store_devices", "Devices in the register.", multiprocess_mode="livemostrecent"
+)
+SIGHTINGS_DROPPED = Counter(
+    "ceir_sightings_dropped_total",
+    "Sightings (IMSIs seen with a device) not recorded for clone detection, per stage.",
+    ("stage",),
 )
 
 BUILD = Gauge(
@@ -275,6 +291,11 @@ def approval(decision: Decision) -> None:
     APPROVALS.labels(decision.value).inc()
 
 
+def sightings_dropped(stage: DropStage, count: int) -> None:
+    """*count* sightings dropped at *stage*."""
+    SIGHTINGS_DROPPED.labels(stage.value).inc(count)
+
+
 def set_replica(*, applied: int, head: int, lag_seconds: float) -> None:
     """For the replication follower: where it is, where the primary is, how far behind."""
     REPLICA_APPLIED.set(applied)
@@ -320,6 +341,7 @@ def disable() -> None:
         "batch_devices",
         "rate_limited",
         "refused",
+        "sightings_dropped",
     ):
         module[name] = _nothing
 

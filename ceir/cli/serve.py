@@ -315,8 +315,8 @@ def _tokens_file(given: Path | None) -> Path | None:
     "--observe/--no-observe",
     default=field_default(Settings, "observe"),
     show_default=True,
-    help="Record the SIMs devices attach with (tokens only) and detect clones. Off by "
-    "default until recording no longer slows the answer (README, Clone detection).",
+    help="Record the SIMs devices attach with (tokens only) and detect clones, in a "
+    "recorder process beside the workers (--no-observe: neither).",
 )
 @click.option(
     "--clone-conditions",

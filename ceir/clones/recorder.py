@@ -1,7 +1,14 @@
-"""Recording sightings off the hot path: a bounded in-process queue, flushed in batches.
+"""Recording sightings: tokenised, merged, conditions evaluated, written in batches.
 
-A face's call to :meth:`Recorder.observe` appends one tuple to a list (no lock, no I/O,
-no HMAC) and returns. A background thread takes the list every ``flush_seconds``,
+``ceir serve`` runs one :class:`Recorder` per site in its **recorder process**
+(:mod:`ceir.clones.process`): the workers hand it frames of sightings
+(:class:`ceir.sightings.Handoff`, :meth:`Recorder.receive`), so none of the work below
+shares a worker's interpreter. An in-process server (tests, the clone scenario, an
+embedding) feeds it directly: :meth:`Recorder.observe` appends one tuple (no lock, no I/O,
+no HMAC), :meth:`Recorder.observe_batch` one serialized batch message.
+
+A background thread takes what is queued whenever something arrives (at most every
+``flush_seconds``), drops what it wrote within :data:`ceir.sightings.REFRESH_MINUTES`,
 tokenises the IMSIs, and writes the whole batch in one write transaction: sightings merged,
 conditions evaluated (at the central register), transitions written
 (:func:`ceir.clones.detector.merge`), grace periods swept. At an operator's replica the
@@ -11,39 +18,40 @@ the same transaction, what it recorded into the upstream outbox
 at the central only, on what every operator sends.
 
 The queue is bounded (``max_queue``): under a flood past what the store takes, sightings
-are dropped and counted (:attr:`Recorder.dropped`), never the answer delayed.
+are dropped and counted (:attr:`Recorder.dropped`, ``ceir_sightings_dropped_total``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from google.protobuf.message import DecodeError
+
+from ceir import metrics
 from ceir.clones.conditions import Condition
 from ceir.clones.detector import Seen, merge, sweep
 from ceir.errors import CeirError
-from ceir.sightings import sightings_of
+from ceir.sightings import REFRESH_MINUTES, Observation, pack, unpack
 from ceir.store import Store
 from ceir.store.clonetables import Sighting, operator_code
 from ceir.store.identity import IdKind, Tokenizer
 from ceir.store.tables import Tables
 from ceir.store.vault import SiteVault
 
-__all__ = ["DEFAULT_FLUSH_SECONDS", "DEFAULT_MAX_QUEUE", "DeviceDay", "Recorder"]
+__all__ = ["CHUNK", "DEFAULT_FLUSH_SECONDS", "DEFAULT_MAX_QUEUE", "DeviceDay", "Recorder"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_SECONDS = 0.2
 DEFAULT_MAX_QUEUE = 200_000
-REFRESH_MINUTES = 10
-"""A SIM seen again with the same device within this many minutes of the sighting last
-written is not written again (a phone attaches many times a day; the conditions need
-minutes only to the simultaneity window, 60)."""
+CHUNK = 4000
+"""Sightings per write transaction (about 0.1 s of work)."""
 _RECENT_MAX = 1_000_000
 _SWEEP_SECONDS = 60.0
 
@@ -96,8 +104,11 @@ class Recorder:
         self.dropped = 0
         self.recorded = 0
         self.transitions = 0
-        self._queue: list[tuple[bytes, str, str, float]] = []
-        self._batches: list[tuple[Sequence[Any], str, float]] = []
+        self.malformed = 0
+        self._queue: list[Observation] = []
+        self._frames: list[bytes] = []
+        self._pending = 0
+        self._wake = threading.Event()
         self._sealed: set[bytes] = set()
         self._recent: dict[tuple[bytes, str], int] = {}
         self._stop = threading.Event()
@@ -109,19 +120,31 @@ class Recorder:
 
     def observe(self, device_key: bytes, imsi: str, operator_id: str) -> None:
         """Queue one sighting; never blocks (past ``max_queue`` it is dropped, counted)."""
-        queue = self._queue
-        if len(queue) >= self.max_queue:
-            self.dropped += 1
+        if self._pending >= self.max_queue:
+            self._drop(1)
             return
-        queue.append((device_key, imsi, operator_id, self.clock()))
+        self._pending += 1
+        self._queue.append((device_key, imsi, operator_id, int(self.clock()) // 60))
 
-    def observe_requests(self, requests: Sequence[Any], operator_id: str) -> None:
-        """Queue a whole batch's CheckIMEI requests (those with an ``imsi`` count): one
-        append per batch; their IMEIs are parsed by the background thread."""
-        if len(self._batches) >= self.max_queue // 1000 + 1:
-            self.dropped += len(requests)
+    def observe_batch(self, data: bytes, operator_id: str) -> None:
+        """Queue a serialized CheckIMEIBatchRequest (those of its requests with an ``imsi``
+        count): one append per batch; its IMEIs are parsed by the background thread."""
+        self.receive(pack((), ((data, operator_id, int(self.clock()) // 60),)))
+
+    def receive(self, frame: bytes) -> None:
+        """Queue a frame a worker handed over (:func:`ceir.sightings.pack`) and wake the
+        thread; past ``max_queue`` (requests weighed by size) it is dropped, counted."""
+        weight = len(frame) // 40 + 1
+        if self._pending + weight > self.max_queue:
+            self._drop(weight)
             return
-        self._batches.append((requests, operator_id, self.clock()))
+        self._pending += weight
+        self._frames.append(frame)
+        self._wake.set()
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        metrics.sightings_dropped(metrics.DropStage.RECORDER, count)
 
     # -- the background side -----------------------------------------------------------
 
@@ -133,6 +156,7 @@ class Recorder:
     def stop(self) -> None:
         """Flush what is queued and stop the thread."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
@@ -140,7 +164,11 @@ class Recorder:
             self.flush()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return  # stop() flushes what is left
             try:
                 self.flush()
             except CeirError as exc:  # the store is full or gone: keep answering
@@ -148,16 +176,14 @@ class Recorder:
             except Exception:  # pragma: no cover - a bug must not stop the thread
                 log.exception("clone detection: recording failed")
 
-    def _fresh(
-        self, batch: list[tuple[bytes, str, str, float]]
-    ) -> list[tuple[bytes, str, str, float]]:
+    def _fresh(self, batch: list[Observation]) -> list[Observation]:
         """The sightings not written within the last :data:`REFRESH_MINUTES`."""
         recent = self._recent
         if len(recent) > _RECENT_MAX:
             recent.clear()
         out = []
         for item in batch:
-            minute = int(item[3] // 60)
+            minute = item[3]
             pair = (item[0], item[1])
             last = recent.get(pair)
             if last is not None and 0 <= minute - last < REFRESH_MINUTES:
@@ -166,22 +192,22 @@ class Recorder:
             out.append(item)
         return out
 
-    def _seen(self, batch: list[tuple[bytes, str, str, float]]) -> list[Seen]:
+    def _seen(self, batch: list[Observation]) -> list[Seen]:
         token = self.tokenizer.token
         ns = self.namespace  # at a replica, also the operator that saw it
         operators: dict[tuple[str, str], int] = {}
         out = []
-        for key, imsi, operator_id, at in batch:
+        for key, imsi, operator_id, minute in batch:
             op = ns
             if not op:
                 where = (operator_id, imsi[:5])
                 op = operators.get(where, -1)
                 if op < 0:
                     op = operators[where] = operator_of(operator_id, imsi)
-            out.append(Seen(key, token(IdKind.IMSI, imsi), ns, op, int(at // 60)))
+            out.append(Seen(key, token(IdKind.IMSI, imsi), ns, op, minute))
         return out
 
-    def _seal(self, tables: Tables, batch: list[tuple[bytes, str, str, float]]) -> None:
+    def _seal(self, tables: Tables, batch: list[Observation]) -> None:
         if self.vault is None:
             return
         for _key, imsi, _op, _at in batch:
@@ -197,30 +223,44 @@ class Recorder:
         """Write what is queued now; returns how many sightings it wrote."""
         with self._lock:
             batch, self._queue = self._queue, []
-            batches, self._batches = self._batches, []
-            for requests, operator_id, at in batches:
-                batch += [(k, sim, operator_id, at) for k, sim in sightings_of(requests)]
+            frames, self._frames = self._frames, []
+            self._pending = 0
+            for frame in frames:
+                try:
+                    batch += list(unpack(frame))
+                except (ValueError, UnicodeDecodeError, DecodeError, struct.error):
+                    self.malformed += 1  # a worker's bug or a stray peer: not recorded
             batch = self._fresh(batch)
             now = int(self.clock())
             due = self.conditions is not None and now - self._last_sweep >= _SWEEP_SECONDS
             if not batch and not due:
                 return 0
             seen = self._seen(batch)
+            # Write transactions of at most CHUNK sightings: the store's one writer lock
+            # is never held long (a worker's own writes, a replica's follower wait on it).
+            for lo in range(0, max(len(seen), 1), CHUNK):
+                part, sims = seen[lo : lo + CHUNK], batch[lo : lo + CHUNK]
+                sweeping = due and lo == 0
 
-            def write(tables: Tables) -> int:
-                self._seal(tables, batch)
-                moved = merge(tables, seen, self.conditions, now) if seen else 0
-                if due:
-                    moved += sweep(tables, now)
-                if seen and self.upstream is not None:  # in this transaction: never lost
-                    self.upstream(tables, self._days(tables, seen))
-                return moved
+                def write(
+                    tables: Tables,
+                    part: list[Seen] = part,
+                    sims: list[Observation] = sims,
+                    sweeping: bool = sweeping,
+                ) -> int:
+                    self._seal(tables, sims)
+                    moved = merge(tables, part, self.conditions, now) if part else 0
+                    if sweeping:
+                        moved += sweep(tables, now)
+                    if part and self.upstream is not None:  # in this transaction: never lost
+                        self.upstream(tables, self._days(tables, part))
+                    return moved
 
-            moved = self.store.write(write)
+                moved = self.store.write(write)
+                self.recorded += len(part)
+                self.transitions += moved
             if due:
                 self._last_sweep = now
-            self.recorded += len(seen)
-            self.transitions += moved
         return len(seen)
 
     def ingest(

@@ -1,5 +1,12 @@
 """What clone detection adds to one serving process: the faces' observer, the pair check,
-and the background tasks (the recorder's thread; upstream publishing or ingesting).
+and the background tasks.
+
+Under ``ceir serve`` the recording happens in the site's recorder process
+(:mod:`ceir.clones.process`): a worker's observer is a :class:`ceir.sightings.Handoff` and
+its one background face the :class:`ceir.sightings.RecorderLink` to that process, which
+runs the :class:`~ceir.clones.recorder.Recorder` and the upstream tasks. An in-process
+server (``create_server`` without a recorder socket: tests, the clone scenario) runs them
+itself, as the recorder process does:
 
 - the central register: sightings in its own tokens (namespace 0), conditions evaluated,
   and — with ``--observation-keys`` and a broker — the operators' upstream sightings
@@ -16,12 +23,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ceir.clones.actions import PairMatcher
 from ceir.clones.conditions import DEFAULT_CONDITIONS, load_conditions
 from ceir.clones.recorder import Recorder
 from ceir.config import Settings
+from ceir.sightings import Handoff, RecorderLink
 from ceir.store import Store
 from ceir.store.clonetables import operator_code
 from ceir.store.identity import tokenizer_for
@@ -46,6 +55,10 @@ class RecorderFace:
     async def stop(self, grace: float | None) -> None:
         await asyncio.to_thread(self.recorder.stop)
 
+    def flush(self) -> int:
+        """Write what is queued now (:meth:`Recorder.flush`)."""
+        return self.recorder.flush()
+
     def describe(self) -> str:
         where = "central" if self.recorder.conditions is not None else "replica"
         return f"clone detection ({where}: sightings every {self.recorder.flush_seconds:g} s)"
@@ -58,26 +71,41 @@ class CloneSite:
     recorder: Recorder | None = None
     paired: PairMatcher | None = None
     faces: list[Face] = field(default_factory=list)
+    handoff: Handoff | None = None
+    """A worker's pending sightings for the recorder process (instead of *recorder*)."""
 
     @property
     def observe(self) -> Observer | None:
+        if self.handoff is not None:
+            return self.handoff.observe
         return None if self.recorder is None else self.recorder.observe
 
     @property
     def observe_batch(self) -> BatchObserver | None:
-        return None if self.recorder is None else self.recorder.observe_requests
+        if self.handoff is not None:
+            return self.handoff.observe_batch
+        return None if self.recorder is None else self.recorder.observe_batch
 
 
 def clone_site(
-    settings: Settings, store: Store, *, clock: Callable[[], float] = time.time
+    settings: Settings,
+    store: Store,
+    *,
+    clock: Callable[[], float] = time.time,
+    recorder_socket: Path | None = None,
 ) -> CloneSite:
     """The clone detection *settings* ask for on *store* (nothing with ``--no-observe``);
-    *clock* stamps the sightings (a simulation's days)."""
+    *clock* stamps the sightings (a simulation's days). With *recorder_socket* (the recorder
+    process's socket), the sightings are handed over to it; else recorded here."""
     tokenizer = tokenizer_for(store)
     namespace = operator_code(settings.operator or "") if settings.replica else 0
     paired = PairMatcher(store, tokenizer, namespace)
     if not settings.observe:
         return CloneSite(paired=paired)
+    if recorder_socket is not None:
+        handoff = Handoff(clock=clock)
+        link = RecorderLink(recorder_socket, handoff)
+        return CloneSite(paired=paired, faces=[link], handoff=handoff)
     conditions = None
     if not settings.replica:
         conditions = (

@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -194,11 +195,14 @@ def create_server(
     *,
     background: bool = True,
     clock: Callable[[], float] = time.time,
+    recorder: Path | None = None,
 ) -> tuple[CeirServer, int]:
     """Build the aio server on *store* and bind it; returns it and the bound port.
 
     Bind ``port=0`` to get a free port (tests do). With *background* (one process of a
     site), the server also runs the relay (``--publish``) or, on a replica, the follower.
+    With *recorder* (the socket of the site's recorder process, ``ceir serve``) sightings
+    are handed over to it; without, they are recorded in this process (tests).
     """
     if not settings.metrics:
         metrics.disable()
@@ -212,7 +216,8 @@ def create_server(
     )
     server = grpc.aio.server(options=options, interceptors=[gate])
     policy = Policy(settings.unknown_status.status)
-    clones = clone_site(settings, store, clock=clock)  # clock: simulated days (loadtest)
+    # clock: simulated days (loadtest)
+    clones = clone_site(settings, store, clock=clock, recorder_socket=recorder)
     eir = EquipmentIdentityRegister(
         Checker(store, policy, paired=clones.paired),
         settings.max_batch,
@@ -379,8 +384,8 @@ def prepare_store(settings: Settings) -> Store:
     return store
 
 
-async def _serve(settings: Settings, store: Store) -> None:
-    server, port = create_server(settings, store)
+async def _serve(settings: Settings, store: Store, recorder: Path | None) -> None:
+    server, port = create_server(settings, store, recorder=recorder)
     # Handlers first: a SIGTERM right after the start-up line must drain, not kill.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -416,14 +421,15 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return None
 
 
-def serve(settings: Settings) -> None:
-    """Open the store and serve until SIGTERM or SIGINT, then drain and return.
+def serve(settings: Settings, *, recorder: Path | None = None) -> None:
+    """Open the store and serve until SIGTERM or SIGINT, then drain and return; hand
+    sightings to the recorder process at *recorder* when given.
 
     SIGHUP reloads the bearer-token file and the TLS files (:mod:`ceir.server.reload`)."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the reload handler is in
     store = prepare_store(settings)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_serve(settings, store))
+            runner.run(_serve(settings, store, recorder))
     finally:
         store.close()

@@ -51,15 +51,18 @@ class EquipmentIdentityRegister:
         self.observe = observe
         self.observe_batch = observe_batch
 
-    def _sightings(self, requests: Sequence[eir_pb2.CheckIMEIRequest]) -> None:
+    def _sightings(
+        self, requests: Sequence[eir_pb2.CheckIMEIRequest], data: bytes | None = None
+    ) -> None:
         """Each request's ``imsi`` (when given, with a valid IMEI) to the observation seam,
-        like N5g-eir's ``supi`` and S13's ``User-Name``: a batch in one call when the
-        observer takes batches (the recorder parses them off the hot path)."""
+        like N5g-eir's ``supi`` and S13's ``User-Name``: a batch as its serialized bytes
+        *data* in one call when the observer takes batches (the recorder parses them, in
+        its own process)."""
         if self.observe is None or not any(map(_IMSI, requests)):
             return
         operator = current().operator_id
-        if self.observe_batch is not None:
-            self.observe_batch(requests, operator)
+        if self.observe_batch is not None and data is not None:
+            self.observe_batch(data, operator)
             return
         for key, sim in sightings_of(requests):
             self.observe(key, sim, operator)
@@ -79,7 +82,9 @@ class EquipmentIdentityRegister:
         message per request, :meth:`Checker.check_batch_bytes`) or parsed; its devices
         counted per method, and its answers by status and reason (the bulk path's tally)."""
         tally: Tally | None = collections.Counter() if metrics.enabled() else None
+        data: bytes | None = None
         if isinstance(request, bytes):
+            data = request
             found = plain_imeis(request)
             if found is not None:  # no IMSI in it: nothing to observe
                 count = len(found[0]) // found[1]
@@ -94,7 +99,9 @@ class EquipmentIdentityRegister:
                 raise InvalidRequestError("the message is not a CheckIMEIBatchRequest") from exc
         requests = request.requests
         _check_batch_size(len(requests), self.max_batch)
-        self._sightings(requests)
+        if data is None and self.observe_batch is not None:
+            data = request.SerializeToString()
+        self._sightings(requests, data)
         answer = self.checker.check_batch(requests, tally)
         _count(method, len(requests), tally)
         return answer

@@ -15,6 +15,12 @@ spreads connections over them). The parent:
   dying), and on SIGTERM/SIGINT forwards SIGTERM so every worker drains in-flight calls
   within the grace period, then exits.
 
+With ``--observe`` (the default) the parent also forks the site's recorder process
+(:mod:`ceir.clones.process`) before the workers, listening on ``recorder.sock`` in the
+store's private directory (or a private temporary one when that path is too long for a
+unix socket); the workers hand their sightings to it, it is restarted like a worker when
+it dies, and it is stopped after them, so it writes what they handed over last.
+
 Workers ask the kernel for SIGTERM when the parent dies (``PR_SET_PDEATHSIG``), so a
 killed parent leaves no orphans.
 """
@@ -53,6 +59,7 @@ _READY_TIMEOUT = 60.0
 _MAX_RESTARTS = 5  # within _RESTART_WINDOW seconds, then give up
 _RESTART_WINDOW = 30.0
 _METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes with its NUL
 
 
 def default_workers() -> int:
@@ -80,8 +87,20 @@ def serve(settings: Settings) -> None:
         for face, flag in faces:
             if face is not None:
                 _check_free(*face, f"{flag} {_address(*face)}")
-        gc.freeze()  # what is loaded now lives for good: keep it out of collections
-        serve_here(dataclasses.replace(settings, workers=1))
+        if not settings.observe:
+            gc.freeze()  # what is loaded now lives for good: keep it out of collections
+            serve_here(dataclasses.replace(settings, workers=1))
+            return
+        _prepare_store(settings)  # before the recorder process opens it
+        with _recorder_dir(settings) as path:
+            assert path is not None  # settings.observe
+            recorder = _Recorder(settings, path)
+            recorder.start()
+            try:
+                gc.freeze()
+                serve_here(dataclasses.replace(settings, workers=1), recorder=path)
+            finally:
+                recorder.stop()
         return
     security = check_settings(settings)  # before the port is reserved
     s13 = settings.s13_address
@@ -101,11 +120,86 @@ def serve(settings: Settings) -> None:
             settings = dataclasses.replace(settings, web=_address(web[0], web_port))
         if sbi is not None:
             settings = dataclasses.replace(settings, sbi=_address(sbi[0], sbi_port))
-        supervisor = _Supervisor(
-            dataclasses.replace(settings, port=port, workers=count), count, counts
-        )
-        supervisor.security = security
-        supervisor.run()
+        settings = dataclasses.replace(settings, port=port, workers=count)
+        with _recorder_dir(settings) as path:
+            supervisor = _Supervisor(settings, count, counts, path)
+            supervisor.security = security
+            supervisor.run()
+
+
+@contextlib.contextmanager
+def _recorder_dir(settings: Settings) -> Iterator[Path | None]:
+    """Where the recorder process listens (None: ``--no-observe``, no recorder)."""
+    if not settings.observe:
+        yield None
+        return
+    path = settings.db / "recorder.sock"
+    if len(str(path.absolute())) <= _SOCKET_PATH_MAX:
+        yield path.absolute()
+        return
+    directory = Path(tempfile.mkdtemp(prefix="ceir-recorder-"))  # 0700, fresh
+    try:
+        yield directory / "recorder.sock"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class _Recorder:
+    """The site's recorder process (:mod:`ceir.clones.process`), forked from the parent."""
+
+    def __init__(self, settings: Settings, path: Path) -> None:
+        self.settings = settings
+        self.path = path
+        self.pid = 0
+
+    def start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            code = 1
+            try:
+                code = _recorder(self.settings, self.path, parent, write_fd)
+            except BaseException as exc:  # noqa: BLE001 - report anything, then exit
+                with contextlib.suppress(OSError):
+                    os.write(write_fd, f"error {exc}\n".encode())
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        self.pid = pid
+        _await_ready("the recorder process", pid, read_fd)
+
+    def stop(self) -> None:
+        """SIGTERM; it writes what it holds, up to the grace period and a few seconds."""
+        if not self.pid:
+            return
+        pid, self.pid = self.pid, 0
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.grace + 10
+        while time.monotonic() < deadline:
+            if _reaped(pid):
+                return
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def _recorder(settings: Settings, path: Path, parent: int, ready_fd: int) -> int:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C: the workers drain first, then we
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    if os.getppid() != parent:
+        return 0
+    from ceir.clones import process
+
+    return process.run(settings, path, ready_fd)
 
 
 @contextlib.contextmanager
@@ -184,10 +278,13 @@ def _address(host: str, port: int) -> str:
 
 
 class _Supervisor:
-    def __init__(self, settings: Settings, count: int, counts: tuple[int, int]) -> None:
+    def __init__(
+        self, settings: Settings, count: int, counts: tuple[int, int], recorder: Path | None
+    ) -> None:
         self.settings = settings
         self.count = count
         self.counts = counts
+        self.recorder = None if recorder is None else _Recorder(settings, recorder)
         self.workers: dict[int, int] = {}  # pid -> slot
         self.stopping = False
         self.deaths: list[float] = []
@@ -244,9 +341,13 @@ class _Supervisor:
             )
             if s.nrf is not None:
                 parts += f"; registering with the NRF {s.nrf} (worker 0)"
+        if self.recorder is not None:
+            parts += f"; clone detection in the recorder process (pid {self.recorder.pid})"
         return parts
 
     def _start_all(self) -> None:
+        if self.recorder is not None:
+            self.recorder.start()
         pipes = {slot: self._fork(slot) for slot in range(self.count)}
         for slot, (pid, fd) in pipes.items():
             self._await_ready(slot, pid, fd)
@@ -259,7 +360,8 @@ class _Supervisor:
             os.close(read_fd)
             code = 1
             try:
-                code = _worker(self.settings, slot, parent, write_fd)
+                path = None if self.recorder is None else self.recorder.path
+                code = _worker(self.settings, slot, parent, write_fd, path)
             except BaseException as exc:  # noqa: BLE001 - report anything, then exit
                 with contextlib.suppress(OSError):
                     os.write(write_fd, f"error {exc}\n".encode())
@@ -270,15 +372,7 @@ class _Supervisor:
         return pid, read_fd
 
     def _await_ready(self, slot: int, pid: int, fd: int) -> None:
-        try:
-            ready, _, _ = select.select([fd], [], [], _READY_TIMEOUT)
-            line = os.read(fd, 4096).decode(errors="replace").strip() if ready else ""
-        finally:
-            os.close(fd)
-        if line != "ready":
-            silent = "it exited without a word" if ready else "no word within 60 s"
-            detail = line.removeprefix("error ").strip() or silent
-            raise ConfigError(f"worker {slot} (pid {pid}) did not start: {detail}")
+        _await_ready(f"worker {slot}", pid, fd)
 
     def _supervise(self) -> None:
         while True:
@@ -304,19 +398,26 @@ class _Supervisor:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 return
+            recorder = self.recorder is not None and pid == self.recorder.pid
             slot = self.workers.pop(pid, None)
-            if slot is None:
+            if slot is None and not recorder:
                 continue
             _mark_dead(pid)
             code = os.waitstatus_to_exitcode(status)
             now = time.monotonic()
             self.deaths = [t for t in self.deaths if now - t < _RESTART_WINDOW] + [now]
+            what = "the recorder process" if recorder else f"worker {slot}"
             if len(self.deaths) > _MAX_RESTARTS:
                 raise CeirError(
                     f"workers keep dying ({len(self.deaths)} in {_RESTART_WINDOW:g} s, "
-                    f"last: worker {slot}, exit {code}); giving up"
+                    f"last: {what}, exit {code}); giving up"
                 )
-            log.warning("worker %d (pid %d) died with exit %d; restarting it", slot, pid, code)
+            log.warning("%s (pid %d) died with exit %d; restarting it", what, pid, code)
+            if self.recorder is not None and recorder:
+                self.recorder.pid = 0
+                self.recorder.start()  # the workers' links reconnect
+                continue
+            assert slot is not None
             new_pid, fd = self._fork(slot)
             self._await_ready(slot, new_pid, fd)
 
@@ -326,19 +427,43 @@ class _Supervisor:
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.settings.grace + 5
         while self.workers and time.monotonic() < deadline:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                time.sleep(0.02)
-            else:
+            gone = [pid for pid in self.workers if _reaped(pid)]  # not the recorder's
+            for pid in gone:
                 self.workers.pop(pid, None)
+            if not gone:
+                time.sleep(0.02)
         for pid in self.workers:  # still not gone after the grace period
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         self.workers.clear()
+        if self.recorder is not None:
+            self.recorder.stop()  # after the workers: it writes what they handed over
 
 
-def _worker(settings: Settings, slot: int, parent: int, ready_fd: int) -> int:
+def _reaped(pid: int) -> bool:
+    """Whether child *pid* has exited (and is reaped now, or was already)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
+
+
+def _await_ready(what: str, pid: int, fd: int) -> None:
+    try:
+        ready, _, _ = select.select([fd], [], [], _READY_TIMEOUT)
+        line = os.read(fd, 4096).decode(errors="replace").strip() if ready else ""
+    finally:
+        os.close(fd)
+    if line != "ready":
+        silent = "it exited without a word" if ready else "no word within 60 s"
+        detail = line.removeprefix("error ").strip() or silent
+        raise ConfigError(f"{what} (pid {pid}) did not start: {detail}")
+
+
+def _worker(
+    settings: Settings, slot: int, parent: int, ready_fd: int, recorder: Path | None
+) -> int:
     """A worker process: its own store and aio server on the shared port."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -359,7 +484,9 @@ def _worker(settings: Settings, slot: int, parent: int, ready_fd: int) -> int:
 
         async def main() -> None:
             # One process per site relays or follows: the first.
-            grpc_server, _port = server.create_server(settings, store, background=slot == 0)
+            grpc_server, _port = server.create_server(
+                settings, store, background=slot == 0, recorder=recorder
+            )
             await grpc_server.start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
