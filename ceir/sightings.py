@@ -146,6 +146,8 @@ def unpack(frame: bytes) -> Iterator[Observation]:
     view = memoryview(frame)
     at = 0
     while at < len(frame):
+        if at + _GROUP.size > len(frame):
+            raise ValueError("a truncated group")
         kind, op_len, minute, size = _GROUP.unpack_from(frame, at)
         at += _GROUP.size
         operator = bytes(view[at : at + op_len]).decode("ascii")
@@ -155,6 +157,8 @@ def unpack(frame: bytes) -> Iterator[Observation]:
         if len(payload) != size:
             raise ValueError("a truncated group")
         if kind == _SIGHTINGS:
+            if size < _COUNT.size:
+                raise ValueError("a truncated group")
             (count,) = _COUNT.unpack_from(payload)
             end = _COUNT.size + 8 * count
             imsis = payload[end:].decode().split("\n") if count else []
@@ -246,6 +250,7 @@ class RecorderLink:
         self.interval = interval
         self.max_unsent = max_unsent
         self.sent = 0
+        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._warned = False
@@ -256,13 +261,13 @@ class RecorderLink:
         self._task = asyncio.create_task(self._run(), name="ceir-recorder-link")
 
     async def _connect(self) -> None:
-        _reader, self._writer = await asyncio.open_unix_connection(str(self.path))
+        self._reader, self._writer = await asyncio.open_unix_connection(str(self.path))
         self._warned = False
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            if self._writer is None or self._writer.is_closing():
+            if not self._connected():
                 self._writer = None
                 try:
                     await self._connect()
@@ -271,6 +276,17 @@ class RecorderLink:
                         log.warning("clone detection: the recorder is away (%s)", exc.strerror)
                         self._warned = True
             self.hand_over()
+
+    def _connected(self) -> bool:
+        """Whether the recorder is there: it never writes, so end of file means it is gone
+        (seen before a frame is written into a dead socket)."""
+        writer, reader = self._writer, self._reader
+        if writer is None or reader is None or writer.is_closing():
+            return False
+        if reader.at_eof():
+            writer.close()
+            return False
+        return True
 
     def hand_over(self) -> None:
         """Write what is pending now (or drop it: no recorder, or too much unsent)."""
@@ -281,7 +297,7 @@ class RecorderLink:
         writer = self._writer
         if (
             writer is None
-            or writer.is_closing()
+            or not self._connected()
             or writer.transport.get_write_buffer_size() > self.max_unsent
         ):
             self.handoff.drop(weight)

@@ -1,6 +1,10 @@
 """Clone detection's figures: CheckIMEI with sighting recording on vs off, and the clone
 scenario (loadtest/clones.py).
 
+Part 0 is the worker's share alone: the CheckIMEI servicer called in this process on the
+same store, with the recording handoff (:class:`ceir.sightings.Handoff`) and without,
+alternating rounds; CPU time per IMEI (batches of 1,000 with IMSIs, and unary calls).
+
 Part 1 starts ``ceir serve`` (one worker) on one store of ``--devices`` registered devices,
 alternately with ``--no-observe`` and with recording on (off, on, off, on), and drives it
 from this process: unary CheckIMEI with an IMSI (``--concurrency`` calls in flight) and
@@ -78,13 +82,81 @@ async def _batch(address: str, n: int, seconds: float) -> float:
         return done / (time.perf_counter() - began)
 
 
-def recording_cost(root: Path, devices: int, seconds: float, concurrency: int) -> list[str]:
-    db = root / "bench"
+def _fill(db: Path, devices: int) -> None:
+    if db.exists():
+        return
     record = Record(Reason.REGISTERED, Source.MANUFACTURER)
     with open_store(db) as store:
         for lo in range(0, devices, 50_000):
             hi = min(devices, lo + 50_000)
             store.put_devices((int(body(i)).to_bytes(8, "big"), record) for i in range(lo, hi))
+
+
+def worker_share(root: Path, devices: int, rounds: int = 5) -> list[str]:
+    """CPU µs per IMEI of the CheckIMEI servicer without and with the handoff."""
+    from ceir.clones.site import clone_site
+    from ceir.config import Settings
+    from ceir.lookup import Checker
+    from ceir.policy import Policy
+    from ceir.record import Status
+    from ceir.server.eir import EquipmentIdentityRegister
+
+    db = root / "bench"
+    _fill(db, devices)
+    rng = random.Random(3)
+    batches = []
+    for _ in range(100):
+        ids = [rng.randrange(devices) for _ in range(1000)]
+        requests = [
+            eir_pb2.CheckIMEIRequest(imei=body(i), imsi=imsi(OPERATORS[i % 5], i)) for i in ids
+        ]
+        batches.append(eir_pb2.CheckIMEIBatchRequest(requests=requests).SerializeToString())
+    singles = [
+        eir_pb2.CheckIMEIRequest(imei=body(i), imsi=imsi(OPERATORS[i % 5], i))
+        for i in (rng.randrange(devices) for _ in range(20_000))
+    ]
+    with open_store(db) as store:
+        site = clone_site(Settings(db=db), store, recorder_socket=root / "unused.sock")
+        assert site.handoff is not None
+        checker = Checker(store, Policy(Status.BLACKLISTED), paired=site.paired)
+        servicers = {
+            "off": EquipmentIdentityRegister(checker, 10_000),
+            "on": EquipmentIdentityRegister(
+                checker, 10_000, observe=site.observe, observe_batch=site.observe_batch
+            ),
+        }
+
+        async def batch(eir: EquipmentIdentityRegister) -> None:
+            for data in batches:
+                await eir.CheckIMEIBatch(data, None)
+
+        async def unary(eir: EquipmentIdentityRegister) -> None:
+            for request in singles:
+                await eir.CheckIMEI(request, None)
+
+        times: dict[str, tuple[list[float], list[float]]] = {"off": ([], []), "on": ([], [])}
+        for _ in range(rounds):
+            for mode, eir in servicers.items():
+                began = time.process_time()
+                asyncio.run(batch(eir))
+                site.handoff.take()  # the link's packing, every 0.2 s, counted too
+                middle = time.process_time()
+                asyncio.run(unary(eir))
+                site.handoff.take()
+                ended = time.process_time()
+                times[mode][0].append((middle - began) / (1000 * len(batches)) * 1e6)
+                times[mode][1].append((ended - middle) / len(singles) * 1e6)
+    (b_off, u_off), (b_on, u_on) = ((min(times[m][0]), min(times[m][1])) for m in ("off", "on"))
+    return [
+        f"the worker's share, CPU per IMEI (best of {rounds} alternating rounds): "
+        f"batch of 1,000 off {b_off:.2f} µs on {b_on:.2f} µs ({b_on / b_off:.2f}x); "
+        f"unary off {u_off:.1f} µs on {u_on:.1f} µs ({u_on / u_off:.2f}x)"
+    ]
+
+
+def recording_cost(root: Path, devices: int, seconds: float, concurrency: int) -> list[str]:
+    db = root / "bench"
+    _fill(db, devices)
     rows: dict[str, list[tuple[float, float, float]]] = {"off": [], "on": []}
     for mode in ("off", "on", "off", "on"):
         extra = ["--no-observe"] if mode == "off" else ["--observe"]
@@ -123,6 +195,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clone-share", type=float, default=ScenarioConfig.clone_share)
     parser.add_argument("--seconds", type=float, default=10.0, help="per recording run")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--skip-share", action="store_true", help="skip part 0")
     parser.add_argument("--skip-recording", action="store_true")
     parser.add_argument("--skip-scenario", action="store_true")
     return parser.parse_args(argv)
@@ -132,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ceir-bench-clones-") as tmp:
         root = Path(tmp)
+        if not args.skip_share:
+            for line in worker_share(root, args.devices):
+                print(line, flush=True)
         if not args.skip_recording:
             for line in recording_cost(root, args.devices, args.seconds, args.concurrency):
                 print(line, flush=True)

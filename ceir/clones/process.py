@@ -38,7 +38,7 @@ __all__ = ["NICE", "SOCKET_NAME", "run"]
 
 log = logging.getLogger("ceir.clones")
 
-NICE = 10
+NICE = 19
 """How much lower the recorder's CPU priority is than the workers'."""
 SOCKET_NAME = "recorder.sock"
 

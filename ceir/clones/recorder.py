@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_SECONDS = 0.2
 DEFAULT_MAX_QUEUE = 200_000
-CHUNK = 4000
-"""Sightings per write transaction (about 0.1 s of work)."""
+CHUNK = 2000
+"""Sightings per write transaction (some 50 ms of work: the lock is never held long)."""
 _RECENT_MAX = 1_000_000
 _SWEEP_SECONDS = 60.0
 
