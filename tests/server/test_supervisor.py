@@ -35,6 +35,15 @@ class Served:
         path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         return {int(p) for p in path.read_text().split()}
 
+    def recorder(self) -> int:
+        """The recorder process's pid, as the start-up line names it (recording is on)."""
+        found = re.search(r"in the recorder process \(pid (\d+)\)", self.log.read_text())
+        assert found, self.log.read_text()
+        return int(found.group(1))
+
+    def workers(self) -> set[int]:
+        return self.children() - {self.recorder()}
+
 
 def _start(tmp_path: Path, *args: str) -> Served:
     log = tmp_path / "serve.log"
@@ -88,19 +97,21 @@ def _alive(pid: int) -> bool:
 
 
 def test_two_workers_share_the_port_and_answer(served: Served) -> None:
-    """With --workers 2 the parent has two worker processes and the port answers."""
-    assert len(served.children()) == 2
+    """With --workers 2 the parent has two worker processes (and the recorder process)
+    and the port answers."""
+    assert len(served.workers()) == 2
+    assert served.recorder() in served.children()
     assert "; 2 worker processes (pids " in served.log.read_text()
     assert {_check(served.port) for _ in range(10)} == {1}
 
 
 def test_dead_worker_is_replaced(served: Served) -> None:
     """A worker killed with SIGKILL is restarted and the port keeps answering."""
-    victim = min(served.children())
+    victim = min(served.workers())
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        children = served.children()
+        children = served.workers()
         if len(children) == 2 and victim not in children:
             break
         time.sleep(0.05)
@@ -111,8 +122,9 @@ def test_dead_worker_is_replaced(served: Served) -> None:
 
 
 def test_sigterm_drains_all_workers_and_exits_zero(served: Served) -> None:
-    """SIGTERM to the parent stops every worker and the parent exits 0."""
+    """SIGTERM to the parent stops every worker and the recorder, and the parent exits 0."""
     workers = served.children()
+    assert len(workers) == 3
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(timeout=20) == 0
     assert not any(_alive(pid) for pid in workers)
@@ -120,8 +132,10 @@ def test_sigterm_drains_all_workers_and_exits_zero(served: Served) -> None:
 
 
 def test_killed_parent_leaves_no_orphans(served: Served) -> None:
-    """SIGKILL to the parent: the workers get SIGTERM from the kernel and exit."""
+    """SIGKILL to the parent: the workers and the recorder get SIGTERM from the kernel
+    and exit."""
     workers = served.children()
+    assert len(workers) == 3
     served.proc.kill()
     served.proc.wait()
     deadline = time.monotonic() + 20
