@@ -11,9 +11,8 @@ them, instead of touching pages spread over the whole table.
 
 from __future__ import annotations
 
-import itertools
 import mmap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,8 +42,8 @@ DUP = 2
 """Repeats the key of an earlier row of the file."""
 BUCKET = 4_000_000
 """Rows sorted at once (about 120 MB of columns and 32 MB of order)."""
-_SCAN = 4_000_000
-"""Spooled rows read at once while a key range is gathered."""
+_SCAN = 2_000_000
+"""Spooled rows dealt out to the key ranges' spools at once."""
 
 Rows = npt.NDArray[np.void]
 
@@ -64,7 +63,7 @@ class Spool:
     def append(self, rows: Rows) -> None:
         if self._view is not None:  # pragma: no cover - a spool is written, then read
             raise ValueError("spool already read")
-        self._file.write(rows.astype(self.dtype, copy=False).tobytes())
+        self._file.write(np.ascontiguousarray(rows.astype(self.dtype, copy=False)).data)
         self._n += len(rows)
 
     def view(self) -> Rows:
@@ -83,10 +82,29 @@ class Spool:
         self._file.close()
 
 
-def key_order(rows: Rows, bucket: int = BUCKET) -> Iterator[Rows]:
+class _Held:
+    """A :class:`Spool` held in memory (small inputs, tests)."""
+
+    def __init__(self) -> None:
+        self._parts: list[Rows] = []
+
+    def append(self, rows: Rows) -> None:
+        self._parts.append(np.array(rows))
+
+    def view(self) -> Rows:
+        return np.concatenate(self._parts) if self._parts else np.zeros(0, ROW)
+
+    def close(self) -> None:
+        self._parts = []
+
+
+def key_order(
+    rows: Rows, bucket: int = BUCKET, spool: Callable[[], Spool | _Held] = _Held
+) -> Iterator[Rows]:
     """*rows* (in file order) sorted by key, a row repeating a key after the earlier one:
     consecutive key ranges of at most about *bucket* rows each, in memory one at a time.
-    The ranges are cut at keys sampled from *rows*, so the order is the file's alone."""
+    The ranges are cut at keys sampled from *rows*, so the order is the file's alone;
+    one pass deals the rows out to a *spool* per range, then each is sorted."""
     n = len(rows)
     if n <= bucket:
         if n:
@@ -96,17 +114,26 @@ def key_order(rows: Rows, bucket: int = BUCKET) -> Iterator[Rows]:
     step = max(1, n // 200_000)
     sample = np.sort(rows["key"][::step])
     ranges = -(-n // bucket)
-    cuts = sample[np.linspace(0, len(sample) - 1, ranges + 1).astype(np.int64)[1:-1]]
-    edges = [None, *np.unique(cuts).tolist(), None]
-    for low, high in itertools.pairwise(edges):
-        parts = []
+    edges = np.unique(sample[np.linspace(0, len(sample) - 1, ranges + 1).astype(np.int64)[1:-1]])
+    spools = [spool() for _ in range(len(edges) + 1)]
+    try:
         for at in range(0, n, _SCAN):
-            piece = rows[at : at + _SCAN]
-            keys = piece["key"]
-            sel = np.ones(len(piece), bool) if low is None else keys >= np.uint64(low)
-            if high is not None:
-                sel &= keys < np.uint64(high)
-            parts.append(piece[sel])
-        part = np.concatenate(parts) if parts else np.zeros(0, rows.dtype)
-        if len(part):
-            yield part[np.argsort(part["key"], kind="stable")]
+            piece = np.array(rows[at : at + _SCAN])
+            which = np.searchsorted(edges, piece["key"], side="right")
+            order = np.argsort(which, kind="stable")  # file order within a range
+            bounds = np.searchsorted(which[order], np.arange(len(spools) + 1))
+            piece = piece[order]
+            del which, order
+            for k, target in enumerate(spools):
+                if bounds[k + 1] > bounds[k]:
+                    target.append(piece[bounds[k] : bounds[k + 1]])
+            del piece
+        for target in spools:
+            part = np.array(target.view())
+            target.close()
+            if len(part):
+                yield part[np.argsort(part["key"], kind="stable")]
+            del part
+    finally:
+        for target in spools:
+            target.close()

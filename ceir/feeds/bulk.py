@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ceir.errors import FeedRowError, StoreError
-from ceir.feeds import Kind
+from ceir.feeds import Kind, _spool
 from ceir.feeds._plain import Chunk, NotPlainError, chunks, key_bytes, pieces, row_values, split
 from ceir.feeds._proof import _TO_SEP, Proof, _details, prove, stored_form
 from ceir.feeds._spool import DUP, ERROR, ROW, SLOW, Rows, Spool, key_order
@@ -334,7 +334,8 @@ class Bulk:
         codes = np.zeros(4, np.int64)
         dups: list[Rows] = []
         conflicts: list[Reject] = []
-        for part in key_order(parsed):
+        spool = lambda: Spool(self.imp.store, ROW)  # noqa: E731 - one range's spool
+        for part in key_order(parsed, _spool.BUCKET, spool):
             keys = part["key"]
             dup = np.zeros(len(part), bool)
             dup[1:] = keys[1:] == keys[:-1]

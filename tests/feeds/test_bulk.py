@@ -360,3 +360,18 @@ def test_bulk_equals_row_by_row_on_the_real_tac_databases_dirt(root: Path, batch
     assert want_summary["rejected"].get("duplicate", 0) > 10
     assert want_summary["added"] > 2_000
     _same(got, got_summary, want, want_summary, one_batch=batch >= len(picked) * 2)
+
+
+def test_a_file_of_many_key_ranges_is_spooled_per_range(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file bigger than one sorted range (here: ranges of 40 rows) is dealt out to a
+    spool per key range and written range after range: the row-by-row outcome still."""
+    monkeypatch.setattr(_spool, "BUCKET", 40)
+    monkeypatch.setattr(_spool, "_SCAN", 64)
+    options = Options(batch_rows=33, max_bad_ratio=1.0, max_new_devices=10**6)
+    before = _feed(Kind.MANUFACTURER, 150, 0.05, 3)
+    feed = _feed(Kind.MANUFACTURER, 500, 0.1, 4)
+    (want, want_summary), (got, got_summary) = _both(root, Kind.MANUFACTURER, feed, options, before)
+    assert want_summary["rejected"].get("duplicate", 0) > 0
+    _same(got, got_summary, want, want_summary, one_batch=False)
