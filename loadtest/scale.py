@@ -502,11 +502,8 @@ def compare_report(result: dict[str, Any]) -> None:
         print(f"  {int(name):>12,} devices: {scale_lookups.brief(got)}")
     end = best[str(result["devices"])]
     for name in list(best)[:-1]:
-        ratios = ", ".join(
-            f"{form} {end[form]['imeis_per_s'] / best[name][form]['imeis_per_s']:.2f}x"
-            for form in scale_lookups.FORMS
-        )
-        print(f"  IMEIs/s at {result['devices']:,} vs at {int(name):,}: {ratios}")
+        print(f"  at {result['devices']:,} vs at {int(name):,}: "
+              f"{scale_lookups.ratios(end, best[name])}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

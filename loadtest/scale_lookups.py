@@ -129,6 +129,16 @@ def compare(
     return best
 
 
+def ratios(got: Rates, base: Rates) -> str:
+    """Per form: IMEIs/s of *got* over *base*, and the same by CPU per IMEI (base's over
+    got's: what one core does), the steadier of the two on a shared machine."""
+    return ", ".join(
+        f"{form} {got[form]['imeis_per_s'] / base[form]['imeis_per_s']:.2f}x "
+        f"(by CPU {base[form]['cpu_us'] / got[form]['cpu_us']:.2f}x)"
+        for form in FORMS
+    )
+
+
 def brief(got: Rates) -> str:
     return ", ".join(
         f"{form} {got[form]['imeis_per_s']:,.0f}/s ({got[form]['cpu_us']:.2f} us)" for form in FORMS
@@ -203,10 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     first = best[f"{args.sizes[0]}"]
     print(f"best of {args.rounds} turns; in turns, one client, one run")
     for name, got in best.items():
-        ratios = ", ".join(
-            f"{form} {got[form]['imeis_per_s'] / first[form]['imeis_per_s']:.2f}x" for form in FORMS
-        )
-        print(f"{int(name):>12,} devices: {brief(got)}; IMEIs/s vs the first: {ratios}")
+        print(f"{int(name):>12,} devices: {brief(got)}; vs the first: {ratios(got, first)}")
     if not args.keep:
         shutil.rmtree(args.dir, ignore_errors=True)
 

@@ -40,5 +40,5 @@ def test_the_comparison_measures_every_store_in_turns(
     for line in rows:
         for form in scale_lookups.FORMS:
             assert f"{form} " in line
-    assert "floor 1.00x, batch 1.00x, packed 1.00x" in rows[0]
+    assert "floor 1.00x (by CPU 1.00x), batch 1.00x (by CPU 1.00x)" in rows[0]
     assert not (tmp_path / "hot").exists()  # no --keep
