@@ -72,8 +72,10 @@ class EquipmentIdentityRegister:
     ) -> eir_pb2.CheckIMEIResponse:
         response = self.checker.check_one(request)
         metrics.answer_code(_GRPC, response.status, response.reason)
-        if request.imsi:
-            self._sightings((request,))
+        if request.imsi and self.observe is not None and response.imei:
+            # A valid IMEI's answer carries its 15 digits: the key without parsing it again.
+            key = int(response.imei[:14]).to_bytes(8, "big")
+            self.observe(key, request.imsi, current().operator_id)
         return response
 
     def _batch(self, method: str, request: bytes | eir_pb2.CheckIMEIBatchRequest) -> bytes:

@@ -49,3 +49,16 @@ def test_every_form_hands_the_imsi_over(store: Store) -> None:
     finally:
         CURRENT.reset(reset)
     assert seen == [(key, IMSI, "510-10"), (key, IMSI, "510-10")]
+
+
+def test_a_unary_call_with_an_invalid_imei_hands_nothing_over(store: Store) -> None:
+    """Unary CheckIMEI with an IMSI but a malformed IMEI or a wrong check digit is
+    answered INVALID_IMEI and gives no sighting; a 14-digit body gives its key."""
+    demo.load(store)
+    seen: list[tuple[bytes, str, str]] = []
+    eir = _servicer(store, seen)
+    for imei in ("35209900176148X", "352099001761482", "3520990017"):
+        asyncio.run(eir.CheckIMEI(eir_pb2.CheckIMEIRequest(imei=imei, imsi=IMSI), None))
+    assert seen == []
+    asyncio.run(eir.CheckIMEI(eir_pb2.CheckIMEIRequest(imei=VALID[:14], imsi=IMSI), None))
+    assert seen == [(int(VALID[:14]).to_bytes(8, "big"), IMSI, "")]
