@@ -82,6 +82,17 @@ class Spool:
         self._file.close()
 
 
+def _by_key(part: Rows) -> npt.NDArray[np.intp]:
+    """The order of *part* (rows in file order) by key, then row: an unstable sort (about
+    twice as fast), and a stable one only where two rows share a key."""
+    keys = part["key"]
+    order = np.argsort(keys)
+    ordered = keys[order]
+    if len(ordered) > 1 and bool(np.any(ordered[1:] == ordered[:-1])):
+        order = np.lexsort((part["row"], keys))
+    return order
+
+
 class _Held:
     """A :class:`Spool` held in memory (small inputs, tests)."""
 
@@ -109,7 +120,7 @@ def key_order(
     if n <= bucket:
         if n:
             part = np.array(rows)
-            yield part[np.argsort(part["key"], kind="stable")]
+            yield part[_by_key(part)]
         return
     step = max(1, n // 200_000)
     sample = np.sort(rows["key"][::step])
@@ -132,7 +143,7 @@ def key_order(
             part = np.array(target.view())
             target.close()
             if len(part):
-                yield part[np.argsort(part["key"], kind="stable")]
+                yield part[_by_key(part)]
             del part
     finally:
         for target in spools:
