@@ -29,7 +29,13 @@ class _Running:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         settings = Settings(
-            db=db, host="127.0.0.1", port=0, demo=False, s13="127.0.0.1:0", web="127.0.0.1:0"
+            db=db,
+            host="127.0.0.1",
+            port=0,
+            demo=False,
+            s13="127.0.0.1:0",
+            web="127.0.0.1:0",
+            sbi="127.0.0.1:0",
         )
 
         async def start() -> tuple[Any, int]:
