@@ -8,6 +8,13 @@ device keys, 12-byte records, TAC rows — never personal data or identity token
 ``changes``: 8-byte big-endian sequence (1, 2, ...) -> 8-byte commit time (Unix ms) +
 packed operations. One transaction writes one or more entries, each at most
 :data:`MAX_ENTRY_BYTES` of operations, so every entry fits in one broker message.
+
+A body made only of device puts (what an import writes, 21 bytes a device) is stored
+compressed (:func:`seal`): its bytes regrouped by position in the 21-byte operation
+(every operation's first byte, then every second byte, ...: the keys' high bytes and the
+records' repeated fields become long runs) and deflated, ~3 bytes a device. Only the
+table view seals and opens bodies (:class:`ceir.store.tables.ChangeLog`): the relay, the
+followers and the bootstrap see the operations as they were packed.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import enum
 import struct
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -138,6 +146,40 @@ def device_puts(body: bytes) -> Iterator[tuple[bytes, bytes]] | None:
     # Void fields: tolist() gives the exact bytes (an S field would strip trailing NULs).
     rows = np.frombuffer(body, _DEVICE_PUT_ROW)
     return zip(rows["key"].tolist(), rows["record"].tolist(), strict=True)
+
+
+_SEALED = b"\xf0"
+"""The first byte of a sealed body (never an :class:`Op`)."""
+_SEAL_MIN = 64
+"""Device puts below this many are stored as they are (single writes)."""
+
+
+def seal(body: bytes) -> bytes:
+    """*body* as stored: compressed when it is only device puts (:func:`open_body`
+    reverses it)."""
+    n = len(body) // _DEVICE_PUT
+    if n < _SEAL_MIN or device_puts(body) is None:
+        return body
+    import numpy as np
+
+    planes = np.frombuffer(body, np.uint8).reshape(n, _DEVICE_PUT).T.tobytes()
+    return _SEALED + zlib.compress(planes, 1)
+
+
+def open_body(stored: bytes) -> bytes:
+    """The packed operations of a stored body (:func:`seal`); StoreError if damaged."""
+    if stored[:1] != _SEALED:
+        return stored
+    import numpy as np
+
+    try:
+        planes = zlib.decompress(stored[1:])
+    except zlib.error as exc:
+        raise StoreError(f"change-log entry does not decompress: {exc}") from exc
+    n, rest = divmod(len(planes), _DEVICE_PUT)
+    if rest:
+        raise StoreError("change-log entry is truncated")
+    return np.frombuffer(planes, np.uint8).reshape(_DEVICE_PUT, n).T.tobytes()
 
 
 def unpack_ops(body: bytes) -> Iterator[tuple[Op, bytes, bytes | None]]:

@@ -43,6 +43,7 @@ from typing import Any
 from ceir.record import Record
 from ceir.store._view import SEP, TOKEN_BYTES, pack_fields, put_ascending, unpack_fields
 from ceir.store._view import View as _View
+from ceir.store.changes import open_body, seal
 from ceir.store.clonetables import Clones, Observations, Outbox, Pairs, Vault
 from ceir.store.details import Details
 from ceir.store.listruns import ListRuns
@@ -438,14 +439,15 @@ class ChangeLog(_View):
 
     def append(self, first: int, committed_ms: int, bodies: list[bytes]) -> None:
         stamp = _U64.pack(committed_ms)
-        pairs = [(_U64.pack(first + i), stamp + body) for i, body in enumerate(bodies)]
+        pairs = [(_U64.pack(first + i), stamp + seal(body)) for i, body in enumerate(bodies)]
         self._txn.cursor(self._db).putmulti(pairs, append=True)
 
     def after(self, seq: int, limit: int) -> list[tuple[int, int, bytes]]:
         """Up to *limit* (sequence, commit time, body) numbered above *seq*, in order."""
         out = []
         for key, value in self._items(_U64.pack(seq + 1)):
-            out.append((int(_U64.unpack(key)[0]), int(_U64.unpack(value[:8])[0]), value[8:]))
+            stamp, body = int(_U64.unpack(value[:8])[0]), open_body(value[8:])
+            out.append((int(_U64.unpack(key)[0]), stamp, body))
             if len(out) >= limit:
                 break
         return out
