@@ -455,8 +455,12 @@ class Bulk:
         part = order[max(start - len(errors), 0) : max(stop - len(errors), 0)]
         if len(part):
             changes, details = self._changes(tables, ctx, part, records, counts, failed)
-            self._put(tables, changes, details)
-            audit.append_columns(tables, changes, int(imp.clock()), origin)
+            self._put(tables, changes)
+            shared, code = imp.feed.shared_details, imp.feed.kind.code
+            audit.append_columns(
+                tables, changes, int(imp.clock()), origin, details, code, shared,
+                encoded=not shared,
+            )  # fmt: skip
         rejects = []
         made: dict[FeedRowError, Reject] = {}  # a shared error is redacted once
         for r in sorted(failed):
@@ -542,17 +546,13 @@ class Bulk:
         )
         return cols, details if len(sel) == n else [details[i] for i in sel.tolist()]
 
-    def _put(self, tables: Tables, changes: audit.Columns, details: list[bytes]) -> None:
-        """The devices and details of *changes* (in ascending key order)."""
+    def _put(self, tables: Tables, changes: audit.Columns) -> None:
+        """The devices of *changes* (in ascending key order); their details go with
+        the audit entries (:func:`ceir.store.audit.append_columns`)."""
         if not len(changes.keys):
             return
         kb = key_bytes(changes.keys)
         tables.devices.put_ascending(list(zip(kb, pieces(changes.new, 12), strict=True)))
-        coded = np.empty(len(kb), [("key", ">u8"), ("code", "u1")])
-        coded["key"], coded["code"] = changes.keys, self.imp.feed.kind.code
-        pairs = list(zip(pieces(coded, 9), details, strict=True))
-        shared = self.imp.feed.shared_details
-        tables.details.put_sorted(pairs, shared, encoded=not shared)
 
 
 def _packed_new(cand: Candidate, outcome: Outcome) -> bytes:

@@ -57,10 +57,11 @@ class Writes:
         """Write everything inside a write transaction; returns the first audit sequence
         number."""
         tables.devices.put(self.devices)
-        tables.details.put(self.details, self.feed.shared_details)
         if self.tacs:
             tables.tacs.put(self.tacs)
             changes.record(tables, tacs=sorted(self.tacs))
         if ctx.identity_writes:
             tables.identities.put(ctx.identity_writes)
-        return audit.append(tables, self.changes, at, origin)
+        # The details go with the audit entries: a creation's value keeps its entry.
+        shared = self.feed.shared_details
+        return audit.append(tables, self.changes, at, origin, self.details, self._code, shared)

@@ -31,7 +31,8 @@ import itertools
 import json
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -195,21 +196,44 @@ def _last_seq(tables: Tables) -> int:
     return 0 if last is None else last[0] + Batch.unpack(last[1]).size - 1
 
 
-def append(tables: Tables, changes: Sequence[Change], at: int, origin: int) -> int:
+def append(
+    tables: Tables,
+    changes: Sequence[Change],
+    at: int,
+    origin: int,
+    details: Mapping[tuple[bytes, int], bytes | None] | None = None,
+    code: int = 0,
+    shared: bool = False,
+) -> int:
     """Append *changes* inside a write transaction as one batch, numbered in key order
-    (a device's changes in the order given); returns the first number."""
+    (a device's changes in the order given); returns the first number.
+
+    *details*: the packed fields (None: delete) the changes register by (device, feed-kind
+    *code*), written here too, as :func:`append_columns` does: the value a device's
+    creation registers keeps that change's entry."""
     first = _last_seq(tables) + 1
-    if not changes:
-        return first
+    rest = dict(details or {})
     ordered = sorted(changes, key=lambda c: c.key)
-    pairs, covered = [], []
+    once = Counter(c.key for c in ordered)
+    pairs, covered, created, tag = [], [], [], bytes((code,))
     for seq, c in enumerate(ordered, first):
         old, new = _packed(c.old), _packed(c.new)
         flags = int(c.action) | (_HAS_OLD if old is not None else 0)
         flags |= _HAS_NEW if new is not None else 0
         value = _VALUE.pack(c.line, flags) + (old or b"")
-        pairs.append((c.key + _SEQ.pack(seq), value))
         covered.append(_HASHED.pack(c.key, seq, c.line, flags, old or _EMPTY, new or _EMPTY))
+        fields = rest.get((c.key, code)) if old is None and new is not None else None
+        if fields is not None and once[c.key] == 1:
+            del rest[c.key, code]
+            created.append(((c.key + tag, fields), (seq, value)))
+        else:
+            pairs.append((c.key + _SEQ.pack(seq), value))
+    if details is not None:
+        tables.details.put(rest, shared)
+        kept = [tables.details.suffix(seq, value) for _p, (seq, value) in created]
+        tables.details.put_created([p for p, _e in created], kept, shared)
+    if not changes:
+        return first
     digest = hashlib.sha256(b"".join(covered)).digest()
     batch = Batch(origin, at, len(ordered), digest, head(tables))
     tables.audit.append(first, pairs, batch.pack())
@@ -234,8 +258,23 @@ class Columns:
     lines: npt.NDArray[np.uint32]
 
 
-def append_columns(tables: Tables, changes: Columns, at: int, origin: int) -> int:
-    """:func:`append` of *changes* given as arrays: the same entries, batch and log."""
+def append_columns(
+    tables: Tables,
+    changes: Columns,
+    at: int,
+    origin: int,
+    details: Sequence[bytes] | None = None,
+    code: int = 0,
+    shared: bool = False,
+    encoded: bool = False,
+) -> int:
+    """:func:`append` of *changes* given as arrays: the same entries, batch and log.
+
+    *details*: the packed fields each change registers under feed-kind *code* (in the
+    changes' order; *shared* and *encoded* as in :meth:`Details.put_sorted
+    <ceir.store.details.Details.put_sorted>`), written here too: a change that creates
+    its device keeps its entry in that value (one node in the registry, not two)
+    instead of an ``audit`` row."""
     import numpy as np
 
     first = _last_seq(tables) + 1
@@ -268,7 +307,12 @@ def append_columns(tables: Tables, changes: Columns, at: int, origin: int) -> in
         for i in np.flatnonzero(presence & 1).tolist():
             values[i] += old_raw[RECORD_SIZE * i : RECORD_SIZE * (i + 1)]
     batch = Batch(origin, at, n, digest, head(tables))
-    tables.audit.append(first, list(zip(keys, values, strict=True)), batch.pack())
+    logged: Sequence[int] = range(n)
+    if details is not None:
+        logged = _put_details(
+            tables, table, small, presence, order, details, (code, shared, encoded)
+        )
+    tables.audit.append(first, [(keys[i], values[i]) for i in logged], batch.pack())
     new_raw, with_new = table["new"].tobytes(), (presence & 2).astype(bool).tolist()
     devices = [
         (keys[i][:8], new_raw[RECORD_SIZE * i : RECORD_SIZE * (i + 1)] if with_new[i] else None)
@@ -278,6 +322,34 @@ def append_columns(tables: Tables, changes: Columns, at: int, origin: int) -> in
     # then one key range, which a replica's B-tree takes about twice as fast as feed order.
     change_log.record(tables, devices=devices)
     return first
+
+
+def _put_details(
+    tables: Tables,
+    table: Any,
+    small: Any,
+    presence: Any,
+    order: Any,
+    details: Sequence[bytes],
+    how: tuple[int, bool, bool],
+) -> list[int]:
+    """Write the *details* of the entries (*table* and their 5-byte values *small* in
+    key order; *order*: the changes' index of each): a creation's value keeps its entry.
+    Returns the entries that still need an ``audit`` row, in key order."""
+    import numpy as np
+
+    code, shared, encoded = how
+    made = presence == 2
+    coded = np.empty(len(table), [("key", ">u8"), ("code", "u1")])
+    coded["key"], coded["code"] = table["key"], code
+    raw, js = coded.tobytes(), order.tolist()
+    idx, rest = np.flatnonzero(made).tolist(), np.flatnonzero(~made).tolist()
+    kept = tables.details.suffixes(table["seq"][made], small[made].tobytes())
+    created = [(raw[9 * i : 9 * i + 9], details[js[i]]) for i in idx]
+    tables.details.put_created(created, kept, shared, encoded=encoded)
+    changed = [(raw[9 * i : 9 * i + 9], details[js[i]]) for i in rest]
+    tables.details.put_sorted(changed, shared, encoded=encoded)
+    return rest
 
 
 def _key_seq(table: Any) -> bytes:

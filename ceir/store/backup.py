@@ -14,7 +14,6 @@ import bisect
 import contextlib
 import fcntl
 import hashlib
-import itertools
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from ceir.errors import CeirError, StoreError
 from ceir.imei import MAX_BODY
 from ceir.record import RECORD_SIZE, Record
 from ceir.store import SCHEMA_VERSION, TacInfo, audit, open_store
+from ceir.store.audittables import AuditLog
 from ceir.store.env import check_file
 
 _DATA = "data.mdb"
@@ -147,7 +147,8 @@ def _check_chain(store: Any, txn: Any, report: Report) -> None:
     hashers = [hashlib.sha256() for _b in batches]
     counts = [0] * len(batches)
     devices = store.devices
-    for key, stored in _by_device(txn, log):
+    logged = AuditLog(txn, log, links, store.dbs.get("details"))
+    for key, stored in logged.by_device():
         for i, (seq, value) in enumerate(stored):
             at = bisect.bisect_right(firsts, seq) - 1
             if at < 0 or seq >= firsts[at] + batches[at][1].size:
@@ -192,14 +193,6 @@ def _check_chain(store: Any, txn: Any, report: Report) -> None:
 
 def _n(key: bytes) -> int:
     return int.from_bytes(key, "big")
-
-
-def _by_device(txn: Any, log: Any) -> Iterator[tuple[bytes, list[tuple[int, bytes]]]]:
-    """(device key, its (number, value) entries oldest first) for every audited device."""
-    if log is None:
-        return
-    for key, items in itertools.groupby(txn.cursor(log), key=lambda kv: bytes(kv[0][:8])):
-        yield key, [(_n(k[8:]), bytes(v)) for k, v in items]
 
 
 def _origin(txn: Any, imports: Any, origin: int) -> dict[str, Any] | None:

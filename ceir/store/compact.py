@@ -4,8 +4,9 @@ LMDB never shrinks its file: the pages that copy-on-write frees go on a free lis
 are reused by later writes, so right after bulk imports the file is about twice the
 data it holds. :func:`compact`, for a store nobody has open:
 
-1. repacks the hot table in key order (:func:`repack_devices`: every leaf page full;
-   ``ceir import`` calls :func:`repack_if_loose` after a bulk load too);
+1. repacks the hot table and ``details`` in key order (:func:`repack_devices`,
+   :func:`repack_table`: every leaf page full; ``ceir import`` calls
+   :func:`repack_if_loose` after a bulk load too);
 2. copies the store with LMDB's compacting copy (free pages dropped) into a scratch
    directory beside it, and checks that every table has as many entries as before;
 3. puts the copy's ``data.mdb`` in place of the old one with one ``rename``, under an
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import time
@@ -35,6 +37,7 @@ from ceir.store.backup import exclusive, fsync_path
 from ceir.store.env import Store, exists, open_store
 
 __all__ = [
+    "PACKED_TABLES",
     "REPACK_MIN_ADDED",
     "REPACK_MIN_SHARE",
     "REPACK_SLACK",
@@ -43,7 +46,9 @@ __all__ = [
     "devices_slack",
     "repack_devices",
     "repack_if_loose",
+    "repack_table",
     "table_entries",
+    "table_slack",
 ]
 
 _DATA = "data.mdb"
@@ -54,6 +59,10 @@ _HOT = ("devices", "tacs")
 _PAGE_HEADER = 16
 _DEVICE_NODE = 8 + 8 + RECORD_SIZE + 2
 _SCRATCH = b"devices.repack"
+_SAMPLE = 4_096
+PACKED_TABLES = ("details",)
+"""Registry tables repacked with the hot table: one node per device, written by bulk
+imports in each batch's key order (random across batches)."""
 REPACK_MIN_ADDED = 100_000
 """An import adding at least this many devices repacks ``devices`` when it is loose."""
 REPACK_MIN_SHARE = 0.1
@@ -72,6 +81,37 @@ def devices_slack(store: Store) -> float:
     return int(st["leaf_pages"]) / needed if needed else 1.0
 
 
+def table_slack(store: Store, name: str) -> float:
+    """:func:`devices_slack` of the registry table *name*, its node size estimated from
+    its first :data:`_SAMPLE` entries."""
+    db = store.dbs[name]
+    with store._reading(None) as txn:
+        st = txn.stat(db)
+        sizes = [
+            8 + len(k) + len(v) + (len(k) + len(v)) % 2 + 2
+            for k, v in itertools.islice(txn.cursor(db), _SAMPLE)
+        ]
+    if not sizes:
+        return 1.0
+    needed = int(st["entries"]) * (sum(sizes) / len(sizes)) / (int(st["psize"]) - _PAGE_HEADER)
+    return int(st["leaf_pages"]) / max(1.0, needed)
+
+
+def repack_table(store: Store, name: str) -> int:
+    """:func:`repack_devices` for the registry table *name* (``details``, which bulk
+    imports fill in random key order); returns how many entries it moved."""
+    return store._write_txn(lambda txn: _repack(store, txn, store.dbs[name]))
+
+
+def _repack(store: Store, txn: Any, db: Any) -> int:
+    scratch = store.env.open_db(_SCRATCH, txn=txn)  # gone again at commit
+    _, moved = txn.cursor(scratch).putmulti(txn.cursor(db).iternext(), append=True)
+    txn.drop(db, delete=False)
+    txn.cursor(db).putmulti(txn.cursor(scratch).iternext(), append=True)
+    txn.drop(scratch, delete=True)
+    return int(moved)
+
+
 def repack_devices(store: Store) -> int:
     """Rewrite ``devices`` in key order so that every leaf page is full (30 B per device
     instead of ~45 after random inserts); returns how many devices it moved.
@@ -82,16 +122,7 @@ def repack_devices(store: Store) -> int:
     may grow by twice the hot table for that commit; the pages freed are reused by later
     writes (:func:`compact` gives them back)."""
 
-    def repack(txn: Any) -> int:
-        scratch = store.env.open_db(_SCRATCH, txn=txn)  # gone again at commit
-        source = txn.cursor(store.devices)
-        _, moved = txn.cursor(scratch).putmulti(source.iternext(), append=True)
-        txn.drop(store.devices, delete=False)
-        txn.cursor(store.devices).putmulti(txn.cursor(scratch).iternext(), append=True)
-        txn.drop(scratch, delete=True)
-        return int(moved)
-
-    return store._write_txn(repack)
+    return store._write_txn(lambda txn: _repack(store, txn, store.devices))
 
 
 def repack_if_loose(store: Store, added: int) -> bool:
@@ -105,10 +136,15 @@ def repack_if_loose(store: Store, added: int) -> bool:
     costs well under a tenth of the import); ``ceir compact`` does it on demand."""
     if added < max(REPACK_MIN_ADDED, REPACK_MIN_SHARE * store.device_count()):
         return False
-    if devices_slack(store) <= REPACK_SLACK:
-        return False
-    repack_devices(store)
-    return True
+    packed = False
+    if devices_slack(store) > REPACK_SLACK:
+        repack_devices(store)
+        packed = True
+    for name in PACKED_TABLES:
+        if table_slack(store, name) > REPACK_SLACK:
+            repack_table(store, name)
+            packed = True
+    return packed
 
 
 def table_entries(store: Store) -> dict[str, int]:
@@ -145,6 +181,8 @@ def compact(path: Path) -> Compacted:
             file_before = _file_size(path)
             hot_before = _hot(store)
             repack_devices(store)
+            for name in PACKED_TABLES:
+                repack_table(store, name)
             hot_after = _hot(store)
             counts = table_entries(store)
             scratch.mkdir(mode=0o700)

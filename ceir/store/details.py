@@ -1,7 +1,16 @@
-"""``details``: what each channel registered for a device; shared fields stored once."""
+"""``details``: what each channel registered for a device; shared fields stored once.
+
+A device's creation keeps its audit entry here, at the end of the value it wrote
+(:meth:`Details.put_created`): the entry's 6-byte sequence number and its 5-byte value
+(line, flags: :mod:`ceir.store.audit`), so a new device costs one node in the registry,
+not two. Whatever replaces or deletes that value first moves the entry into ``audit``
+under its own number (:meth:`Details.put`), so no entry is ever lost and the batch's
+digest is unchanged; :class:`ceir.store.audittables.AuditLog` reads both tables.
+"""
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import hashlib
 import re
@@ -15,15 +24,20 @@ import numpy.typing as npt
 from ceir.store._view import SEP, TOKEN_BYTES, put_ascending, unpack_fields
 from ceir.store._view import View as _View
 
-__all__ = ["Details", "encode", "token_values"]
+__all__ = ["ENTRY_BYTES", "Details", "encode", "entry_of", "token_values"]
 
 _U32 = struct.Struct(">I")
 # A details value: as written, or _SHARED + a shape id + the last field, or _DAY + a
 # shape id + the last field, a date, as 2 bytes, or _TOKENS + a head byte + the leading
 # identity tokens as 16 bytes each + the other fields (see encode); one that begins with
-# one of these bytes (never text a feed accepts) is stored behind _RAW.
+# a control byte (never text a feed accepts) is stored behind _RAW. With _ENTRY set in
+# the first byte, the value ends with an audit entry: its number and its value.
 _RAW, _SHARED, _DAY, _TOKENS = b"\x00", b"\x01", b"\x02", b"\x03"
-_MARKS = (_RAW, _SHARED, _DAY, _TOKENS)
+_ENTRY = 0x10
+_SEQ_BYTES, ENTRY_BYTES = 6, 5
+_SUFFIX = _SEQ_BYTES + ENTRY_BYTES
+_MARKED = tuple(bytes((b | _ENTRY,)) for b in range(0x20))
+"""A stored value's first byte (a control byte) with _ENTRY set."""
 _EPOCH = datetime.date(1970, 1, 1).toordinal()
 _SEPB = SEP.encode()
 # The head byte after _TOKENS: how many leading fields are tokens (at most _MAX_TOKENS),
@@ -33,7 +47,22 @@ _TOKEN_TEXT = re.compile(rb"tok_[0-9a-f]{32}")
 
 
 def _raw(value: bytes) -> bytes:
-    return _RAW + value if value[:1] in _MARKS else value
+    return _RAW + value if value and value[0] < 0x20 else value
+
+
+def entry_of(stored: bytes) -> tuple[int, bytes] | None:
+    """(sequence number, audit value) of the entry a stored details value carries, or None."""
+    if not stored or not stored[0] & _ENTRY or stored[0] >= 0x20:
+        return None
+    tail = stored[-_SUFFIX:]
+    return int.from_bytes(tail[:_SEQ_BYTES], "big"), tail[_SEQ_BYTES:]
+
+
+def _with_entry(encoded: bytes, suffix: bytes) -> bytes:
+    """*encoded* (a stored value without an entry) carrying an entry (:meth:`Details.suffix`)."""
+    if encoded and encoded[0] < 0x20:
+        return _MARKED[encoded[0]] + encoded[1:] + suffix
+    return _MARKED[0] + encoded + suffix  # text: behind _RAW
 
 
 def encode(value: bytes) -> bytes:
@@ -121,17 +150,20 @@ class Details(_View):
     Readers see the whole value either way.
     """
 
-    __slots__ = ("_shapes",)
+    __slots__ = ("_audit", "_shapes")
 
-    def __init__(self, txn: Any, db: Any, shapes: Any) -> None:
+    def __init__(self, txn: Any, db: Any, shapes: Any, audit: Any = None) -> None:
         super().__init__(txn, db)
         self._shapes = _View(txn, shapes)
+        self._audit = audit
 
     @staticmethod
     def key(device: bytes, code: int) -> bytes:
         return device + bytes((code,))
 
     def _whole(self, stored: bytes) -> bytes:
+        if entry_of(stored) is not None:
+            stored = bytes((stored[0] & ~_ENTRY,)) + stored[1:-_SUFFIX]
         mark = stored[:1]
         if mark == _RAW:
             return stored[1:]
@@ -166,6 +198,7 @@ class Details(_View):
         pairs = sorted((self.key(device, code), v) for (device, code), v in items.items())
         for key, value in pairs:
             if value is None:
+                self._keep_entry(key)
                 self._txn.delete(key, db=self._db)
         self.put_sorted([(k, v) for k, v in pairs if v is not None], shared)
 
@@ -174,10 +207,73 @@ class Details(_View):
     ) -> None:
         """(raw key, packed fields) pairs sorted by key (the bulk import); *shared* as
         in :meth:`put`; *encoded*: the values are as stored already (:func:`encode`,
-        :func:`token_values`; not for *shared*)."""
+        :func:`token_values`; not for *shared*). A value they replace gives its entry to
+        ``audit`` first."""
+        for key, _value in pairs:
+            self._keep_entry(key)
         if pairs:
             values = pairs if encoded and not shared else self._encoded(pairs, shared)
             put_ascending(self._txn, self._db, values)
+
+    @staticmethod
+    def suffix(seq: int, entry: bytes) -> bytes:
+        """What a value keeps of the audit entry *seq* (its value *entry*: 5 bytes)."""
+        if len(entry) != ENTRY_BYTES or not 0 < seq < 1 << (8 * _SEQ_BYTES):
+            raise ValueError(f"audit entry {seq} cannot be kept in details")
+        return seq.to_bytes(_SEQ_BYTES, "big") + entry
+
+    @staticmethod
+    def suffixes(seqs: npt.NDArray[Any], entries: bytes) -> list[bytes]:
+        """:meth:`suffix` of many entries: numbers (an array), values joined."""
+        n = len(seqs)
+        if n and not 0 < int(seqs.min()) <= int(seqs.max()) < 1 << (8 * _SEQ_BYTES):
+            raise ValueError("audit entries out of range cannot be kept in details")
+        out = np.empty((n, _SUFFIX), np.uint8)
+        seq = seqs.astype(">u8").view(np.uint8).reshape(n, 8)
+        out[:, :_SEQ_BYTES] = seq[:, 8 - _SEQ_BYTES :]
+        out[:, _SEQ_BYTES:] = np.frombuffer(entries, np.uint8).reshape(n, ENTRY_BYTES)
+        raw = out.tobytes()
+        return [raw[i : i + _SUFFIX] for i in range(0, n * _SUFFIX, _SUFFIX)]
+
+    def put_created(
+        self,
+        pairs: Sequence[tuple[bytes, bytes]],
+        suffixes: Sequence[bytes],
+        shared: bool = False,
+        *,
+        encoded: bool = False,
+    ) -> None:
+        """(raw key, packed fields) pairs sorted by key, each keeping the audit entry of
+        the change that created it (*suffixes*: :meth:`suffix`; see the module
+        docstring); *shared*, *encoded* as in :meth:`put_sorted`. Keys above the table's
+        last are appended (pages filled)."""
+        if not pairs:
+            return
+        values = pairs if encoded and not shared else self._encoded(pairs, shared)
+        rows = [(k, _with_entry(v, s)) for (k, v), s in zip(values, suffixes, strict=True)]
+        last = self._last_key()
+        cut = 0 if last is None else bisect.bisect_right(rows, last, key=lambda kv: kv[0])
+        cursor = self._txn.cursor(self._db)
+        if cut < len(rows):
+            cursor.putmulti(rows[cut:] if cut else rows, append=True)
+        if not cut:
+            return
+        below = rows[:cut]
+        consumed, added = cursor.putmulti(below, overwrite=False)
+        if added == consumed:
+            return
+        for key, value in below:  # some were there before: keep their entries, then replace
+            if self._get(key) != value:
+                self._keep_entry(key)
+                self._txn.put(key, value, db=self._db)
+
+    def _keep_entry(self, key: bytes) -> None:
+        """Move the entry the value under *key* carries (if any) into ``audit``."""
+        stored = self._get(key)
+        found = None if stored is None else entry_of(stored)
+        if found is not None:
+            seq, entry = found
+            self._txn.put(key[:-1] + seq.to_bytes(8, "big"), entry, db=self._audit)
 
     def _encoded(self, pairs: Sequence[tuple[bytes, bytes]], shared: bool) -> list[Any]:
         if not shared:

@@ -15,7 +15,8 @@ hot record stays 12 bytes:
 
 ``details``
     device key + 1-byte feed kind -> that channel's fields (``\x1f``-joined UTF-8;
-    personal numbers only as tokens), the leading fields many devices share as an id.
+    personal numbers only as tokens), the leading fields many devices share as an id;
+    the value a device's creation wrote also keeps that change's audit entry.
 ``shapes``
     those shared leading fields, once each, by id (and their hash -> id).
 ``audit``
@@ -103,9 +104,11 @@ log = logging.getLogger("ceir.store")
 
 LMDB_VERSION: str = lmdb.__version__
 """The py-lmdb release, for benchmark reports (nobody else imports lmdb)."""
-SCHEMA_VERSION = 2
-"""2: audit keyed by device, one hash-chain link per batch (``audit_links``), shared
-details fields once (``shapes``); 1 had ``audit`` by sequence number and ``audit_idx``."""
+SCHEMA_VERSION = 3
+"""3: a device's creation keeps its audit entry in its ``details`` value, change-log
+bodies of device puts compressed; 2: audit keyed by device, one hash-chain link per
+batch (``audit_links``), shared details fields once (``shapes``); 1 had ``audit`` by
+sequence number and ``audit_idx``."""
 _SCHEMA_KEY = b"schema"
 _CREATED_KEY = b"created_at"
 SPOOL = "spool"
@@ -356,7 +359,7 @@ class Store:
 
 
 def _schema_error(path: Path, found: bytes) -> StoreSchemaError:
-    if found == b"1":  # the layout before the audit by device (no conversion in place)
+    if found in (b"1", b"2"):  # older layouts of the registry (no conversion in place)
         how = (
             "Keep serving it with the ceir release that wrote it, or import its feed files "
             "again into a new store (--db) with this one."

@@ -43,6 +43,7 @@ from typing import Any
 from ceir.record import Record
 from ceir.store._view import SEP, TOKEN_BYTES, pack_fields, put_ascending, unpack_fields
 from ceir.store._view import View as _View
+from ceir.store.audittables import AuditLog
 from ceir.store.changes import open_body, seal
 from ceir.store.clonetables import Clones, Observations, Outbox, Pairs, Vault
 from ceir.store.details import Details
@@ -265,82 +266,6 @@ class Imports(_View):
         self._txn.put(_U32.pack(origin), value, db=self._db)
 
 
-class AuditLog:
-    """``audit`` and ``audit_links``: changes by device, their batches by first number.
-
-    An entry's key is the device key and its 8-byte sequence number, so a device's
-    history is one prefix scan; its value is opaque here (:mod:`ceir.store.audit`). A
-    *batch* (one append: a file's batch or one request) is one ``audit_links`` value
-    under its first sequence number: what the batch's entries share, once.
-    """
-
-    __slots__ = ("_links", "_log", "_txn")
-
-    def __init__(self, txn: Any, log: Any, links: Any) -> None:
-        self._txn = txn
-        self._log = _View(txn, log)
-        self._links = _View(txn, links)
-
-    def last_batch(self) -> tuple[int, bytes] | None:
-        """(first sequence number, value) of the last batch, or None."""
-        key = self._links._last_key()
-        if key is None:
-            return None
-        value = self._links._get(key)
-        return None if value is None else (int(_U64.unpack(key)[0]), value)
-
-    def append(self, first: int, pairs: Sequence[tuple[bytes, bytes]], batch: bytes) -> None:
-        """A batch: (entry key, value) pairs sorted by key, numbered from *first*."""
-        put_ascending(self._txn, self._log._db, pairs)
-        self._txn.cursor(self._links._db).putmulti([(_U64.pack(first), batch)], append=True)
-
-    def batch_of(self, seq: int) -> tuple[int, bytes] | None:
-        """(first sequence number, value) of the batch holding entry *seq*, or None."""
-        if self._links._db is None:
-            return None
-        cursor = self._txn.cursor(self._links._db)
-        found = cursor.set_range(_U64.pack(seq + 1)) and cursor.prev()
-        if not found and not cursor.last():
-            return None
-        key = bytes(cursor.key())
-        if key > _U64.pack(seq):
-            return None
-        return int(_U64.unpack(key)[0]), bytes(cursor.value())
-
-    def batches(self, after: int = 0) -> Iterator[tuple[int, bytes]]:
-        """(first sequence number, value) of every batch starting above *after*."""
-        for key, value in self._links._items(_U64.pack(after + 1)):
-            yield int(_U64.unpack(key)[0]), value
-
-    def of_device(self, key: bytes) -> Iterator[tuple[int, bytes]]:
-        """(sequence number, value) of every change to device *key*, oldest first."""
-        for entry, value in self._log._items(key, key):
-            yield int(_U64.unpack(entry[8:])[0]), value
-
-    def of_devices(self, keys: Iterable[bytes]) -> Iterator[tuple[bytes, list[tuple[int, bytes]]]]:
-        """(key, its (sequence number, value) changes oldest first) for each of *keys*
-        (sorted is fastest): :meth:`of_device` for many devices through one cursor."""
-        if self._log._db is None:
-            return
-        cursor = self._txn.cursor(self._log._db)
-        for key in keys:
-            found = []
-            if cursor.set_range(key):
-                for entry, value in cursor:
-                    if entry[:8] != key:
-                        break
-                    found.append((int(_U64.unpack(entry[8:])[0]), bytes(value)))
-            yield key, found
-
-    def items(self) -> Iterator[tuple[bytes, int, bytes]]:
-        """(device key, sequence number, value) of every entry, in key order."""
-        for entry, value in self._log._items():
-            yield entry[:8], int(_U64.unpack(entry[8:])[0]), value
-
-    def delete(self, key: bytes, seq: int) -> bool:
-        return bool(self._txn.delete(key + _U64.pack(seq), db=self._log._db))
-
-
 class Stages(_View):
     """``stages``: bulk imports waiting for a second principal (:mod:`ceir.feeds.staging`):
     part 0 is the stage's JSON record, parts 1.. its file, sealed."""
@@ -519,12 +444,12 @@ class Tables:
     def __init__(self, txn: Any, devices: Any, tacs: Any, dbs: Mapping[str, Any]) -> None:
         self.devices = Devices(txn, devices)
         self.tacs = Tacs(txn, tacs)
-        self.details = Details(txn, dbs["details"], dbs["shapes"])
+        self.details = Details(txn, dbs["details"], dbs["shapes"], dbs["audit"])
         self.identities = Identities(txn, dbs["identities"])
         self.rejects = Rejects(txn, dbs["rejects"])
         self.digests = Digests(txn, dbs["digests"])
         self.imports = Imports(txn, dbs["imports"])
-        self.audit = AuditLog(txn, dbs["audit"], dbs["audit_links"])
+        self.audit = AuditLog(txn, dbs["audit"], dbs["audit_links"], dbs["details"])
         self.stages = Stages(txn, dbs["stages"])
         self.config = Config(txn, dbs["config"])
         self.changes = ChangeLog(txn, dbs["changes"])

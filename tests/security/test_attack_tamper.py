@@ -14,6 +14,8 @@ import lmdb
 
 from ceir.record import Reason, Record, Source
 from ceir.store import audit
+from ceir.store.audittables import AuditLog
+from ceir.store.details import entry_of
 from tests.security.test_attack_leaks import _tac, ceir, imei
 
 MAKER = "imei,brand,model,tpp_number,maker_id,produced_at"
@@ -45,27 +47,30 @@ def _exempt(copy: Path, *, entry: bool, actor: bool, rechain: bool) -> None:
         devices, log = env.open_db(b"devices", txn=txn), env.open_db(b"audit", txn=txn)
         links, imports = env.open_db(b"audit_links", txn=txn), env.open_db(b"imports", txn=txn)
         txn.put(key, exempt, db=devices)
-        if entry:
-            cursor = txn.cursor(log)
+        if entry:  # a creation's entry is kept at the end of its details value
+            details = env.open_db(b"details", txn=txn)
+            cursor = txn.cursor(details)
             assert cursor.set_range(key)
             value = bytearray(cursor.value())
-            value[4] = (value[4] & 0xF0) | audit.Action.EXCEPTION
-            txn.put(cursor.key(), bytes(value), db=log)
+            assert entry_of(bytes(value)) is not None
+            value[-1] = (value[-1] & 0xF0) | audit.Action.EXCEPTION
+            txn.put(cursor.key(), bytes(value), db=details)
         if actor:
             first = (2).to_bytes(4, "big")  # the first manufacturer import (#1: the TACs)
             info = json.loads(txn.get(first, db=imports))
             info["actor"] = "ministry:kemenperin"
             txn.put(first, json.dumps(info).encode(), db=imports)
         if rechain:
-            _rechain(txn, devices, log, links, imports)
+            _rechain(txn, devices, log, links, imports, env.open_db(b"details", txn=txn))
     env.close()
 
 
-def _rechain(txn: Any, devices: Any, log: Any, links: Any, imports: Any) -> None:
+def _rechain(txn: Any, devices: Any, log: Any, links: Any, imports: Any, details: Any) -> None:
     """Every batch's digest and link recomputed, as verify computes them."""
     batches = [(int.from_bytes(k, "big"), audit.Batch.unpack(v)) for k, v in txn.cursor(links)]
     covered: dict[int, list[tuple[int, bytes]]] = {first: [] for first, _b in batches}
-    entries = [(bytes(k[:8]), int.from_bytes(k[8:], "big"), bytes(v)) for k, v in txn.cursor(log)]
+    logged = AuditLog(txn, log, links, details).by_device()  # audit + details, as verify reads
+    entries = [(key, seq, value) for key, found in logged for seq, value in found]
     for i, (key, seq, value) in enumerate(entries):
         if i + 1 < len(entries) and entries[i + 1][0] == key:
             new = audit.old_of(entries[i + 1][2])

@@ -21,7 +21,14 @@ from ceir.record import Reason, Record, Source
 from ceir.store import compact as compact_module
 from ceir.store import open_store
 from ceir.store.backup import exclusive, verify
-from ceir.store.compact import compact, devices_slack, repack_devices, table_entries
+from ceir.store.compact import (
+    compact,
+    devices_slack,
+    repack_devices,
+    repack_table,
+    table_entries,
+    table_slack,
+)
 
 DEVICES = 30_000
 
@@ -55,6 +62,43 @@ def test_repack_fills_every_page_and_changes_nothing_stored(tmp_path: Path) -> N
     assert loose > 40
     assert packed < 32
     assert verify(db).ok
+
+
+def test_details_written_in_batches_are_repacked_to_full_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second import whose keys fall between the first one's leaves ``details`` pages
+    loose; repacking fills them and changes nothing stored; an import that adds many
+    devices does it itself."""
+    monkeypatch.setattr(compact_module, "REPACK_MIN_ADDED", 10**9)  # not by the imports
+    tacs, first, second = tmp_path / "tac.csv", tmp_path / "a.csv", tmp_path / "b.csv"
+    generate(Kind.TAC, POOL, tacs)
+    generate(Kind.MANUFACTURER, 20_000, first, seed=1)
+    after = (Kind.MANUFACTURER.code - 1) * 50_000_000 + 20_000  # gen's serials, disjoint
+    generate(Kind.MANUFACTURER, 20_000, second, seed=2, start=after)
+    options = Options(max_new_devices=20_000)
+
+    def load(db: Path) -> None:
+        with open_store(db) as store:
+            import_file(store, Kind.TAC, tacs, actor="test")
+            import_file(store, Kind.MANUFACTURER, first, actor="test", options=options)
+            import_file(store, Kind.MANUFACTURER, second, actor="test", options=options)
+
+    load(tmp_path / "db")
+    with open_store(tmp_path / "db") as store:
+        before, loose = store.dump(), store.table_bytes()["details"]
+        assert table_slack(store, "details") > 1.3
+        assert repack_table(store, "details") == 40_000
+        assert table_slack(store, "details") <= 1.02
+        assert store.dump() == before
+        packed = store.table_bytes()["details"]
+    assert packed < loose / 1.3
+    assert packed / 40_000 < 40  # 9-byte key, 18-byte value with its entry, node and pointer
+    monkeypatch.setattr(compact_module, "REPACK_MIN_ADDED", 5_000)
+    load(tmp_path / "db2")
+    with open_store(tmp_path / "db2") as store:
+        assert table_slack(store, "details") <= 1.02
+    assert verify(tmp_path / "db2").ok
 
 
 def test_an_import_that_adds_many_devices_leaves_the_hot_table_packed(

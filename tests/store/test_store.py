@@ -187,15 +187,19 @@ def test_a_failure_inside_a_snapshot_is_a_store_error(store: Store) -> None:
         reads.get(b"")
 
 
-def test_a_version_1_store_is_refused_untouched_saying_what_to_do(tmp_path: Path) -> None:
-    """A store of schema version 1 (audit by sequence number, audit_idx) is refused with a
-    one-line error naming what to do, and the refused open adds no table to it."""
+@pytest.mark.parametrize("version", [b"1", b"2"])
+def test_an_older_store_is_refused_untouched_saying_what_to_do(
+    tmp_path: Path, version: bytes
+) -> None:
+    """A store of schema version 1 (audit by sequence number, audit_idx) or 2 (creations'
+    entries in audit, change log uncompressed) is refused with a one-line error naming
+    what to do, and the refused open adds no table to it."""
     path = tmp_path / "old"
     path.mkdir()
     env = lmdb.open(str(path), max_dbs=32, subdir=True)
     with env.begin(write=True) as txn:
         meta = env.open_db(b"meta", txn=txn)
-        txn.put(b"schema", b"1", db=meta)
+        txn.put(b"schema", version, db=meta)
         env.open_db(b"audit", txn=txn)
         env.open_db(b"audit_idx", txn=txn, dupsort=True)
     env.close()
@@ -204,7 +208,9 @@ def test_a_version_1_store_is_refused_untouched_saying_what_to_do(tmp_path: Path
             open_store(path, readonly=readonly)
         message = str(caught.value)
         assert "\n" not in message
-        assert message.startswith(f"store {path} has schema version '1'; this ceir reads version")
+        assert message.startswith(
+            f"store {path} has schema version '{version.decode()}'; this ceir reads version 3."
+        )
         assert "import its feed files again into a new store (--db)" in message
     env = lmdb.open(str(path), max_dbs=32, subdir=True, readonly=True)
     with env.begin() as txn:
