@@ -62,7 +62,7 @@ def _dump(store: Store) -> dict[str, Any]:
     out["audit"] = sorted(history.items())
     ops: dict[bytes, list[tuple[Any, ...]]] = {}
     for _k, value in raw["changes"]:
-        for op, key, found in changes.unpack_ops(value[8:]):
+        for op, key, found in changes.unpack_ops(changes.open_body(value[8:])):
             ops.setdefault(key, []).append((op, found))
     out["changes"] = sorted(ops.items())
     out["raw"] = raw
