@@ -456,11 +456,10 @@ class Bulk:
         if len(part):
             changes, details = self._changes(tables, ctx, part, records, counts, failed)
             self._put(tables, changes)
-            shared, code = imp.feed.shared_details, imp.feed.kind.code
+            once, code = imp.feed.shared_details, imp.feed.kind.code
             audit.append_columns(
-                tables, changes, int(imp.clock()), origin, details, code, shared,
-                encoded=not shared,
-            )  # fmt: skip
+                tables, changes, int(imp.clock()), origin, details, code, once, encoded=not once
+            )
         rejects = []
         made: dict[FeedRowError, Reject] = {}  # a shared error is redacted once
         for r in sorted(failed):
