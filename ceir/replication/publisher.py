@@ -91,6 +91,7 @@ class Relay(BrokerTask):
         self.stream_last = 0
         """The stream's last sequence, whoever published it."""
         self.alarms = 0
+        self._foreign_seen = 0  # the highest stream sequence already alarmed as foreign
         self.republished = 0
         self._inbox = ""
         self._acks: dict[str, asyncio.Future[Any]] | None = None
@@ -130,9 +131,18 @@ class Relay(BrokerTask):
         # The highest signed sequence among the last messages: a replayed old message
         # verifies too, so the first one found is not enough.
         found = [0]
+        foreign = []
         if state.messages:
             low = max(state.first_seq, state.last_seq - _SCAN_BACK + 1)
-            found += [await self._ours(js, seq) or 0 for seq in range(state.last_seq, low - 1, -1)]
+            for seq in range(state.last_seq, low - 1, -1):
+                got = await self._ours(js, seq)
+                if got == 0:
+                    foreign.append(seq)
+                found.append(got or 0)
+        fresh = [seq for seq in foreign if seq > self._foreign_seen]
+        if fresh:
+            self._foreign_seen = max(fresh)
+            self._alarm(f"{len(fresh)} message(s) up to sequence {self._foreign_seen}")
         ours = max(found)
         if not ours:  # empty (purged or new), or only others' messages: stream seq = log seq
             ours = min(state.last_seq, head)
@@ -162,6 +172,8 @@ class Relay(BrokerTask):
             self.stream_last = first - 1
 
     async def _ours(self, js: Any, seq: int) -> int | None:
+        """The log sequence of the relay's message at stream *seq*; 0 for a message the
+        relay did not sign (foreign); None when the stream no longer holds *seq*."""
         from nats.js.errors import NotFoundError
 
         try:
@@ -171,7 +183,18 @@ class Relay(BrokerTask):
         try:
             return wire.open_change(self.public, msg.data or b"").seq
         except RefusedMessageError:
-            return None
+            return 0
+
+    def _alarm(self, what: str) -> None:
+        """Someone else published on the stream: said once per message found, at the
+        publish its sequence check refused or at the look again that found it."""
+        self.alarms += 1
+        log.error(
+            "ALARM relay: stream %s has a message the relay did not publish (%s); someone "
+            "else can publish on the broker. Replicas refuse what does not verify; carrying on",
+            STREAM,
+            what,
+        )
 
     async def _relay(self, js: Any) -> None:
         last_beat = last_check = last_trim = 0.0
@@ -270,12 +293,10 @@ class Relay(BrokerTask):
                 except APIError as exc:
                     if exc.err_code not in _FOREIGN:
                         raise
-                    self.alarms += 1
-                    log.error(  # noqa: TRY400 - an alarm, not a crash: no traceback
-                        "ALARM relay: stream %s has a message the relay did not publish "
-                        "(expected last sequence %d: %s); someone else can publish on the "
-                        "broker. Replicas refuse what does not verify; carrying on",
-                        STREAM,
+                    # Foreign messages follow stream_last: the look again finds them and
+                    # says so once (the periodic check may have found them first).
+                    log.info(
+                        "relay: expected last sequence %d refused (%s); looking again",
                         self.stream_last,
                         exc.description,
                     )
