@@ -27,17 +27,33 @@ ROWS = 90_000  # under the default two-person threshold (100,000), ~45 served ba
 
 
 def _children(pid: int) -> set[int]:
-    """The import processes whose parent is *pid*."""
-    found = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
+    """The import processes among *pid*'s descendants (a worker's children too)."""
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
             try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:
+                kids = (task / "children").read_text().split()
+            except OSError:  # the thread ended meanwhile
                 continue
-            if b"ceir.server.imports" in cmdline:
-                found.add(int(child))
+            for child in kids:
+                try:
+                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"ceir.server.imports" in cmdline:
+                    found.add(int(child))
+                else:
+                    todo.append(int(child))
     return found
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -142,8 +158,10 @@ def test_import_process_ends_with_its_server(tmp_path: Path) -> None:
             call = stub.ImportFeed.future(_messages(maker.read_bytes(), "maker.csv"), timeout=120)
             assert _wait(lambda: bool(_children(served.proc.pid)), 30), "no import process"
             (child,) = _children(served.proc.pid)
-            os.kill(served.proc.pid, signal.SIGKILL)
-            served.proc.wait(10)
+            serving = _parent(child)  # the serving process (the server, or its worker)
+            os.kill(serving, signal.SIGKILL)
+            if serving == served.proc.pid:
+                served.proc.wait(10)
             assert _wait(lambda: not _alive(child), 10), "the import process outlived its server"
             with pytest.raises(grpc.RpcError):
                 call.result(timeout=30)
