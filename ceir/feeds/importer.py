@@ -366,6 +366,7 @@ def import_file(
     private: bool = False,
     bulk: bool | None = None,
     admit: Callable[[int], bool] | None = None,
+    repack: bool = True,
 ) -> ImportSummary:
     """Import feed file *path* of *kind* into *store* on behalf of *actor*.
 
@@ -385,14 +386,15 @@ def import_file(
     :mod:`ceir.feeds.bulk` (the same outcome, faster); None: by size
     (:data:`ceir.feeds.reader.BULK_BYTES`). *admit* is asked, with the number of devices'
     answers the file changes, before anything is written: False stages it too (the rolling
-    24-hour limits of :mod:`ceir.feeds.volume`).
+    24-hour limits of :mod:`ceir.feeds.volume`). *repack* False leaves loose pages to
+    ``ceir compact`` (served imports: single writes would wait behind its one transaction).
     """
     if not private:
         with private_copy(store, path) as copy:
             return import_file(
                 store, kind, copy, actor=actor, fmt=fmt, options=options, progress=progress,
                 report=report, clock=clock, name=name or path.name, stage_above=stage_above,
-                private=True, bulk=bulk, admit=admit,
+                private=True, bulk=bulk, admit=admit, repack=repack,
             )  # fmt: skip
     started = time.monotonic()
     imp = _Import(
@@ -408,7 +410,7 @@ def import_file(
         bulk=bulk,
     )
     try:
-        return _run(imp, started, report, stage_above, admit)
+        return _run(imp, started, report, stage_above, admit, repack)
     finally:
         if imp.bulk is not None:
             imp.bulk.close()  # its spools
@@ -436,6 +438,7 @@ def _run(
     report: Path | None,
     stage_above: int | None,
     admit: Callable[[int], bool] | None,
+    repack: bool,
 ) -> ImportSummary:
     store = imp.store
     digest = file_digest(imp.path)
@@ -497,7 +500,7 @@ def _run(
         imp.follow(WriteOrder(info.get("order", WriteOrder.FILE)))
         duplicates = imp.check(decide=False).duplicates
     info = imp.write(int(info["id"]), info, duplicates)
-    return _finish(imp, digest, int(info["id"]), started, report)
+    return _finish(imp, digest, int(info["id"]), started, report, repack)
 
 
 def _begin(tables: Tables, digest: str, base: dict[str, Any]) -> dict[str, Any]:
@@ -513,7 +516,7 @@ def _begin(tables: Tables, digest: str, base: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finish(
-    imp: _Import, digest: str, origin: int, started: float, report: Path | None
+    imp: _Import, digest: str, origin: int, started: float, report: Path | None, repack: bool
 ) -> ImportSummary:
     store = imp.store
 
@@ -528,8 +531,8 @@ def _finish(
         return info
 
     info = store.write(finish)
-    # A bulk load leaves the hot table's pages about 2/3 full: pack them (issue 12).
-    repack_if_loose(store, int(info["counts"]["added"]))
+    if repack:  # a bulk load leaves pages about 2/3 full: pack them (issue 12)
+        repack_if_loose(store, int(info["counts"]["added"]))
     summary = _summary(imp, digest, ImportState.DONE, info, time.monotonic() - started)
     if summary.rejected_total:
         summary.first_rejects = list(itertools.islice(rejects_of(store, origin), FIRST_REJECTS))

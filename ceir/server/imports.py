@@ -226,6 +226,7 @@ def _child() -> None:
                 stage_lost_stolen_above=job.stage_lost_stolen_above,
                 channel_daily_above=job.channel_daily_above,
                 channel_daily_lost_stolen_above=job.channel_daily_lost_stolen_above,
+                repack=False,  # one long write transaction: single writes would wait
             )  # fmt: skip
         finally:
             store.close()

@@ -188,3 +188,29 @@ def test_compact_command_prints_the_figures_and_exits_5_without_a_store(tmp_path
     missing = CliRunner().invoke(main, ["compact", "--db", str(tmp_path / "none")])
     assert missing.exit_code == EXIT_STORE
     assert missing.output == f"ceir: no ceir store at {tmp_path / 'none'}\n"
+
+
+def test_an_import_told_not_to_repack_leaves_loose_pages_to_compact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``repack=False`` (what a served import passes: the repack is one long write
+    transaction single writes would queue behind) leaves the second import's loose
+    ``details`` pages as they are; the same loads with the default repack them."""
+    monkeypatch.setattr(compact_module, "REPACK_MIN_ADDED", 5_000)
+    tacs, first, second = tmp_path / "tac.csv", tmp_path / "a.csv", tmp_path / "b.csv"
+    generate(Kind.TAC, POOL, tacs)
+    generate(Kind.MANUFACTURER, 20_000, first, seed=1)
+    after = (Kind.MANUFACTURER.code - 1) * 50_000_000 + 20_000
+    generate(Kind.MANUFACTURER, 20_000, second, seed=2, start=after)
+    options = Options(max_new_devices=20_000)
+    slack = {}
+    for repack in (False, True):
+        with open_store(tmp_path / f"db-{repack}") as store:
+            import_file(store, Kind.TAC, tacs, actor="test")
+            for feed in (first, second):
+                import_file(
+                    store, Kind.MANUFACTURER, feed, actor="test", options=options, repack=repack
+                )
+            slack[repack] = table_slack(store, "details")
+    assert slack[False] > 1.3
+    assert slack[True] <= 1.02
