@@ -56,6 +56,22 @@ class Workload:
     def chunks(self) -> list[list[bytes]]:
         return [self.keys[i : i + self.batch] for i in range(0, len(self.keys), self.batch)]
 
+    def requests(
+        self,
+    ) -> tuple[
+        list[eir_pb2.CheckIMEIRequest],
+        list[eir_pb2.CheckIMEIBatchRequest],
+        list[eir_pb2.CheckPackedRequest],
+    ]:
+        """The keys as unary requests, batches of :attr:`batch` and packed calls."""
+        singles = [eir_pb2.CheckIMEIRequest(imei=i) for i in self.imeis]
+        batches = [
+            eir_pb2.CheckIMEIBatchRequest(requests=singles[s : s + self.batch])
+            for s in range(0, len(singles), self.batch)
+        ]
+        packed = [eir_pb2.CheckPackedRequest(keys=b"".join(chunk)) for chunk in self.chunks()]
+        return singles, batches, packed
+
 
 def _canonical(key: bytes) -> str:
     body = f"{int.from_bytes(key, 'big'):014d}"
@@ -167,13 +183,7 @@ def row_check_packed(checker: Checker, work: Workload) -> Row:
 
 
 async def grpc_rows(server: ServerProcess, work: Workload, args: argparse.Namespace) -> list[Row]:
-    imeis = work.imeis
-    singles = [eir_pb2.CheckIMEIRequest(imei=i) for i in imeis]
-    batches = [
-        eir_pb2.CheckIMEIBatchRequest(requests=singles[s : s + work.batch])
-        for s in range(0, len(singles), work.batch)
-    ]
-    packed = [eir_pb2.CheckPackedRequest(keys=b"".join(chunk)) for chunk in work.chunks()]
+    singles, batches, packed = work.requests()
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = eir_pb2_grpc.EquipmentIdentityRegisterStub(channel)
 

@@ -39,7 +39,7 @@ from ceir.feeds.gen import POOL, device_imei, tac_entry
 from ceir.record import Reason, Record, Source, Status
 from ceir.store import open_store
 from ceir.store.compact import repack_devices
-from ceir.v1 import eir_pb2, eir_pb2_grpc
+from ceir.v1 import eir_pb2_grpc
 from loadtest import bench_core
 from loadtest.measure import Row, closed_loop, measure
 from loadtest.serverproc import ServerProcess
@@ -62,12 +62,7 @@ def workload(indexes: range, lookups: int, batch: int) -> bench_core.Workload:
 async def _grpc(
     server: ServerProcess, work: bench_core.Workload, concurrency: int, seconds: float
 ) -> list[Row]:
-    singles = [eir_pb2.CheckIMEIRequest(imei=i) for i in work.imeis]
-    batches = [
-        eir_pb2.CheckIMEIBatchRequest(requests=singles[s : s + work.batch])
-        for s in range(0, len(singles), work.batch)
-    ]
-    packed = [eir_pb2.CheckPackedRequest(keys=b"".join(chunk)) for chunk in work.chunks()]
+    _, batches, packed = work.requests()
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = eir_pb2_grpc.EquipmentIdentityRegisterStub(channel)
 

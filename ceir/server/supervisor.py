@@ -40,7 +40,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ceir import version_text
@@ -144,6 +144,27 @@ def _recorder_dir(settings: Settings) -> Iterator[Path | None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _fork_child(run: Callable[[int, int], int]) -> tuple[int, int]:
+    """Fork a child that runs ``run(parent_pid, ready_fd)`` and exits with its code (an
+    exception is written to the ready pipe as ``error ...``); returns the child's pid and
+    the read end of its ready pipe."""
+    read_fd, write_fd = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read_fd)
+        code = 1
+        try:
+            code = run(parent, write_fd)
+        except BaseException as exc:  # noqa: BLE001 - report anything, then exit
+            with contextlib.suppress(OSError):
+                os.write(write_fd, f"error {exc}\n".encode())
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return pid, read_fd
+
+
 class _Recorder:
     """The site's recorder process (:mod:`ceir.clones.process`), forked from the parent."""
 
@@ -153,22 +174,10 @@ class _Recorder:
         self.pid = 0
 
     def start(self) -> None:
-        read_fd, write_fd = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            code = 1
-            try:
-                code = _recorder(self.settings, self.path, parent, write_fd)
-            except BaseException as exc:  # noqa: BLE001 - report anything, then exit
-                with contextlib.suppress(OSError):
-                    os.write(write_fd, f"error {exc}\n".encode())
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        self.pid = pid
-        _await_ready("the recorder process", pid, read_fd)
+        self.pid, read_fd = _fork_child(
+            lambda parent, ready: _recorder(self.settings, self.path, parent, ready)
+        )
+        _await_ready("the recorder process", self.pid, read_fd)
 
     def stop(self) -> None:
         """SIGTERM; it writes what it holds, up to the grace period and a few seconds."""
@@ -353,21 +362,10 @@ class _Supervisor:
             self._await_ready(slot, pid, fd)
 
     def _fork(self, slot: int) -> tuple[int, int]:
-        read_fd, write_fd = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            os.close(read_fd)
-            code = 1
-            try:
-                path = None if self.recorder is None else self.recorder.path
-                code = _worker(self.settings, slot, parent, write_fd, path)
-            except BaseException as exc:  # noqa: BLE001 - report anything, then exit
-                with contextlib.suppress(OSError):
-                    os.write(write_fd, f"error {exc}\n".encode())
-            finally:
-                os._exit(code)
-        os.close(write_fd)
+        path = None if self.recorder is None else self.recorder.path
+        pid, read_fd = _fork_child(
+            lambda parent, ready: _worker(self.settings, slot, parent, ready, path)
+        )
         self.workers[pid] = slot
         return pid, read_fd
 

@@ -282,15 +282,7 @@ class HotSnapshot:
 
     def device_chunks(self, rows: int = 50_000) -> Iterator[bytes]:
         """Packed device rows (:data:`DEVICE_ROW` bytes each), in key order."""
-        parts: list[bytes] = []
-        for key, value in self.tables.devices.packed_items():
-            parts.append(key)
-            parts.append(value)
-            if len(parts) >= 2 * rows:
-                yield b"".join(parts)
-                parts = []
-        if parts:
-            yield b"".join(parts)
+        return _chunks(self.tables.devices.packed_items(), rows)
 
     def tac_chunks(self, rows: int = 20_000) -> Iterator[bytes]:
         """Packed TAC rows: 8 digits, 2-byte length, value."""
