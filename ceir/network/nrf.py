@@ -141,6 +141,7 @@ class NrfAgent:
         self._client = client
         self._task: asyncio.Task[None] | None = None
         self.registered = False
+        self.sent = False  # a PUT went out: the NRF may hold our profile (answer or not)
         self.registration = self._registration()
         self.period = float(self.registration.heartbeat)
 
@@ -170,7 +171,7 @@ class NrfAgent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self.registered:
+        if self.registered or self.sent:  # a PUT cut short by the stop may have landed
             try:
                 response = await self._http().delete(self.registration.url)
                 if response.status_code not in (200, 204, 404):
@@ -179,13 +180,14 @@ class NrfAgent:
                     log.info("deregistered from the NRF %s", self.registration.nrf)
             except Exception as exc:  # noqa: BLE001 - any transport failure: log, go on
                 log.warning("cannot deregister from the NRF %s: %s", self.registration.nrf, exc)
-            self.registered = False
+            self.registered = self.sent = False
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
     async def _register(self) -> None:
         registration = self.registration
+        self.sent = True
         try:
             response = await self._http().put(registration.url, json=registration.profile())
         except Exception as exc:  # noqa: BLE001 - unreachable NRF: log, retry at the next beat

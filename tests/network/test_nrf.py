@@ -8,8 +8,10 @@ operations the EIR uses and checks each NFProfile against the fields TS 29.510 r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -213,3 +215,43 @@ def test_the_instance_id_is_stable() -> None:
 
     assert instance_id("127.0.0.1", 7777) == instance_id("127.0.0.1", 7777)
     assert instance_id("127.0.0.1", 7777) != instance_id("127.0.0.1", 7778)
+
+
+class _HangingNrf:
+    """An httpx stand-in whose PUT never answers: the request is out, the answer is not."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def put(self, url: str, json: object) -> object:
+        self.calls.append("PUT")
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def delete(self, url: str) -> object:
+        self.calls.append("DELETE")
+        return types.SimpleNamespace(status_code=204)
+
+    async def aclose(self) -> None:
+        self.calls.append("close")
+
+
+def test_a_registration_cut_short_by_the_stop_is_deregistered(
+    demo_store: Store, tmp_path: Path
+) -> None:
+    """A stop that cancels a re-registration in flight still sends the DELETE: the NRF may
+    hold the profile the PUT carried (a stale EIR profile at the NRF otherwise)."""
+    settings = Settings(db=tmp_path, sbi="127.0.0.1:0", nrf="http://127.0.0.1:9")
+    agent = next(f for f in configured(settings, demo_store) if isinstance(f, NrfAgent))
+    client = _HangingNrf()
+
+    async def scenario() -> None:
+        agent.registration = agent._registration()
+        agent._client = client
+        agent._task = asyncio.create_task(agent._register())
+        await asyncio.sleep(0.05)
+        await agent.stop(0)
+
+    asyncio.run(scenario())
+    assert client.calls == ["PUT", "DELETE", "close"]
+    assert not agent.registered
