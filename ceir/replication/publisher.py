@@ -186,8 +186,8 @@ class Relay(BrokerTask):
             return 0
 
     def _alarm(self, what: str) -> None:
-        """Someone else published on the stream: said once per message found, at the
-        publish its sequence check refused or at the look again that found it."""
+        """Someone else published on the stream: said once for the foreign messages a look
+        at the stream finds (after a refused publish or the periodic check)."""
         self.alarms += 1
         log.error(
             "ALARM relay: stream %s has a message the relay did not publish (%s); someone "
