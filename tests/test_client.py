@@ -56,11 +56,8 @@ async def _serving(store: Store, settings: Settings | None = None) -> tuple[Any,
     return server, port
 
 
-def test_concurrent_checks_are_coalesced_and_answered(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """250 concurrent check() calls with max_batch 100 go out as 3 stream messages and
-    each gets its own device's answer."""
+def _batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the batches the server answers from now on (either batch path)."""
     sizes: list[int] = []
     original = Checker.check_batch
 
@@ -78,6 +75,15 @@ def test_concurrent_checks_are_coalesced_and_answered(
 
     monkeypatch.setattr(Checker, "check_batch", counting)
     monkeypatch.setattr(Checker, "check_batch_bytes", counting_bytes)
+    return sizes
+
+
+def test_concurrent_checks_are_coalesced_and_answered(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """250 concurrent check() calls with max_batch 100 go out as 3 stream messages and
+    each gets its own device's answer."""
+    sizes = _batch_sizes(monkeypatch)
     expected = _expected()
     imeis = [list(expected)[i % len(expected)] for i in range(250)]
 
@@ -99,23 +105,7 @@ def test_queued_batches_go_out_as_one_message(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Batches flushed while no write could go out are merged up to max_batch per message."""
-    sizes: list[int] = []
-    original = Checker.check_batch
-
-    def counting(self: Checker, requests: Any, tally: Any = None) -> bytes:
-        sizes.append(len(requests))
-        return original(self, requests, tally)
-
-    original_bytes = Checker.check_batch_bytes
-
-    def counting_bytes(self: Checker, data: bytes, tally: Any = None) -> bytes | None:
-        answer = original_bytes(self, data, tally)
-        if answer is not None:  # else the message is parsed and check_batch counts it
-            sizes.append(len(eir_pb2.CheckIMEIBatchRequest.FromString(data).requests))
-        return answer
-
-    monkeypatch.setattr(Checker, "check_batch", counting)
-    monkeypatch.setattr(Checker, "check_batch_bytes", counting_bytes)
+    sizes = _batch_sizes(monkeypatch)
     expected = _expected()
     imeis = [list(expected)[i % len(expected)] for i in range(90)]
 

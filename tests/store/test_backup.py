@@ -14,8 +14,9 @@ from ceir.cli.app import EXIT_STORE, main
 from ceir.errors import StoreError
 from ceir.record import Reason, Record, Source
 from ceir.store import demo, open_store
-from ceir.store.backup import backup, exclusive, restore, verify
+from ceir.store.backup import backup, restore, verify
 from ceir.store.tables import Tables
+from tests.store._held import held_open
 
 BATCH = 200
 BASE = 5 * 10**12  # TAC 05000000: apart from the demo devices
@@ -147,26 +148,8 @@ def test_restore_refuses_a_store_in_use_and_keeps_the_old_one_aside(tmp_path: Pa
     copied = backup(db, tmp_path / "b")
     with open_store(db) as store:
         store._write_txn(lambda txn: txn.drop(store.devices, delete=False))
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         f"from ceir.store import open_store; s = open_store({str(db)!r}); input()"],
-        stdin=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        import time
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with exclusive(db):
-                    pass
-            except StoreError:
-                break
-            time.sleep(0.05)
-        with pytest.raises(StoreError, match="open in another process"):
-            restore(copied.dest, db, force=True)
-    finally:
-        holder.communicate(b"\n", timeout=10)
+    with held_open(db, timeout=10), pytest.raises(StoreError, match="open in another process"):
+        restore(copied.dest, db, force=True)
     with pytest.raises(StoreError, match="--force"):
         restore(copied.dest, db)
     result = CliRunner().invoke(main, ["restore", str(copied.dest), "--db", str(db), "--force"])

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,7 @@ from ceir.feeds.importer import import_file
 from ceir.record import Reason, Record, Source
 from ceir.store import compact as compact_module
 from ceir.store import open_store
-from ceir.store.backup import exclusive, verify
+from ceir.store.backup import verify
 from ceir.store.compact import (
     compact,
     devices_slack,
@@ -29,6 +26,7 @@ from ceir.store.compact import (
     table_entries,
     table_slack,
 )
+from tests.store._held import held_open
 
 DEVICES = 30_000
 
@@ -154,24 +152,8 @@ def test_compact_refuses_a_store_another_process_has_open(tmp_path: Path) -> Non
     db = tmp_path / "db"
     scattered(db, devices=5_000)
     size = (db / "data.mdb").stat().st_size
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         f"from ceir.store import open_store; s = open_store({str(db)!r}); input()"],
-        stdin=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with exclusive(db):
-                    pass
-            except StoreError:
-                break
-            time.sleep(0.05)
-        with pytest.raises(StoreError, match="open in another process"):
-            compact(db)
-    finally:
-        holder.communicate(b"\n", timeout=20)
+    with held_open(db), pytest.raises(StoreError, match="open in another process"):
+        compact(db)
     assert (db / "data.mdb").stat().st_size == size
     assert verify(db).ok
     assert not list(tmp_path.glob(".db.*"))
